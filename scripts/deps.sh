@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Makes sure the Debian packages xorpatch builds and tests with are present.
+# As root it installs what is missing with apt-get; otherwise it prints the exact
+# command to run and fails, so a build never half-starts without its libraries.
+set -eu
+pkgs="make gcc clang pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libssl-dev libcriterion-dev nodejs npm"
+missing=""
+for p in $pkgs; do
+  # node from another source counts as present when its commands work
+  case $p in
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+  esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+cmd="apt-get update && apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" = 0 ]; then
+  echo "xorpatch: installing missing packages:$missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends $missing >&2
+else
+  echo "xorpatch: missing packages:$missing" >&2
+  echo "xorpatch: run as root:  sudo sh -c '$cmd'" >&2
+  exit 1
+fi

@@ -1,0 +1,68 @@
+/* What the subcommands share: the command table, exit codes, error printing in the
+ * one format (`xorpatch: error: ...` on stderr), output settings (quiet, colour and
+ * progress only on a terminal and never with NO_COLOR), and a progress bar. */
+#ifndef XP_CLI_H
+#define XP_CLI_H
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "xorpatch.h"
+
+/* Documented exit codes (xorpatch --help lists them). */
+enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_BAD_INPUT = 2, EXIT_INTERNAL = 3 };
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    const char *usage; /* the whole --help text */
+    int (*run)(int argc, char **argv);
+} cli_command;
+
+extern const cli_command cli_synth, cli_inspect, cli_tokenize;
+extern const cli_command cli_generate, cli_logits, cli_perplexity;
+
+typedef struct cli_settings {
+    bool quiet;    /* -q: nothing but results and errors */
+    bool terminal; /* stderr is a terminal and NO_COLOR is unset: colour, progress bars */
+    char **argv;   /* the running command's arguments, for messages about them */
+} cli_settings;
+extern cli_settings cli;
+
+/* Prints the library error and returns the exit code its class maps to. */
+int cli_fail(const xp_err *err);
+/* Prints a usage error with a pointer to the command's help; returns EXIT_USAGE. */
+int cli_usage_error(const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Prints `xorpatch: error: ...` and returns EXIT_BAD_INPUT. */
+int cli_input_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Informational line on stderr unless quiet. */
+void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parses the common options every command takes (-q/--quiet, -h/--help) out of argv;
+ * returns -1 to go on, or an exit code (after printing help). */
+int cli_common_option(const cli_command *cmd, int opt);
+
+/* A progress bar on stderr, drawn only on a terminal and not when quiet. */
+typedef struct cli_progress {
+    const char *label;
+    double started;
+    int last_permille;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label);
+void cli_progress_update(void *p, uint64_t done, uint64_t total); /* an xp_progress_fn */
+void cli_progress_end(cli_progress *p);
+double cli_now(void);
+
+/* Parses a positive integer option value; -1 when it is not one. */
+long cli_parse_count(const char *s);
+/* Parses "-t N": sets the thread count for everything that follows. */
+int cli_set_threads(const char *command, const char *value);
+/* Opens a model and applies --kernel when given; prints the error itself. */
+int cli_open_model(const char *path, const char *kernel, xp_model **out);
+/* Reads a whole file (malloc'd, NUL-terminated). */
+int cli_read_file(const char *path, char **out, size_t *len, xp_err *err);
+
+/* Finds the reference vocabulary: --tokenizer, then $XORPATCH_TOKENIZER, then the npm
+ * cache the build fills. Loads a tokenizer.json or a GGUF's tokenizer keys. */
+int cli_load_vocab(const char *path, xp_vocab **out, xp_err *err);
+#endif

@@ -1,0 +1,81 @@
+/* The xorpatch program: `xorpatch COMMAND [options]`. Finds the command in the table,
+ * sets the output conventions every command shares, and documents the exit codes. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const cli_command *const commands[] = {&cli_synth,    &cli_inspect, &cli_tokenize,
+                                              &cli_generate, &cli_logits,  &cli_perplexity};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void print_help(FILE *out)
+{
+    fprintf(out,
+            "xorpatch %s: sparse XOR patches for 1-bit (Q1_0) Qwen3 language models\n"
+            "\n"
+            "Usage: xorpatch COMMAND [options]\n"
+            "       xorpatch help COMMAND     the options of one command\n"
+            "       xorpatch --version\n"
+            "\n"
+            "Commands:\n",
+            XP_VERSION);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+    fprintf(out, "\n"
+                 "Every command takes -q/--quiet and -h/--help. Progress and colour are shown\n"
+                 "only on a terminal, never when NO_COLOR is set. Errors go to stderr as\n"
+                 "'xorpatch: error: ...'.\n"
+                 "\n"
+                 "Exit codes: 0 ok, 1 usage error, 2 bad input (a file, a value, a model),\n"
+                 "3 internal error (out of memory, a bug).\n");
+}
+
+static const cli_command *find(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i]->name, name) == 0)
+            return commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const char *no_color = getenv("NO_COLOR");
+    cli.terminal = isatty(STDERR_FILENO) && !(no_color && *no_color);
+    if (argc < 2) {
+        print_help(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
+        print_help(stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(name, "--version") || !strcmp(name, "version")) {
+        printf("xorpatch %s\n", XP_VERSION);
+        return EXIT_OK;
+    }
+    if (!strcmp(name, "help")) {
+        if (argc < 3) {
+            print_help(stdout);
+            return EXIT_OK;
+        }
+        const cli_command *cmd = find(argv[2]);
+        if (!cmd)
+            return cli_usage_error("", "unknown command '%s'", argv[2]);
+        fputs(cmd->usage, stdout);
+        return EXIT_OK;
+    }
+    const cli_command *cmd = find(name);
+    if (!cmd) {
+        fprintf(stderr, "xorpatch: error: unknown command '%s'\nTry 'xorpatch --help'.\n", name);
+        return EXIT_USAGE;
+    }
+    opterr = 0; /* the commands report bad options in the program's own format */
+    cli.argv = argv + 1;
+    return cmd->run(argc - 1, argv + 1);
+}

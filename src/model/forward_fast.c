@@ -1,0 +1,233 @@
+/* The fast forward path: every new token of every sequence packed into one batch, so
+ * each weight row is read once per layer for all tokens. Inputs of a Q1_0 matrix are
+ * quantised per 128-block to int8 once and multiplied by the kernel chosen at open;
+ * rows are shared out among threads in chunks. Each output value is computed by one
+ * thread with one fixed sequence of operations that depends on nothing but its own
+ * token's inputs, so a sequence's logits are bit-identical alone or in any batch, on any
+ * number of threads. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/forward.h"
+#include "model/ops.h"
+
+#define ROW_CHUNK 64
+
+typedef struct fast_batch {
+    size_t T;
+    const int32_t *const *tok_src;
+    int32_t *tok;
+    size_t *pos;
+    xp_kv **kv;
+    float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *cos_v, *sin_v;
+    xp_qact qa;
+} fast_batch;
+
+/* y[t][r] = W[r] . x[t] for all T tokens: quantised kernels for Q1_0, fp32 otherwise. */
+static void matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, const float *x,
+                   size_t T, float *y, size_t ldy)
+{
+    int64_t chunks = (w->ne1 + ROW_CHUNK - 1) / ROW_CHUNK;
+    if (w->type == XP_TYPE_Q1_0) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t c = 0; c < chunks; c++) {
+            int64_t r0 = c * ROW_CHUNK, r1 = r0 + ROW_CHUNK < w->ne1 ? r0 + ROW_CHUNK : w->ne1;
+            m->kern->matmul(w, qa, y, ldy, r0, r1);
+        }
+        return;
+    }
+#pragma omp parallel
+    {
+        float *row = malloc((size_t)w->ne0 * sizeof *row);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < chunks; c++)
+            for (int64_t r = c * ROW_CHUNK; r < w->ne1 && r < (c + 1) * ROW_CHUNK; r++) {
+                xp_weight_row(w, r, row);
+                for (size_t t = 0; t < T; t++)
+                    y[t * ldy + (size_t)r] = xp_dot_f32(row, x + t * (size_t)w->ne0,
+                                                        (size_t)w->ne0);
+            }
+        free(row);
+    }
+}
+
+/* Quantises T rows of x (K wide) for the Q1_0 matrices that read them. */
+static int quantize(const xp_model *m, xp_qact *qa, const float *x, size_t T, int64_t K)
+{
+    int rc = xp_qact_quantize(qa, x, T, K);
+    if (!rc && m->kern->prepare)
+        rc = m->kern->prepare(qa);
+    return rc;
+}
+
+static void rmsnorm_rows(float *out, const float *x, const float *w, size_t T, size_t n,
+                         float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t t = 0; t < T; t++)
+        xp_rmsnorm(out + t * n, x + t * n, w, n, eps);
+}
+
+static int attention(const xp_model *m, uint32_t l, fast_batch *b)
+{
+    const xp_shape *s = &m->shape;
+    size_t hd = s->head_dim, half = hd / 2, group = s->n_head / s->n_head_kv;
+    size_t qd = (size_t)s->n_head * hd, kvd = (size_t)s->n_head_kv * hd;
+    const xp_layer *L = &m->layers[l];
+    /* per-head q/k norms and RoPE, then the new keys and values into their caches */
+#pragma omp parallel for schedule(static)
+    for (size_t t = 0; t < b->T; t++) {
+        const float *c = b->cos_v + t * half, *sn = b->sin_v + t * half;
+        for (uint32_t h = 0; h < s->n_head; h++) {
+            float *qh = b->q + t * qd + h * hd;
+            xp_rmsnorm(qh, qh, L->q_norm, hd, s->rms_eps);
+            xp_rope_apply(qh, half, c, sn);
+        }
+        for (uint32_t h = 0; h < s->n_head_kv; h++) {
+            float *kh = b->k + t * kvd + h * hd;
+            xp_rmsnorm(kh, kh, L->k_norm, hd, s->rms_eps);
+            xp_rope_apply(kh, half, c, sn);
+        }
+        memcpy(xp_kv_k(b->kv[t], l, b->pos[t]), b->k + t * kvd, kvd * sizeof(float));
+        memcpy(xp_kv_v(b->kv[t], l, b->pos[t]), b->v + t * kvd, kvd * sizeof(float));
+    }
+    size_t max_pos = 0;
+    for (size_t t = 0; t < b->T; t++)
+        max_pos = b->pos[t] > max_pos ? b->pos[t] : max_pos;
+    float scale = 1.0f / sqrtf((float)hd);
+    int ok = 1;
+#pragma omp parallel reduction(& : ok)
+    {
+        float *scores = malloc((max_pos + 1) * sizeof *scores);
+        ok = scores != NULL;
+#pragma omp for schedule(dynamic, 4)
+        for (size_t i = 0; i < b->T * s->n_head; i++) {
+            size_t t = i / s->n_head, h = i % s->n_head, kvh = h / group;
+            if (scores)
+                xp_attend(b->q + t * qd + h * hd, xp_kv_k(b->kv[t], l, 0) + kvh * hd,
+                          xp_kv_v(b->kv[t], l, 0) + kvh * hd, b->pos[t] + 1, kvd, hd, scale,
+                          scores, b->att + t * qd + h * hd);
+        }
+        free(scores);
+    }
+    return ok ? XP_OK : XP_ENOMEM;
+}
+
+static void add_rows(float *x, const float *o, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        x[i] += o[i];
+}
+
+static int layer_forward(const xp_model *m, uint32_t l, fast_batch *b)
+{
+    const xp_shape *s = &m->shape;
+    const xp_layer *L = &m->layers[l];
+    size_t T = b->T, E = s->n_embd, F = s->n_ff;
+    size_t qd = (size_t)s->n_head * s->head_dim, kvd = (size_t)s->n_head_kv * s->head_dim;
+    int rc;
+    rmsnorm_rows(b->xb, b->x, L->attn_norm, T, E, s->rms_eps);
+    if ((rc = quantize(m, &b->qa, b->xb, T, (int64_t)E)))
+        return rc;
+    matmul(m, &L->wq, &b->qa, b->xb, T, b->q, qd);
+    matmul(m, &L->wk, &b->qa, b->xb, T, b->k, kvd);
+    matmul(m, &L->wv, &b->qa, b->xb, T, b->v, kvd);
+    if ((rc = attention(m, l, b)) || (rc = quantize(m, &b->qa, b->att, T, (int64_t)qd)))
+        return rc;
+    matmul(m, &L->wo, &b->qa, b->att, T, b->o, E);
+    add_rows(b->x, b->o, T * E);
+
+    rmsnorm_rows(b->xb, b->x, L->ffn_norm, T, E, s->rms_eps);
+    if ((rc = quantize(m, &b->qa, b->xb, T, (int64_t)E)))
+        return rc;
+    matmul(m, &L->gate, &b->qa, b->xb, T, b->gate, F);
+    matmul(m, &L->up, &b->qa, b->xb, T, b->up, F);
+#pragma omp parallel for schedule(static)
+    for (size_t t = 0; t < T; t++)
+        xp_swiglu(b->gate + t * F, b->gate + t * F, b->up + t * F, F);
+    if ((rc = quantize(m, &b->qa, b->gate, T, (int64_t)F)))
+        return rc;
+    matmul(m, &L->down, &b->qa, b->gate, T, b->o, E);
+    add_rows(b->x, b->o, T * E);
+    return XP_OK;
+}
+
+static void free_batch(fast_batch *b)
+{
+    float *all[] = {b->x, b->xb, b->q, b->k, b->v, b->att, b->o, b->gate, b->up, b->cos_v,
+                    b->sin_v};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+    free(b->tok);
+    free(b->pos);
+    free(b->kv);
+    xp_qact_free(&b->qa);
+}
+
+static int alloc_batch(const xp_shape *s, size_t T, fast_batch *b)
+{
+    size_t qd = (size_t)s->n_head * s->head_dim, kvd = (size_t)s->n_head_kv * s->head_dim;
+    size_t half = s->head_dim / 2;
+    size_t sizes[] = {s->n_embd, s->n_embd, qd, kvd, kvd, qd, s->n_embd, s->n_ff, s->n_ff,
+                      half, half};
+    float **ptrs[] = {&b->x, &b->xb, &b->q, &b->k, &b->v, &b->att, &b->o, &b->gate, &b->up,
+                      &b->cos_v, &b->sin_v};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        ok &= (*ptrs[i] = malloc(T * sizes[i] * sizeof(float))) != NULL;
+    ok &= (b->tok = malloc(T * sizeof *b->tok)) != NULL;
+    ok &= (b->pos = malloc(T * sizeof *b->pos)) != NULL;
+    ok &= (b->kv = malloc(T * sizeof *b->kv)) != NULL;
+    b->T = T;
+    return ok ? XP_OK : XP_ENOMEM;
+}
+
+int xp_forward_fast(xp_model *m, const xp_fwd_seq *seqs, size_t n, float *logits, xp_err *err)
+{
+    const xp_shape *s = &m->shape;
+    size_t T = 0, n_out = 0;
+    for (size_t i = 0; i < n; i++)
+        T += seqs[i].n_tokens;
+    if (T == 0)
+        return XP_OK;
+    fast_batch b = {0};
+    int rc = alloc_batch(s, T, &b);
+    if (rc) {
+        free_batch(&b);
+        return xp_err_set(err, XP_ENOMEM, "out of memory for a batch of %zu tokens", T);
+    }
+    size_t half = s->head_dim / 2;
+    for (size_t i = 0, t = 0; i < n; i++)
+        for (size_t j = 0; j < seqs[i].n_tokens; j++, t++) {
+            b.tok[t] = seqs[i].tokens[j];
+            b.pos[t] = seqs[i].kv->len + j;
+            b.kv[t] = seqs[i].kv;
+            n_out += xp_fwd_wants(&seqs[i], j);
+        }
+#pragma omp parallel for schedule(static)
+    for (size_t t = 0; t < T; t++) {
+        xp_weight_row(&m->tok_embd, b.tok[t], b.x + t * s->n_embd);
+        xp_rope_angles((int64_t)b.pos[t], half, s->rope_base, b.cos_v + t * half,
+                       b.sin_v + t * half);
+    }
+    for (uint32_t l = 0; l < s->n_layer && !rc; l++)
+        rc = layer_forward(m, l, &b);
+    if (!rc && n_out) {
+        /* final norm and LM head for the wanted tokens only */
+        for (size_t i = 0, t = 0, o = 0; i < n; i++)
+            for (size_t j = 0; j < seqs[i].n_tokens; j++, t++)
+                if (xp_fwd_wants(&seqs[i], j))
+                    xp_rmsnorm(b.xb + o++ * s->n_embd, b.x + t * s->n_embd, m->output_norm,
+                               s->n_embd, s->rms_eps);
+        if (!(rc = quantize(m, &b.qa, b.xb, n_out, (int64_t)s->n_embd)))
+            matmul(m, &m->output, &b.qa, b.xb, n_out, logits, s->n_vocab);
+    }
+    if (!rc)
+        for (size_t i = 0; i < n; i++)
+            seqs[i].kv->len += seqs[i].n_tokens;
+    free_batch(&b);
+    return rc ? xp_err_set(err, rc, "out of memory in the forward pass") : XP_OK;
+}

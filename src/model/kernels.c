@@ -1,0 +1,126 @@
+/* Activation quantisation (shared by every kernel, so all see the same integers), the
+ * portable C kernel that defines the arithmetic, and the run-time choice of the best
+ * kernel the CPU supports (XORPATCH_KERNEL in the environment can name another). */
+#include "model/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+int xp_qact_quantize(xp_qact *x, const float *in, size_t T, int64_t K)
+{
+    int64_t nb = K / XP_Q1_0_WEIGHTS;
+    if (T > x->cap_T || K != x->K) {
+        free(x->q), free(x->s), free(x->sum);
+        x->q = malloc(T * (size_t)K);
+        x->s = malloc(T * (size_t)nb * sizeof *x->s);
+        x->sum = malloc(T * (size_t)nb * sizeof *x->sum);
+        x->cap_T = (x->q && x->s && x->sum) ? T : 0;
+        if (!x->cap_T)
+            return XP_ENOMEM;
+    }
+    x->T = T;
+    x->K = K;
+    x->nb = nb;
+    for (size_t t = 0; t < T; t++)
+        for (int64_t b = 0; b < nb; b++) {
+            const float *v = in + t * (size_t)K + b * XP_Q1_0_WEIGHTS;
+            int8_t *q = x->q + t * (size_t)K + b * XP_Q1_0_WEIGHTS;
+            float amax = 0;
+            for (int j = 0; j < XP_Q1_0_WEIGHTS; j++)
+                amax = fmaxf(amax, fabsf(v[j]));
+            float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+            int32_t sum = 0;
+            for (int j = 0; j < XP_Q1_0_WEIGHTS; j++) {
+                int32_t qi = (int32_t)lrintf(v[j] * inv);
+                qi = qi > 127 ? 127 : qi < -127 ? -127 : qi;
+                q[j] = (int8_t)qi;
+                sum += qi;
+            }
+            x->s[t * (size_t)nb + b] = s;
+            x->sum[t * (size_t)nb + b] = sum;
+        }
+    return XP_OK;
+}
+
+void xp_qact_free(xp_qact *x)
+{
+    free(x->q), free(x->s), free(x->sum), free(x->packed);
+    memset(x, 0, sizeof *x);
+}
+
+static void matmul_portable(const xp_weight *w, const xp_qact *x, float *y, size_t ldy,
+                            int64_t r0, int64_t r1)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
+        for (size_t t = 0; t < x->T; t++) {
+            const int8_t *q = x->q + t * (size_t)x->K;
+            float acc = 0;
+            for (int64_t b = 0; b < x->nb; b++) {
+                const uint8_t *blk = row + b * XP_Q1_0_BYTES;
+                float d = xp_fp16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+                int32_t m = 0;
+                for (int j = 0; j < XP_Q1_0_WEIGHTS; j++)
+                    m += (blk[2 + j / 8] >> (j % 8)) & 1 ? q[b * XP_Q1_0_WEIGHTS + j] : 0;
+                int32_t i = 2 * m - x->sum[t * (size_t)x->nb + b];
+                acc = fmaf(d * x->s[t * (size_t)x->nb + b], (float)i, acc);
+            }
+            y[t * ldy + (size_t)r] = acc;
+        }
+    }
+}
+
+const xp_kernels xp_kernels_portable = {"portable", NULL, matmul_portable};
+
+static bool runnable(const xp_kernels *k)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (k == &xp_kernels_avx512)
+        return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+    if (k == &xp_kernels_avx2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return k == &xp_kernels_portable;
+}
+
+static const xp_kernels *const all[] = {
+#if defined(__x86_64__)
+    &xp_kernels_avx512, &xp_kernels_avx2,
+#endif
+    &xp_kernels_portable};
+
+const xp_kernels *xp_kernels_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(all[i]->name, name) == 0 && runnable(all[i]))
+            return all[i];
+    return NULL;
+}
+
+const xp_kernels *xp_kernels_best(void)
+{
+    const char *want = getenv("XORPATCH_KERNEL");
+    const xp_kernels *k = want && *want ? xp_kernels_find(want) : NULL;
+    if (k)
+        return k;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (runnable(all[i]))
+            return all[i];
+    return &xp_kernels_portable;
+}
+
+const char *const *xp_kernels_available(void)
+{
+    static const char *names[sizeof all / sizeof all[0] + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (runnable(all[i]))
+            names[n++] = all[i]->name;
+    names[n] = NULL;
+    return names;
+}

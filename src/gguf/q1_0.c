@@ -23,8 +23,9 @@ void xp_q1_0_dequant_row(const uint8_t *row, int64_t ne0, float *out)
     for (int64_t b = 0; b < ne0 / XP_Q1_0_WEIGHTS; b++) {
         const uint8_t *block = row + b * XP_Q1_0_BYTES;
         float d = xp_fp16_to_f32(block_d(block));
+        const float sign[2] = {-d, d}; /* indexed, not branched: the bits are random */
         for (int j = 0; j < XP_Q1_0_WEIGHTS; j++)
-            out[b * XP_Q1_0_WEIGHTS + j] = (block[2 + j / 8] >> (j % 8)) & 1 ? d : -d;
+            out[b * XP_Q1_0_WEIGHTS + j] = sign[(block[2 + j / 8] >> (j % 8)) & 1];
     }
 }
 

@@ -64,7 +64,7 @@ static void matmul_portable(const xp_weight *w, const xp_qact *x, float *y, size
                 float d = xp_fp16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
                 int32_t m = 0;
                 for (int j = 0; j < XP_Q1_0_WEIGHTS; j++)
-                    m += (blk[2 + j / 8] >> (j % 8)) & 1 ? q[b * XP_Q1_0_WEIGHTS + j] : 0;
+                    m += q[b * XP_Q1_0_WEIGHTS + j] * ((blk[2 + j / 8] >> (j % 8)) & 1);
                 int32_t i = 2 * m - x->sum[t * (size_t)x->nb + b];
                 acc = fmaf(d * x->s[t * (size_t)x->nb + b], (float)i, acc);
             }

@@ -10,14 +10,14 @@ SHARED   ?= $(abspath ../shared)
 CACHE    ?= $(ROOT)/.cache
 PKGS     := libcjson libpcre2-8 libutf8proc openssl
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
-CFLAGS   ?= -O2 -g
+CFLAGS   ?= -O2 -g -fvect-cost-model=dynamic
 CFLAGS   += -std=c17 -D_GNU_SOURCE $(WARN) -fopenmp -ffp-contract=off -Iinclude -Isrc \
             -DXP_DEFAULT_CACHE='"$(CACHE)"'
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS   = $(PKG_LIBS) -fopenmp -lm
 
-LIB_SRC  := $(sort $(wildcard src/core/*.c src/gguf/*.c src/tok/*.c src/model/*.c))
+LIB_SRC  := $(sort $(wildcard src/core/*.c src/gguf/*.c src/tok/*.c src/model/*.c src/patch/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 BENCH_SRC:= $(sort $(wildcard bench/*.c))
@@ -64,7 +64,9 @@ $(eval $(call flavour,$(BUILD)/asan,$(SAN)))
 
 # Tests find the test data and tools through the environment; tests that need
 # ../shared skip (and say why) when it is absent.
-TEST_ENV := XP_SHARED=$(SHARED) XP_BIN=$(ROOT)/$(BUILD)/xorpatch XP_ROOT=$(ROOT) \
+# Passive waiting: two test processes share the cores, and spinning OpenMP threads
+# would starve each other.
+TEST_ENV := OMP_WAIT_POLICY=passive XP_SHARED=$(SHARED) XP_BIN=$(ROOT)/$(BUILD)/xorpatch XP_ROOT=$(ROOT) \
             XP_CACHE=$(CACHE) XP_TMP=$(ROOT)/$(BUILD)/tmp
 TEST_JOBS ?= 2
 

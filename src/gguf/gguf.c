@@ -165,8 +165,8 @@ static int read_kv(cursor *c, xp_gguf *g, index_tables *ix)
     for (size_t i = 0; i < g->n_kv; i++) {
         xp_gguf_kv *kv = &g->kv[i];
         uint64_t at = c->off;
-        const uint8_t *key;
-        uint64_t klen;
+        const uint8_t *key = NULL;
+        uint64_t klen = 0;
         char field[96];
         snprintf(field, sizeof field, "key %zu", i);
         int rc = take_string(c, &key, &klen, field);
@@ -212,8 +212,8 @@ static int read_tensor_infos(cursor *c, xp_gguf *g, index_tables *ix)
         uint64_t at = c->off;
         char field[128];
         snprintf(field, sizeof field, "tensor %zu name", i);
-        const uint8_t *name;
-        uint64_t nlen;
+        const uint8_t *name = NULL;
+        uint64_t nlen = 0;
         int rc = take_string(c, &name, &nlen, field);
         if (rc)
             return rc;

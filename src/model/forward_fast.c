@@ -93,25 +93,43 @@ static int attention(const xp_model *m, uint32_t l, fast_batch *b)
         memcpy(xp_kv_k(b->kv[t], l, b->pos[t]), b->k + t * kvd, kvd * sizeof(float));
         memcpy(xp_kv_v(b->kv[t], l, b->pos[t]), b->v + t * kvd, kvd * sizeof(float));
     }
-    size_t max_pos = 0;
+    /* queries of one sequence and one head go in blocks that share each key and value
+     * read; the arithmetic per query is xp_attend's whatever the block holds */
+    size_t max_pos = 0, n_tasks = 0;
     for (size_t t = 0; t < b->T; t++)
         max_pos = b->pos[t] > max_pos ? b->pos[t] : max_pos;
+    size_t *task_t0 = malloc((b->T + 1) * sizeof *task_t0);
+    if (!task_t0)
+        return XP_ENOMEM;
+    for (size_t t = 0; t < b->T; t++)
+        if (t == 0 || b->kv[t] != b->kv[t - 1] || t - task_t0[n_tasks - 1] == XP_ATTEND_BLOCK)
+            task_t0[n_tasks++] = t;
+    task_t0[n_tasks] = b->T;
     float scale = 1.0f / sqrtf((float)hd);
     int ok = 1;
 #pragma omp parallel reduction(& : ok)
     {
-        float *scores = malloc((max_pos + 1) * sizeof *scores);
+        float *scores = malloc(XP_ATTEND_BLOCK * (max_pos + 1) * sizeof *scores);
         ok = scores != NULL;
-#pragma omp for schedule(dynamic, 4)
-        for (size_t i = 0; i < b->T * s->n_head; i++) {
-            size_t t = i / s->n_head, h = i % s->n_head, kvh = h / group;
+#pragma omp for schedule(dynamic, 1)
+        for (size_t i = 0; i < n_tasks * s->n_head; i++) {
+            size_t task = i / s->n_head, h = i % s->n_head, kvh = h / group;
+            size_t t0 = task_t0[task], nq = task_t0[task + 1] - t0;
+            const float *q[XP_ATTEND_BLOCK];
+            float *out[XP_ATTEND_BLOCK];
+            size_t n[XP_ATTEND_BLOCK];
+            for (size_t j = 0; j < nq; j++) {
+                q[j] = b->q + (t0 + j) * qd + h * hd;
+                out[j] = b->att + (t0 + j) * qd + h * hd;
+                n[j] = b->pos[t0 + j] + 1;
+            }
             if (scores)
-                xp_attend(b->q + t * qd + h * hd, xp_kv_k(b->kv[t], l, 0) + kvh * hd,
-                          xp_kv_v(b->kv[t], l, 0) + kvh * hd, b->pos[t] + 1, kvd, hd, scale,
-                          scores, b->att + t * qd + h * hd);
+                xp_attend_block(q, n, nq, xp_kv_k(b->kv[t0], l, 0) + kvh * hd,
+                                xp_kv_v(b->kv[t0], l, 0) + kvh * hd, kvd, hd, scale, scores, out);
         }
         free(scores);
     }
+    free(task_t0);
     return ok ? XP_OK : XP_ENOMEM;
 }
 

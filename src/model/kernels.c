@@ -30,7 +30,7 @@ int xp_qact_quantize(xp_qact *x, const float *in, size_t T, int64_t K)
             int8_t *q = x->q + t * (size_t)K + b * XP_Q1_0_WEIGHTS;
             float amax = 0;
             for (int j = 0; j < XP_Q1_0_WEIGHTS; j++)
-                amax = fmaxf(amax, fabsf(v[j]));
+                amax = fabsf(v[j]) > amax ? fabsf(v[j]) : amax;
             float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
             int32_t sum = 0;
             for (int j = 0; j < XP_Q1_0_WEIGHTS; j++) {
@@ -81,9 +81,11 @@ static bool runnable(const xp_kernels *k)
     __builtin_cpu_init();
     if (k == &xp_kernels_avx512)
         return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
     if (k == &xp_kernels_avx2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
 #endif
     return k == &xp_kernels_portable;
 }

@@ -5,9 +5,10 @@
  *    VPDPBUSD sums the selected activations, and 16 rows' partial sums are reduced
  *    together by a transposing add tree;
  *  - many tokens (prefill, probe batches): 16 tokens in the lanes. Activations are packed
- *    once per matrix input as [token group][block][quad][16 tokens][4 bytes]; each nibble
- *    of a weight row becomes a broadcast 0/1 byte pattern from a 16-entry table, so one
- *    VPDPBUSD does 16 tokens x 4 inputs, and a weight nibble is reused for 4 token groups.
+ *    once per matrix input as [token group][block][quad][16 tokens][4 bytes]; a strip of 4
+ *    rows has each nibble of its sign bits expanded (PDEP) into a 0/1 byte pattern once,
+ *    then one broadcast pattern times one packed vector is a VPDPBUSD of 16 tokens x 4
+ *    inputs, and each packed load feeds 4 rows.
  * Both end every block with fmaf(d * s, (float)(2m - sum), acc) in block order. */
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -19,9 +20,7 @@
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
 #define QUADS (XP_Q1_0_WEIGHTS / 4)
-#define TG 16   /* tokens per group (lanes) */
-#define TGS 4   /* token groups sharing one weight nibble */
-#define ROWS 4  /* rows sharing one packed activation load */
+#define TG 16 /* tokens per group (lanes) */
 
 /* Sum of each vector's 16 lanes, vector i's sum in lane i. */
 TARGET static __m512i reduce16(__m512i v[16])
@@ -46,9 +45,12 @@ TARGET static __m512i reduce16(__m512i v[16])
 TARGET static void rows16(const xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0)
 {
     const __m512i ones = _mm512_set1_epi8(1);
-    const uint8_t *rows[16];
-    for (int i = 0; i < 16; i++)
-        rows[i] = w->data + (uint64_t)(r0 + i) * w->row_bytes;
+    const uint8_t *base = w->data + (uint64_t)r0 * w->row_bytes;
+    /* the 16 rows' scales are gathered (as dwords whose low half is d), not assembled from
+     * scalar stores, which would stall store forwarding on every block */
+    const __m512i row_off = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                                 11, 12, 13, 14, 15),
+                                               _mm512_set1_epi32((int)w->row_bytes));
     for (size_t t = 0; t < x->T; t++) {
         const int8_t *q = x->q + t * (size_t)x->K;
         const float *s = x->s + t * (size_t)x->nb;
@@ -57,21 +59,23 @@ TARGET static void rows16(const xp_weight *w, const xp_qact *x, float *y, size_t
         for (int64_t b = 0; b < x->nb; b++) {
             __m512i xlo = _mm512_loadu_si512(q + b * XP_Q1_0_WEIGHTS);
             __m512i xhi = _mm512_loadu_si512(q + b * XP_Q1_0_WEIGHTS + 64);
+            const uint8_t *col = base + b * XP_Q1_0_BYTES;
             __m512i part[16];
-            uint16_t dh[16];
             for (int i = 0; i < 16; i++) {
-                const uint8_t *blk = rows[i] + b * XP_Q1_0_BYTES;
+                const uint8_t *blk = col + (size_t)i * w->row_bytes;
+                /* sixteen rows are sixteen streams: fetch ahead, the prefetcher lags */
+                _mm_prefetch((const char *)blk + 16 * XP_Q1_0_BYTES, _MM_HINT_T1);
                 uint64_t lo, hi;
                 memcpy(&lo, blk + 2, 8);
                 memcpy(&hi, blk + 10, 8);
-                memcpy(&dh[i], blk, 2);
                 __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
                                                 _mm512_maskz_mov_epi8(lo, ones), xlo);
                 part[i] = _mm512_dpbusd_epi32(p, _mm512_maskz_mov_epi8(hi, ones), xhi);
             }
             __m512i m = reduce16(part);
             __m512i iv = _mm512_sub_epi32(_mm512_add_epi32(m, m), _mm512_set1_epi32(sum[b]));
-            __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dh));
+            __m512i dw = _mm512_i32gather_epi32(row_off, (const void *)col, 1);
+            __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw));
             __m512 ds = _mm512_mul_ps(d, _mm512_set1_ps(s[b]));
             acc = _mm512_fmadd_ps(ds, _mm512_cvtepi32_ps(iv), acc);
         }
@@ -79,19 +83,21 @@ TARGET static void rows16(const xp_weight *w, const xp_qact *x, float *y, size_t
     }
 }
 
-/* The packed layout: for token group g (16 tokens, the last padded with zeros), block b
- * and quad k, 64 bytes: token j's inputs 4k..4k+3 of block b at bytes 4j..4j+3. */
-static size_t packed_index(const xp_qact *x, size_t g, int64_t b, int k)
-{
-    return ((g * (size_t)x->nb + (size_t)b) * QUADS + (size_t)k) * 64;
-}
+/* The packed layout: for token group g (16 tokens, the last padded with zeros) and block
+ * b, GROUP_BLOCK bytes: 32 quads of 64 bytes (token j's inputs 4k..4k+3 at bytes
+ * 4j..4j+3 of quad k), then the 16 tokens' scales (float) and sums (int32). */
+#define QBYTES (QUADS * 64)
+#define GROUP_BLOCK (QBYTES + 64 + 64)
+#define NG 3 /* token groups per tile; the packing pads to a multiple of it */
+
+static size_t padded_groups(size_t T) { return ((T + TG - 1) / TG + NG - 1) / NG * NG; }
 
 static int prepare(xp_qact *x)
 {
     if (x->T < TG)
         return XP_OK; /* few tokens take the rows-in-lanes kernel, which reads q itself */
-    size_t groups = (x->T + TG - 1) / TG;
-    size_t need = groups * (size_t)x->nb * QUADS * 64;
+    size_t groups = padded_groups(x->T);
+    size_t need = groups * (size_t)x->nb * GROUP_BLOCK;
     if (need > x->cap_packed) {
         free(x->packed);
         x->packed = aligned_alloc(64, need);
@@ -100,88 +106,148 @@ static int prepare(xp_qact *x)
             return XP_ENOMEM;
     }
     for (size_t g = 0; g < groups; g++)
-        for (int64_t b = 0; b < x->nb; b++)
-            for (int k = 0; k < QUADS; k++) {
-                int8_t *dst = x->packed + packed_index(x, g, b, k);
-                for (int j = 0; j < TG; j++) {
-                    size_t t = g * TG + (size_t)j;
-                    if (t < x->T)
-                        memcpy(dst + 4 * j, x->q + t * (size_t)x->K + b * 128 + 4 * k, 4);
-                    else
-                        memset(dst + 4 * j, 0, 4);
+        for (int64_t b = 0; b < x->nb; b++) {
+            int8_t *dst = x->packed + (g * (size_t)x->nb + (size_t)b) * GROUP_BLOCK;
+            float *s = (float *)(dst + QBYTES);
+            int32_t *sum = (int32_t *)(dst + QBYTES + 64);
+            for (int j = 0; j < TG; j++) {
+                size_t t = g * TG + (size_t)j;
+                if (t >= x->T) {
+                    for (int k = 0; k < QUADS; k++)
+                        memset(dst + k * 64 + 4 * j, 0, 4);
+                    s[j] = 0;
+                    sum[j] = 0;
+                    continue;
                 }
+                const int8_t *src = x->q + t * (size_t)x->K + b * XP_Q1_0_WEIGHTS;
+                for (int k = 0; k < QUADS; k++)
+                    memcpy(dst + k * 64 + 4 * j, src + 4 * k, 4);
+                s[j] = x->s[t * (size_t)x->nb + (size_t)b];
+                sum[j] = x->sum[t * (size_t)x->nb + (size_t)b];
             }
+        }
     return XP_OK;
 }
 
-/* Byte patterns of a nibble: byte i is bit i of the nibble. */
-static const uint32_t nibble_bytes[16] = {
-    0x00000000, 0x00000001, 0x00000100, 0x00000101, 0x00010000, 0x00010001, 0x00010100,
-    0x00010101, 0x01000000, 0x01000001, 0x01000100, 0x01000101, 0x01010000, 0x01010001,
-    0x01010100, 0x01010101};
+/* A strip of NR rows, expanded once for all token groups: for row r and block b, 32
+ * broadcastable u32 patterns (byte i of pattern k is sign bit 4k+i) and the scale d. */
+#define NR 4
+typedef struct strip {
+    uint32_t *pat; /* [NR][nb][QUADS] */
+    float *d;      /* [NR][nb] */
+} strip;
 
-/* ROWS rows from r0 and ng (1..TGS) token groups from g0, tokens in lanes. */
-TARGET static void tokens_tile(const xp_weight *w, const xp_qact *x, float *y, size_t ldy,
-                               int64_t r0, size_t g0, int ng)
+__attribute__((target("bmi2,f16c"))) static void expand_strip(const xp_weight *w, int64_t r0,
+                                                                int64_t nb, strip *st)
 {
-    __m512 acc[ROWS][TGS];
-    for (int r = 0; r < ROWS; r++)
-        for (int g = 0; g < TGS; g++)
-            acc[r][g] = _mm512_setzero_ps();
-    const uint8_t *rows[ROWS];
-    for (int r = 0; r < ROWS; r++)
-        rows[r] = w->data + (uint64_t)(r0 + r) * w->row_bytes;
-    for (int64_t b = 0; b < x->nb; b++) {
-        __m512i m[ROWS][TGS];
-        uint64_t bits[ROWS][2];
-        for (int r = 0; r < ROWS; r++) {
-            memcpy(bits[r], rows[r] + b * XP_Q1_0_BYTES + 2, 16);
-            for (int g = 0; g < TGS; g++)
-                m[r][g] = _mm512_setzero_si512();
-        }
-        const int8_t *base = x->packed + packed_index(x, g0, b, 0);
-        size_t gstride = (size_t)x->nb * QUADS * 64;
-        for (int k = 0; k < QUADS; k++) {
-            __m512i a[TGS];
-            for (int g = 0; g < ng; g++)
-                a[g] = _mm512_load_si512(base + (size_t)g * gstride + (size_t)k * 64);
-            for (int r = 0; r < ROWS; r++) {
-                unsigned nib = (unsigned)(bits[r][k >> 4] >> (4 * (k & 15))) & 15;
-                __m512i wv = _mm512_set1_epi32((int)nibble_bytes[nib]);
-                for (int g = 0; g < ng; g++)
-                    m[r][g] = _mm512_dpbusd_epi32(m[r][g], wv, a[g]);
+    for (int r = 0; r < NR; r++) {
+        const uint8_t *row = w->data + (uint64_t)(r0 + r) * w->row_bytes;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = row + b * XP_Q1_0_BYTES;
+            uint32_t *pat = st->pat + ((size_t)r * (size_t)nb + (size_t)b) * QUADS;
+            for (int h = 0; h < XP_Q1_0_QS; h++) {
+                uint64_t e = _pdep_u64(blk[2 + h], 0x0101010101010101ull);
+                memcpy(pat + 2 * h, &e, 8);
             }
-        }
-        for (int g = 0; g < ng; g++) {
-            __m512i sum = _mm512_setzero_si512();
-            float sv[TG];
-            int32_t su[TG];
-            for (int j = 0; j < TG; j++) {
-                size_t t = (g0 + (size_t)g) * TG + (size_t)j;
-                sv[j] = t < x->T ? x->s[t * (size_t)x->nb + (size_t)b] : 0.0f;
-                su[j] = t < x->T ? x->sum[t * (size_t)x->nb + (size_t)b] : 0;
-            }
-            sum = _mm512_loadu_si512(su);
-            __m512 s = _mm512_loadu_ps(sv);
-            for (int r = 0; r < ROWS; r++) {
-                uint16_t dh;
-                memcpy(&dh, rows[r] + b * XP_Q1_0_BYTES, 2);
-                __m512 ds = _mm512_mul_ps(_mm512_set1_ps(xp_fp16_to_f32(dh)), s);
-                __m512i iv = _mm512_sub_epi32(_mm512_add_epi32(m[r][g], m[r][g]), sum);
-                acc[r][g] = _mm512_fmadd_ps(ds, _mm512_cvtepi32_ps(iv), acc[r][g]);
-            }
+            uint16_t dh;
+            memcpy(&dh, blk, 2);
+            st->d[(size_t)r * (size_t)nb + (size_t)b] = _cvtsh_ss(dh);
         }
     }
-    for (int g = 0; g < ng; g++)
-        for (int r = 0; r < ROWS; r++) {
-            float out[TG];
-            _mm512_storeu_ps(out, acc[r][g]);
-            for (int j = 0; j < TG; j++) {
-                size_t t = (g0 + (size_t)g) * TG + (size_t)j;
-                if (t < x->T)
-                    y[t * ldy + (size_t)(r0 + r)] = out[j];
-            }
+}
+
+/* NR (4) rows x NG (3) token groups, every accumulator a named register (arrays of
+ * vectors end up in memory): int sums over a block, then the block's float step. */
+#define DOT_ROW(r, k)                                                                          \
+    do {                                                                                       \
+        __m512i wv = _mm512_set1_epi32((int)pat##r[k]);                                        \
+        m##r##0 = _mm512_dpbusd_epi32(m##r##0, wv, a0);                                        \
+        m##r##1 = _mm512_dpbusd_epi32(m##r##1, wv, a1);                                        \
+        m##r##2 = _mm512_dpbusd_epi32(m##r##2, wv, a2);                                        \
+    } while (0)
+#define SCALE(r, g)                                                                            \
+    do {                                                                                       \
+        __m512 ds = _mm512_mul_ps(_mm512_set1_ps(d##r), s##g);                                 \
+        __m512i iv = _mm512_sub_epi32(_mm512_add_epi32(m##r##g, m##r##g), sum##g);            \
+        acc[r][g] = _mm512_fmadd_ps(ds, _mm512_cvtepi32_ps(iv), acc[r][g]);                    \
+    } while (0)
+
+TARGET static void tile(const strip *st, int64_t nb, const int8_t *p0, size_t gstride,
+                        float out[NR][NG][TG])
+{
+    __m512 acc[NR][NG];
+    for (int r = 0; r < NR; r++)
+        for (int g = 0; g < NG; g++)
+            acc[r][g] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *pb0 = p0 + (size_t)b * GROUP_BLOCK, *pb1 = pb0 + gstride,
+                     *pb2 = pb1 + gstride;
+        const uint32_t *pat0 = st->pat + (size_t)b * QUADS;
+        const uint32_t *pat1 = pat0 + (size_t)nb * QUADS, *pat2 = pat1 + (size_t)nb * QUADS,
+                       *pat3 = pat2 + (size_t)nb * QUADS;
+        __m512i m00 = _mm512_setzero_si512(), m01 = m00, m02 = m00, m10 = m00, m11 = m00,
+                m12 = m00, m20 = m00, m21 = m00, m22 = m00, m30 = m00, m31 = m00, m32 = m00;
+        _Pragma("GCC unroll 4") for (int k = 0; k < QUADS; k++)
+        {
+            __m512i a0 = _mm512_load_si512(pb0 + k * 64);
+            __m512i a1 = _mm512_load_si512(pb1 + k * 64);
+            __m512i a2 = _mm512_load_si512(pb2 + k * 64);
+            DOT_ROW(0, k);
+            DOT_ROW(1, k);
+            DOT_ROW(2, k);
+            DOT_ROW(3, k);
         }
+        __m512 s0 = _mm512_load_ps((const float *)(pb0 + QBYTES));
+        __m512 s1 = _mm512_load_ps((const float *)(pb1 + QBYTES));
+        __m512 s2 = _mm512_load_ps((const float *)(pb2 + QBYTES));
+        __m512i sum0 = _mm512_load_si512(pb0 + QBYTES + 64);
+        __m512i sum1 = _mm512_load_si512(pb1 + QBYTES + 64);
+        __m512i sum2 = _mm512_load_si512(pb2 + QBYTES + 64);
+        float d0 = st->d[b], d1 = st->d[nb + b], d2 = st->d[2 * nb + b], d3 = st->d[3 * nb + b];
+        SCALE(0, 0);
+        SCALE(0, 1);
+        SCALE(0, 2);
+        SCALE(1, 0);
+        SCALE(1, 1);
+        SCALE(1, 2);
+        SCALE(2, 0);
+        SCALE(2, 1);
+        SCALE(2, 2);
+        SCALE(3, 0);
+        SCALE(3, 1);
+        SCALE(3, 2);
+    }
+    for (int r = 0; r < NR; r++)
+        for (int g = 0; g < NG; g++)
+            _mm512_storeu_ps(out[r][g], acc[r][g]);
+}
+
+/* Rows [r0, r1) (a multiple of NR of them), tokens in lanes. */
+static void tokens_rows(const xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
+                        int64_t r1)
+{
+    int64_t nb = x->nb;
+    size_t groups = padded_groups(x->T), gstride = (size_t)nb * GROUP_BLOCK;
+    strip st = {malloc((size_t)NR * (size_t)nb * QUADS * sizeof(uint32_t)),
+                malloc((size_t)NR * (size_t)nb * sizeof(float))};
+    float out[NR][NG][TG];
+    for (int64_t r = r0; r < r1; r += NR) {
+        expand_strip(w, r, nb, &st);
+        for (size_t g = 0; g < groups; g += NG) {
+            tile(&st, nb, x->packed + g * gstride, gstride, out);
+            for (int k = 0; k < NG; k++)
+                for (int j = 0; j < TG; j++) {
+                    size_t t = (g + (size_t)k) * TG + (size_t)j;
+                    if (t >= x->T)
+                        break;
+                    float *dst = y + t * ldy + (size_t)r;
+                    for (int i = 0; i < NR; i++)
+                        dst[i] = out[i][k][j];
+                }
+        }
+    }
+    free(st.pat);
+    free(st.d);
 }
 
 TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t ldy,
@@ -189,10 +255,9 @@ TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t
 {
     int64_t r = r0;
     if (x->T >= TG) {
-        size_t groups = (x->T + TG - 1) / TG;
-        for (; r + ROWS <= r1; r += ROWS)
-            for (size_t g = 0; g < groups; g += TGS)
-                tokens_tile(w, x, y, ldy, r, g, groups - g < TGS ? (int)(groups - g) : TGS);
+        int64_t whole = r0 + (r1 - r0) / NR * NR;
+        tokens_rows(w, x, y, ldy, r0, whole);
+        r = whole;
     } else {
         for (; r + 16 <= r1; r += 16)
             rows16(w, x, y, ldy, r);

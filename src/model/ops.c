@@ -3,6 +3,7 @@
 #include "model/ops.h"
 
 #include <math.h>
+#include <string.h>
 
 void xp_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)
 {
@@ -32,13 +33,23 @@ void xp_rope_apply(float *head, size_t half, const float *cos_v, const float *si
     }
 }
 
+/* 16 floats as one value: GCC and clang lower it to whatever vectors the target has. */
+typedef float f32x16 __attribute__((vector_size(64)));
+
+/* o += w * v; the pointers never overlap, which lets the loop vectorise. */
+static void axpy(float *restrict o, float w, const float *restrict v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        o[i] += w * v[i];
+}
+
 void xp_attend(const float *q, const float *k, const float *v, size_t n, size_t stride,
                size_t head_dim, float scale, float *scores, float *out)
 {
     float max = -INFINITY;
     for (size_t p = 0; p < n; p++) {
         scores[p] = xp_dot_f32(q, k + p * stride, head_dim) * scale;
-        max = fmaxf(max, scores[p]);
+        max = scores[p] > max ? scores[p] : max;
     }
     float sum = 0;
     for (size_t p = 0; p < n; p++) {
@@ -47,11 +58,66 @@ void xp_attend(const float *q, const float *k, const float *v, size_t n, size_t 
     }
     for (size_t i = 0; i < head_dim; i++)
         out[i] = 0;
-    for (size_t p = 0; p < n; p++) {
-        float w = scores[p] / sum;
-        const float *vp = v + p * stride;
+    for (size_t p = 0; p < n; p++)
+        axpy(out, scores[p] / sum, v + p * stride, head_dim);
+}
+
+/* Cloned per instruction set (chosen at load time): the lanes are independent and every
+ * lane does the same multiply-then-add, so each clone computes the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void xp_attend_block(const float *const *q, const size_t *n, size_t nq, const float *k,
+                     const float *v, size_t stride, size_t head_dim, float scale, float *scores,
+                     float *const *out)
+{
+    enum { B = XP_ATTEND_BLOCK };
+    size_t max_n = 0;
+    for (size_t j = 0; j < nq; j++)
+        max_n = n[j] > max_n ? n[j] : max_n;
+    /* queries transposed, so one key element meets B queries in one vector step */
+    float qt[B * 256];
+    float *qtp = head_dim <= 256 ? qt : NULL;
+    if (!qtp) { /* heads wider than the stack buffer take the one-query path */
+        for (size_t j = 0; j < nq; j++)
+            xp_attend(q[j], k, v, n[j], stride, head_dim, scale, scores, out[j]);
+        return;
+    }
+    for (size_t i = 0; i < head_dim; i++)
+        for (size_t j = 0; j < B; j++)
+            qtp[i * B + j] = j < nq ? q[j][i] : 0.0f;
+    for (size_t p = 0; p < max_n; p++) {
+        const float *kp = k + p * stride;
+        /* one lane per query: each lane's sum runs in index order, mul then add */
+        f32x16 acc = {0};
+        for (size_t i = 0; i < head_dim; i++) {
+            f32x16 qi;
+            memcpy(&qi, qtp + i * B, sizeof qi);
+            acc += qi * kp[i];
+        }
+        for (size_t j = 0; j < nq; j++)
+            scores[j * max_n + p] = acc[j] * scale;
+    }
+    float sum[B];
+    for (size_t j = 0; j < nq; j++) {
+        float *sc = scores + j * max_n, max = -INFINITY;
+        for (size_t p = 0; p < n[j]; p++)
+            max = sc[p] > max ? sc[p] : max;
+        sum[j] = 0;
+        for (size_t p = 0; p < n[j]; p++) {
+            sc[p] = expf(sc[p] - max);
+            sum[j] += sc[p];
+        }
         for (size_t i = 0; i < head_dim; i++)
-            out[i] += w * vp[i];
+            out[j][i] = 0;
+    }
+    for (size_t p = 0; p < max_n; p++) {
+        const float *vp = v + p * stride;
+        for (size_t j = 0; j < nq; j++) {
+            if (p >= n[j])
+                continue;
+            axpy(out[j], scores[j * max_n + p] / sum[j], vp, head_dim);
+        }
     }
 }
 

@@ -20,6 +20,13 @@ void xp_rope_apply(float *head, size_t half, const float *cos_v, const float *si
  * scores is scratch for n floats. */
 void xp_attend(const float *q, const float *k, const float *v, size_t n, size_t stride,
                size_t head_dim, float scale, float *scores, float *out);
+/* Up to XP_ATTEND_BLOCK query heads that share one KV head and one cache, query j seeing
+ * positions 0..n[j]-1, each with exactly xp_attend's arithmetic: the block only lets
+ * them share every key and value read. scores is scratch for XP_ATTEND_BLOCK * max(n). */
+#define XP_ATTEND_BLOCK 16
+void xp_attend_block(const float *const *q, const size_t *n, size_t nq, const float *k,
+                     const float *v, size_t stride, size_t head_dim, float scale, float *scores,
+                     float *const *out);
 /* out[i] = silu(gate[i]) * up[i]. */
 void xp_swiglu(float *out, const float *gate, const float *up, size_t n);
 /* Sum of a[i] * b[i] in index order, in fp32. */

@@ -90,6 +90,7 @@ demo: all npm-cache
 	printf '%s\n' '"The derivative of x^5 is 5x^4."' '"Is 97 prime? Yes"' \
 	  '"<|im_start|>user\nHello, 世界! 🙂<|im_end|>"' \
 	  | $(BUILD)/xorpatch tokenize -m $(BUILD)/demo/tiny.gguf --special
+	$(BUILD)/xorpatch generate -m $(BUILD)/demo/tiny.gguf -p "The capital of France is" -n 8
 
 # ---- benchmarks -------------------------------------------------------------------------
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libxorpatch.a

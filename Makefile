@@ -3,6 +3,7 @@
 # runs the main job on the built-in default model; `make bench` and `make fuzz` measure.
 # Missing Debian packages are installed (or named) by scripts/deps.sh first.
 
+SHELL    := bash
 CC       ?= cc
 BUILD    ?= build
 ROOT     := $(abspath .)
@@ -78,9 +79,11 @@ test-plain: $(BUILD)/test_xorpatch $(BUILD)/xorpatch
 
 test-asan: $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch
 	@rm -rf $(BUILD)/asan/tmp && mkdir -p $(BUILD)/asan/tmp
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	LSAN_OPTIONS=exitcode=0 \
 	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
-	  $(BUILD)/asan/test_xorpatch --jobs $(TEST_JOBS)
+	  $(BUILD)/asan/test_xorpatch --jobs $(TEST_JOBS) 2>&1 | tee $(BUILD)/asan/test.log
+	@scripts/check-leaks.sh $(BUILD)/asan/test.log
 
 # ---- the main job on the built-in default model ---------------------------------------
 demo: all npm-cache

@@ -3,7 +3,8 @@
  * xorpatch adapts true 1-bit language models (Qwen3 architecture, every weight one
  * sign bit in GGUF type Q1_0) by searching for sparse XOR patches over their binary
  * weights. This header is what another program links against: errors, the GGUF
- * reader and writer, Q1_0 block operations and the Qwen3 tokenizer. Every function
+ * reader and writer, Q1_0 block operations, the Qwen3 tokenizer, synthetic models, the
+ * model with its two forward paths and generation, and patches. Every function
  * that can fail returns 0 or a negative XP_E* code and fills an xp_err; nothing in
  * the library prints or exits. */
 #ifndef XORPATCH_H
@@ -78,8 +79,8 @@ enum xp_gguf_type {
     XP_GGUF_NTYPES = 13,
 };
 
-/* Tensor types xorpatch knows by name; any other ggml type id with a known block
- * size is still accepted by the reader (the table lives in gguf.c). */
+/* Tensor types xorpatch computes with; any other ggml type id with a known block size
+ * is still accepted by the reader (the table lives in gguf_types.c). */
 enum xp_tensor_type {
     XP_TYPE_F32 = 0,
     XP_TYPE_F16 = 1,
@@ -527,6 +528,10 @@ long xp_patch_log_find(const xp_patch_log *log, const char *flips_sha256);
  * flips are just XORed. */
 int xp_patch_apply(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err);
 int xp_patch_revert(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err);
+/* The same on a loaded model, which keeps the log of what is applied to its weights. */
+int xp_model_patch_apply(xp_model *m, xp_patch *p, xp_err *err);
+int xp_model_patch_revert(xp_model *m, xp_patch *p, xp_err *err);
+const xp_patch_log *xp_model_patches(const xp_model *m);
 
 /* What a patched GGUF records (metadata key "xorpatch.applied", one JSON string padded
  * with spaces to a reserved length so it can be rewritten in place): the fingerprint of
@@ -560,7 +565,8 @@ typedef struct xp_patch_file_opts {
 } xp_patch_file_opts;
 
 typedef struct xp_patch_file_result {
-    char base_sha256[65]; /* fingerprint of the unpatched file */
+    char base_sha256[65]; /* fingerprint of the unpatched file ("" when a file without a
+                             record was reverted: its base is unknown) */
     bool recovered;       /* an interrupted in-place operation was completed first */
     bool prepared;        /* in place: the file was rewritten once to reserve the record */
     bool exact_base;      /* revert: nothing is left applied and the output's SHA-256

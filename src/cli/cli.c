@@ -171,38 +171,3 @@ int cli_open_model(const char *path, const char *kernel, xp_model **out)
     }
     return EXIT_OK;
 }
-
-int cli_read_file(const char *path, char **out, size_t *len, xp_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return xp_err_set(err, XP_EIO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *b = realloc(buf, cap);
-            if (!b) {
-                free(buf);
-                fclose(f);
-                return xp_err_set(err, XP_ENOMEM, "%s: out of memory", path);
-            }
-            buf = b;
-        }
-        size_t got = fread(buf + n, 1, 65536, f);
-        n += got;
-        if (got < 65536)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return xp_err_set(err, XP_EIO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return XP_OK;
-}

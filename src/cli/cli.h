@@ -20,6 +20,8 @@ typedef struct cli_command {
 
 extern const cli_command cli_synth, cli_inspect, cli_tokenize;
 extern const cli_command cli_generate, cli_logits, cli_perplexity;
+extern const cli_command cli_apply, cli_revert, cli_verify, cli_diff, cli_stack, cli_show,
+    cli_convert;
 
 typedef struct cli_settings {
     bool quiet;    /* -q: nothing but results and errors */
@@ -59,8 +61,6 @@ long cli_parse_count(const char *s);
 int cli_set_threads(const char *command, const char *value);
 /* Opens a model and applies --kernel when given; prints the error itself. */
 int cli_open_model(const char *path, const char *kernel, xp_model **out);
-/* Reads a whole file (malloc'd, NUL-terminated). */
-int cli_read_file(const char *path, char **out, size_t *len, xp_err *err);
 
 /* Finds the reference vocabulary: --tokenizer, then $XORPATCH_TOKENIZER, then the npm
  * cache the build fills. Loads a tokenizer.json or a GGUF's tokenizer keys. */

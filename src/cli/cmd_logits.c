@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/file.h"
 
 static const char usage[] =
     "Usage: xorpatch logits -m MODEL (-p TEXT | --ids N,N,...) [options]\n"
@@ -80,22 +81,6 @@ static void top_k(const float *logits, size_t n, size_t k, top_entry *out)
         }
         out[j] = (top_entry){(int32_t)i, v};
     }
-}
-
-static int write_f32(const char *path, const float *v, size_t n, xp_err *err)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return xp_err_set(err, XP_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t w = fwrite(v, sizeof *v, n, f);
-    int bad = fclose(f) != 0 || w != n;
-    if (bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return xp_err_set(err, XP_EIO, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return XP_OK;
 }
 
 static void print_piece(const xp_tokenizer *tok, int32_t id)
@@ -196,7 +181,7 @@ static int run(int argc, char **argv)
         rc = xp_forward(m, path, &seq, 1, logits, &err);
     }
     if (!rc && out_path)
-        rc = write_f32(out_path, logits, n_pos * V, &err);
+        rc = xp_write_file_atomic(out_path, logits, n_pos * V * sizeof *logits, &err);
     top_entry *top = !rc ? malloc((size_t)k * sizeof *top) : NULL;
     if (!rc && !top)
         rc = xp_err_set(&err, XP_ENOMEM, "out of memory");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/file.h"
 
 static const char usage[] =
     "Usage: xorpatch perplexity -m MODEL -f TEXT_FILE [--ctx N] [options]\n"
@@ -80,7 +81,7 @@ static int run(int argc, char **argv)
     xp_err err = {0};
     char *text = NULL;
     size_t len;
-    if (cli_read_file(file, &text, &len, &err))
+    if (xp_read_file(file, &text, &len, &err))
         return cli_fail(&err);
     xp_model *m;
     if ((rc = cli_open_model(model, kernel, &m))) {

@@ -9,7 +9,10 @@
 #include "cli/cli.h"
 
 static const cli_command *const commands[] = {&cli_synth,    &cli_inspect, &cli_tokenize,
-                                              &cli_generate, &cli_logits,  &cli_perplexity};
+                                              &cli_generate, &cli_logits,  &cli_perplexity,
+                                              &cli_apply,    &cli_revert,  &cli_verify,
+                                              &cli_diff,     &cli_stack,   &cli_show,
+                                              &cli_convert};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void print_help(FILE *out)

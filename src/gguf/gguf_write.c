@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/file.h"
 
 typedef struct buf {
     uint8_t *p;
@@ -457,6 +458,8 @@ int xp_gguf_writer_write(xp_gguf_writer *w, const char *path, xp_err *err)
                         strerror(errno));
     if (rc)
         unlink(tmp);
+    else
+        rc = xp_sync_dir_of(path, err); /* the rename itself must survive a crash */
     free(tmp), free(chunk), free(h.p);
     return rc;
 }

@@ -124,6 +124,7 @@ void xp_model_close(xp_model *m)
     if (!m)
         return;
     free_layers(m);
+    xp_patch_log_free(&m->applied);
     free(m->output_norm);
     xp_tokenizer_free(m->tok);
     xp_gguf_close(m->g);

@@ -28,6 +28,7 @@ struct xp_model {
     xp_layer *layers;
     xp_tokenizer *tok;
     const xp_kernels *kern;
+    xp_patch_log applied; /* patches flipped into the map, in order */
 };
 
 /* Row r of any supported weight type as fp32 (ne0 values). */

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
+#include "core/file.h"
 #include "xorpatch.h"
 
 /* The pre-tokenizer split of Qwen2 and Qwen3, the only one this tokenizer implements;
@@ -48,46 +49,11 @@ static xp_vocab *vocab_new(void)
 
 /* ---- from tokenizer.json ----------------------------------------------------- */
 
-static int read_whole_file(const char *path, char **out, size_t *len, xp_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return xp_err_set(err, XP_EIO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            cap = cap ? 2 * cap : 1 << 20;
-            char *b = realloc(buf, cap + 1);
-            if (!b) {
-                free(buf);
-                fclose(f);
-                return xp_err_set(err, XP_ENOMEM, "%s: out of memory reading the file", path);
-            }
-            buf = b;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return xp_err_set(err, XP_EIO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return XP_OK;
-}
-
 static int parse_json_file(const char *path, cJSON **out, xp_err *err)
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = read_whole_file(path, &buf, &len, err);
+    int rc = xp_read_file(path, &buf, &len, err);
     if (rc)
         return rc;
     const char *end = NULL;

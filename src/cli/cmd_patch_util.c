@@ -1,0 +1,212 @@
+/* Shared plumbing of the patch commands: patch arguments, layouts, output formats, file
+ * options and the crash-test hook (see cmd_patch_util.h). */
+#include "cli/cmd_patch_util.h"
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int cli_patches_add(cli_patches *list, const char *path, xp_err *err)
+{
+    xp_patch **ps;
+    size_t n, missing;
+    int rc = xp_patch_read_all(&ps, &n, &missing, path, err);
+    if (rc)
+        return rc;
+    xp_patch **all = realloc(list->p, (list->n + n) * sizeof *all);
+    if (!all) {
+        xp_patch_list_free(ps, n);
+        return xp_err_set(err, XP_ENOMEM, "out of memory");
+    }
+    memcpy(all + list->n, ps, n * sizeof *ps);
+    free(ps);
+    list->p = all;
+    list->n += n;
+    if (missing)
+        cli_note("%s: its manifest names %zu step(s) whose patch file is not in the directory; "
+                 "using the %zu that are", path, missing, n);
+    return XP_OK;
+}
+
+void cli_patches_free(cli_patches *list)
+{
+    xp_patch_list_free(list->p, list->n);
+    memset(list, 0, sizeof *list);
+}
+
+int cli_patches_layout(xp_patch *const *ps, size_t n, const char *model, const char *shape,
+                       xp_err *err)
+{
+    int rc = XP_OK;
+    if (model) {
+        xp_gguf *g;
+        if ((rc = xp_gguf_open(&g, model, err)))
+            return rc;
+        for (size_t i = 0; i < n && !rc; i++)
+            rc = xp_patch_bind(ps[i], g, err);
+        xp_gguf_close(g);
+    } else if (shape) {
+        xp_shape s;
+        rc = xp_shape_preset(shape, &s, err);
+        for (size_t i = 0; i < n && !rc; i++)
+            rc = xp_patch_bind_shape(ps[i], &s, err);
+    }
+    return rc;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+int cli_patch_out_format(const char *command, const char *to, const char *path)
+{
+    if (to) {
+        int f = xp_patch_format_from_name(to);
+        if (f < 0)
+            cli_usage_error(command, "unknown format '%s' (expected xorpatch, binary, "
+                            "binary-compact, bankai-v1 or neagari-v2)", to);
+        return f;
+    }
+    return ends_with(path, ".xpb") ? XP_PATCH_BINARY : XP_PATCH_JSON;
+}
+
+static void crash_step(void *ctx)
+{
+    long *left = ctx;
+    if (--*left <= 0)
+        raise(SIGKILL);
+}
+
+void cli_patch_file_opts(xp_patch_file_opts *o, bool force, cli_progress *bar)
+{
+    static long crash_left;
+    memset(o, 0, sizeof *o);
+    o->force = force;
+    o->progress = cli_progress_update;
+    o->progress_ctx = bar;
+    const char *crash = getenv("XORPATCH_CRASH_AFTER");
+    if (crash && *crash) {
+        crash_left = strtol(crash, NULL, 10);
+        o->on_step = crash_step;
+        o->step_ctx = &crash_left;
+    }
+}
+
+int cli_model_base(const char *path, const xp_gguf *g, char sha[65], xp_err *err)
+{
+    xp_patch_record rec;
+    bool present;
+    int rc = xp_patch_record_read(g, &rec, &present, err);
+    if (rc)
+        return rc;
+    if (present)
+        memcpy(sha, rec.base_sha256, 65);
+    xp_patch_record_free(&rec);
+    return present ? XP_OK : xp_sha256_file(path, sha, err);
+}
+
+void cli_patch_stamp(xp_patch *p, const char *name)
+{
+    char created[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (name) {
+        free(p->name);
+        p->name = strdup(name);
+    }
+    free(p->tool);
+    free(p->created);
+    p->tool = strdup("xorpatch " XP_VERSION);
+    p->created = strdup(created);
+}
+
+char *cli_architecture_json(const xp_gguf *g)
+{
+    xp_shape s;
+    if (xp_shape_from_gguf(g, &s, NULL) != XP_OK)
+        return NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "architecture", "qwen3");
+    cJSON_AddNumberToObject(o, "n_layer", s.n_layer);
+    cJSON_AddNumberToObject(o, "n_embd", s.n_embd);
+    cJSON_AddNumberToObject(o, "n_ff", s.n_ff);
+    cJSON_AddNumberToObject(o, "n_head", s.n_head);
+    cJSON_AddNumberToObject(o, "n_head_kv", s.n_head_kv);
+    cJSON_AddNumberToObject(o, "head_dim", s.head_dim);
+    cJSON_AddNumberToObject(o, "n_vocab", (double)s.n_vocab);
+    cJSON_AddBoolToObject(o, "tied_output", s.tied_output);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+const char *cli_thousands(uint64_t v, char *buf, size_t size)
+{
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%llu", (unsigned long long)v);
+    size_t k = 0;
+    for (int i = 0; i < n && k + 2 < size; i++) {
+        if (i && (n - i) % 3 == 0)
+            buf[k++] = ',';
+        buf[k++] = digits[i];
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
+int cli_file_args_parse(const cli_command *cmd, int argc, char **argv, const char *model_role,
+                        bool need_patch, cli_file_args *a)
+{
+    enum { O_IN_PLACE = 256, O_FORCE };
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"patch", required_argument, 0, 'p'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"in-place", no_argument, 0, O_IN_PLACE},
+                                         {"force", no_argument, 0, O_FORCE},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    memset(a, 0, sizeof *a);
+    xp_err err = {0};
+    int opt, rc;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "m:p:o:qh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'm': a->model = optarg; break;
+        case 'o': a->out = optarg; break;
+        case O_IN_PLACE: a->in_place = true; break;
+        case O_FORCE: a->force = true; break;
+        case 'p':
+            if (cli_patches_add(&a->list, optarg, &err)) {
+                cli_patches_free(&a->list);
+                return cli_fail(&err);
+            }
+            break;
+        default:
+            if ((rc = cli_common_option(cmd, opt)) >= 0) {
+                cli_patches_free(&a->list);
+                return rc;
+            }
+        }
+    }
+    char need_model[64];
+    snprintf(need_model, sizeof need_model, "-m %s is required", model_role);
+    const char *problem = optind < argc                ? "unexpected argument"
+                          : !a->model                  ? need_model
+                          : need_patch && !a->list.n   ? "give at least one -p PATCH"
+                          : !a->out == !a->in_place    ? "give -o OUT.gguf or --in-place (one of them)"
+                                                       : NULL;
+    if (problem) {
+        cli_patches_free(&a->list);
+        return cli_usage_error(cmd->name, "%s%s%s", problem, optind < argc ? " " : "",
+                               optind < argc ? argv[optind] : "");
+    }
+    return -1;
+}

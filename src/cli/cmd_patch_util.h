@@ -1,0 +1,60 @@
+/* What the patch commands (apply, revert, verify, diff, stack, show, convert) share:
+ * loading patch arguments (files in any format, or Neagari directories), learning a
+ * layout from a model or a named shape, choosing an output format, the file-operation
+ * options (progress, the crash-test hook) and number formatting. */
+#ifndef XP_CLI_PATCH_UTIL_H
+#define XP_CLI_PATCH_UTIL_H
+#include "cli/cli.h"
+
+/* Growing list of loaded patches. */
+typedef struct cli_patches {
+    xp_patch **p;
+    size_t n;
+} cli_patches;
+
+/* The arguments apply and revert share: -m FILE, -p PATCH..., -o OUT or --in-place,
+ * --force, -q, -h. */
+typedef struct cli_file_args {
+    const char *model, *out;
+    bool in_place, force;
+    cli_patches list;
+} cli_file_args;
+/* Parses them (model_role names -m's file in messages, e.g. "BASE.gguf"; need_patch: at
+ * least one -p). Returns -1 to go on, or an exit code after printing; on an exit code
+ * the list is already freed. */
+int cli_file_args_parse(const cli_command *cmd, int argc, char **argv, const char *model_role,
+                        bool need_patch, cli_file_args *a);
+
+/* Reads one -p argument (a file, or a Neagari directory: each of its patches) and adds
+ * what it holds to the list, noting manifest steps whose file is absent. */
+int cli_patches_add(cli_patches *list, const char *path, xp_err *err);
+void cli_patches_free(cli_patches *list);
+
+/* Binds every patch to a layout: the model file when given, else the named shape
+ * (bonsai-8b ...), else nothing (returns 0 without binding). */
+int cli_patches_layout(xp_patch *const *ps, size_t n, const char *model, const char *shape,
+                       xp_err *err);
+
+/* The output format: --to NAME when given, else from the file's extension (.xpb binary,
+ * anything else xorpatch JSON). -1 after printing a usage error. */
+int cli_patch_out_format(const char *command, const char *to, const char *path);
+
+/* Options for file operations: progress bar (when on a terminal) and, for tests, the crash
+ * hook: with XORPATCH_CRASH_AFTER=N the process kills itself (SIGKILL) after the Nth step
+ * that changes a file in place. */
+void cli_patch_file_opts(xp_patch_file_opts *o, bool force, cli_progress *bar);
+
+/* The base fingerprint of a model file: its record's base when it has one, else the
+ * SHA-256 of the file. */
+int cli_model_base(const char *path, const xp_gguf *g, char sha[65], xp_err *err);
+
+/* Sets what a patch this program makes records about its making: name (when it has none
+ * or one is given), tool and creation time. */
+void cli_patch_stamp(xp_patch *p, const char *name);
+
+/* The shape summary of a model as a JSON object text (malloc'd), or NULL. */
+char *cli_architecture_json(const xp_gguf *g);
+
+/* 1234567 -> "1,234,567" into buf. */
+const char *cli_thousands(uint64_t v, char *buf, size_t size);
+#endif

@@ -222,32 +222,39 @@ TARGET static void tile(const strip *st, int64_t nb, const int8_t *p0, size_t gs
             _mm512_storeu_ps(out[r][g], acc[r][g]);
 }
 
-/* Rows [r0, r1) (a multiple of NR of them), tokens in lanes. */
+/* Rows [r0, r1) (a multiple of NR of them), tokens in lanes. Every strip of the range is
+ * expanded first, then each packed triple of token groups meets all the strips while it
+ * sits in this core's cache: streaming all the activations once per strip instead would
+ * make the cores share the bandwidth of the last-level cache and stop scaling. */
 static void tokens_rows(const xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
                         int64_t r1)
 {
-    int64_t nb = x->nb;
+    int64_t nb = x->nb, n_strips = (r1 - r0) / NR;
     size_t groups = padded_groups(x->T), gstride = (size_t)nb * GROUP_BLOCK;
-    strip st = {malloc((size_t)NR * (size_t)nb * QUADS * sizeof(uint32_t)),
-                malloc((size_t)NR * (size_t)nb * sizeof(float))};
+    size_t pat_size = (size_t)NR * (size_t)nb * QUADS, d_size = (size_t)NR * (size_t)nb;
+    uint32_t *pat = malloc((size_t)n_strips * pat_size * sizeof *pat);
+    float *d = malloc((size_t)n_strips * d_size * sizeof *d);
+    for (int64_t k = 0; k < n_strips; k++)
+        expand_strip(w, r0 + k * NR, nb, &(strip){pat + (size_t)k * pat_size,
+                                                  d + (size_t)k * d_size});
     float out[NR][NG][TG];
-    for (int64_t r = r0; r < r1; r += NR) {
-        expand_strip(w, r, nb, &st);
-        for (size_t g = 0; g < groups; g += NG) {
+    for (size_t g = 0; g < groups; g += NG)
+        for (int64_t k = 0; k < n_strips; k++) {
+            strip st = {pat + (size_t)k * pat_size, d + (size_t)k * d_size};
+            int64_t r = r0 + k * NR;
             tile(&st, nb, x->packed + g * gstride, gstride, out);
-            for (int k = 0; k < NG; k++)
+            for (int gi = 0; gi < NG; gi++)
                 for (int j = 0; j < TG; j++) {
-                    size_t t = (g + (size_t)k) * TG + (size_t)j;
+                    size_t t = (g + (size_t)gi) * TG + (size_t)j;
                     if (t >= x->T)
                         break;
                     float *dst = y + t * ldy + (size_t)r;
                     for (int i = 0; i < NR; i++)
-                        dst[i] = out[i][k][j];
+                        dst[i] = out[i][gi][j];
                 }
         }
-    }
-    free(st.pat);
-    free(st.d);
+    free(pat);
+    free(d);
 }
 
 TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t ldy,

@@ -86,9 +86,29 @@ void xp_attend_block(const float *const *q, const size_t *n, size_t nq, const fl
     for (size_t i = 0; i < head_dim; i++)
         for (size_t j = 0; j < B; j++)
             qtp[i * B + j] = j < nq ? q[j][i] : 0.0f;
-    for (size_t p = 0; p < max_n; p++) {
+    /* one lane per query: each lane's sum runs in index order, mul then add; four
+     * positions go side by side so four independent chains hide the add latency */
+    size_t p = 0;
+    for (; p + 4 <= max_n; p += 4) {
+        const float *k0 = k + p * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+        f32x16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (size_t i = 0; i < head_dim; i++) {
+            f32x16 qi;
+            memcpy(&qi, qtp + i * B, sizeof qi);
+            a0 += qi * k0[i];
+            a1 += qi * k1[i];
+            a2 += qi * k2[i];
+            a3 += qi * k3[i];
+        }
+        for (size_t j = 0; j < nq; j++) {
+            scores[j * max_n + p] = a0[j] * scale;
+            scores[j * max_n + p + 1] = a1[j] * scale;
+            scores[j * max_n + p + 2] = a2[j] * scale;
+            scores[j * max_n + p + 3] = a3[j] * scale;
+        }
+    }
+    for (; p < max_n; p++) {
         const float *kp = k + p * stride;
-        /* one lane per query: each lane's sum runs in index order, mul then add */
         f32x16 acc = {0};
         for (size_t i = 0; i < head_dim; i++) {
             f32x16 qi;
@@ -111,7 +131,7 @@ void xp_attend_block(const float *const *q, const size_t *n, size_t nq, const fl
         for (size_t i = 0; i < head_dim; i++)
             out[j][i] = 0;
     }
-    for (size_t p = 0; p < max_n; p++) {
+    for (p = 0; p < max_n; p++) {
         const float *vp = v + p * stride;
         for (size_t j = 0; j < nq; j++) {
             if (p >= n[j])

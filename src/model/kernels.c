@@ -24,6 +24,8 @@ int xp_qact_quantize(xp_qact *x, const float *in, size_t T, int64_t K)
     x->T = T;
     x->K = K;
     x->nb = nb;
+    /* tokens are independent: any split among threads gives the same bytes */
+#pragma omp parallel for schedule(static) if (T > 1)
     for (size_t t = 0; t < T; t++)
         for (int64_t b = 0; b < nb; b++) {
             const float *v = in + t * (size_t)K + b * XP_Q1_0_WEIGHTS;

@@ -105,6 +105,7 @@ static int prepare(xp_qact *x)
         if (!x->packed)
             return XP_ENOMEM;
     }
+#pragma omp parallel for collapse(2) schedule(static)
     for (size_t g = 0; g < groups; g++)
         for (int64_t b = 0; b < x->nb; b++) {
             int8_t *dst = x->packed + (g * (size_t)x->nb + (size_t)b) * GROUP_BLOCK;

@@ -128,17 +128,21 @@ void xp_attend_block(const float *const *q, const size_t *n, size_t nq, const fl
             sc[p] = expf(sc[p] - max);
             sum[j] += sc[p];
         }
-        for (size_t i = 0; i < head_dim; i++)
-            out[j][i] = 0;
     }
+    /* sums build in a local buffer: the outputs of one token's heads share cache lines
+     * with other threads' heads, and a store per position there would bounce them */
+    float acc[B * 256];
+    memset(acc, 0, nq * head_dim * sizeof *acc);
     for (p = 0; p < max_n; p++) {
         const float *vp = v + p * stride;
         for (size_t j = 0; j < nq; j++) {
             if (p >= n[j])
                 continue;
-            axpy(out[j], scores[j * max_n + p] / sum[j], vp, head_dim);
+            axpy(acc + j * head_dim, scores[j * max_n + p] / sum[j], vp, head_dim);
         }
     }
+    for (size_t j = 0; j < nq; j++)
+        memcpy(out[j], acc + j * head_dim, head_dim * sizeof *acc);
 }
 
 void xp_swiglu(float *out, const float *gate, const float *up, size_t n)

@@ -2,6 +2,7 @@
  * the progress bar and the vocabulary look-up used by several commands. */
 #include "cli/cli.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <omp.h>
@@ -170,4 +171,13 @@ int cli_open_model(const char *path, const char *kernel, xp_model **out)
         return cli_fail(&err);
     }
     return EXIT_OK;
+}
+
+void cli_print_json(cJSON *value)
+{
+    char *text = value ? cJSON_PrintUnformatted(value) : NULL;
+    if (text)
+        puts(text);
+    free(text);
+    cJSON_Delete(value);
 }

@@ -55,6 +55,10 @@ void cli_progress_update(void *p, uint64_t done, uint64_t total); /* an xp_progr
 void cli_progress_end(cli_progress *p);
 double cli_now(void);
 
+/* Prints a JSON value on one line of stdout and frees it (--json output). */
+struct cJSON;
+void cli_print_json(struct cJSON *value);
+
 /* Parses a positive integer option value; -1 when it is not one. */
 long cli_parse_count(const char *s);
 /* Parses "-t N": sets the thread count for everything that follows. */

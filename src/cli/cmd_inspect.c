@@ -183,10 +183,7 @@ static void print_json(const xp_gguf *g, const char *sha, const xp_shape *s, con
         cJSON_AddNumberToObject(e, "bytes", (double)t->nbytes);
         cJSON_AddItemToArray(arr, e);
     }
-    char *text = cJSON_PrintUnformatted(o);
-    puts(text);
-    free(text);
-    cJSON_Delete(o);
+    cli_print_json(o);
 }
 
 static int run(int argc, char **argv)

@@ -204,10 +204,7 @@ static int run(int argc, char **argv)
             }
             cJSON_AddItemToArray(positions, e);
         }
-        char *text = cJSON_PrintUnformatted(o);
-        puts(text);
-        free(text);
-        cJSON_Delete(o);
+        cli_print_json(o);
     } else if (!rc) {
         for (size_t p = 0; p < n_pos; p++) {
             size_t pos = all ? p : n - 1, kk = (size_t)k < V ? (size_t)k : V;

@@ -272,10 +272,7 @@ static int run(int argc, char **argv)
     for (size_t i = 0; i < list.n; i++) {
         if (json) {
             cJSON *o = show_json(list.p[i], weights);
-            char *text = cJSON_PrintUnformatted(o);
-            puts(text);
-            free(text);
-            cJSON_Delete(o);
+            cli_print_json(o);
         } else {
             if (i)
                 printf("\n");

@@ -66,10 +66,7 @@ static void print_json(const xp_verify_report *r, const char *fp_note)
         cJSON_AddNumberToObject(e, "bits_wrong", (double)r->tensors[i].bits_wrong);
         cJSON_AddItemToArray(arr, e);
     }
-    char *text = cJSON_PrintUnformatted(o);
-    puts(text);
-    free(text);
-    cJSON_Delete(o);
+    cli_print_json(o);
 }
 
 static int run(int argc, char **argv)

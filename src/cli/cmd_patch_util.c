@@ -210,3 +210,17 @@ int cli_file_args_parse(const cli_command *cmd, int argc, char **argv, const cha
     }
     return -1;
 }
+
+int cli_file_run(const char *label, cli_file_op op, const cli_file_args *a,
+                 xp_patch_file_result *res, xp_err *err)
+{
+    xp_patch_file_opts o;
+    cli_progress bar;
+    cli_progress_start(&bar, label);
+    cli_patch_file_opts(&o, a->force, &bar);
+    int rc = op(a->model, a->list.p, a->list.n, a->out, &o, res, err);
+    cli_progress_end(&bar);
+    if (res->recovered)
+        cli_note("%s: completed an interrupted in-place operation first", a->model);
+    return rc;
+}

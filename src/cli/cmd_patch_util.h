@@ -25,6 +25,13 @@ typedef struct cli_file_args {
 int cli_file_args_parse(const cli_command *cmd, int argc, char **argv, const char *model_role,
                         bool need_patch, cli_file_args *a);
 
+/* Runs apply or revert on parsed arguments with a progress bar, and notes a recovery
+ * of an interrupted in-place operation. */
+typedef int (*cli_file_op)(const char *in, xp_patch *const *ps, size_t n, const char *out,
+                           const xp_patch_file_opts *o, xp_patch_file_result *res, xp_err *err);
+int cli_file_run(const char *label, cli_file_op op, const cli_file_args *a,
+                 xp_patch_file_result *res, xp_err *err);
+
 /* Reads one -p argument (a file, or a Neagari directory: each of its patches) and adds
  * what it holds to the list, noting manifest steps whose file is absent. */
 int cli_patches_add(cli_patches *list, const char *path, xp_err *err);

@@ -34,19 +34,12 @@ static int run(int argc, char **argv)
     if (rc >= 0)
         return rc;
     const char *model = a.model, *out = a.out;
-    bool in_place = a.in_place, force = a.force;
+    bool in_place = a.in_place;
     cli_patches list = a.list;
     xp_err err = {0};
-    xp_patch_file_opts o;
-    cli_progress bar;
-    cli_progress_start(&bar, "revert");
-    cli_patch_file_opts(&o, force, &bar);
     xp_patch_file_result res;
-    rc = xp_patch_file_revert(model, list.p, list.n, out, &o, &res, &err);
-    cli_progress_end(&bar);
+    rc = cli_file_run("revert", xp_patch_file_revert, &a, &res, &err);
     cli_patches_free(&list);
-    if (res.recovered)
-        cli_note("%s: completed an interrupted in-place operation first", model);
     if (rc)
         return cli_fail(&err);
     if (!res.base_sha256[0]) {

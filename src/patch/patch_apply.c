@@ -60,15 +60,31 @@ static const char *model_name(const xp_gguf *g)
     return g->path ? g->path : "the model";
 }
 
-int xp_patch_apply(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err)
+/* Binds p to g and finds it in the log: *at is its entry or -1, id its identity.
+ * Without a log the flips are XORed at once and *done is set. */
+static int bind_and_find(xp_gguf *g, xp_patch *p, xp_patch_log *log, char id[65], long *at,
+                         bool *done, xp_err *err)
 {
+    *done = false;
     int rc = xp_patch_bind(p, g, err);
-    if (rc || !log)
+    if (rc || !log) {
+        *done = !rc;
         return rc ? rc : flip_all(g, p, err);
-    char id[65];
+    }
     if ((rc = xp_patch_flips_sha256(p, id, err)))
         return rc;
-    long at = xp_patch_log_find(log, id);
+    *at = xp_patch_log_find(log, id);
+    return XP_OK;
+}
+
+int xp_patch_apply(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err)
+{
+    char id[65];
+    long at;
+    bool done;
+    int rc = bind_and_find(g, p, log, id, &at, &done, err);
+    if (rc || done)
+        return rc;
     if (at >= 0)
         return xp_err_set(err, XP_EINVAL, "%s: already applied to %s (as '%s'): applying it "
                           "again would revert it", xp_patch_where(p), model_name(g),
@@ -95,13 +111,12 @@ int xp_patch_apply(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err)
 
 int xp_patch_revert(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err)
 {
-    int rc = xp_patch_bind(p, g, err);
-    if (rc || !log)
-        return rc ? rc : flip_all(g, p, err);
     char id[65];
-    if ((rc = xp_patch_flips_sha256(p, id, err)))
+    long at;
+    bool done;
+    int rc = bind_and_find(g, p, log, id, &at, &done, err);
+    if (rc || done)
         return rc;
-    long at = xp_patch_log_find(log, id);
     if (at < 0)
         return xp_err_set(err, XP_EINVAL, "%s: not applied to %s: reverting it would apply it",
                           xp_patch_where(p), model_name(g));

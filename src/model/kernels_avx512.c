@@ -26,9 +26,11 @@
 TARGET static __m512i reduce16(__m512i v[16])
 {
     __m512i u[8], w[4];
+#pragma GCC unroll 8
     for (int k = 0; k < 8; k++)
         u[k] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * k], v[2 * k + 1]),
                                 _mm512_unpackhi_epi32(v[2 * k], v[2 * k + 1]));
+#pragma GCC unroll 4
     for (int k = 0; k < 4; k++)
         w[k] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * k], u[2 * k + 1]),
                                 _mm512_unpackhi_epi64(u[2 * k], u[2 * k + 1]));
@@ -61,10 +63,12 @@ TARGET static void rows16(const xp_weight *w, const xp_qact *x, float *y, size_t
             __m512i xhi = _mm512_loadu_si512(q + b * XP_Q1_0_WEIGHTS + 64);
             const uint8_t *col = base + b * XP_Q1_0_BYTES;
             __m512i part[16];
+#pragma GCC unroll 16
             for (int i = 0; i < 16; i++) {
                 const uint8_t *blk = col + (size_t)i * w->row_bytes;
-                /* sixteen rows are sixteen streams: fetch ahead, the prefetcher lags */
-                _mm_prefetch((const char *)blk + 16 * XP_Q1_0_BYTES, _MM_HINT_T1);
+                /* sixteen rows are sixteen strided streams the hardware prefetcher does not
+                 * follow: fetch the same block of the next sixteen rows */
+                _mm_prefetch((const char *)blk + 16 * w->row_bytes, _MM_HINT_T0);
                 uint64_t lo, hi;
                 memcpy(&lo, blk + 2, 8);
                 memcpy(&hi, blk + 10, 8);

@@ -42,7 +42,9 @@ int xp_forward(xp_model *m, xp_path path, const xp_seq *seqs, size_t n_seqs, flo
         rc = xp_err_set(err, XP_ENOMEM, "out of memory");
     for (size_t s = 0; s < n_seqs && !rc; s++) {
         fs[s] = (xp_fwd_seq){seqs[s].kv, seqs[s].tokens, seqs[s].n_tokens, seqs[s].logits_at};
-        if (!fs[s].kv && !(rc = xp_kv_new(&temp[s], m, seqs[s].n_tokens, err)))
+        /* the fast path finishes each layer before the next: one layer of cache will do */
+        size_t layers = path == XP_PATH_FAST ? 1 : m->shape.n_layer;
+        if (!fs[s].kv && !(rc = xp_kv_new_layers(&temp[s], m, seqs[s].n_tokens, layers, err)))
             fs[s].kv = temp[s];
     }
     if (!rc)

@@ -20,4 +20,38 @@ static inline bool xp_fwd_wants(const xp_fwd_seq *s, size_t i)
 
 int xp_forward_plain(xp_model *m, const xp_fwd_seq *seqs, size_t n, float *logits, xp_err *err);
 int xp_forward_fast(xp_model *m, const xp_fwd_seq *seqs, size_t n, float *logits, xp_err *err);
+
+/* The fast path in stages, for callers that pack their own batch (tree_batch.c): token t
+ * of the batch has an id, a position and a cache; `forks` copy a prefix of one cache into
+ * another before each layer's attention, so a sequence can continue another's prefix
+ * without recomputing it. x holds the residual stream, [T][n_embd]. */
+typedef struct xp_kv_fork {
+    xp_kv *dst;
+    const xp_kv *src;
+    size_t n;
+} xp_kv_fork;
+
+typedef struct xp_fast_batch {
+    size_t T;
+    int32_t *tok;
+    size_t *pos;
+    xp_kv **kv;
+    const xp_kv_fork *forks;
+    size_t n_forks;
+    float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *cos_v, *sin_v;
+    xp_qact qa;
+} xp_fast_batch;
+
+/* Scratch for T tokens (tok, pos and kv are the caller's to fill). */
+int xp_fast_batch_alloc(const xp_shape *s, size_t T, xp_fast_batch *b);
+void xp_fast_batch_free(xp_fast_batch *b);
+/* Rotation angles of every token's position; then x = the tokens' embeddings. */
+void xp_fast_angles(const xp_model *m, xp_fast_batch *b);
+void xp_fast_embed(const xp_model *m, xp_fast_batch *b);
+/* Layers [from, n_layer) on x; save[l], where given, receives x as it enters layer l. */
+int xp_fast_layers(const xp_model *m, xp_fast_batch *b, uint32_t from, float *const *save);
+/* Final norm and LM head for the n_at tokens `at`: logits[i][j] for row rows[j] (n_rows
+ * of them), or every row of the vocabulary when rows is NULL. */
+int xp_fast_head(const xp_model *m, xp_fast_batch *b, const size_t *at, size_t n_at,
+                 const int32_t *rows, size_t n_rows, float *logits);
 #endif

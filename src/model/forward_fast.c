@@ -15,16 +15,6 @@
 
 #define ROW_CHUNK 64
 
-typedef struct fast_batch {
-    size_t T;
-    const int32_t *const *tok_src;
-    int32_t *tok;
-    size_t *pos;
-    xp_kv **kv;
-    float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *cos_v, *sin_v;
-    xp_qact qa;
-} fast_batch;
-
 /* y[t][r] = W[r] . x[t] for all T tokens: quantised kernels for Q1_0, fp32 otherwise. */
 static void matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, const float *x,
                    size_t T, float *y, size_t ldy)
@@ -70,7 +60,7 @@ static void rmsnorm_rows(float *out, const float *x, const float *w, size_t T, s
         xp_rmsnorm(out + t * n, x + t * n, w, n, eps);
 }
 
-static int attention(const xp_model *m, uint32_t l, fast_batch *b)
+static int attention(const xp_model *m, uint32_t l, xp_fast_batch *b)
 {
     const xp_shape *s = &m->shape;
     size_t hd = s->head_dim, half = hd / 2, group = s->n_head / s->n_head_kv;
@@ -92,6 +82,11 @@ static int attention(const xp_model *m, uint32_t l, fast_batch *b)
         }
         memcpy(xp_kv_k(b->kv[t], l, b->pos[t]), b->k + t * kvd, kvd * sizeof(float));
         memcpy(xp_kv_v(b->kv[t], l, b->pos[t]), b->v + t * kvd, kvd * sizeof(float));
+    }
+    for (size_t f = 0; f < b->n_forks; f++) {
+        const xp_kv_fork *fk = &b->forks[f];
+        memcpy(xp_kv_k(fk->dst, l, 0), xp_kv_k(fk->src, l, 0), fk->n * kvd * sizeof(float));
+        memcpy(xp_kv_v(fk->dst, l, 0), xp_kv_v(fk->src, l, 0), fk->n * kvd * sizeof(float));
     }
     /* queries of one sequence and one head go in blocks that share each key and value
      * read; the arithmetic per query is xp_attend's whatever the block holds */
@@ -140,7 +135,7 @@ static void add_rows(float *x, const float *o, size_t n)
         x[i] += o[i];
 }
 
-static int layer_forward(const xp_model *m, uint32_t l, fast_batch *b)
+static int layer_forward(const xp_model *m, uint32_t l, xp_fast_batch *b)
 {
     const xp_shape *s = &m->shape;
     const xp_layer *L = &m->layers[l];
@@ -173,7 +168,7 @@ static int layer_forward(const xp_model *m, uint32_t l, fast_batch *b)
     return XP_OK;
 }
 
-static void free_batch(fast_batch *b)
+void xp_fast_batch_free(xp_fast_batch *b)
 {
     float *all[] = {b->x, b->xb, b->q, b->k, b->v, b->att, b->o, b->gate, b->up, b->cos_v,
                     b->sin_v};
@@ -185,7 +180,7 @@ static void free_batch(fast_batch *b)
     xp_qact_free(&b->qa);
 }
 
-static int alloc_batch(const xp_shape *s, size_t T, fast_batch *b)
+int xp_fast_batch_alloc(const xp_shape *s, size_t T, xp_fast_batch *b)
 {
     size_t qd = (size_t)s->n_head * s->head_dim, kvd = (size_t)s->n_head_kv * s->head_dim;
     size_t half = s->head_dim / 2;
@@ -195,57 +190,110 @@ static int alloc_batch(const xp_shape *s, size_t T, fast_batch *b)
                       &b->cos_v, &b->sin_v};
     int ok = 1;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-        ok &= (*ptrs[i] = malloc(T * sizes[i] * sizeof(float))) != NULL;
-    ok &= (b->tok = malloc(T * sizeof *b->tok)) != NULL;
-    ok &= (b->pos = malloc(T * sizeof *b->pos)) != NULL;
-    ok &= (b->kv = malloc(T * sizeof *b->kv)) != NULL;
+        ok &= (*ptrs[i] = malloc((T ? T : 1) * sizes[i] * sizeof(float))) != NULL;
+    ok &= (b->tok = malloc((T ? T : 1) * sizeof *b->tok)) != NULL;
+    ok &= (b->pos = malloc((T ? T : 1) * sizeof *b->pos)) != NULL;
+    ok &= (b->kv = malloc((T ? T : 1) * sizeof *b->kv)) != NULL;
     b->T = T;
     return ok ? XP_OK : XP_ENOMEM;
 }
 
-int xp_forward_fast(xp_model *m, const xp_fwd_seq *seqs, size_t n, float *logits, xp_err *err)
+void xp_fast_angles(const xp_model *m, xp_fast_batch *b)
+{
+    size_t half = m->shape.head_dim / 2;
+#pragma omp parallel for schedule(static)
+    for (size_t t = 0; t < b->T; t++)
+        xp_rope_angles((int64_t)b->pos[t], half, m->shape.rope_base, b->cos_v + t * half,
+                       b->sin_v + t * half);
+}
+
+void xp_fast_embed(const xp_model *m, xp_fast_batch *b)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t t = 0; t < b->T; t++)
+        xp_weight_row(&m->tok_embd, b->tok[t], b->x + t * m->shape.n_embd);
+}
+
+int xp_fast_layers(const xp_model *m, xp_fast_batch *b, uint32_t from, float *const *save)
+{
+    int rc = 0;
+    for (uint32_t l = from; l < m->shape.n_layer && !rc; l++) {
+        if (save && save[l])
+            memcpy(save[l], b->x, b->T * m->shape.n_embd * sizeof(float));
+        rc = layer_forward(m, l, b);
+    }
+    return rc;
+}
+
+int xp_fast_head(const xp_model *m, xp_fast_batch *b, const size_t *at, size_t n_at,
+                 const int32_t *rows, size_t n_rows, float *logits)
 {
     const xp_shape *s = &m->shape;
+    if (n_at == 0)
+        return XP_OK;
+    for (size_t i = 0; i < n_at; i++)
+        xp_rmsnorm(b->xb + i * s->n_embd, b->x + at[i] * s->n_embd, m->output_norm, s->n_embd,
+                   s->rms_eps);
+    int rc = quantize(m, &b->qa, b->xb, n_at, (int64_t)s->n_embd);
+    if (rc)
+        return rc;
+    if (!rows) {
+        matmul(m, &m->output, &b->qa, b->xb, n_at, logits, s->n_vocab);
+        return XP_OK;
+    }
+    /* a few scattered rows: each is a one-row matrix of its own */
+    float *row = m->output.type == XP_TYPE_Q1_0 ? NULL : malloc((size_t)s->n_embd * sizeof *row);
+    if (m->output.type != XP_TYPE_Q1_0 && !row)
+        return XP_ENOMEM;
+#pragma omp parallel for schedule(dynamic, 8) if (!row)
+    for (size_t j = 0; j < n_rows; j++) {
+        xp_weight w = m->output;
+        w.data += (uint64_t)rows[j] * w.row_bytes;
+        w.ne1 = 1;
+        if (!row) {
+            m->kern->matmul(&w, &b->qa, logits + j, n_rows, 0, 1);
+            continue;
+        }
+        xp_weight_row(&w, 0, row);
+        for (size_t t = 0; t < n_at; t++)
+            logits[t * n_rows + j] = xp_dot_f32(row, b->xb + t * s->n_embd, (size_t)s->n_embd);
+    }
+    free(row);
+    return XP_OK;
+}
+
+int xp_forward_fast(xp_model *m, const xp_fwd_seq *seqs, size_t n, float *logits, xp_err *err)
+{
     size_t T = 0, n_out = 0;
     for (size_t i = 0; i < n; i++)
         T += seqs[i].n_tokens;
     if (T == 0)
         return XP_OK;
-    fast_batch b = {0};
-    int rc = alloc_batch(s, T, &b);
+    xp_fast_batch b = {0};
+    size_t *at = malloc(T * sizeof *at);
+    int rc = at ? xp_fast_batch_alloc(&m->shape, T, &b) : XP_ENOMEM;
     if (rc) {
-        free_batch(&b);
+        free(at);
+        xp_fast_batch_free(&b);
         return xp_err_set(err, XP_ENOMEM, "out of memory for a batch of %zu tokens", T);
     }
-    size_t half = s->head_dim / 2;
     for (size_t i = 0, t = 0; i < n; i++)
         for (size_t j = 0; j < seqs[i].n_tokens; j++, t++) {
             b.tok[t] = seqs[i].tokens[j];
             b.pos[t] = seqs[i].kv->len + j;
             b.kv[t] = seqs[i].kv;
-            n_out += xp_fwd_wants(&seqs[i], j);
+            if (xp_fwd_wants(&seqs[i], j))
+                at[n_out++] = t;
         }
-#pragma omp parallel for schedule(static)
-    for (size_t t = 0; t < T; t++) {
-        xp_weight_row(&m->tok_embd, b.tok[t], b.x + t * s->n_embd);
-        xp_rope_angles((int64_t)b.pos[t], half, s->rope_base, b.cos_v + t * half,
-                       b.sin_v + t * half);
-    }
-    for (uint32_t l = 0; l < s->n_layer && !rc; l++)
-        rc = layer_forward(m, l, &b);
-    if (!rc && n_out) {
-        /* final norm and LM head for the wanted tokens only */
-        for (size_t i = 0, t = 0, o = 0; i < n; i++)
-            for (size_t j = 0; j < seqs[i].n_tokens; j++, t++)
-                if (xp_fwd_wants(&seqs[i], j))
-                    xp_rmsnorm(b.xb + o++ * s->n_embd, b.x + t * s->n_embd, m->output_norm,
-                               s->n_embd, s->rms_eps);
-        if (!(rc = quantize(m, &b.qa, b.xb, n_out, (int64_t)s->n_embd)))
-            matmul(m, &m->output, &b.qa, b.xb, n_out, logits, s->n_vocab);
-    }
+    xp_fast_angles(m, &b);
+    xp_fast_embed(m, &b);
+    rc = xp_fast_layers(m, &b, 0, NULL);
+    if (!rc)
+        rc = xp_fast_head(m, &b, at, n_out, NULL, 0, logits);
     if (!rc)
         for (size_t i = 0; i < n; i++)
             seqs[i].kv->len += seqs[i].n_tokens;
-    free_batch(&b);
+    free(at);
+    xp_fast_batch_free(&b);
     return rc ? xp_err_set(err, rc, "out of memory in the forward pass") : XP_OK;
 }

@@ -8,10 +8,16 @@
 
 int xp_kv_new(xp_kv **out, const xp_model *m, size_t capacity, xp_err *err)
 {
+    return xp_kv_new_layers(out, m, capacity, m->shape.n_layer, err);
+}
+
+int xp_kv_new_layers(xp_kv **out, const xp_model *m, size_t capacity, size_t layers,
+                     xp_err *err)
+{
     *out = NULL;
     xp_kv *kv = calloc(1, sizeof *kv);
     size_t dim = (size_t)m->shape.n_head_kv * m->shape.head_dim;
-    size_t n = (size_t)m->shape.n_layer * capacity * dim;
+    size_t n = layers * capacity * dim;
     if (capacity > m->shape.n_ctx)
         return free(kv), xp_err_set(err, XP_EINVAL, "a cache of %zu positions exceeds the "
                                     "model's context of %u", capacity, m->shape.n_ctx);
@@ -26,6 +32,7 @@ int xp_kv_new(xp_kv **out, const xp_model *m, size_t capacity, xp_err *err)
     }
     kv->cap = capacity;
     kv->dim = dim;
+    kv->layers = layers;
     *out = kv;
     return XP_OK;
 }

@@ -11,7 +11,7 @@
 #include "testutil.h"
 #include "xorpatch.h"
 
-#define N_TREES 7
+#define N_TREES 24 /* more outputs than one LM-head pass takes */
 
 typedef struct trees {
     xp_tree t[N_TREES];
@@ -80,13 +80,32 @@ static float *reference(xp_model *m, const trees *tr, size_t *n_out)
     return out;
 }
 
+typedef struct collect {
+    xp_tree_batch *b;
+    const size_t *sel;
+    float *out;
+    size_t next, width, calls;
+} collect;
+
+/* Outputs arrive tree by tree in the order of sel: append them. */
+static int append(void *ctx, size_t s, const float *outputs)
+{
+    collect *c = ctx;
+    cr_assert_eq(s, c->calls++, "trees arrive in order");
+    size_t k = xp_tree_batch_outputs(c->b, c->sel ? c->sel[s] : s) * c->width;
+    memcpy(c->out + c->next, outputs, k * sizeof *outputs);
+    c->next += k;
+    return 0;
+}
+
 static float *run_batch(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_t from,
                         size_t n_out, size_t width)
 {
-    float *out = malloc(n_out * width * sizeof *out);
+    collect c = {b, sel, malloc(n_out * width * sizeof(float)), 0, width, 0};
     xp_err err = {0};
-    cr_assert_eq(xp_tree_batch_run(b, sel, n_sel, from, out, &err), XP_OK, "%s", err.msg);
-    return out;
+    cr_assert_eq(xp_tree_batch_run(b, sel, n_sel, from, append, &c, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(c.next, n_out * width);
+    return c.out;
 }
 
 Test(tree_batch, equals_each_sequence_alone_in_any_subset_and_row_choice, .timeout = 120)

@@ -9,6 +9,10 @@
 #include "model/forward.h"
 #include "model/tree_batch.h"
 
+/* Outputs per LM-head pass: enough tokens for the kernels to run at full speed, few
+ * enough that a full vocabulary of logits for them stays small. */
+#define HEAD_OUTPUTS 96
+
 struct xp_tree_batch {
     xp_model *m;
     size_t n, T;                 /* trees, tokens of all trees */
@@ -24,6 +28,9 @@ struct xp_tree_batch {
     size_t n_rows;
     xp_fast_batch fb;            /* scratch for every token */
     size_t *at;                  /* [T] output positions of a run */
+    size_t *at_tree;             /* [T] where each selected tree's outputs start in at */
+    float *head;                 /* logits of up to HEAD_OUTPUTS outputs (or one tree's) */
+    size_t head_cap;             /* outputs head holds */
     xp_kv_fork *forks;           /* [n] */
 };
 
@@ -76,6 +83,8 @@ void xp_tree_batch_free(xp_tree_batch *b)
     free(b->ckpt);
     free(b->rows);
     free(b->at);
+    free(b->at_tree);
+    free(b->head);
     free(b->forks);
     xp_fast_batch_free(&b->fb);
     free(b);
@@ -145,7 +154,12 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree *trees, si
         b->T += tree_tokens(b, i);
     }
     ok = ok && (b->tokens = malloc((b->T + 1) * sizeof *b->tokens)) &&
-         (b->at = malloc((b->T + 1) * sizeof *b->at));
+         (b->at = malloc((b->T + 1) * sizeof *b->at)) &&
+         (b->at_tree = malloc((b->T + n + 1) * sizeof *b->at_tree));
+    b->head_cap = HEAD_OUTPUTS;
+    for (size_t i = 0; ok && i < n; i++)
+        if (xp_tree_batch_outputs(b, i) > b->head_cap)
+            b->head_cap = xp_tree_batch_outputs(b, i);
     for (size_t i = 0; ok && i < n; i++) {
         int32_t *dst = b->tokens + b->tok0[i];
         memcpy(dst, trees[i].prefix, b->npre[i] * sizeof *dst);
@@ -183,7 +197,8 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree *trees, si
         b->n_rows = n_rows;
     }
     if (ok)
-        ok = !xp_fast_batch_alloc(&m->shape, b->T, &b->fb);
+        ok = (b->head = malloc(b->head_cap * xp_tree_batch_width(b) * sizeof *b->head)) &&
+             !xp_fast_batch_alloc(&m->shape, b->T, &b->fb);
     if (!ok) {
         xp_tree_batch_free(b);
         return rc ? rc : xp_err_set(err, XP_ENOMEM, "out of memory for a batch of %zu trees", n);
@@ -202,8 +217,26 @@ static long start_ckpt(const xp_tree_batch *b, uint32_t from)
     return best;
 }
 
+/* The LM head over the selected trees, a few at a time, each tree's outputs to fn. */
+static int heads(xp_tree_batch *b, size_t n, xp_tree_out_fn fn, void *ctx)
+{
+    size_t width = xp_tree_batch_width(b);
+    for (size_t s0 = 0, s1; s0 < n; s0 = s1) {
+        for (s1 = s0 + 1; s1 < n && b->at_tree[s1 + 1] - b->at_tree[s0] <= b->head_cap; s1++)
+            ;
+        size_t first = b->at_tree[s0];
+        int rc = xp_fast_head(b->m, &b->fb, b->at + first, b->at_tree[s1] - first, b->rows,
+                              b->n_rows, b->head);
+        for (size_t s = s0; s < s1 && !rc; s++)
+            rc = fn(ctx, s, b->head + (b->at_tree[s] - first) * width);
+        if (rc)
+            return rc;
+    }
+    return XP_OK;
+}
+
 int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_t from,
-                      float *logits, xp_err *err)
+                      xp_tree_out_fn fn, void *ctx, xp_err *err)
 {
     const xp_model *m = b->m;
     size_t E = m->shape.n_embd, n = sel ? n_sel : b->n;
@@ -218,6 +251,7 @@ int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_
         size_t i = sel ? sel[s] : s, np = b->npre[i], r0 = b->nrun[2 * i], r1 = b->nrun[2 * i + 1];
         xp_kv *kv0 = b->kv[2 * i], *kv1 = b->kv[2 * i + 1];
         const int32_t *tok = b->tokens + b->tok0[i];
+        b->at_tree[s] = n_at;
         if (c >= 0)
             memcpy(fb->x + t * E, b->cur[c] + b->tok0[i] * E, tree_tokens(b, i) * E * sizeof(float));
         for (size_t j = 0; j < np + r0 + r1; j++, t++) {
@@ -231,6 +265,7 @@ int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_
         if (r1)
             b->forks[n_forks++] = (xp_kv_fork){kv1, kv0, np};
     }
+    b->at_tree[n] = n_at;
     fb->T = t;
     fb->forks = b->forks;
     fb->n_forks = n_forks;
@@ -246,14 +281,12 @@ int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_
             save[b->ckpt[k]] = b->pend[k];
     }
     int rc = xp_fast_layers(m, fb, start, save);
-    if (!rc)
-        rc = xp_fast_head(m, fb, b->at, n_at, b->rows, b->n_rows, logits);
     if (rc) {
         for (size_t k = 0; k < b->n_ckpt; k++)
             b->pend_ok[k] = false;
         return xp_err_set(err, rc, "out of memory in a batch run");
     }
-    return XP_OK;
+    return heads(b, n, fn, ctx);
 }
 
 void xp_tree_batch_commit(xp_tree_batch *b)

@@ -35,11 +35,18 @@ size_t xp_tree_batch_width(const xp_tree_batch *b);
 /* Tokens run for the trees sel[0..n_sel) (every tree when sel is NULL). */
 size_t xp_tree_batch_tokens(const xp_tree_batch *b, const size_t *sel, size_t n_sel);
 
+/* Receives the outputs of the tree sel[s] (of tree s when sel is NULL): its
+ * xp_tree_batch_outputs rows of xp_tree_batch_width values, valid during the call. A
+ * non-zero return stops the run and is returned. */
+typedef int (*xp_tree_out_fn)(void *ctx, size_t s, const float *outputs);
+
 /* Runs the trees sel[0..n_sel) (every tree when sel is NULL) with the weights as they are
  * now, which the caller promises equal the last committed ones below layer `from`
- * (0: nothing is assumed), and writes each tree's outputs in the order of sel. */
+ * (0: nothing is assumed), and hands each tree's outputs to fn in the order of sel. The
+ * LM head runs over a few trees at a time, so the full vocabulary's logits of a large
+ * batch never have to fit in memory at once. */
 int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_t from,
-                      float *logits, xp_err *err);
+                      xp_tree_out_fn fn, void *ctx, xp_err *err);
 /* Takes the weights of the last run as the committed ones, if that run was over every
  * tree: the residuals it computed become the kept ones. After a run over some trees it
  * keeps nothing. */

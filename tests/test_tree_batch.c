@@ -83,30 +83,32 @@ static float *reference(xp_model *m, const trees *tr, size_t *n_out)
 }
 
 typedef struct collect {
-    xp_tree_batch *b;
     const size_t *sel;
     float *out;
-    size_t next, width, calls;
+    size_t *offset; /* where the outputs of sel[s] go */
+    size_t width;
 } collect;
 
-/* Outputs arrive tree by tree in the order of sel: append them. */
-static int append(void *ctx, size_t s, const float *outputs)
+/* Calls may come from several threads at once: each tree has its own place. */
+static int store(void *ctx, size_t s, const float *outputs)
 {
     collect *c = ctx;
-    cr_assert_eq(s, c->calls++, "trees arrive in order");
-    size_t k = xp_tree_batch_outputs(c->b, c->sel ? c->sel[s] : s) * c->width;
-    memcpy(c->out + c->next, outputs, k * sizeof *outputs);
-    c->next += k;
+    memcpy(c->out + c->offset[s] * c->width, outputs,
+           (c->offset[s + 1] - c->offset[s]) * c->width * sizeof *outputs);
     return 0;
 }
 
 static float *run_batch(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_t from,
                         size_t n_out, size_t width)
 {
-    collect c = {b, sel, malloc(n_out * width * sizeof(float)), 0, width, 0};
+    size_t n = sel ? n_sel : xp_tree_batch_count(b);
+    collect c = {sel, malloc(n_out * width * sizeof(float)), calloc(n + 1, sizeof(size_t)), width};
+    for (size_t s = 0; s < n; s++)
+        c.offset[s + 1] = c.offset[s] + xp_tree_batch_outputs(b, sel ? sel[s] : s);
+    cr_assert_eq(c.offset[n], n_out);
     xp_err err = {0};
-    cr_assert_eq(xp_tree_batch_run(b, sel, n_sel, from, append, &c, &err), XP_OK, "%s", err.msg);
-    cr_assert_eq(c.next, n_out * width);
+    cr_assert_eq(xp_tree_batch_run(b, sel, n_sel, from, store, &c, &err), XP_OK, "%s", err.msg);
+    free(c.offset);
     return c.out;
 }
 

@@ -39,6 +39,8 @@ static size_t tree_tokens(const xp_tree_batch *b, size_t i)
     return b->npre[i] + b->nrun[2 * i] + b->nrun[2 * i + 1];
 }
 
+size_t xp_tree_batch_count(const xp_tree_batch *b) { return b->n; }
+
 size_t xp_tree_batch_outputs(const xp_tree_batch *b, size_t tree)
 {
     return 1 + b->nrun[2 * tree] + b->nrun[2 * tree + 1];
@@ -227,8 +229,15 @@ static int heads(xp_tree_batch *b, size_t n, xp_tree_out_fn fn, void *ctx)
         size_t first = b->at_tree[s0];
         int rc = xp_fast_head(b->m, &b->fb, b->at + first, b->at_tree[s1] - first, b->rows,
                               b->n_rows, b->head);
-        for (size_t s = s0; s < s1 && !rc; s++)
-            rc = fn(ctx, s, b->head + (b->at_tree[s] - first) * width);
+        if (rc)
+            return rc;
+        /* what a tree's outputs feed (a log-softmax over the vocabulary) is work too;
+         * errors are negative, so the least result is the first failure's kind */
+#pragma omp parallel for schedule(dynamic, 1) reduction(min : rc)
+        for (size_t s = s0; s < s1; s++) {
+            int r = fn(ctx, s, b->head + (b->at_tree[s] - first) * width);
+            rc = r < rc ? r : rc;
+        }
         if (rc)
             return rc;
     }

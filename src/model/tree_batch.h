@@ -26,6 +26,7 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree *trees, si
                       xp_err *err);
 void xp_tree_batch_free(xp_tree_batch *b);
 
+size_t xp_tree_batch_count(const xp_tree_batch *b); /* trees */
 /* The output positions of tree i, in order: the last prefix token (it predicts each
  * branch's first token), then branch 0's tokens but its last, then branch 1's likewise
  * (token j's row predicts token j + 1). A branch's last token is never run. */
@@ -36,8 +37,9 @@ size_t xp_tree_batch_width(const xp_tree_batch *b);
 size_t xp_tree_batch_tokens(const xp_tree_batch *b, const size_t *sel, size_t n_sel);
 
 /* Receives the outputs of the tree sel[s] (of tree s when sel is NULL): its
- * xp_tree_batch_outputs rows of xp_tree_batch_width values, valid during the call. A
- * non-zero return stops the run and is returned. */
+ * xp_tree_batch_outputs rows of xp_tree_batch_width values, valid during the call.
+ * Calls for different trees may run at the same time on different threads. A non-zero
+ * return stops the run and is returned. */
 typedef int (*xp_tree_out_fn)(void *ctx, size_t s, const float *outputs);
 
 /* Runs the trees sel[0..n_sel) (every tree when sel is NULL) with the weights as they are

@@ -1,0 +1,517 @@
+/* The greedy search (SPEC §4): measure the baseline, then per iteration propose an
+ * untried flip, apply it, screen it on the worst targets, measure every probe and keep
+ * it if the fitness beats the best, else flip it back. Flips touch only the chosen
+ * layers, so each measurement reruns from the flip's layer. The state a run needs to go
+ * on (iterations done, the recent accepts for auto-stop, focused's solved targets)
+ * travels in the patch's "search" JSON, and the proposals are replayed from the seed, so
+ * a search resumed from its checkpoint ends with the patch an uninterrupted one makes. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "search/search_int.h"
+
+void xp_search_opts_default(xp_search_opts *o)
+{
+    *o = (xp_search_opts){.metric = XP_METRIC_SEQ_LOGPROB,
+                          .fitness = XP_FITNESS_MEAN,
+                          .lambda = 2.0,
+                          .epsilon = 0.5,
+                          .granularity = XP_GRAN_ROW,
+                          .scale_ratio = 0.7,
+                          .scale_bit_min = 4,
+                          .scale_bit_max = 9,
+                          .proposal = XP_PROPOSE_SCALE,
+                          .iterations = 300,
+                          .screen = 2,
+                          .seed = 1,
+                          .checkpoint_every = 10};
+}
+
+void xp_search_result_free(xp_search_result *r)
+{
+    xp_patch_free(r->patch);
+    free(r->base_gaps);
+    free(r->final_gaps);
+    memset(r, 0, sizeof *r);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- what a run is: its settings, and the fingerprint a resume must match ---- */
+
+static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
+{
+    if (o->metric != XP_METRIC_SEQ_LOGPROB && o->metric != XP_METRIC_TOKEN_GAP)
+        return xp_err_set(err, XP_EINVAL, "the search measures seq_logprob or token_gap gaps, "
+                          "not %s", xp_metric_name(o->metric));
+    if (o->fitness < 0 || o->fitness > XP_FITNESS_FOCUSED)
+        return xp_err_set(err, XP_EINVAL, "unknown fitness %d", o->fitness);
+    if (o->granularity < 0 || o->granularity > XP_GRAN_SCALE_BIT)
+        return xp_err_set(err, XP_EINVAL, "unknown granularity %d", o->granularity);
+    if (!(o->lambda >= 0) || !(o->epsilon >= 0) || !(o->min_gain >= 0))
+        return xp_err_set(err, XP_EINVAL, "lambda, epsilon and min-gain must be >= 0");
+    if (!(o->scale_ratio >= 0 && o->scale_ratio <= 1))
+        return xp_err_set(err, XP_EINVAL, "scale ratio %g is not in [0, 1]", o->scale_ratio);
+    if (o->scale_bit_min < 0 || o->scale_bit_max > 15 || o->scale_bit_min > o->scale_bit_max)
+        return xp_err_set(err, XP_EINVAL, "scale bits %d-%d are not a range within 0-15",
+                          o->scale_bit_min, o->scale_bit_max);
+    if (o->stop_window && !(o->stop_rate > 0 && o->stop_rate <= 1))
+        return xp_err_set(err, XP_EINVAL, "auto-stop rate %g is not in (0, 1]", o->stop_rate);
+    for (size_t i = 0; i < o->n_layers; i++)
+        if (o->layers[i] >= m->shape.n_layer)
+            return xp_err_set(err, XP_EINVAL, "layer %u is not below the model's %u layers",
+                              o->layers[i], m->shape.n_layer);
+    return XP_OK;
+}
+
+/* The layers to search, ascending and distinct. */
+static size_t search_layers(const xp_model *m, const xp_search_opts *o, uint32_t *out)
+{
+    uint32_t n_layer = m->shape.n_layer, def[] = {1, 2, 3, 4, n_layer >= 2 ? n_layer - 2 : 0};
+    const uint32_t *src = o->layers ? o->layers : def;
+    size_t n = o->layers ? o->n_layers : 5, k = 0;
+    for (uint32_t l = 0; l < n_layer; l++)
+        for (size_t i = 0; i < n; i++)
+            if (src[i] == l) {
+                out[k++] = l;
+                break;
+            }
+    return k;
+}
+
+static cJSON *settings_json(const xp_search_opts *o, const uint32_t *layers, size_t n_layers)
+{
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "metric", xp_metric_name(o->metric));
+    cJSON_AddStringToObject(s, "fitness", xp_fitness_name(o->fitness));
+    cJSON_AddNumberToObject(s, "lambda", o->lambda);
+    if (o->fitness == XP_FITNESS_FOCUSED)
+        cJSON_AddNumberToObject(s, "epsilon", o->epsilon);
+    cJSON_AddStringToObject(s, "granularity", xp_granularity_name(o->granularity));
+    if (o->granularity == XP_GRAN_SCALE_BIT) {
+        cJSON_AddNumberToObject(s, "scale_ratio", o->scale_ratio);
+        cJSON_AddNumberToObject(s, "scale_bit_min", o->scale_bit_min);
+        cJSON_AddNumberToObject(s, "scale_bit_max", o->scale_bit_max);
+    }
+    cJSON *ls = cJSON_AddArrayToObject(s, "layers");
+    for (size_t i = 0; i < n_layers; i++)
+        cJSON_AddItemToArray(ls, cJSON_CreateNumber(layers[i]));
+    cJSON *ps = cJSON_AddArrayToObject(s, "proj");
+    unsigned projs = o->projs ? o->projs : (1u << XP_PROJ_GATE) | (1u << XP_PROJ_UP);
+    for (int p = 0; p < XP_N_PROJ; p++)
+        if (projs & (1u << p))
+            cJSON_AddItemToArray(ps, cJSON_CreateString(xp_proj_name(p)));
+    cJSON_AddStringToObject(s, "proposal", xp_proposal_name(o->proposal));
+    cJSON_AddNumberToObject(s, "screen", (double)o->screen);
+    cJSON_AddNumberToObject(s, "min_gain", o->min_gain);
+    cJSON_AddNumberToObject(s, "seed", (double)o->seed);
+    return s;
+}
+
+/* SHA-256 of the settings that shape the run and of every probe's tokens. */
+static void run_fingerprint(const cJSON *settings, const xp_probe_tokens **pt, size_t nt,
+                            size_t nc, char hex[65])
+{
+    char *text = cJSON_PrintUnformatted(settings);
+    size_t len = text ? strlen(text) : 0, cap = len + 64;
+    for (size_t i = 0; i < nt + nc; i++)
+        cap += (pt[i]->n_prompt + pt[i]->n_answer[0] + pt[i]->n_answer[1] + 8) * 4;
+    uint8_t *buf = malloc(cap), *w = buf;
+    if (!buf) { /* cannot fingerprint: one that no resume matches */
+        free(text);
+        memset(hex, 'x', 64);
+        hex[64] = 0;
+        return;
+    }
+#define PUT(p, n) (memcpy(w, (p), (n)), w += (n))
+    PUT(text ? text : "", len);
+    uint32_t counts[2] = {(uint32_t)nt, (uint32_t)nc};
+    PUT(counts, sizeof counts);
+    for (size_t i = 0; i < nt + nc; i++) {
+        const xp_probe_tokens *p = pt[i];
+        uint32_t lens[3] = {(uint32_t)p->n_prompt, (uint32_t)p->n_answer[0],
+                            (uint32_t)p->n_answer[1]};
+        PUT(lens, sizeof lens);
+        PUT(p->gap_id, sizeof p->gap_id);
+        PUT(p->prompt, p->n_prompt * 4);
+        PUT(p->answer[0], p->n_answer[0] * 4);
+        PUT(p->answer[1], p->n_answer[1] * 4);
+    }
+#undef PUT
+    xp_sha256_hex(buf, (size_t)(w - buf), hex);
+    free(buf);
+    free(text);
+}
+
+/* ---- the run ---- */
+
+typedef struct run {
+    xp_model *m;
+    const xp_search_opts *o;
+    size_t nt, nc, n;
+    xp_gauge gauge;
+    xp_proposer prop;
+    xp_fitness_ctx fit;
+    double *base, *cur, *g, *sg;
+    size_t *sel;
+    bool *solved;
+    xp_candidate *kept;
+    size_t n_kept, cap_kept;
+    char *window; /* '0'/'1' per iteration, the last stop_window */
+    size_t iter;
+    double best;
+    cJSON *settings;
+    char fingerprint[65];
+} run;
+
+static void run_free(run *r)
+{
+    xp_gauge_free(&r->gauge);
+    xp_proposer_free(&r->prop);
+    free(r->base), free(r->cur), free(r->g), free(r->sg), free(r->sel), free(r->solved);
+    free(r->kept), free(r->window);
+    cJSON_Delete(r->settings);
+}
+
+static int keep(run *r, const xp_candidate *c)
+{
+    if (r->n_kept == r->cap_kept) {
+        size_t cap = r->cap_kept ? 2 * r->cap_kept : 64;
+        xp_candidate *k = realloc(r->kept, cap * sizeof *k);
+        if (!k)
+            return XP_ENOMEM;
+        r->kept = k;
+        r->cap_kept = cap;
+    }
+    r->kept[r->n_kept++] = *c;
+    return XP_OK;
+}
+
+/* The patch of the kept flips, with the settings, the state and the outcome. */
+static int make_patch(run *r, xp_patch **out, xp_err *err)
+{
+    xp_patch *p;
+    int rc = xp_patch_new(&p, err);
+    for (size_t i = 0; i < r->n_kept && !rc; i++) {
+        const xp_candidate *c = &r->kept[i];
+        char tensor[64];
+        snprintf(tensor, sizeof tensor, "blk.%u.%s.weight", c->layer, xp_proj_tensor(c->proj));
+        rc = c->kind == XP_FLIP_ROW     ? xp_patch_add_row(p, tensor, c->index, err)
+             : c->kind == XP_FLIP_BLOCK ? xp_patch_add_block(p, tensor, c->index, err)
+                                        : xp_patch_add_scale_bit(p, tensor, c->index, c->bit, err);
+    }
+    if (!rc)
+        rc = xp_patch_bind(p, xp_model_gguf(r->m), err);
+    if (rc) {
+        xp_patch_free(p);
+        return rc;
+    }
+    p->name = strdup(r->o->name ? r->o->name : "search");
+    p->tool = strdup("xorpatch " XP_VERSION);
+    if (r->o->base_sha256)
+        snprintf(p->base_sha256, sizeof p->base_sha256, "%s", r->o->base_sha256);
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddItemToObject(s, "settings", cJSON_Duplicate(r->settings, true));
+    cJSON_AddStringToObject(s, "run_sha256", r->fingerprint);
+    cJSON *st = cJSON_AddObjectToObject(s, "state");
+    cJSON_AddNumberToObject(st, "iterations", (double)r->iter);
+    cJSON_AddStringToObject(st, "window", r->window);
+    cJSON *sv = cJSON_AddArrayToObject(st, "solved");
+    for (size_t t = 0; t < r->nt; t++)
+        if (r->solved[t])
+            cJSON_AddItemToArray(sv, cJSON_CreateNumber((double)t));
+    cJSON_AddNumberToObject(s, "best_fitness", r->best);
+    cJSON_AddNumberToObject(s, "targets", (double)r->nt);
+    cJSON_AddNumberToObject(s, "controls", (double)r->nc);
+    p->search = cJSON_PrintUnformatted(s);
+    cJSON_Delete(s);
+    if (!p->name || !p->tool || !p->search) {
+        xp_patch_free(p);
+        return xp_err_set(err, XP_ENOMEM, "out of memory");
+    }
+    *out = p;
+    return XP_OK;
+}
+
+static int write_checkpoint(run *r, xp_err *err)
+{
+    if (!r->o->checkpoint)
+        return XP_OK;
+    xp_patch *p;
+    int rc = make_patch(r, &p, err);
+    if (!rc) {
+        /* an empty patch is not a patch file: nothing kept yet, nothing to resume from */
+        if (p->n_flips)
+            rc = xp_patch_write(p, XP_PATCH_JSON, r->o->checkpoint, err);
+        xp_patch_free(p);
+    }
+    return rc;
+}
+
+/* Candidate for one flip of a patch, when it is one the search could have made. */
+static int flip_candidate(const xp_patch *p, const xp_flip *f, const xp_model *m,
+                          xp_candidate *c, xp_err *err)
+{
+    const char *name = p->tensors[f->tensor].name;
+    unsigned layer;
+    char proj[32];
+    int proj_i = -1;
+    if (sscanf(name, "blk.%u.%31[a-z_].weight", &layer, proj) == 2)
+        for (int i = 0; i < XP_N_PROJ; i++)
+            if (!strcmp(proj, xp_proj_tensor(i)))
+                proj_i = i;
+    if (proj_i < 0 || layer >= m->shape.n_layer ||
+        (f->kind != XP_FLIP_ROW && f->kind != XP_FLIP_BLOCK && f->kind != XP_FLIP_SCALE))
+        return xp_err_set(err, XP_EINVAL, "%s: flip %u on %s is not a row, block or scale flip "
+                          "of a layer's projection, so a search cannot continue from it",
+                          p->path ? p->path : "resume patch", f->src, name);
+    *c = (xp_candidate){layer, (uint8_t)proj_i, f->kind, f->bit, f->index};
+    return XP_OK;
+}
+
+/* Starts from a patch: its flips applied and kept; when it is this run's checkpoint,
+ * the state restored and the proposals replayed. */
+static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
+{
+    int rc = xp_patch_bind(p, xp_model_gguf(r->m), err);
+    uint32_t lowest = r->m->shape.n_layer;
+    for (size_t i = 0; i < p->n_flips && !rc; i++) {
+        xp_candidate c;
+        if (!(rc = flip_candidate(p, &p->flips[i], r->m, &c, err)) &&
+            !(rc = keep(r, &c) ? xp_err_set(err, XP_ENOMEM, "out of memory") : 0)) {
+            xp_candidate_flip(r->m, &c);
+            lowest = c.layer < lowest ? c.layer : lowest;
+        }
+    }
+    if (rc)
+        return rc;
+    cJSON *s = p->search ? cJSON_Parse(p->search) : NULL;
+    const cJSON *fp = cJSON_GetObjectItemCaseSensitive(s, "run_sha256");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(s, "state");
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(st, "iterations");
+    const cJSON *win = cJSON_GetObjectItemCaseSensitive(st, "window");
+    if (cJSON_IsString(fp) && !strcmp(fp->valuestring, r->fingerprint) && cJSON_IsNumber(it) &&
+        it->valuedouble >= 0 && cJSON_IsString(win)) {
+        r->iter = (size_t)it->valuedouble;
+        for (size_t i = 0; i < r->iter; i++) {
+            xp_candidate c;
+            if (!xp_proposer_next(&r->prop, &c))
+                break;
+        }
+        snprintf(r->window, r->o->stop_window + 1, "%s", win->valuestring);
+        const cJSON *t;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(st, "solved"))
+            if (cJSON_IsNumber(t) && t->valuedouble >= 0 && t->valuedouble < (double)r->nt)
+                r->solved[(size_t)t->valuedouble] = true;
+        out->resumed_at = r->iter;
+    } else {
+        for (size_t i = 0; i < r->n_kept; i++)
+            xp_proposer_mark(&r->prop, &r->kept[i]);
+    }
+    cJSON_Delete(s);
+    rc = xp_gauge_run(&r->gauge, NULL, 0, lowest < r->m->shape.n_layer ? lowest : 0, r->cur, err);
+    if (!rc)
+        xp_gauge_commit(&r->gauge);
+    return rc;
+}
+
+/* The k targets with the lowest current gaps (ties: lower index first). */
+static size_t worst_targets(const run *r, size_t k, size_t *sel)
+{
+    size_t n = 0;
+    for (size_t t = 0; t < r->nt && k; t++) {
+        size_t j;
+        if (n < k)
+            j = n++;
+        else if (r->cur[t] < r->cur[sel[k - 1]])
+            j = k - 1;
+        else
+            continue;
+        while (j > 0 && r->cur[t] < r->cur[sel[j - 1]]) {
+            sel[j] = sel[j - 1];
+            j--;
+        }
+        sel[j] = t;
+    }
+    return n;
+}
+
+static void push_window(run *r, bool accepted)
+{
+    size_t w = r->o->stop_window, len = strlen(r->window);
+    if (!w)
+        return;
+    if (len == w)
+        memmove(r->window, r->window + 1, --len);
+    r->window[len] = accepted ? '1' : '0';
+    r->window[len + 1] = 0;
+}
+
+static bool auto_stop(const run *r)
+{
+    size_t w = r->o->stop_window;
+    if (!w || r->iter < w || strlen(r->window) < w)
+        return false;
+    size_t acc = 0;
+    for (size_t i = 0; i < w; i++)
+        acc += r->window[i] == '1';
+    return (double)acc / (double)w < r->o->stop_rate;
+}
+
+/* One iteration; *stop when nothing is left to try. */
+static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
+{
+    const xp_search_opts *o = r->o;
+    double t0 = now();
+    long focal = -1;
+    if (o->fitness == XP_FITNESS_FOCUSED && (focal = xp_focused_target(&r->fit, r->cur)) < 0) {
+        *stop = true; /* every target solved */
+        return XP_OK;
+    }
+    xp_candidate c;
+    if (!xp_proposer_next(&r->prop, &c)) {
+        out->exhausted = *stop = true;
+        return XP_OK;
+    }
+    r->iter++;
+    xp_search_iter it = {.iter = r->iter, .cand = c, .fitness = NAN};
+    xp_candidate_flip(r->m, &c);
+    int rc = XP_OK;
+    size_t k = focal >= 0 ? 1 : worst_targets(r, o->screen < r->nt ? o->screen : r->nt, r->sel);
+    if (focal >= 0)
+        r->sel[0] = (size_t)focal;
+    if (o->screen && k) {
+        if ((rc = xp_gauge_run(&r->gauge, r->sel, k, c.layer, r->sg, err)))
+            goto undo;
+        it.probes_run += k;
+        bool improved = false;
+        for (size_t j = 0; j < k; j++)
+            improved |= r->sg[j] > r->cur[r->sel[j]];
+        it.screened = !improved;
+    }
+    if (!it.screened) {
+        if ((rc = xp_gauge_run(&r->gauge, NULL, 0, c.layer, r->g, err)))
+            goto undo;
+        it.probes_run += r->n;
+        if (focal >= 0) {
+            it.fitness = r->g[focal];
+            it.accepted = xp_focused_accept(&r->fit, r->cur, r->g, (size_t)focal);
+        } else {
+            it.fitness = xp_fitness_value(&r->fit, r->g);
+            it.accepted = it.fitness > r->best + o->min_gain;
+        }
+    }
+    if (it.accepted) {
+        if ((rc = keep(r, &c))) {
+            rc = xp_err_set(err, rc, "out of memory");
+            goto undo;
+        }
+        xp_gauge_commit(&r->gauge);
+        memcpy(r->cur, r->g, r->n * sizeof *r->cur);
+        if (focal >= 0) {
+            r->solved[focal] = r->cur[focal] > 0;
+            r->best = r->cur[focal];
+        } else
+            r->best = it.fitness;
+        out->accepted++;
+    } else
+        xp_candidate_flip(r->m, &c);
+    out->screened_out += it.screened;
+    out->probes_run += it.probes_run;
+    push_window(r, it.accepted);
+    it.best = r->best;
+    it.n_flips = r->n_kept;
+    it.seconds = now() - t0;
+    if (o->on_iter)
+        o->on_iter(o->ctx, &it);
+    return XP_OK;
+undo:
+    xp_candidate_flip(r->m, &c);
+    return rc;
+}
+
+int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
+                  const xp_probe_tokens *controls, size_t n_controls, const xp_search_opts *o,
+                  xp_patch *resume, xp_search_result *out, xp_err *err)
+{
+    memset(out, 0, sizeof *out);
+    int rc = check_opts(m, o, err);
+    if (rc)
+        return rc;
+    if (n_targets == 0)
+        return xp_err_set(err, XP_EINVAL, "the search needs at least one target probe");
+    double t_start = now();
+    run r = {.m = m, .o = o, .nt = n_targets, .nc = n_controls, .n = n_targets + n_controls};
+    uint32_t layers[m->shape.n_layer + 1];
+    size_t n_layers = search_layers(m, o, layers);
+    const xp_probe_tokens **pt = malloc((r.n + 1) * sizeof *pt);
+    bool ok = pt && (r.base = calloc(r.n, sizeof *r.base)) && (r.cur = calloc(r.n, sizeof *r.cur)) &&
+              (r.g = calloc(r.n, sizeof *r.g)) && (r.sg = calloc(r.n, sizeof *r.sg)) &&
+              (r.sel = calloc(r.n, sizeof *r.sel)) && (r.solved = calloc(r.nt, sizeof *r.solved)) &&
+              (r.window = calloc(o->stop_window + 2, 1));
+    if (!ok) {
+        free(pt);
+        run_free(&r);
+        return xp_err_set(err, XP_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < r.n; i++)
+        pt[i] = i < r.nt ? &targets[i] : &controls[i - r.nt];
+    r.settings = settings_json(o, layers, n_layers);
+    run_fingerprint(r.settings, pt, r.nt, r.nc, r.fingerprint);
+    if (!(rc = xp_proposer_init(&r.prop, m, o, layers, n_layers, err)) &&
+        !(rc = xp_gauge_init(&r.gauge, m, pt, r.n, o->metric, o->naive, layers, n_layers, err)) &&
+        !(rc = xp_gauge_run(&r.gauge, NULL, 0, 0, r.base, err))) {
+        xp_gauge_commit(&r.gauge);
+        memcpy(r.cur, r.base, r.n * sizeof *r.cur);
+        out->probes_run += r.n;
+    }
+    r.fit = (xp_fitness_ctx){o->fitness, o->lambda, o->epsilon, r.nt, r.nc, r.base, r.solved};
+    if (!rc && resume)
+        rc = resume_from(&r, resume, out, err);
+    if (!rc) {
+        if (!out->resumed_at) /* targets right at the start count as solved */
+            for (size_t t = 0; t < r.nt; t++)
+                r.solved[t] = r.cur[t] > 0;
+        r.best = o->fitness == XP_FITNESS_FOCUSED ? NAN : xp_fitness_value(&r.fit, r.cur);
+    }
+    bool stop = false;
+    while (!rc && !stop && r.iter < o->iterations) {
+        rc = step(&r, out, &stop, err);
+        if (!rc && (auto_stop(&r)))
+            out->auto_stopped = stop = true;
+        if (!rc && o->checkpoint_every && r.iter % o->checkpoint_every == 0)
+            rc = write_checkpoint(&r, err);
+    }
+    if (!rc)
+        rc = write_checkpoint(&r, err);
+    if (!rc)
+        rc = make_patch(&r, &out->patch, err);
+    /* leave the model as it was given */
+    for (size_t i = r.n_kept; i-- > 0;)
+        xp_candidate_flip(m, &r.kept[i]);
+    if (!rc) {
+        out->n_targets = r.nt;
+        out->n_controls = r.nc;
+        out->base_gaps = r.base;
+        out->final_gaps = r.cur;
+        r.base = r.cur = NULL;
+        out->iterations = r.iter;
+        out->best = r.best;
+        out->seconds = now() - t_start;
+    } else {
+        xp_patch_free(out->patch);
+        out->patch = NULL;
+    }
+    free(pt);
+    run_free(&r);
+    return rc;
+}

@@ -1,0 +1,89 @@
+/* The parts of the search that search.c puts together: candidate proposal (propose.c),
+ * fitness and screening rules (fitness.c) and gap measurement over a probe batch
+ * (gaps.c). */
+#ifndef XP_SEARCH_INT_H
+#define XP_SEARCH_INT_H
+#include "core/rng.h"
+#include "model/model.h"
+#include "model/tree_batch.h"
+#include "xorpatch.h"
+
+/* ---- proposal ---- */
+
+/* One (layer, projection) tensor the search may flip, with its items' cumulative
+ * proposal weights (rows or blocks; NULL for uniform proposals). */
+typedef struct xp_unit {
+    uint32_t layer;
+    int proj;
+    xp_weight *w;
+    int64_t n_items;
+    double *cum, total;
+} xp_unit;
+
+typedef struct xp_proposer {
+    xp_unit *units;
+    size_t n_units;
+    int granularity, proposal;
+    double scale_ratio;
+    int bit_min, bit_max;
+    double total;          /* sum of the units' totals (item counts when uniform) */
+    xp_rng rng;
+    uint64_t *tried;       /* open-addressing set of candidate keys (0 = empty) */
+    size_t tried_cap, n_tried;
+} xp_proposer;
+
+/* Weights come from the model as it is now (the base) and stay fixed, so the sequence
+ * of proposals depends on the seed alone and a resumed search can replay it. */
+int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,
+                     const uint32_t *layers, size_t n_layers, xp_err *err);
+void xp_proposer_free(xp_proposer *p);
+/* The next untried candidate; false when none is left (after many draws). */
+bool xp_proposer_next(xp_proposer *p, xp_candidate *c);
+/* Marks a candidate as tried (for a resumed patch's flips). */
+void xp_proposer_mark(xp_proposer *p, const xp_candidate *c);
+/* Flips the candidate in the model's weights; a second call undoes it. */
+void xp_candidate_flip(xp_model *m, const xp_candidate *c);
+
+/* ---- fitness ---- */
+
+typedef struct xp_fitness_ctx {
+    int kind;
+    double lambda, epsilon;
+    size_t nt, nc;         /* targets, controls: gaps arrays are targets then controls */
+    const double *base;    /* baseline gaps */
+    bool *solved;          /* focused: targets in S */
+} xp_fitness_ctx;
+
+/* mean, min, borderline: the fitness of gaps g. */
+double xp_fitness_value(const xp_fitness_ctx *f, const double *g);
+/* focused: the target to move (p*), or -1 when every target is solved. */
+long xp_focused_target(const xp_fitness_ctx *f, const double *cur);
+/* focused: whether g is accepted over cur with focal target p. */
+bool xp_focused_accept(const xp_fitness_ctx *f, const double *cur, const double *g, size_t p);
+
+/* ---- gaps ---- */
+
+/* Gaps of a fixed set of probes, measured again and again. */
+typedef struct xp_gauge {
+    xp_model *m;
+    const xp_probe_tokens **pt; /* [n] */
+    size_t n;
+    xp_metric metric;
+    bool naive;
+    xp_tree_batch *tb;          /* fast: one tree per probe */
+    int32_t *row_of;            /* token_gap: [2n] index of each gap id in the head rows */
+    float *logits;              /* naive: one sequence's logits */
+    size_t logits_cap;
+} xp_gauge;
+
+/* ckpt: the layers a flip may touch (kept residuals). */
+int xp_gauge_init(xp_gauge *g, xp_model *m, const xp_probe_tokens **pt, size_t n,
+                  xp_metric metric, bool naive, const uint32_t *ckpt, size_t n_ckpt, xp_err *err);
+void xp_gauge_free(xp_gauge *g);
+/* gaps[i] for probe sel[i] (every probe, in order, when sel is NULL). from: the lowest
+ * layer changed since the last commit. */
+int xp_gauge_run(xp_gauge *g, const size_t *sel, size_t n_sel, uint32_t from, double *gaps,
+                 xp_err *err);
+/* The weights of the last run over every probe are kept (see xp_tree_batch_commit). */
+void xp_gauge_commit(xp_gauge *g);
+#endif

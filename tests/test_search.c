@@ -1,0 +1,304 @@
+/* The search: fitness rules on hand-made gaps, proposals without repetition weighted by
+ * scale, and whole searches on a small random model: fitness never falls, the patch is
+ * exactly the kept flips, the fast gauge and the naive one find the same patch with the
+ * same gaps, thread count changes nothing, and a run resumed from its checkpoint ends
+ * with the patch an uninterrupted run makes, for every granularity and fitness. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "search/search_int.h"
+#include "testutil.h"
+#include "xorpatch.h"
+
+Test(fitness, rules_of_spec_section_8)
+{
+    double base[] = {-1.0, 0.5, 2.0, 1.0};  /* targets 0,1; controls 2,3 */
+    double g[] = {-0.5, 1.5, 1.0, 1.5};
+    bool solved[2] = {false, true};
+    xp_fitness_ctx f = {XP_FITNESS_MEAN, 2.0, 0.5, 2, 2, base, solved};
+    /* mean: ((0.5) + (1.0)) / 2 - 2 * (1.0 + 0) / 2 */
+    cr_expect_float_eq(xp_fitness_value(&f, g), 0.75 - 1.0, 1e-12);
+    f.kind = XP_FITNESS_MIN; /* min(0.5, 1.0) - 1.0 */
+    cr_expect_float_eq(xp_fitness_value(&f, g), 0.5 - 1.0, 1e-12);
+    f.kind = XP_FITNESS_BORDERLINE;
+    double g2[] = {0.3, -0.2, -1.0, 1.5}; /* target 0 fixed, 1 broke, control 2 broke */
+    double want = 0.3 / 0.4 + -0.2 / 0.3 + 0.5 * (1 - 1) - 2.0 * 1;
+    cr_expect_float_eq(xp_fitness_value(&f, g2), want, 1e-12);
+    f.kind = XP_FITNESS_FOCUSED;
+    double cur[] = {-0.4, 0.5, 2.0, 1.0};
+    cr_expect_eq(xp_focused_target(&f, cur), 0);
+    double up[] = {-0.3, 0.6, 1.6, 1.0}, down[] = {-0.5, 0.6, 2.0, 1.0};
+    double hurt[] = {-0.3, 0.6, 1.4, 1.0}, broke[] = {-0.3, 0.0, 2.0, 1.0};
+    cr_expect(xp_focused_accept(&f, cur, up, 0), "improves p*, control within epsilon");
+    cr_expect(!xp_focused_accept(&f, cur, down, 0), "p* gets worse");
+    cr_expect(!xp_focused_accept(&f, cur, hurt, 0), "a control falls more than epsilon");
+    cr_expect(!xp_focused_accept(&f, cur, broke, 0), "a solved target is lost");
+    solved[0] = true;
+    cr_expect_eq(xp_focused_target(&f, cur), -1, "every target solved");
+}
+
+static xp_model *small_model(void)
+{
+    char path[512];
+    xp_test_tiny_model(path, sizeof path);
+    xp_model *m;
+    xp_err err = {0};
+    cr_assert_eq(xp_model_open(&m, path, &err), XP_OK, "%s", err.msg);
+    return m;
+}
+
+Test(propose, no_candidate_twice_and_high_scales_drawn_more)
+{
+    xp_model *m = small_model();
+    xp_search_opts o;
+    xp_search_opts_default(&o);
+    o.projs = 1u << XP_PROJ_DOWN; /* 256 rows of 768 */
+    uint32_t layer = 1;
+    xp_proposer p;
+    xp_err err = {0};
+    cr_assert_eq(xp_proposer_init(&p, m, &o, &layer, 1, &err), XP_OK, "%s", err.msg);
+    size_t rows = (size_t)m->layers[1].down.ne1, n = 0;
+    bool *seen = calloc(rows, 1);
+    xp_candidate c;
+    while (xp_proposer_next(&p, &c)) {
+        cr_assert_eq(c.kind, XP_FLIP_ROW);
+        cr_assert_eq(c.layer, 1);
+        cr_assert(!seen[c.index], "row %lld proposed twice", (long long)c.index);
+        seen[c.index] = true;
+        n++;
+    }
+    cr_expect_eq(n, rows, "every row once, then the space is used up");
+    xp_proposer_free(&p);
+    /* scale-weighted: give the first half of the rows 8x the scale; they should be
+     * drawn 8 times in 9 */
+    xp_weight *w = &m->layers[1].down;
+    int64_t per_row = w->ne0 / 128;
+    for (int64_t r = 0; r < w->ne1 / 2; r++)
+        for (int64_t b = 0; b < per_row; b++) {
+            uint8_t *blk = w->data + (uint64_t)(r * per_row + b) * 18;
+            uint16_t d = (uint16_t)(blk[0] | blk[1] << 8);
+            d = xp_f32_to_fp16(8 * xp_fp16_to_f32(d));
+            blk[0] = (uint8_t)d, blk[1] = (uint8_t)(d >> 8);
+        }
+    o.seed = 9;
+    cr_assert_eq(xp_proposer_init(&p, m, &o, &layer, 1, &err), XP_OK);
+    size_t high = 0;
+    for (int i = 0; i < 90; i++) {
+        cr_assert(xp_proposer_next(&p, &c));
+        high += c.index < w->ne1 / 2;
+    }
+    cr_expect_geq(high, 70, "%zu of 90 draws from the high-scale rows (expected about 80)", high);
+    xp_proposer_free(&p);
+    o.proposal = XP_PROPOSE_UNIFORM;
+    cr_assert_eq(xp_proposer_init(&p, m, &o, &layer, 1, &err), XP_OK);
+    high = 0;
+    for (int i = 0; i < 90; i++) {
+        cr_assert(xp_proposer_next(&p, &c));
+        high += c.index < w->ne1 / 2;
+    }
+    cr_expect(high > 30 && high < 60, "uniform: %zu of 90 from either half", high);
+    xp_proposer_free(&p);
+    free(seen);
+    xp_model_close(m);
+}
+
+/* Random probes on the model's vocabulary: a prompt and two answers of 1-3 tokens. */
+static xp_probe_tokens *random_probes(size_t n, uint64_t seed, uint64_t vocab)
+{
+    xp_rng r;
+    xp_rng_seed(&r, seed);
+    xp_probe_tokens *pt = calloc(n, sizeof *pt);
+    for (size_t i = 0; i < n; i++) {
+        pt[i].n_prompt = 3 + xp_rng_below(&r, 6);
+        pt[i].prompt = malloc(pt[i].n_prompt * sizeof(int32_t));
+        for (size_t j = 0; j < pt[i].n_prompt; j++)
+            pt[i].prompt[j] = (int32_t)xp_rng_below(&r, vocab);
+        for (int a = 0; a < 2; a++) {
+            pt[i].n_answer[a] = 1 + xp_rng_below(&r, 3);
+            pt[i].answer[a] = malloc(pt[i].n_answer[a] * sizeof(int32_t));
+            for (size_t j = 0; j < pt[i].n_answer[a]; j++)
+                pt[i].answer[a][j] = (int32_t)xp_rng_below(&r, vocab);
+            pt[i].gap_id[a] = pt[i].answer[a][0];
+        }
+    }
+    return pt;
+}
+
+typedef struct setup {
+    xp_model *m;
+    xp_probe_tokens *t, *c;
+    size_t nt, nc;
+} setup;
+
+static setup make_setup(void)
+{
+    setup s = {small_model(), NULL, NULL, 6, 2};
+    s.t = random_probes(s.nt, 1, 5000);
+    s.c = random_probes(s.nc, 2, 5000);
+    return s;
+}
+
+static void free_setup(setup *s)
+{
+    xp_probe_tokens_free(s->t, s->nt);
+    xp_probe_tokens_free(s->c, s->nc);
+    xp_model_close(s->m);
+}
+
+typedef struct trace {
+    double last_best;
+    bool best_fell;
+    size_t calls, accepted;
+} trace;
+
+static void on_iter(void *ctx, const xp_search_iter *it)
+{
+    trace *t = ctx;
+    if (t->calls++ && it->best < t->last_best)
+        t->best_fell = true;
+    t->last_best = it->best;
+    t->accepted += it->accepted;
+}
+
+static void search(setup *s, xp_search_opts *o, xp_patch *resume, xp_search_result *r)
+{
+    xp_err err = {0};
+    cr_assert_eq(xp_search_run(s->m, s->t, s->nt, s->c, s->nc, o, resume, r, &err), XP_OK, "%s",
+                 err.msg);
+}
+
+static void flips_id(xp_patch *p, char hex[65])
+{
+    xp_err err = {0};
+    cr_assert_eq(xp_patch_flips_sha256(p, hex, &err), XP_OK, "%s", err.msg);
+}
+
+/* The gaps of every probe with the patch applied, measured from scratch. */
+static void check_patch_gives_final_gaps(setup *s, xp_search_result *r, xp_metric metric)
+{
+    xp_err err = {0};
+    double *g = malloc((s->nt + s->nc) * sizeof *g);
+    cr_assert_eq(xp_model_patch_apply(s->m, r->patch, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_probe_gaps(s->m, s->t, s->nt, metric, g, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_probe_gaps(s->m, s->c, s->nc, metric, g + s->nt, &err), XP_OK);
+    cr_expect(memcmp(g, r->final_gaps, (s->nt + s->nc) * sizeof *g) == 0,
+              "the patch is exactly the kept flips: its gaps are the search's final gaps");
+    cr_assert_eq(xp_model_patch_revert(s->m, r->patch, &err), XP_OK);
+    free(g);
+}
+
+Test(search, improves_and_the_patch_is_the_kept_flips, .timeout = 180)
+{
+    setup s = make_setup();
+    int fits[] = {XP_FITNESS_MEAN, XP_FITNESS_MIN, XP_FITNESS_BORDERLINE, XP_FITNESS_FOCUSED};
+    int grans[] = {XP_GRAN_BLOCK, XP_GRAN_ROW, XP_GRAN_SCALE_BIT, XP_GRAN_ROW};
+    for (int i = 0; i < 4; i++) {
+        xp_search_opts o;
+        xp_search_opts_default(&o);
+        o.fitness = fits[i];
+        o.granularity = grans[i];
+        o.iterations = 25;
+        o.seed = 5 + (uint64_t)i;
+        o.metric = i == 3 ? XP_METRIC_TOKEN_GAP : XP_METRIC_SEQ_LOGPROB;
+        o.projs = i == 2 ? (1u << XP_PROJ_DOWN) | (1u << XP_PROJ_Q) : 0;
+        trace t = {0};
+        o.on_iter = on_iter;
+        o.ctx = &t;
+        xp_search_result r;
+        size_t nt = s.nt;
+        if (fits[i] == XP_FITNESS_MIN) /* every target must gain: two can, in a few tries */
+            s.nt = 2;
+        search(&s, &o, NULL, &r);
+        cr_expect_eq(t.calls, r.iterations, "%s", xp_fitness_name(fits[i]));
+        cr_expect(!t.best_fell, "%s: the best fitness never falls", xp_fitness_name(fits[i]));
+        cr_expect_gt(r.accepted, 0, "%s/%s: some flip is kept", xp_fitness_name(fits[i]),
+                     xp_granularity_name(grans[i]));
+        cr_expect_eq(r.patch->n_flips, r.accepted);
+        if (fits[i] != XP_FITNESS_FOCUSED)
+            cr_expect_gt(r.best, 0, "%s: fitness rises above the baseline's 0",
+                         xp_fitness_name(fits[i]));
+        check_patch_gives_final_gaps(&s, &r, o.metric);
+        s.nt = nt;
+        xp_search_result_free(&r);
+    }
+    free_setup(&s);
+}
+
+Test(search, naive_gauge_threads_and_resume_give_the_same_patch, .timeout = 240)
+{
+    setup s = make_setup();
+    xp_search_opts o;
+    xp_search_opts_default(&o);
+    o.iterations = 16;
+    o.granularity = XP_GRAN_BLOCK;
+    o.projs = (1u << XP_PROJ_GATE) | (1u << XP_PROJ_UP) | (1u << XP_PROJ_DOWN);
+    xp_search_result a, b;
+    char ida[65], idb[65];
+    omp_set_num_threads(2);
+    search(&s, &o, NULL, &a);
+    flips_id(a.patch, ida);
+    cr_assert_gt(a.accepted, 1);
+
+    o.naive = true;
+    search(&s, &o, NULL, &b);
+    flips_id(b.patch, idb);
+    cr_expect_str_eq(idb, ida, "the naive gauge finds the same patch");
+    cr_expect(memcmp(a.final_gaps, b.final_gaps, (s.nt + s.nc) * sizeof(double)) == 0);
+    xp_search_result_free(&b);
+    o.naive = false;
+
+    omp_set_num_threads(1);
+    search(&s, &o, NULL, &b);
+    flips_id(b.patch, idb);
+    cr_expect_str_eq(idb, ida, "one thread finds the same patch");
+    xp_search_result_free(&b);
+    omp_set_num_threads(2);
+
+    /* stopped after 7 iterations (the checkpoint of a killed run), then resumed */
+    char ckpt[512];
+    xp_test_tmp_path(ckpt, sizeof ckpt, "search-ckpt.json");
+    o.iterations = 7;
+    o.checkpoint = ckpt;
+    o.checkpoint_every = 7;
+    search(&s, &o, NULL, &b);
+    xp_search_result_free(&b);
+    xp_patch *saved;
+    xp_err err = {0};
+    cr_assert_eq(xp_patch_read(&saved, ckpt, &err), XP_OK, "%s", err.msg);
+    o.iterations = 16;
+    o.checkpoint = NULL;
+    search(&s, &o, saved, &b);
+    cr_expect_eq(b.resumed_at, 7);
+    flips_id(b.patch, idb);
+    cr_expect_str_eq(idb, ida, "resumed from the checkpoint: the same final patch");
+    cr_expect(memcmp(a.final_gaps, b.final_gaps, (s.nt + s.nc) * sizeof(double)) == 0);
+    xp_search_result_free(&b);
+    xp_patch_free(saved);
+    xp_search_result_free(&a);
+    free_setup(&s);
+}
+
+Test(search, bad_settings_are_refused)
+{
+    setup s = make_setup();
+    xp_search_opts o;
+    xp_search_opts_default(&o);
+    xp_search_result r;
+    xp_err err = {0};
+    uint32_t layer = 99;
+    o.layers = &layer;
+    o.n_layers = 1;
+    cr_expect_eq(xp_search_run(s.m, s.t, s.nt, s.c, s.nc, &o, NULL, &r, &err), XP_EINVAL);
+    cr_expect(strstr(err.msg, "layer 99"), "%s", err.msg);
+    xp_search_opts_default(&o);
+    o.scale_bit_min = 9, o.scale_bit_max = 4;
+    cr_expect_eq(xp_search_run(s.m, s.t, s.nt, s.c, s.nc, &o, NULL, &r, &err), XP_EINVAL);
+    xp_search_opts_default(&o);
+    o.metric = XP_METRIC_GENERATION;
+    cr_expect_eq(xp_search_run(s.m, s.t, s.nt, s.c, s.nc, &o, NULL, &r, &err), XP_EINVAL);
+    xp_search_opts_default(&o);
+    cr_expect_eq(xp_search_run(s.m, s.t, 0, s.c, s.nc, &o, NULL, &r, &err), XP_EINVAL);
+    free_setup(&s);
+}

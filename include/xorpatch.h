@@ -841,7 +841,7 @@ typedef struct xp_eval {
     size_t verbatim[4][4]; /* [base][patched] counts, verbatim sets */
 } xp_eval;
 /* Measures the set on the model as it is, applies the patches in order, measures
- * again, reverts them (also on failure). */
+ * again, reverts them (also on failure). Without patches the patched side is the base. */
 int xp_eval_run(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
                 xp_patch *const *ps, size_t n_ps, const xp_eval_opts *o, xp_eval *out,
                 xp_err *err);

@@ -22,6 +22,7 @@ extern const cli_command cli_synth, cli_inspect, cli_tokenize;
 extern const cli_command cli_generate, cli_logits, cli_perplexity;
 extern const cli_command cli_apply, cli_revert, cli_verify, cli_diff, cli_stack, cli_show,
     cli_convert;
+extern const cli_command cli_audit, cli_eval, cli_bench_task;
 
 typedef struct cli_settings {
     bool quiet;    /* -q: nothing but results and errors */

@@ -65,8 +65,14 @@ int xp_eval_run(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
             break;
         applied++;
     }
-    if (!rc)
+    if (!rc && n_ps)
         rc = measure_side(m, s, pt, o, 1, out, gaps, texts, err);
+    for (size_t i = 0; !rc && !n_ps && i < s->n; i++) { /* no patch: the base twice */
+        xp_eval_probe *p = &out->probes[i];
+        p->gap[1] = p->gap[0], p->right[1] = p->right[0], p->verbatim[1] = p->verbatim[0];
+        if (p->output[0] && !(p->output[1] = xp_strdup(p->output[0])))
+            rc = xp_err_set(err, XP_ENOMEM, "out of memory");
+    }
     /* revert in reverse order even after a failure, so the caller's model is unchanged */
     while (applied > 0) {
         xp_err e2 = {0};

@@ -29,8 +29,10 @@ static void random_trees(trees *tr, int n, xp_rng *r, uint64_t vocab)
         /* tree 0 has no branches, tree 1 one-token branches, the rest 0..5 tokens */
         size_t n0 = i == 0 ? 0 : i == 1 ? 1 : xp_rng_below(r, 6);
         size_t n1 = i == 0 ? 0 : i == 1 ? 1 : xp_rng_below(r, 6);
-        tr->t[i] = (xp_tree){tr->tok[i][0], 1 + xp_rng_below(r, 8), {tr->tok[i][1], tr->tok[i][2]},
-                             {n0, n1}};
+        size_t np = 1 + xp_rng_below(r, 8);
+        /* some trees give outputs at several prefix positions (a shared answer start) */
+        tr->t[i] = (xp_tree){tr->tok[i][0], np, {tr->tok[i][1], tr->tok[i][2]}, {n0, n1},
+                             i % 3 == 2 ? 1 + xp_rng_below(r, np) : 0};
     }
 }
 
@@ -49,30 +51,32 @@ static float *reference(xp_model *m, const trees *tr, size_t *n_out)
 {
     size_t V = xp_model_shape(m)->n_vocab, n = 0;
     for (int i = 0; i < tr->n; i++)
-        n += 1 + (tr->t[i].n_branch[0] ? tr->t[i].n_branch[0] - 1 : 0) +
+        n += (tr->t[i].prefix_outputs ? tr->t[i].prefix_outputs : 1) +
+             (tr->t[i].n_branch[0] ? tr->t[i].n_branch[0] - 1 : 0) +
              (tr->t[i].n_branch[1] ? tr->t[i].n_branch[1] - 1 : 0);
     float *out = malloc(n * V * sizeof *out), *o = out;
     xp_err err = {0};
     for (int i = 0; i < tr->n; i++) {
         const xp_tree *t = &tr->t[i];
         float *tree_out = o;
+        size_t k = t->prefix_outputs ? t->prefix_outputs : 1;
         for (int a = 0; a < 2; a++) {
             int32_t seq[20];
             size_t run = t->n_branch[a] ? t->n_branch[a] - 1 : 0, len = t->n_prefix + run;
             memcpy(seq, t->prefix, t->n_prefix * sizeof *seq);
             memcpy(seq + t->n_prefix, t->branch[a], run * sizeof *seq);
             uint8_t want[20] = {0};
-            for (size_t j = t->n_prefix - 1; j < len; j++)
+            for (size_t j = t->n_prefix - k; j < len; j++)
                 want[j] = 1;
-            float *buf = malloc((run + 1) * V * sizeof *buf);
+            float *buf = malloc((run + k) * V * sizeof *buf);
             xp_seq s = {NULL, seq, len, want};
             cr_assert_eq(xp_forward(m, XP_PATH_FAST, &s, 1, buf, &err), XP_OK, "%s", err.msg);
-            if (a == 0) { /* the last prefix row once, then branch 0's rows */
-                memcpy(o, buf, (run + 1) * V * sizeof *o);
-                o += (run + 1) * V;
+            if (a == 0) { /* the prefix rows once, then branch 0's rows */
+                memcpy(o, buf, (run + k) * V * sizeof *o);
+                o += (run + k) * V;
             } else {
-                cr_assert(memcmp(buf, tree_out, V * sizeof *buf) == 0);
-                memcpy(o, buf + V, run * V * sizeof *o);
+                cr_assert(memcmp(buf, tree_out, k * V * sizeof *buf) == 0);
+                memcpy(o, buf + k * V, run * V * sizeof *o);
                 o += run * V;
             }
             free(buf);
@@ -251,16 +255,19 @@ Test(tree_batch, bad_trees_are_refused)
 {
     xp_model *m = open_tiny();
     int32_t ok[] = {1, 2}, bad[] = {1, -4};
-    xp_tree t[] = {{ok, 2, {bad, NULL}, {2, 0}}};
+    xp_tree t[] = {{ok, 2, {bad, NULL}, {2, 0}, 0}};
     xp_tree_batch *b;
     xp_err err = {0};
     cr_expect_eq(xp_tree_batch_new(&b, m, t, 1, NULL, 0, NULL, 0, &err), XP_EINVAL);
     cr_expect(strstr(err.msg, "tree 0, branch token 1"), "%s", err.msg);
-    t[0] = (xp_tree){ok, 0, {NULL, NULL}, {0, 0}};
+    t[0] = (xp_tree){ok, 0, {NULL, NULL}, {0, 0}, 0};
     cr_expect_eq(xp_tree_batch_new(&b, m, t, 1, NULL, 0, NULL, 0, &err), XP_EINVAL);
     cr_expect(strstr(err.msg, "prefix is empty"), "%s", err.msg);
     uint32_t layer = 999;
-    t[0] = (xp_tree){ok, 2, {NULL, NULL}, {0, 0}};
+    t[0] = (xp_tree){ok, 2, {NULL, NULL}, {0, 0}, 0};
     cr_expect_eq(xp_tree_batch_new(&b, m, t, 1, &layer, 1, NULL, 0, &err), XP_EINVAL);
+    t[0] = (xp_tree){ok, 2, {NULL, NULL}, {0, 0}, 3};
+    cr_expect_eq(xp_tree_batch_new(&b, m, t, 1, NULL, 0, NULL, 0, &err), XP_EINVAL);
+    cr_expect(strstr(err.msg, "3 prefix outputs"), "%s", err.msg);
     xp_model_close(m);
 }

@@ -13,7 +13,8 @@ static const cli_command *const commands[] = {&cli_synth,    &cli_inspect, &cli_
                                               &cli_apply,    &cli_revert,  &cli_verify,
                                               &cli_diff,     &cli_stack,   &cli_show,
                                               &cli_convert,
-                                              &cli_audit,    &cli_eval,    &cli_bench_task};
+                                              &cli_audit,    &cli_eval,    &cli_bench_task,
+                                              &cli_search};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void print_help(FILE *out)

@@ -19,6 +19,7 @@ struct xp_tree_batch {
     int32_t *tokens;             /* [T] packed */
     size_t *tok0, *npre, *nrun;  /* per tree: first packed token, prefix length, and */
                                  /* run tokens of each branch (nrun[2i], nrun[2i+1]) */
+    size_t *nout;                /* per tree: prefix positions with outputs */
     xp_kv **kv;                  /* [2n]: a tree's prefix + branch 0, and branch 1 */
     uint32_t *ckpt;              /* kept layers, ascending */
     size_t n_ckpt;
@@ -43,7 +44,7 @@ size_t xp_tree_batch_count(const xp_tree_batch *b) { return b->n; }
 
 size_t xp_tree_batch_outputs(const xp_tree_batch *b, size_t tree)
 {
-    return 1 + b->nrun[2 * tree] + b->nrun[2 * tree + 1];
+    return b->nout[tree] + b->nrun[2 * tree] + b->nrun[2 * tree + 1];
 }
 
 size_t xp_tree_batch_width(const xp_tree_batch *b)
@@ -81,6 +82,7 @@ void xp_tree_batch_free(xp_tree_batch *b)
     free(b->tokens);
     free(b->tok0);
     free(b->npre);
+    free(b->nout);
     free(b->nrun);
     free(b->ckpt);
     free(b->rows);
@@ -105,6 +107,9 @@ static int check_trees(const xp_model *m, const xp_tree *trees, size_t n, xp_err
         const xp_tree *t = &trees[i];
         if (t->n_prefix == 0)
             return xp_err_set(err, XP_EINVAL, "tree %zu: the prefix is empty", i);
+        if (t->prefix_outputs > t->n_prefix)
+            return xp_err_set(err, XP_EINVAL, "tree %zu: %zu prefix outputs from a prefix of %zu "
+                              "tokens", i, t->prefix_outputs, t->n_prefix);
         for (int a = 0; a < 2; a++)
             if (t->n_prefix + t->n_branch[a] > s->n_ctx)
                 return xp_err_set(err, XP_EINVAL, "tree %zu: %zu + %zu tokens exceed the "
@@ -145,12 +150,14 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree *trees, si
     b->m = m;
     b->n = n;
     bool ok = (b->tok0 = calloc(n + 1, sizeof *b->tok0)) && (b->npre = calloc(n + 1, sizeof *b->npre)) &&
+              (b->nout = calloc(n + 1, sizeof *b->nout)) &&
               (b->nrun = calloc(2 * n + 1, sizeof *b->nrun)) &&
               (b->kv = calloc(2 * n + 1, sizeof *b->kv)) &&
               (b->forks = calloc(n + 1, sizeof *b->forks));
     for (size_t i = 0; ok && i < n; i++) {
         b->tok0[i] = b->T;
         b->npre[i] = trees[i].n_prefix;
+        b->nout[i] = trees[i].prefix_outputs ? trees[i].prefix_outputs : 1;
         for (int a = 0; a < 2; a++)
             b->nrun[2 * i + a] = trees[i].n_branch[a] ? trees[i].n_branch[a] - 1 : 0;
         b->T += tree_tokens(b, i);
@@ -268,7 +275,7 @@ int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_
             fb->tok[t] = tok[j];
             fb->kv[t] = second ? kv1 : kv0;
             fb->pos[t] = second ? j - r0 : j;
-            if (j + 1 >= np)
+            if (j + b->nout[i] >= np)
                 b->at[n_at++] = t;
         }
         if (r1)

@@ -13,7 +13,8 @@ typedef struct xp_tree {
     const int32_t *prefix; /* at least one token */
     size_t n_prefix;
     const int32_t *branch[2];
-    size_t n_branch[2]; /* 0: no branch */
+    size_t n_branch[2];    /* 0: no branch */
+    size_t prefix_outputs; /* the prefix's last positions that give outputs (0 means 1) */
 } xp_tree;
 
 typedef struct xp_tree_batch xp_tree_batch;
@@ -27,9 +28,10 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree *trees, si
 void xp_tree_batch_free(xp_tree_batch *b);
 
 size_t xp_tree_batch_count(const xp_tree_batch *b); /* trees */
-/* The output positions of tree i, in order: the last prefix token (it predicts each
- * branch's first token), then branch 0's tokens but its last, then branch 1's likewise
- * (token j's row predicts token j + 1). A branch's last token is never run. */
+/* The output positions of tree i, in order: the prefix's last prefix_outputs tokens
+ * (the last one predicts each branch's first token), then branch 0's tokens but its
+ * last, then branch 1's likewise (token j's row predicts token j + 1). A branch's last
+ * token is never run. */
 size_t xp_tree_batch_outputs(const xp_tree_batch *b, size_t tree);
 /* Values per output position: n_vocab, or n_rows when rows were given. */
 size_t xp_tree_batch_width(const xp_tree_batch *b);

@@ -23,23 +23,40 @@ int xp_gauge_init(xp_gauge *g, xp_model *m, const xp_probe_tokens **pt, size_t n
     if (naive)
         return XP_OK;
     xp_tree *trees = calloc(n + 1, sizeof *trees);
+    int32_t **prefixes = calloc(n + 1, sizeof *prefixes);
     int32_t *rows = token_gap ? malloc((2 * n + 1) * sizeof *rows) : NULL;
     g->row_of = token_gap ? malloc((2 * n + 1) * sizeof *g->row_of) : NULL;
-    if (!trees || (token_gap && (!rows || !g->row_of))) {
-        free(trees), free(rows);
+    g->shared = calloc(n + 1, sizeof *g->shared);
+    if (!trees || !prefixes || !g->shared || (token_gap && (!rows || !g->row_of))) {
+        free(trees), free(prefixes), free(rows);
         return xp_err_set(err, XP_ENOMEM, "out of memory");
     }
     size_t n_rows = 0;
-    for (size_t i = 0; i < n; i++) {
+    int rc = XP_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
         const xp_probe_tokens *p = pt[i];
-        trees[i] = (xp_tree){p->prompt, p->n_prompt, {p->answer[0], p->answer[1]},
-                             {token_gap ? 0 : p->n_answer[0], token_gap ? 0 : p->n_answer[1]}};
         if (token_gap) {
+            trees[i] = (xp_tree){p->prompt, p->n_prompt, {NULL, NULL}, {0, 0}, 1};
             rows[n_rows++] = p->gap_id[0];
             rows[n_rows++] = p->gap_id[1];
+            continue;
         }
+        /* the answers' common start is run once, as part of the prefix; each answer keeps
+         * at least its last token, which is never run */
+        size_t sh = 0, n0 = p->n_answer[0], n1 = p->n_answer[1];
+        while (sh + 1 < n0 && sh + 1 < n1 && p->answer[0][sh] == p->answer[1][sh])
+            sh++;
+        g->shared[i] = sh;
+        if (!(prefixes[i] = malloc((p->n_prompt + sh + 1) * sizeof **prefixes))) {
+            rc = xp_err_set(err, XP_ENOMEM, "out of memory");
+            break;
+        }
+        memcpy(prefixes[i], p->prompt, p->n_prompt * sizeof **prefixes);
+        memcpy(prefixes[i] + p->n_prompt, p->answer[0], sh * sizeof **prefixes);
+        trees[i] = (xp_tree){prefixes[i], p->n_prompt + sh, {p->answer[0] + sh, p->answer[1] + sh},
+                             {n0 - sh, n1 - sh}, sh + 1};
     }
-    if (token_gap) { /* the distinct ids, sorted, and where each probe's two are */
+    if (token_gap && !rc) { /* the distinct ids, sorted, and where each probe's two are */
         qsort(rows, n_rows, sizeof *rows, cmp_i32);
         size_t u = 0;
         for (size_t i = 0; i < n_rows; i++)
@@ -52,7 +69,11 @@ int xp_gauge_init(xp_gauge *g, xp_model *m, const xp_probe_tokens **pt, size_t n
                                                         cmp_i32) - rows);
         }
     }
-    int rc = xp_tree_batch_new(&g->tb, m, trees, n, ckpt, n_ckpt, rows, n_rows, err);
+    if (!rc)
+        rc = xp_tree_batch_new(&g->tb, m, trees, n, ckpt, n_ckpt, rows, n_rows, err);
+    for (size_t i = 0; i < n; i++)
+        free(prefixes[i]);
+    free(prefixes);
     free(trees);
     free(rows);
     return rc;
@@ -62,6 +83,7 @@ void xp_gauge_free(xp_gauge *g)
 {
     xp_tree_batch_free(g->tb);
     free(g->row_of);
+    free(g->shared);
     free(g->logits);
     memset(g, 0, sizeof *g);
 }
@@ -89,9 +111,23 @@ static int tree_gap(void *ctx, size_t s, const float *out)
         free(row);
         return 0;
     }
-    size_t V = xp_tree_batch_width(g->tb), n0 = p->n_answer[0] ? p->n_answer[0] - 1 : 0;
-    const float *rows[2] = {out + V, out + V * (1 + n0)};
+    /* outputs: the last prompt position and the shared answer start (sh + 1 rows), then
+     * each answer's own rows; answer 0's rows follow the shared ones, answer 1's are
+     * gathered behind a copy of them */
+    size_t V = xp_tree_batch_width(g->tb), sh = g->shared[i];
+    size_t own0 = p->n_answer[0] - sh - 1, own1 = p->n_answer[1] - sh - 1;
+    float *gathered = NULL;
+    const float *rows[2] = {out + V, out + V * (1 + sh + own0)};
+    if (sh && own1) {
+        if (!(gathered = malloc((sh + own1) * V * sizeof *gathered)))
+            return XP_ENOMEM;
+        memcpy(gathered, out + V, sh * V * sizeof *gathered);
+        memcpy(gathered + sh * V, rows[1], own1 * V * sizeof *gathered);
+        rows[1] = gathered;
+    } else if (sh)
+        rows[1] = out + V;
     k->gaps[s] = xp_probe_gap(p, g->metric, out, rows, V);
+    free(gathered);
     return 0;
 }
 

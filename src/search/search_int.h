@@ -72,6 +72,8 @@ typedef struct xp_gauge {
     bool naive;
     xp_tree_batch *tb;          /* fast: one tree per probe */
     int32_t *row_of;            /* token_gap: [2n] index of each gap id in the head rows */
+    size_t *shared;             /* seq_logprob: [n] answer tokens both answers start with,
+                                   run once in the tree's prefix */
     float *logits;              /* naive: one sequence's logits */
     size_t logits_cap;
 } xp_gauge;

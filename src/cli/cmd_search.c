@@ -385,7 +385,7 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
     enum { O_PROBES = 256, O_CONTROLS, O_HELDOUT, O_ALLOW_DEAD, O_METRIC, O_FITNESS, O_LAMBDA,
            O_EPSILON, O_MIN_GAIN, O_GRAN, O_SCALE_RATIO, O_SCALE_BITS, O_LAYERS, O_PROJ,
            O_PROPOSAL, O_ITER, O_SCREEN, O_AUTO_STOP, O_SEED, O_RESUME, O_CKPT, O_NAIVE,
-           O_NAME, O_LOG, O_REPORT, O_NO_EVAL, O_KERNEL };
+           O_NAME, O_LOG, O_REPORT, O_NO_EVAL, O_KERNEL, O_PROMOTE_CAP };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},        {"probes", required_argument, 0, O_PROBES},
         {"controls", required_argument, 0, O_CONTROLS}, {"heldout", required_argument, 0, O_HELDOUT},
@@ -404,6 +404,7 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
         {"out", required_argument, 0, 'o'},          {"name", required_argument, 0, O_NAME},
         {"log", required_argument, 0, O_LOG},        {"report", required_argument, 0, O_REPORT},
         {"no-eval", no_argument, 0, O_NO_EVAL},      {"kernel", required_argument, 0, O_KERNEL},
+        {"promote-cap", required_argument, 0, O_PROMOTE_CAP},
         {"threads", required_argument, 0, 't'},      {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     const char *cmd = a->command;
@@ -430,6 +431,7 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
         case O_LAMBDA:
             if (parse_double(optarg, &o->lambda) || o->lambda < 0)
                 return cli_usage_error(cmd, "--lambda needs a number >= 0");
+            a->lambda_set = true;
             break;
         case O_EPSILON:
             if (parse_double(optarg, &o->epsilon) || o->epsilon < 0)
@@ -457,6 +459,7 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
                 return cli_usage_error(cmd, "--layers needs a list like 1-4,26, not '%s'", optarg);
             o->layers = a->layers;
             o->n_layers = (size_t)v;
+            a->layers_set = true;
             break;
         case O_PROJ:
             if (parse_projs(optarg, &o->projs))
@@ -470,6 +473,7 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
             if ((v = cli_parse_count(optarg)) < 0)
                 return cli_usage_error(cmd, "--iterations needs a positive count");
             o->iterations = (size_t)v;
+            a->iterations_set = true;
             break;
         case O_SCREEN:
             if (strcmp(optarg, "0") && (v = cli_parse_count(optarg)) < 0)
@@ -507,6 +511,13 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
         case O_REPORT: a->report = optarg; break;
         case O_NO_EVAL: a->no_eval = true; break;
         case O_KERNEL: a->kernel = optarg; break;
+        case O_PROMOTE_CAP:
+            if (!a->pipeline)
+                return cli_usage_error(cmd, "--promote-cap is an option of pipeline");
+            if (strcmp(optarg, "0") && (v = cli_parse_count(optarg)) < 0)
+                return cli_usage_error(cmd, "--promote-cap needs a count");
+            a->promote_cap = (size_t)atol(optarg);
+            break;
         case 't':
             if ((rc = cli_set_threads(cmd, optarg)) >= 0)
                 return rc;
@@ -516,7 +527,8 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
                 return rc;
         }
     }
-    if (optind < argc)
+    a->first_file = optind;
+    if (optind < argc && !a->pipeline)
         return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     return -1;
 }

@@ -10,6 +10,10 @@ typedef struct cli_search_args {
     const char *model, *probes, *controls, *heldout, *out, *name, *log, *report, *resume,
         *kernel;
     bool allow_dead, no_eval;
+    bool pipeline;              /* positional probe files and --promote-cap allowed */
+    bool lambda_set, iterations_set, layers_set; /* given on the command line */
+    size_t promote_cap;
+    int first_file;             /* pipeline: argv index of the first probe file */
     uint32_t layers[256];
     xp_search_opts opts;
 } cli_search_args;

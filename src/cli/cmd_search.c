@@ -71,7 +71,7 @@ static const char usage[] =
     "  --no-eval              skip the before/after generations (gaps only)\n"
     "  --kernel NAME          fast-path kernel: avx512, avx2 or portable (default: best)\n"
     "  -t, --threads N        threads (default: all cores)\n"
-    "  -q, --quiet            no progress or report on stderr\n"
+    "  -q, --quiet            no progress, notes or text report (files are written)\n"
     "  -h, --help             this text\n";
 
 /* ---- parsing lists ---- */

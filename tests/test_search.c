@@ -314,3 +314,41 @@ Test(search, bad_settings_are_refused)
     cr_expect_eq(xp_search_run(s.m, s.t, 0, s.c, s.nc, &o, NULL, &r, &err), XP_EINVAL);
     free_setup(&s);
 }
+
+Test(search, screening_auto_stop_min_gain_and_uniform_proposals, .timeout = 180)
+{
+    setup s = make_setup();
+    xp_search_opts o;
+    xp_search_result r;
+    /* screening off: every candidate is measured on every probe */
+    xp_search_opts_default(&o);
+    o.iterations = 6;
+    o.screen = 0;
+    o.proposal = XP_PROPOSE_UNIFORM;
+    search(&s, &o, NULL, &r);
+    cr_expect_eq(r.screened_out, 0);
+    cr_expect_eq(r.probes_run, (1 + r.iterations) * (s.nt + s.nc), "baseline + every probe "
+                 "each iteration");
+    xp_search_result_free(&r);
+    /* a gain no flip reaches: nothing is kept */
+    o.min_gain = 1e9;
+    search(&s, &o, NULL, &r);
+    cr_expect_eq(r.accepted, 0);
+    cr_expect_eq(r.patch->n_flips, 0);
+    xp_search_result_free(&r);
+    /* auto-stop: with a window of 3 and a rate of 1, the first window with a rejection
+     * ends the run */
+    xp_search_opts_default(&o);
+    o.iterations = 40;
+    o.stop_window = 3;
+    o.stop_rate = 1.0;
+    trace t = {0};
+    o.on_iter = on_iter;
+    o.ctx = &t;
+    search(&s, &o, NULL, &r);
+    cr_expect(r.auto_stopped);
+    cr_expect_lt(r.iterations, 40);
+    cr_expect_geq(r.iterations, 3);
+    xp_search_result_free(&r);
+    free_setup(&s);
+}

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/lse.h"
 #include "xorpatch.h"
 
 /* Batch limits: logits rows cost n_vocab floats each (600 KB on Qwen3), so a chunk of
@@ -147,24 +148,13 @@ bool xp_probe_dead(const xp_probe_tokens *pt, xp_metric metric)
 }
 
 /* log Σ exp(row), max-shifted, summed in index order in double. */
-static double log_sum_exp(const float *row, size_t n)
-{
-    float mx = row[0];
-    for (size_t i = 1; i < n; i++)
-        mx = row[i] > mx ? row[i] : mx;
-    double sum = 0;
-    for (size_t i = 0; i < n; i++)
-        sum += exp((double)row[i] - (double)mx);
-    return (double)mx + log(sum);
-}
-
 static double seq_logprob(const xp_probe_tokens *pt, int a, const float *row_last,
                           const float *rows, size_t V)
 {
-    double lp = (double)row_last[pt->answer[a][0]] - log_sum_exp(row_last, V);
+    double lp = (double)row_last[pt->answer[a][0]] - xp_log_sum_exp(row_last, V);
     for (size_t i = 1; i < pt->n_answer[a]; i++) {
         const float *r = rows + (i - 1) * V;
-        lp += (double)r[pt->answer[a][i]] - log_sum_exp(r, V);
+        lp += (double)r[pt->answer[a][i]] - xp_log_sum_exp(r, V);
     }
     return lp;
 }

@@ -288,7 +288,8 @@ Test(probe, batched_gaps_equal_gaps_alone_and_by_hand)
         if (metric == XP_METRIC_SEQ_LOGPROB)
             for (size_t i = 0; i < 4; i++) {
                 double hand = logprob_by_hand(m, &pt[i], 0) - logprob_by_hand(m, &pt[i], 1);
-                cr_expect(fabs(hand - all[i]) < 1e-9, "probe %zu: %.17g vs %.17g", i, all[i], hand);
+                /* the log-sum-exp is computed in float steps: float precision, not double */
+                cr_expect(fabs(hand - all[i]) < 1e-5, "probe %zu: %.17g vs %.17g", i, all[i], hand);
             }
         else
             cr_expect_eq(all[2], 0.0, "the dead probe's token gap is identically 0");

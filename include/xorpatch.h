@@ -940,10 +940,13 @@ typedef struct xp_search_opts {
     unsigned projs;              /* bit (1 << XP_PROJ_*) per projection; 0: gate and up */
     int proposal;                /* enum xp_proposal */
     size_t iterations;
-    size_t screen;               /* measure this many worst targets first (2; 0 = off) */
+    size_t screen;               /* measure this many worst targets first (2; 0 = off);
+                                    focused measures its focal target first whatever it is */
     size_t stop_window;          /* auto-stop: after stop_window iterations, stop when the */
-    double stop_rate;            /* accepts in the last window / window < stop_rate (0: off) */
-    double min_gain;             /* keep a flip only if it beats the best by more than this */
+    double stop_rate;            /* accepts in the last window / window < stop_rate (window
+                                    0: off; default 200 and 0.01, SPEC 8) */
+    double min_gain;             /* keep a flip only if it beats the best by more than this
+                                    (mean, min, borderline) */
     uint64_t seed;
     bool naive;                  /* the reference evaluation the fast one is measured
                                     against: each sequence alone, every layer, every
@@ -951,6 +954,7 @@ typedef struct xp_search_opts {
     const char *checkpoint;      /* write the patch and the search state here every
                                     checkpoint_every iterations (and at the end) */
     size_t checkpoint_every;
+    int checkpoint_format;       /* enum xp_patch_format of the checkpoints */
     const char *name;            /* the patch's name, and its base model's SHA-256 */
     const char *base_sha256;
     void (*on_iter)(void *ctx, const xp_search_iter *it);
@@ -959,10 +963,12 @@ typedef struct xp_search_opts {
 void xp_search_opts_default(xp_search_opts *o);
 
 typedef struct xp_search_result {
-    xp_patch *patch;             /* the kept flips in order, with the settings in ->search */
+    xp_patch *patch;             /* the kept flips (canonical order), with the settings, the
+                                    state a resume needs and the outcome in ->search */
     size_t n_targets, n_controls;
     double *base_gaps, *final_gaps; /* targets, then controls */
-    size_t iterations, accepted, screened_out, probes_run;
+    size_t iterations, accepted, screened_out; /* over the whole run, resumed part included */
+    size_t probes_run;           /* probe evaluations of this call */
     double best, seconds;
     bool auto_stopped, exhausted; /* the window rule stopped it; no untried candidate left */
     size_t resumed_at;           /* iterations a resumed state had done (0 when fresh) */
@@ -970,9 +976,10 @@ typedef struct xp_search_result {
 void xp_search_result_free(xp_search_result *r);
 
 /* Runs the search on the model as it is (the base) and leaves it so. resume, when
- * given, is a patch to start from: a checkpoint this search wrote with the same settings
- * and probes continues exactly where it stopped (the final patch equals an uninterrupted
- * run's); any other patch is a starting point (its flips kept, iteration count from 0). */
+ * given, is a patch to start from: a checkpoint this search wrote with the same base
+ * (o->base_sha256), settings and probes continues exactly where it stopped (the final
+ * patch equals an uninterrupted run's; out->resumed_at says where); any other patch is a
+ * starting point (its flips kept, iteration count from 0). */
 int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
                   const xp_probe_tokens *controls, size_t n_controls, const xp_search_opts *o,
                   xp_patch *resume, xp_search_result *out, xp_err *err);

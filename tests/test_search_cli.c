@@ -158,8 +158,21 @@ Test(search_cli, killed_and_resumed_gives_the_uninterrupted_patch, .timeout = 24
     size_t lines = 0;
     for (char *c = text; c && *c; c++)
         lines += *c == '\n';
-    cr_expect_geq(lines, 14, "the log goes on where it stopped");
+    cr_expect_eq(lines, 14, "the log goes on where it stopped, no iteration twice");
     free(text);
+    /* a checkpoint is refused for another base model */
+    char other[512];
+    xp_test_tmp_path(other, sizeof other, "search-other-base.gguf");
+    snprintf(cmd, sizeof cmd, "%s synth -q --shape tiny --seed 8 -o '%s'", xp_test_bin(), other);
+    cr_assert_eq(system(cmd), 0);
+    paths q = p;
+    snprintf(q.model, sizeof q.model, "%s", other);
+    char *o = NULL, *e = NULL;
+    snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes '%s' -o '%s' --resume '%s' --no-eval",
+             xp_test_bin(), other, p.probes, part, part);
+    cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 2, "%s", e);
+    cr_expect(strstr(e, "another base model"), "%s", e);
+    free(o), free(e);
 }
 
 Test(search_cli, dead_targets_and_bad_input_are_refused)
@@ -180,8 +193,9 @@ Test(search_cli, dead_targets_and_bad_input_are_refused)
     strcat(cmd, " --allow-dead -q");
     cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 0, "%s", e);
     free(o), free(e);
-    const char *bad[] = {"--fitness best", "--layers 3-1", "--proj gate,foo", "--scale-bits 9-4",
-                         "--auto-stop 200", "--iterations 0"};
+    const char *bad[] = {"--fitness best",    "--layers 3-1",       "--proj gate,foo",
+                         "--scale-bits 9-4",  "--auto-stop 200",    "--iterations 0",
+                         "--auto-stop -1:0.5", "--layers 4294967297", "--seed 99999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes '%s' -o '%s' %s", xp_test_bin(),
                  p.model, p.probes, out, bad[i]);
@@ -216,10 +230,13 @@ Test(search_cli, pipeline_steps_stack_and_summary, .timeout = 240)
     cr_assert(j, "%s", path);
     cJSON *steps = cJSON_GetObjectItem(j, "steps");
     cr_expect_eq(cJSON_GetArraySize(steps), 2);
-    /* the first step's solved targets are the second step's promoted controls */
+    /* the targets the first step solved are the second step's controls (it has no others) */
     cJSON *s1 = cJSON_GetArrayItem(steps, 0), *s2 = cJSON_GetArrayItem(steps, 1);
-    double solved = cJSON_GetObjectItem(s1, "solved_after")->valuedouble;
-    cr_expect_eq(cJSON_GetObjectItem(s2, "controls")->valuedouble, solved);
+    double promoted = cJSON_GetObjectItem(s1, "promoted")->valuedouble;
+    cr_expect_eq(cJSON_GetObjectItem(s2, "controls")->valuedouble, promoted);
+    cr_expect_leq(promoted, cJSON_GetObjectItem(s1, "solved_after")->valuedouble -
+                                cJSON_GetObjectItem(s1, "solved_before")->valuedouble +
+                                cJSON_GetObjectItem(s1, "targets")->valuedouble);
     cJSON_Delete(j);
     free(text);
     snprintf(cmd, sizeof cmd, "%s pipeline -m '%s' -o '%s'", xp_test_bin(), p.model, dir);

@@ -5,6 +5,7 @@
  * Neagari file's search_config gives the step's λ, iterations and layers unless the
  * command line does. */
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +19,14 @@ static const char usage[] =
     "Usage: xorpatch pipeline -m MODEL -o DIR [options] PROBES...\n"
     "\n"
     "Runs the search once per probe file, in order, each step on the model patched by the\n"
-    "steps before it. Targets a step solves (gap > 0 at its end) become controls of the\n"
-    "later steps, at most --promote-cap of them in all (default 20). Per step, a Neagari\n"
+    "steps before it. Targets a step solves (gap <= 0 before it, > 0 after) become\n"
+    "controls of the later steps, at most --promote-cap of them in all (default 20),\n"
+    "first solved first. Per step, a Neagari\n"
     "file's search_config sets lambda (lambda_control), the iterations (min_iterations)\n"
     "and the layers (recommended_layers below the model's count) unless given here.\n"
-    "Writes DIR/step-K-DOMAIN.json per step (checkpointed as it goes), DIR/stacked.json\n"
-    "(every step's flips XORed together) and DIR/pipeline.json, a summary:\n"
+    "Writes DIR/step-K-DOMAIN.json per step (a step's patch applies on top of the earlier\n"
+    "steps'; its search JSON lists them under \"after\"), DIR/stacked.json (every step's\n"
+    "flips XORed together, for the base) and DIR/pipeline.json, a summary:\n"
     "  {\"model\", \"steps\": [{\"domain\", \"file\", \"patch\", \"iterations\", \"accepted\",\n"
     "   \"flips\", \"lambda\", \"targets\", \"solved_before\", \"solved_after\", \"controls\",\n"
     "   \"controls_broken\", \"promoted\", \"seconds\"}], \"stacked\": {\"path\", \"flips\"}}\n"
@@ -76,6 +79,24 @@ typedef struct step {
     bool applied;
 } step;
 
+/* A step's patch was searched on the base patched by the steps before it: say so. */
+static void note_after(xp_patch *p, const step *steps, int k)
+{
+    cJSON *s = p->search ? cJSON_Parse(p->search) : NULL;
+    if (!s)
+        return;
+    cJSON *after = cJSON_AddArrayToObject(s, "after");
+    for (int i = 0; i < k; i++)
+        if (steps[i].patch && steps[i].patch->n_flips)
+            cJSON_AddItemToArray(after, cJSON_CreateString(steps[i].patch->name));
+    char *text = cJSON_PrintUnformatted(s);
+    cJSON_Delete(s);
+    if (text) {
+        free(p->search);
+        p->search = text;
+    }
+}
+
 typedef struct progress {
     cli_progress bar;
     size_t total;
@@ -99,9 +120,10 @@ static int run(int argc, char **argv)
     if (!a.model || !a.out || n_files < 1)
         return cli_usage_error("pipeline", "-m MODEL, -o DIR and at least one probe file are "
                                "required");
-    if (a.probes || a.heldout || a.resume)
-        return cli_usage_error("pipeline", "--probes, --heldout and --resume belong to search; "
-                               "give the probe files as arguments");
+    if (a.probes || a.heldout || a.resume || a.name || a.log || a.report || a.no_eval)
+        return cli_usage_error("pipeline", "--probes, --heldout, --resume, --name, --log, "
+                               "--report and --no-eval belong to search; give the probe files "
+                               "as arguments");
     if (mkdir(a.out, 0777) != 0 && errno != EEXIST)
         return cli_input_error("%s: cannot make the directory", a.out);
     xp_model *m;
@@ -160,7 +182,11 @@ static int run(int argc, char **argv)
         uint32_t layers[256];
         step_settings(&a, st->set, xp_model_shape(m)->n_layer, &o, layers);
         char path[4096], name[128];
+        /* the domain names a file: letters, digits, '-' and '_' only */
         snprintf(name, sizeof name, "%s", st->set->domain ? st->set->domain : "step");
+        for (char *c = name; *c; c++)
+            if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_')
+                *c = '_';
         snprintf(path, sizeof path, "%s/step-%d-%s.json", a.out, k + 1, name);
         progress bar = {.total = o.iterations};
         o.checkpoint = path;
@@ -181,13 +207,14 @@ static int run(int argc, char **argv)
         r.patch = NULL;
         cli_patch_stamp(st->patch, NULL);
         st->patch->architecture = cli_architecture_json(xp_model_gguf(m));
+        note_after(st->patch, steps, k);
         size_t broken = 0;
         for (size_t c = 0; c < nc; c++)
             broken += r.base_gaps[st->targets->n + c] > 0 && r.final_gaps[st->targets->n + c] <= 0;
         size_t before = count_solved(r.base_gaps, st->targets->n);
         size_t after = count_solved(r.final_gaps, st->targets->n), newly = 0;
         for (size_t i = 0; i < st->targets->n && n_promoted < a.promote_cap; i++)
-            if (r.final_gaps[i] > 0) {
+            if (r.base_gaps[i] <= 0 && r.final_gaps[i] > 0) {
                 promoted[n_promoted++] = &st->t[i];
                 newly++;
             }

@@ -4,6 +4,7 @@
  * killed search resumes with --resume), then evaluates the patch on the targets, the
  * controls and the held-out probes and reports it as text and as an HTML page. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "cli/cmd_probe_util.h"
 #include "cli/cmd_search.h"
 #include "cli/search_report.h"
+#include "core/file.h"
 
 static const char usage[] =
     "Usage: xorpatch search -m MODEL --probes FILE -o PATCH [options]\n"
@@ -40,7 +42,8 @@ static const char usage[] =
     "  --fitness NAME         mean (default), min, borderline or focused (SPEC 8)\n"
     "  --lambda X             control penalty (default 2.0)\n"
     "  --epsilon X            focused: how far a control may fall (default 0.5)\n"
-    "  --min-gain X           keep a flip only if it beats the best by more (default 0)\n"
+    "  --min-gain X           keep a flip only if it beats the best by more (default 0;\n"
+    "                         not with focused, whose rule is lexicographic)\n"
     "Candidates:\n"
     "  --granularity G        row (default), block or scale-bit (block flips and, with\n"
     "                         probability --scale-ratio, scale-bit moves)\n"
@@ -51,17 +54,21 @@ static const char usage[] =
     "  --proposal P           scale (default: by mean |scale|) or uniform\n"
     "Run:\n"
     "  --iterations N         (default 300)\n"
-    "  --screen K             worst targets measured first (default 2, 0 = off)\n"
+    "  --screen K             worst targets measured first (default 2, 0 = off; focused\n"
+    "                         measures its focal target first)\n"
     "  --auto-stop N:RATE     after N iterations stop when the accepts of the last N\n"
-    "                         fall below RATE (e.g. 200:0.01; default off)\n"
+    "                         fall below RATE (default 200:0.01, SPEC 8; off to disable)\n"
     "  --seed N               (default 1)\n"
-    "  --resume PATCH         continue from a patch: this command's checkpoint goes on\n"
-    "                         exactly where it stopped; any other patch is a start point\n"
+    "  --resume PATCH         continue from a patch: this command's checkpoint (same\n"
+    "                         base, settings and probes) goes on exactly where it\n"
+    "                         stopped; any other patch is a start point (said on stderr);\n"
+    "                         a patch made for another base model is refused\n"
     "  --checkpoint-every N   (default 10)\n"
     "  --naive                measure each sequence alone with every layer and the full\n"
     "                         LM head (the reference for speed; same gaps, same patch)\n"
     "Output:\n"
-    "  -o, --out PATCH        the patch (.xpb: binary; else xorpatch JSON)\n"
+    "  -o, --out PATCH        the patch and its checkpoints (.xpb: binary; else\n"
+    "                         xorpatch JSON)\n"
     "  --name NAME            the patch's name (default: the file's stem)\n"
     "  --log FILE             per-iteration JSONL (default PATCH.log.jsonl); each line\n"
     "                         {\"iter\", \"layer\", \"proj\", \"kind\", \"index\", \"bit\",\n"
@@ -94,12 +101,12 @@ static long parse_layers(const char *s, uint32_t *out, size_t cap)
     while (*p) {
         char *end;
         long a = strtol(p, &end, 10), b = a;
-        if (end == p || a < 0)
+        if (end == p || a < 0 || a > 65535)
             return -1;
         if (*end == '-') {
             p = end + 1;
             b = strtol(p, &end, 10);
-            if (end == p || b < a)
+            if (end == p || b < a || b > 65535)
                 return -1;
         }
         for (long l = a; l <= b; l++) {
@@ -134,6 +141,8 @@ static int parse_projs(const char *s, unsigned *mask)
 
 typedef struct run_log {
     FILE *f;
+    const char *path;
+    bool trim;          /* resuming: drop the log's lines from the first new iteration on */
     cli_progress bar;
     size_t total;
     xp_search_iter *iters;
@@ -182,9 +191,42 @@ static void remember(run_log *l, const xp_search_iter *it)
     l->iters[l->n++] = *it;
 }
 
+/* Keeps the lines of the log before iteration `first` (a resumed run repeats the ones
+ * after its checkpoint; a run started afresh from a patch repeats them all). */
+static void trim_log(run_log *l, size_t first)
+{
+    fclose(l->f);
+    l->f = NULL;
+    FILE *in = fopen(l->path, "r");
+    char *buf = NULL, *line = NULL;
+    size_t len = 0, cap = 0;
+    FILE *out = open_memstream(&buf, &len);
+    while (in && out && getline(&line, &cap, in) > 0) {
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, "iter");
+        if (cJSON_IsNumber(it) && it->valuedouble < (double)first)
+            fputs(line, out);
+        cJSON_Delete(o);
+    }
+    free(line);
+    if (in)
+        fclose(in);
+    if (!out || fclose(out) || xp_write_file_atomic(l->path, buf ? buf : "", len, NULL))
+        l->failed = true;
+    free(buf);
+    if (!(l->f = fopen(l->path, "a")))
+        l->failed = true;
+}
+
 static void on_iter(void *ctx, const xp_search_iter *it)
 {
     run_log *l = ctx;
+    if (l->trim) {
+        trim_log(l, it->iter);
+        l->trim = false;
+    }
+    if (!l->f)
+        return;
     remember(l, it);
     cJSON *o = iter_json(it);
     char *line = cJSON_PrintUnformatted(o);
@@ -484,18 +526,24 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
             unsigned long n;
             double rate;
             char tail;
-            if (sscanf(optarg, "%lu:%lf%c", &n, &rate, &tail) != 2 || n == 0 || !(rate > 0) ||
-                rate > 1)
-                return cli_usage_error(cmd, "--auto-stop needs N:RATE, e.g. 200:0.01");
+            if (!strcmp(optarg, "off")) {
+                o->stop_window = 0;
+                break;
+            }
+            if (optarg[0] == '-' || sscanf(optarg, "%lu:%lf%c", &n, &rate, &tail) != 2 ||
+                n == 0 || n > 1000000 || !(rate > 0) || rate > 1)
+                return cli_usage_error(cmd, "--auto-stop needs N:RATE with N in 1..1000000 "
+                                       "and RATE in (0, 1] (e.g. 200:0.01), or off");
             o->stop_window = n;
             o->stop_rate = rate;
             break;
         }
         case O_SEED: {
             char *end;
+            errno = 0;
             o->seed = strtoull(optarg, &end, 10);
-            if (!*optarg || *end || optarg[0] == '-')
-                return cli_usage_error(cmd, "--seed needs a non-negative integer");
+            if (!*optarg || *end || optarg[0] == '-' || errno == ERANGE)
+                return cli_usage_error(cmd, "--seed needs an integer in 0..2^64-1");
             break;
         }
         case O_RESUME: a->resume = optarg; break;
@@ -539,7 +587,7 @@ int cli_search_run(cli_search_args *a, xp_model *m, xp_search_result *res, xp_er
     probes p = {0};
     run_log log = {0};
     xp_patch *resume = NULL;
-    xp_eval ev[3] = {{0}};
+    xp_eval ev[4] = {{0}};
     char *log_path = a->log ? strdup(a->log) : with_suffix(a->out, ".log.jsonl");
     char *html = a->report ? strdup(a->report) : with_suffix(a->out, ".html");
     char base_sha[65] = "";
@@ -553,7 +601,13 @@ int cli_search_run(cli_search_args *a, xp_model *m, xp_search_result *res, xp_er
         rc = xp_patch_read(&resume, a->resume, err);
     if (!rc)
         rc = cli_model_base(a->model, xp_model_gguf(m), base_sha, err);
-    if (!rc && !(log.f = fopen(log_path, a->resume ? "a" : "w")))
+    if (!rc && resume && resume->base_sha256[0] && strcmp(resume->base_sha256, base_sha))
+        rc = xp_err_set(err, XP_EINVAL, "%s was made for another base model (%.12s..., this one "
+                        "is %.12s...): a search cannot continue from it", a->resume,
+                        resume->base_sha256, base_sha);
+    log.path = log_path;
+    log.trim = resume != NULL;
+    if (!rc && !(log.f = fopen(log_path, resume ? "a" : "w")))
         rc = xp_err_set(err, XP_EIO, "%s: cannot write the log", log_path);
     if (!rc) {
         const char *slash = strrchr(a->out, '/');
@@ -565,6 +619,7 @@ int cli_search_run(cli_search_args *a, xp_model *m, xp_search_result *res, xp_er
         o->name = a->name ? a->name : stem;
         o->base_sha256 = base_sha;
         o->checkpoint = a->out;
+        o->checkpoint_format = cli_patch_out_format(a->command, NULL, a->out);
         o->on_iter = on_iter;
         o->ctx = &log;
         log.total = o->iterations;
@@ -575,6 +630,12 @@ int cli_search_run(cli_search_args *a, xp_model *m, xp_search_result *res, xp_er
         cli_progress_start(&log.bar, "search");
         rc = xp_search_run(m, p.t, p.targets->n, p.ctl, p.n_ctl, o, resume, res, err);
         cli_progress_end(&log.bar);
+        if (!rc && resume && res->resumed_at)
+            cli_note("resumed %s exactly after its iteration %zu", a->resume, res->resumed_at);
+        else if (!rc && resume)
+            cli_note("%s is not a checkpoint of this search (base, settings and probes): its "
+                     "%zu flips were a starting point, iterations counted from 1", a->resume,
+                     resume->n_flips);
     }
     if (log.f && fclose(log.f) && !rc)
         rc = xp_err_set(err, XP_EIO, "%s: cannot write the log", log_path);
@@ -600,29 +661,30 @@ int cli_search_run(cli_search_args *a, xp_model *m, xp_search_result *res, xp_er
             rc = xp_patch_write(res->patch, fmt, a->out, err);
         }
     }
-    /* controls as reported: the --controls file, else the promoted ones */
-    xp_probe_set *sets[3] = {p.targets, p.controls ? p.controls : p.promoted, p.heldout};
-    const xp_probe_tokens *toks[3] = {p.t, p.controls ? p.c : p.p, p.h};
-    if (sets[1] && sets[1]->n == 0)
-        sets[1] = NULL;
-    for (int i = 0; i < 3 && !rc && res->patch->n_flips; i++)
-        if (sets[i]) {
-            cli_note("evaluating %s ...", i == 0 ? "targets" : i == 1 ? "controls" : "held-out");
+    /* evaluated apart: targets, the probe file's promoted controls, --controls, held-out */
+    static const char *const labels[4] = {"targets", "promoted controls", "controls",
+                                          "held-out"};
+    xp_probe_set *sets[4] = {p.targets, p.promoted, p.controls, p.heldout};
+    const xp_probe_tokens *toks[4] = {p.t, p.p, p.c, p.h};
+    bool evaluated[4] = {false};
+    for (int i = 0; i < 4 && !rc && res->patch->n_flips; i++)
+        if (sets[i] && sets[i]->n) {
+            cli_note("evaluating %s ...", labels[i]);
             rc = evaluate(m, sets[i], toks[i], res->patch, o, !a->no_eval, &ev[i], err);
+            evaluated[i] = !rc;
         }
     if (!rc) {
         search_report r = {a->model, a->out, o, res, log.iters, log.n, p.target_names,
-                           p.control_names,
-                           {{"targets", sets[0], res->patch->n_flips ? &ev[0] : NULL},
-                            {"controls", sets[1], res->patch->n_flips && sets[1] ? &ev[1] : NULL},
-                            {"held-out", sets[2], res->patch->n_flips && sets[2] ? &ev[2] : NULL}}};
+                           p.control_names, {{0}}};
+        for (int i = 0; i < 4; i++)
+            r.sets[i] = (search_report_set){labels[i], sets[i], evaluated[i] ? &ev[i] : NULL};
         if (!cli.quiet)
             search_report_print(stdout, &r);
         rc = search_report_html(html, &r, err);
         if (!rc)
             cli_note("wrote %s, %s and %s", a->out, log_path, html);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         xp_eval_free(&ev[i]);
     free(log.iters);
     free(log_path);

@@ -81,6 +81,8 @@ static double mean_of(const double *g, size_t n)
     return n ? s / (double)n : 0;
 }
 
+/* The statistics lines come from the probe commands' printer, which writes to stdout:
+ * the text report with evaluations is for stdout only. */
 static void print_set(FILE *out, const search_report_set *rs)
 {
     const xp_eval *e = rs->eval;
@@ -119,10 +121,10 @@ void search_report_print(FILE *out, const search_report *r)
             res->seconds, res->auto_stopped ? ", auto-stopped" : "",
             res->exhausted ? ", no untried candidate left" : "");
     double lo, hi;
-    xp_wilson(res->accepted, done, &lo, &hi);
+    xp_wilson(res->accepted, it, &lo, &hi);
     fprintf(out, "accepted    %zu of %zu (%.1f%%, Wilson 95%% %.1f-%.1f%%); %zu screened out\n",
-            res->accepted, done, done ? 100.0 * (double)res->accepted / (double)done : 0,
-            100 * lo, 100 * hi, res->screened_out);
+            res->accepted, it, it ? 100.0 * (double)res->accepted / (double)it : 0, 100 * lo,
+            100 * hi, res->screened_out);
     if (!isnan(res->best))
         fprintf(out, "fitness     best %.6g\n", res->best);
     flip_map fm;
@@ -148,7 +150,7 @@ void search_report_print(FILE *out, const search_report *r)
                 mean_of(res->base_gaps + nt, nc), mean_of(res->final_gaps + nt, nc),
                 count_positive(res->base_gaps + nt, nc), count_positive(res->final_gaps + nt, nc),
                 nc);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (r->sets[i].set && r->sets[i].eval)
             print_set(out, &r->sets[i]);
     fflush(out);
@@ -356,7 +358,7 @@ int search_report_html(const char *path, const search_report *r, xp_err *err)
     FILE *t = open_memstream(&text, &tlen);
     if (t) {
         search_report rr = *r;
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             rr.sets[i].eval = NULL; /* the summary only; the sets have their own tables */
         search_report_print(t, &rr);
         fclose(t);
@@ -382,7 +384,7 @@ int search_report_html(const char *path, const search_report *r, xp_err *err)
         gaps_svg(f, res->base_gaps + res->n_targets, res->final_gaps + res->n_targets,
                  res->n_controls, r->control_names);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (r->sets[i].set && r->sets[i].eval)
             set_table(f, &r->sets[i]);
     fprintf(f, "</body></html>\n");

@@ -10,7 +10,7 @@
 
 /* One probe set's before/after: the set and, when measured, its evaluation. */
 typedef struct search_report_set {
-    const char *label;        /* "targets", "controls", "held-out" */
+    const char *label;        /* "targets", "controls", "held-out", ... */
     const xp_probe_set *set;  /* NULL: none */
     const xp_eval *eval;      /* NULL: not evaluated */
 } search_report_set;
@@ -23,7 +23,7 @@ typedef struct search_report {
                                     log had them) */
     size_t n_iters;
     const char *const *target_names, *const *control_names; /* per search probe */
-    search_report_set sets[3];
+    search_report_set sets[4];
 } search_report;
 
 void search_report_print(FILE *out, const search_report *r);

@@ -16,7 +16,7 @@
 #define ROW_CHUNK 64
 
 /* y[t][r] = W[r] . x[t] for all T tokens: quantised kernels for Q1_0, fp32 otherwise. */
-static void matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, const float *x,
+static int matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, const float *x,
                    size_t T, float *y, size_t ldy)
 {
     int64_t chunks = (w->ne1 + ROW_CHUNK - 1) / ROW_CHUNK;
@@ -26,14 +26,16 @@ static void matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, con
             int64_t r0 = c * ROW_CHUNK, r1 = r0 + ROW_CHUNK < w->ne1 ? r0 + ROW_CHUNK : w->ne1;
             m->kern->matmul(w, qa, y, ldy, r0, r1);
         }
-        return;
+        return XP_OK;
     }
-#pragma omp parallel
+    int ok = 1;
+#pragma omp parallel reduction(& : ok)
     {
         float *row = malloc((size_t)w->ne0 * sizeof *row);
+        ok = row != NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < chunks; c++)
-            for (int64_t r = c * ROW_CHUNK; r < w->ne1 && r < (c + 1) * ROW_CHUNK; r++) {
+            for (int64_t r = c * ROW_CHUNK; row && r < w->ne1 && r < (c + 1) * ROW_CHUNK; r++) {
                 xp_weight_row(w, r, row);
                 for (size_t t = 0; t < T; t++)
                     y[t * ldy + (size_t)r] = xp_dot_f32(row, x + t * (size_t)w->ne0,
@@ -41,6 +43,7 @@ static void matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, con
             }
         free(row);
     }
+    return ok ? XP_OK : XP_ENOMEM;
 }
 
 /* Quantises T rows of x (K wide) for the Q1_0 matrices that read them. */
@@ -145,25 +148,27 @@ static int layer_forward(const xp_model *m, uint32_t l, xp_fast_batch *b)
     rmsnorm_rows(b->xb, b->x, L->attn_norm, T, E, s->rms_eps);
     if ((rc = quantize(m, &b->qa, b->xb, T, (int64_t)E)))
         return rc;
-    matmul(m, &L->wq, &b->qa, b->xb, T, b->q, qd);
-    matmul(m, &L->wk, &b->qa, b->xb, T, b->k, kvd);
-    matmul(m, &L->wv, &b->qa, b->xb, T, b->v, kvd);
-    if ((rc = attention(m, l, b)) || (rc = quantize(m, &b->qa, b->att, T, (int64_t)qd)))
+    if ((rc = matmul(m, &L->wq, &b->qa, b->xb, T, b->q, qd)) ||
+        (rc = matmul(m, &L->wk, &b->qa, b->xb, T, b->k, kvd)) ||
+        (rc = matmul(m, &L->wv, &b->qa, b->xb, T, b->v, kvd)) || (rc = attention(m, l, b)) ||
+        (rc = quantize(m, &b->qa, b->att, T, (int64_t)qd)) ||
+        (rc = matmul(m, &L->wo, &b->qa, b->att, T, b->o, E)))
         return rc;
-    matmul(m, &L->wo, &b->qa, b->att, T, b->o, E);
     add_rows(b->x, b->o, T * E);
 
     rmsnorm_rows(b->xb, b->x, L->ffn_norm, T, E, s->rms_eps);
     if ((rc = quantize(m, &b->qa, b->xb, T, (int64_t)E)))
         return rc;
-    matmul(m, &L->gate, &b->qa, b->xb, T, b->gate, F);
-    matmul(m, &L->up, &b->qa, b->xb, T, b->up, F);
+    if ((rc = matmul(m, &L->gate, &b->qa, b->xb, T, b->gate, F)) ||
+        (rc = matmul(m, &L->up, &b->qa, b->xb, T, b->up, F)))
+        return rc;
 #pragma omp parallel for schedule(static)
     for (size_t t = 0; t < T; t++)
         xp_swiglu(b->gate + t * F, b->gate + t * F, b->up + t * F, F);
     if ((rc = quantize(m, &b->qa, b->gate, T, (int64_t)F)))
         return rc;
-    matmul(m, &L->down, &b->qa, b->gate, T, b->o, E);
+    if ((rc = matmul(m, &L->down, &b->qa, b->gate, T, b->o, E)))
+        return rc;
     add_rows(b->x, b->o, T * E);
     return XP_OK;
 }
@@ -237,10 +242,8 @@ int xp_fast_head(const xp_model *m, xp_fast_batch *b, const size_t *at, size_t n
     int rc = quantize(m, &b->qa, b->xb, n_at, (int64_t)s->n_embd);
     if (rc)
         return rc;
-    if (!rows) {
-        matmul(m, &m->output, &b->qa, b->xb, n_at, logits, s->n_vocab);
-        return XP_OK;
-    }
+    if (!rows)
+        return matmul(m, &m->output, &b->qa, b->xb, n_at, logits, s->n_vocab);
     /* a few scattered rows: each is a one-row matrix of its own */
     float *row = m->output.type == XP_TYPE_Q1_0 ? NULL : malloc((size_t)s->n_embd * sizeof *row);
     if (m->output.type != XP_TYPE_Q1_0 && !row)

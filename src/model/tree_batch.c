@@ -256,10 +256,12 @@ int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_
 {
     const xp_model *m = b->m;
     size_t E = m->shape.n_embd, n = sel ? n_sel : b->n;
+    for (size_t k = 0; k < b->n_ckpt; k++) /* whatever happens, only this run may commit */
+        b->pend_ok[k] = false;
     for (size_t i = 0; sel && i < n_sel; i++)
         if (sel[i] >= b->n)
             return xp_err_set(err, XP_EINVAL, "tree %zu of %zu does not exist", sel[i], b->n);
-    long c = start_ckpt(b, from);
+    long c = from ? start_ckpt(b, from) : -1;
     uint32_t start = c < 0 ? 0 : b->ckpt[c];
     xp_fast_batch *fb = &b->fb;
     size_t t = 0, n_at = 0, n_forks = 0;
@@ -302,7 +304,14 @@ int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_
             b->pend_ok[k] = false;
         return xp_err_set(err, rc, "out of memory in a batch run");
     }
-    return heads(b, n, fn, ctx);
+    if ((rc = heads(b, n, fn, ctx))) {
+        for (size_t k = 0; k < b->n_ckpt; k++)
+            b->pend_ok[k] = false;
+        return rc == XP_ENOMEM ? xp_err_set(err, rc, "out of memory for the LM head")
+                               : xp_err_set(err, rc, "a batch output could not be taken (%s)",
+                                            xp_err_code_name(rc));
+    }
+    return XP_OK;
 }
 
 void xp_tree_batch_commit(xp_tree_batch *b)

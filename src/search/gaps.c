@@ -20,6 +20,14 @@ int xp_gauge_init(xp_gauge *g, xp_model *m, const xp_probe_tokens **pt, size_t n
 {
     *g = (xp_gauge){.m = m, .pt = pt, .n = n, .metric = metric, .naive = naive};
     bool token_gap = metric == XP_METRIC_TOKEN_GAP;
+    for (size_t i = 0; i < n; i++) {
+        const xp_probe_tokens *p = pt[i];
+        bool ids_ok = p->gap_id[0] >= 0 && (uint64_t)p->gap_id[0] < m->shape.n_vocab &&
+                      p->gap_id[1] >= 0 && (uint64_t)p->gap_id[1] < m->shape.n_vocab;
+        if (p->n_prompt == 0 || (token_gap ? !ids_ok : !p->n_answer[0] || !p->n_answer[1]))
+            return xp_err_set(err, XP_EINVAL, "probe %zu has an empty prompt, an empty answer "
+                              "or a token_gap id outside the vocabulary", i);
+    }
     if (naive)
         return XP_OK;
     xp_tree *trees = calloc(n + 1, sizeof *trees);

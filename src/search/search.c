@@ -27,6 +27,8 @@ void xp_search_opts_default(xp_search_opts *o)
                           .proposal = XP_PROPOSE_SCALE,
                           .iterations = 300,
                           .screen = 2,
+                          .stop_window = 200,
+                          .stop_rate = 0.01,
                           .seed = 1,
                           .checkpoint_every = 10};
 }
@@ -66,6 +68,9 @@ static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
                           o->scale_bit_min, o->scale_bit_max);
     if (o->stop_window && !(o->stop_rate > 0 && o->stop_rate <= 1))
         return xp_err_set(err, XP_EINVAL, "auto-stop rate %g is not in (0, 1]", o->stop_rate);
+    if (o->stop_window > 1000000)
+        return xp_err_set(err, XP_EINVAL, "an auto-stop window of %zu iterations is more than "
+                          "the 1,000,000 allowed", o->stop_window);
     for (size_t i = 0; i < o->n_layers; i++)
         if (o->layers[i] >= m->shape.n_layer)
             return xp_err_set(err, XP_EINVAL, "layer %u is not below the model's %u layers",
@@ -117,11 +122,16 @@ static cJSON *settings_json(const xp_search_opts *o, const uint32_t *layers, siz
     return s;
 }
 
-/* SHA-256 of the settings that shape the run and of every probe's tokens. */
-static void run_fingerprint(const cJSON *settings, const xp_probe_tokens **pt, size_t nt,
-                            size_t nc, char hex[65])
+/* SHA-256 of the base model's fingerprint (when known), the settings that shape the run
+ * and every probe's tokens. */
+static void run_fingerprint(const char *base, const cJSON *settings, const xp_probe_tokens **pt,
+                            size_t nt, size_t nc, char hex[65])
 {
-    char *text = cJSON_PrintUnformatted(settings);
+    cJSON *what = cJSON_CreateObject();
+    cJSON_AddStringToObject(what, "base", base ? base : "");
+    cJSON_AddItemToObject(what, "settings", cJSON_Duplicate(settings, true));
+    char *text = cJSON_PrintUnformatted(what);
+    cJSON_Delete(what);
     size_t len = text ? strlen(text) : 0, cap = len + 64;
     for (size_t i = 0; i < nt + nc; i++)
         cap += (pt[i]->n_prompt + pt[i]->n_answer[0] + pt[i]->n_answer[1] + 8) * 4;
@@ -167,8 +177,9 @@ typedef struct run {
     xp_candidate *kept;
     size_t n_kept, cap_kept;
     char *window; /* '0'/'1' per iteration, the last stop_window */
-    size_t iter;
+    size_t iter, accepted, screened_out; /* over the whole run, resumed parts included */
     double best;
+    bool best_restored;
     cJSON *settings;
     char fingerprint[65];
 } run;
@@ -224,6 +235,11 @@ static int make_patch(run *r, xp_patch **out, xp_err *err)
     cJSON_AddStringToObject(s, "run_sha256", r->fingerprint);
     cJSON *st = cJSON_AddObjectToObject(s, "state");
     cJSON_AddNumberToObject(st, "iterations", (double)r->iter);
+    cJSON_AddNumberToObject(st, "accepted", (double)r->accepted);
+    cJSON_AddNumberToObject(st, "screened_out", (double)r->screened_out);
+    char best[64];
+    snprintf(best, sizeof best, "%a", r->best); /* exact, NAN included */
+    cJSON_AddStringToObject(st, "best", best);
     cJSON_AddStringToObject(st, "window", r->window);
     cJSON *sv = cJSON_AddArrayToObject(st, "solved");
     for (size_t t = 0; t < r->nt; t++)
@@ -251,7 +267,7 @@ static int write_checkpoint(run *r, xp_err *err)
     if (!rc) {
         /* an empty patch is not a patch file: nothing kept yet, nothing to resume from */
         if (p->n_flips)
-            rc = xp_patch_write(p, XP_PATCH_JSON, r->o->checkpoint, err);
+            rc = xp_patch_write(p, r->o->checkpoint_format, r->o->checkpoint, err);
         xp_patch_free(p);
     }
     return rc;
@@ -307,7 +323,18 @@ static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
             if (!xp_proposer_next(&r->prop, &c))
                 break;
         }
-        snprintf(r->window, r->o->stop_window + 1, "%s", win->valuestring);
+        /* the newest entries, should the window have shrunk */
+        size_t len = strlen(win->valuestring), w = r->o->stop_window;
+        snprintf(r->window, w + 1, "%s", win->valuestring + (len > w ? len - w : 0));
+        const cJSON *v;
+        if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(st, "accepted")))
+            r->accepted = (size_t)v->valuedouble;
+        if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(st, "screened_out")))
+            r->screened_out = (size_t)v->valuedouble;
+        if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(st, "best"))) {
+            r->best = strtod(v->valuestring, NULL);
+            r->best_restored = true;
+        }
         const cJSON *t;
         cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(st, "solved"))
             if (cJSON_IsNumber(t) && t->valuedouble >= 0 && t->valuedouble < (double)r->nt)
@@ -422,10 +449,10 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
             r->best = r->cur[focal];
         } else
             r->best = it.fitness;
-        out->accepted++;
+        r->accepted++;
     } else
         xp_candidate_flip(r->m, &c);
-    out->screened_out += it.screened;
+    r->screened_out += it.screened;
     out->probes_run += it.probes_run;
     push_window(r, it.accepted);
     it.best = r->best;
@@ -466,7 +493,7 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
     for (size_t i = 0; i < r.n; i++)
         pt[i] = i < r.nt ? &targets[i] : &controls[i - r.nt];
     r.settings = settings_json(o, layers, n_layers);
-    run_fingerprint(r.settings, pt, r.nt, r.nc, r.fingerprint);
+    run_fingerprint(o->base_sha256, r.settings, pt, r.nt, r.nc, r.fingerprint);
     if (!(rc = xp_proposer_init(&r.prop, m, o, layers, n_layers, err)) &&
         !(rc = xp_gauge_init(&r.gauge, m, pt, r.n, o->metric, o->naive, layers, n_layers, err)) &&
         !(rc = xp_gauge_run(&r.gauge, NULL, 0, 0, r.base, err))) {
@@ -481,9 +508,12 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         if (!out->resumed_at) /* targets right at the start count as solved */
             for (size_t t = 0; t < r.nt; t++)
                 r.solved[t] = r.cur[t] > 0;
-        r.best = o->fitness == XP_FITNESS_FOCUSED ? NAN : xp_fitness_value(&r.fit, r.cur);
+        if (!r.best_restored)
+            r.best = o->fitness == XP_FITNESS_FOCUSED ? NAN : xp_fitness_value(&r.fit, r.cur);
     }
-    bool stop = false;
+    /* a run that had already stopped by the window rule stays stopped */
+    bool stop = !rc && auto_stop(&r);
+    out->auto_stopped = stop;
     while (!rc && !stop && r.iter < o->iterations) {
         rc = step(&r, out, &stop, err);
         if (!rc && (auto_stop(&r)))
@@ -505,6 +535,8 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         out->final_gaps = r.cur;
         r.base = r.cur = NULL;
         out->iterations = r.iter;
+        out->accepted = r.accepted;
+        out->screened_out = r.screened_out;
         out->best = r.best;
         out->seconds = now() - t_start;
     } else {

@@ -745,8 +745,8 @@ typedef struct xp_batch_gen_opts {
  * one packed batch, then one xp_forward per decode step with one xp_seq per unfinished
  * prompt. Stops at <|im_end|> / <|endoftext|> (not kept), at a newline when asked, or
  * after max_tokens (capped by the context). Bit-identical to xp_generate greedy on each
- * prompt alone. texts[i] is malloc'd UTF-8; prompts run in chunks that keep the caches
- * under about 1 GiB. */
+ * prompt alone. texts[i] is malloc'd UTF-8; prompts run in chunks of at most 128 that
+ * keep the caches under 4 GiB. */
 int xp_generate_batch(xp_model *m, const int32_t *const *prompts, const size_t *n_prompts,
                       size_t n, const xp_batch_gen_opts *o, char **texts, xp_err *err);
 /* The set's generations: its rule (max_tokens 0: the set's own). */

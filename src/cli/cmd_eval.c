@@ -176,9 +176,9 @@ static void set_print(const eval_set *es, bool patched, bool generate, bool per_
         if (!per_probe && !(patched && changed))
             continue;
         if (!header) {
-            printf("  %-26s %-16s %19s  %-13s %s\n", "probe", "category",
+            printf("  %-26s %-16s %19s  %-13s%s\n", "probe", "category",
                    patched ? "gap base → patched" : "gap", "outcome",
-                   generate ? (patched ? "output base → patched" : "output") : "");
+                   generate ? (patched ? " output base → patched" : " output") : "");
             header = true;
         }
         char g[48], o0[96], o1[96];
@@ -188,6 +188,9 @@ static void set_print(const eval_set *es, bool patched, bool generate, bool per_
             snprintf(g, sizeof g, "%8.3f", p->gap[0]);
         printf("  %-26.26s %-16.16s %19s  %-13s", s->probes[i].name, s->probes[i].category, g,
                patched ? cli_outcome(p->right[0], p->right[1]) : p->right[0] ? "right" : "wrong");
+        if (s->matcher == XP_MATCH_VERBATIM && p->verbatim[0] >= 0)
+            printf(" %s%s%s", vclasses[p->verbatim[0]], patched ? "→" : "",
+                   patched ? vclasses[p->verbatim[1]] : "");
         if (generate) {
             printf(" %s", cli_quote(p->output[0], 24, o0, sizeof o0));
             if (patched)

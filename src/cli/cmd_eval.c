@@ -34,7 +34,7 @@ static const char usage[] =
     "  --no-generate        judge by gap sign only (fast, no generation)\n"
     "  --max-tokens N       generation limit (default: the set's)\n"
     "  --per-probe          list every probe in the text report (default: only the probes\n"
-    "                       whose outcome changed)\n"
+    "                       whose outcome or gap sign changed)\n"
     "  --json               one JSON object on stdout:\n"
     "                       {\"model\", \"patches\": [names], \"metric\", \"generate\",\n"
     "                        \"sets\": [{\"split\": \"train\"|\"heldout\", \"file\", \"n\",\n"
@@ -172,7 +172,7 @@ static void set_print(const eval_set *es, bool patched, bool generate, bool per_
     bool header = false;
     for (size_t i = 0; i < s->n; i++) {
         const xp_eval_probe *p = &e->probes[i];
-        bool changed = p->right[0] != p->right[1];
+        bool changed = p->right[0] != p->right[1] || (p->gap[0] > 0) != (p->gap[1] > 0);
         if (!per_probe && !(patched && changed))
             continue;
         if (!header) {
@@ -199,7 +199,7 @@ static void set_print(const eval_set *es, bool patched, bool generate, bool per_
         printf("\n");
     }
     if (!header && patched)
-        printf("  no probe changed outcome\n");
+        printf("  no probe changed outcome or gap sign\n");
     size_t *cat = calloc(s->n, sizeof *cat);
     bool *sel = calloc(s->n, sizeof *sel);
     size_t nc = cat && sel ? categories(s, cat) : 0;

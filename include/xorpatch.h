@@ -749,9 +749,10 @@ typedef struct xp_batch_gen_opts {
  * keep the caches under 4 GiB. */
 int xp_generate_batch(xp_model *m, const int32_t *const *prompts, const size_t *n_prompts,
                       size_t n, const xp_batch_gen_opts *o, char **texts, xp_err *err);
-/* The set's generations: its rule (max_tokens 0: the set's own). */
+/* The set's generations: its rule (max_tokens 0: the set's own); progress may be NULL. */
 int xp_probe_generate(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
-                      size_t max_tokens, char **texts, xp_err *err);
+                      size_t max_tokens, xp_progress_fn progress, void *progress_ctx,
+                      char **texts, xp_err *err);
 
 /* Math matcher (SPEC §2): both sides normalised (whitespace dropped, lowercase, ()[]{}*
  * dropped, √ → sqrt); correct when the output starts with an accepted form and what
@@ -832,6 +833,8 @@ typedef struct xp_eval_opts {
     xp_metric metric;   /* for the gaps; generation metric means seq_logprob gaps */
     bool generate;      /* judge by generation (else by gap sign) */
     size_t max_tokens;  /* 0: the set's */
+    xp_progress_fn progress; /* generations finished, per side; may be NULL */
+    void *progress_ctx;
 } xp_eval_opts;
 typedef struct xp_eval {
     size_t n;

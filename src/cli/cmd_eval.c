@@ -325,9 +325,15 @@ static int run(int argc, char **argv)
         rc = xp_probe_tokenize(sets[k].s, xp_model_tokenizer(m), &sets[k].pt, &err);
     }
     double t0 = cli_now();
-    xp_eval_opts eo = {(xp_metric)metric, generate, 0};
-    for (size_t k = 0; !rc && k < n_sets; k++)
+    cli_progress bar;
+    xp_eval_opts eo = {(xp_metric)metric, generate, 0, cli_progress_update, &bar};
+    for (size_t k = 0; !rc && k < n_sets; k++) {
+        char label[64];
+        snprintf(label, sizeof label, "eval %s", sets[k].split);
+        cli_progress_start(&bar, label);
         rc = xp_eval_run(m, sets[k].s, sets[k].pt, list.p, list.n, &eo, &sets[k].e, &err);
+        cli_progress_end(&bar);
+    }
     if (!rc && json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", model);

@@ -74,7 +74,7 @@ int xp_probe_audit(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt
     if (!rc)
         rc = xp_probe_scores(m, pt, s->n, metric, sc, err);
     if (!rc && generate)
-        rc = xp_probe_generate(m, s, pt, 0, texts, err);
+        rc = xp_probe_generate(m, s, pt, 0, NULL, NULL, texts, err);
     if (!rc)
         rc = tally_categories(s, out, err);
     for (size_t i = 0; !rc && i < s->n; i++) {

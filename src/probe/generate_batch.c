@@ -164,7 +164,8 @@ int xp_generate_batch(xp_model *m, const int32_t *const *prompts, const size_t *
 }
 
 int xp_probe_generate(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
-                      size_t max_tokens, char **texts, xp_err *err)
+                      size_t max_tokens, xp_progress_fn progress, void *progress_ctx,
+                      char **texts, xp_err *err)
 {
     const int32_t **prompts = xp_calloc(s->n, sizeof *prompts);
     size_t *lens = xp_calloc(s->n, sizeof *lens);
@@ -173,7 +174,8 @@ int xp_probe_generate(xp_model *m, const xp_probe_set *s, const xp_probe_tokens 
         prompts[i] = pt[i].prompt;
         lens[i] = pt[i].n_prompt;
     }
-    xp_batch_gen_opts o = {max_tokens ? max_tokens : s->max_tokens, s->stop_newline, NULL, NULL};
+    xp_batch_gen_opts o = {max_tokens ? max_tokens : s->max_tokens, s->stop_newline, progress,
+                           progress_ctx};
     if (!rc && (rc = xp_generate_batch(m, prompts, lens, s->n, &o, texts, err)))
         xp_err_wrap(err, "%s", s->path);
     free(prompts);

@@ -650,7 +650,8 @@ typedef struct xp_probe {
 typedef struct xp_probe_set {
     xp_probe *probes;
     size_t n;
-    char *domain;        /* "calculus", "math", ...; from the file or its name */
+    char *domain;        /* "math", "coding", ... from the file, else its base name
+                            ("calculus_train") */
     char *path;          /* the file, for messages */
     char *search_config; /* Neagari's "search_config" as JSON text, or NULL */
     int format;          /* enum xp_probe_format */
@@ -666,7 +667,8 @@ typedef struct xp_probe_set {
  * probe (by name, else index) and the field. Generation rules: verbatim sets stop at
  * <|im_end|> after 80 tokens and use the verbatim classifier; math sets (Bankai lists,
  * Neagari "math") stop at a newline after 24 tokens and use the math matcher; other
- * domains stop at a newline after 24 tokens with the prefix matcher. */
+ * domains stop at a newline after 24 tokens with the prefix matcher. Names may repeat
+ * (Neagari's editing set keeps a target as a promoted control under the same name). */
 int xp_probe_set_load(xp_probe_set **out, const char *path, xp_err *err);
 /* The same from a buffer; where names it in messages. */
 int xp_probe_set_parse(xp_probe_set **out, const char *json, size_t len, const char *where,

@@ -796,6 +796,7 @@ typedef struct xp_audit {
     size_t n_categories;
     xp_audit_category *categories;
     size_t dead, dead_token_gap, solved, not_emitted, one_contrast_categories;
+    size_t contrasts;     /* distinct (correct, wrong) pairs in the whole set */
 } xp_audit;
 /* Audits a tokenised set on the model as it is; with generate also greedy outputs. */
 int xp_probe_audit(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,

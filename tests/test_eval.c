@@ -152,6 +152,7 @@ Test(eval, audit_finds_dead_probes_repeated_contrasts_and_solved)
     cr_expect_eq(a.categories[1].duplicates, 1);
     cr_expect(!a.categories[1].one_contrast);
     cr_expect(!a.categories[0].one_contrast, "one probe is not a repetition");
+    cr_expect_eq(a.contrasts, 4, "Yes/No repeats across the set");
     size_t solved = 0;
     for (size_t i = 0; i < 5; i++) {
         cr_expect_eq(a.probes[i].solved, !a.probes[i].dead && a.probes[i].score.gap > 0);

@@ -650,7 +650,8 @@ typedef struct xp_probe {
 typedef struct xp_probe_set {
     xp_probe *probes;
     size_t n;
-    char *domain;        /* "calculus", "math", ...; from the file or its name */
+    char *domain;        /* "math", "coding", ... from the file, else its base name
+                            ("calculus_train") */
     char *path;          /* the file, for messages */
     char *search_config; /* Neagari's "search_config" as JSON text, or NULL */
     int format;          /* enum xp_probe_format */
@@ -666,7 +667,8 @@ typedef struct xp_probe_set {
  * probe (by name, else index) and the field. Generation rules: verbatim sets stop at
  * <|im_end|> after 80 tokens and use the verbatim classifier; math sets (Bankai lists,
  * Neagari "math") stop at a newline after 24 tokens and use the math matcher; other
- * domains stop at a newline after 24 tokens with the prefix matcher. */
+ * domains stop at a newline after 24 tokens with the prefix matcher. Names may repeat
+ * (Neagari's editing set keeps a target as a promoted control under the same name). */
 int xp_probe_set_load(xp_probe_set **out, const char *path, xp_err *err);
 /* The same from a buffer; where names it in messages. */
 int xp_probe_set_parse(xp_probe_set **out, const char *json, size_t len, const char *where,
@@ -745,13 +747,14 @@ typedef struct xp_batch_gen_opts {
  * one packed batch, then one xp_forward per decode step with one xp_seq per unfinished
  * prompt. Stops at <|im_end|> / <|endoftext|> (not kept), at a newline when asked, or
  * after max_tokens (capped by the context). Bit-identical to xp_generate greedy on each
- * prompt alone. texts[i] is malloc'd UTF-8; prompts run in chunks that keep the caches
- * under about 1 GiB. */
+ * prompt alone. texts[i] is malloc'd UTF-8; prompts run in chunks of at most 128 that
+ * keep the caches under 4 GiB. */
 int xp_generate_batch(xp_model *m, const int32_t *const *prompts, const size_t *n_prompts,
                       size_t n, const xp_batch_gen_opts *o, char **texts, xp_err *err);
-/* The set's generations: its rule (max_tokens 0: the set's own). */
+/* The set's generations: its rule (max_tokens 0: the set's own); progress may be NULL. */
 int xp_probe_generate(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
-                      size_t max_tokens, char **texts, xp_err *err);
+                      size_t max_tokens, xp_progress_fn progress, void *progress_ctx,
+                      char **texts, xp_err *err);
 
 /* Math matcher (SPEC §2): both sides normalised (whitespace dropped, lowercase, ()[]{}*
  * dropped, √ → sqrt); correct when the output starts with an accepted form and what
@@ -793,6 +796,7 @@ typedef struct xp_audit {
     size_t n_categories;
     xp_audit_category *categories;
     size_t dead, dead_token_gap, solved, not_emitted, one_contrast_categories;
+    size_t contrasts;     /* distinct (correct, wrong) pairs in the whole set */
 } xp_audit;
 /* Audits a tokenised set on the model as it is; with generate also greedy outputs. */
 int xp_probe_audit(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
@@ -832,6 +836,8 @@ typedef struct xp_eval_opts {
     xp_metric metric;   /* for the gaps; generation metric means seq_logprob gaps */
     bool generate;      /* judge by generation (else by gap sign) */
     size_t max_tokens;  /* 0: the set's */
+    xp_progress_fn progress; /* generations finished, per side; may be NULL */
+    void *progress_ctx;
 } xp_eval_opts;
 typedef struct xp_eval {
     size_t n;

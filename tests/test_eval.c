@@ -98,11 +98,11 @@ Test(eval, patched_side_is_the_patched_model_and_the_model_is_restored)
     cr_assert_eq(xp_model_patch_apply(m, p, &err), XP_OK, "%s", err.msg);
     cr_assert_eq(xp_probe_gaps(m, pt, 5, XP_METRIC_SEQ_LOGPROB, patched, &err), XP_OK);
     char *texts[5];
-    cr_assert_eq(xp_probe_generate(m, s, pt, 0, texts, &err), XP_OK);
+    cr_assert_eq(xp_probe_generate(m, s, pt, 0, NULL, NULL, texts, &err), XP_OK);
     cr_assert_eq(xp_model_patch_revert(m, p, &err), XP_OK);
 
     xp_eval e;
-    xp_eval_opts o = {XP_METRIC_SEQ_LOGPROB, true, 0};
+    xp_eval_opts o = {XP_METRIC_SEQ_LOGPROB, true, 0, NULL, NULL};
     cr_assert_eq(xp_eval_run(m, s, pt, &p, 1, &o, &e, &err), XP_OK, "%s", err.msg);
     cr_assert_eq(e.n, 5);
     size_t changed = 0;
@@ -152,6 +152,7 @@ Test(eval, audit_finds_dead_probes_repeated_contrasts_and_solved)
     cr_expect_eq(a.categories[1].duplicates, 1);
     cr_expect(!a.categories[1].one_contrast);
     cr_expect(!a.categories[0].one_contrast, "one probe is not a repetition");
+    cr_expect_eq(a.contrasts, 4, "Yes/No repeats across the set");
     size_t solved = 0;
     for (size_t i = 0; i < 5; i++) {
         cr_expect_eq(a.probes[i].solved, !a.probes[i].dead && a.probes[i].score.gap > 0);

@@ -3,6 +3,7 @@
  * the legacy token_gap rule kills the multi-token probes that seq_logprob separates,
  * batched gaps equal gaps measured alone and by hand, batched generation equals
  * xp_generate, and the math / verbatim matchers follow SPEC §2 on hand-made cases. */
+#include <glob.h>
 #include <math.h>
 #include <string.h>
 
@@ -102,6 +103,24 @@ Test(probe, every_fixture_file_loads_with_roles_and_rules)
         with_alt += s->probes[i].n_alternates > 0;
     cr_expect_eq(with_alt, 5);
     xp_probe_set_free(s);
+}
+
+/* Whatever else lands in the fixture folder loads too, and is one of the sets above. */
+Test(probe, every_file_in_the_fixture_folder_loads)
+{
+    XP_NEED_SHARED(shared);
+    char pattern[4096];
+    snprintf(pattern, sizeof pattern, "%s/fixtures/probes/*/*.json", shared);
+    glob_t g;
+    cr_assert_eq(glob(pattern, 0, NULL, &g), 0, "no probe files under %s", pattern);
+    cr_expect_eq(g.gl_pathc, N_FIXTURES);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        xp_probe_set *s;
+        xp_err err = {0};
+        cr_expect_eq(xp_probe_set_load(&s, g.gl_pathv[i], &err), XP_OK, "%s", err.msg);
+        xp_probe_set_free(s);
+    }
+    globfree(&g);
 }
 
 Test(probe, older_bankai_keys_and_alternates)

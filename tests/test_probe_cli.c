@@ -80,6 +80,7 @@ Test(probe_cli, audit_json_has_the_documented_shape)
     cr_expect_eq(item(sum, "dead")->valueint, 0);
     cr_expect_eq(item(sum, "dead_token_gap")->valueint, 1);
     cr_expect_eq(item(sum, "one_contrast_categories")->valueint, 1);
+    cr_expect_eq(item(sum, "contrasts")->valueint, 2);
     cJSON_Delete(j);
     free(out), free(err);
 
@@ -87,7 +88,7 @@ Test(probe_cli, audit_json_has_the_documented_shape)
     snprintf(args, sizeof args, "audit -m '%s' --probes '%s' --no-generate", model, probes);
     cr_assert_eq(run(args, &out, &err), 0, "%s", err);
     cr_expect(strstr(out, "ONE CONTRAST REPEATED"), "%s", out);
-    cr_expect(strstr(out, "dead under the legacy token_gap rule: 1"), "%s", out);
+    cr_expect(strstr(out, "legacy token_gap rule: 1;"), "%s", out);
     free(out), free(err);
     unlink(probes);
 }

@@ -38,7 +38,8 @@ static const char usage[] =
     "                        \"categories\": [{\"name\", \"n\", \"contrasts\", \"duplicates\",\n"
     "                          \"one_contrast\"}, ...],\n"
     "                        \"summary\": {\"dead\", \"dead_token_gap\", \"solved\",\n"
-    "                          \"not_emitted\", \"one_contrast_categories\"}}\n"
+    "                          \"not_emitted\", \"one_contrast_categories\", \"contrasts\"\n"
+    "                          (distinct (correct, wrong) pairs in the whole set)}}\n"
     "  --kernel NAME        fast-path kernel: avx512, avx2 or portable (default: best)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          nothing on stderr but errors\n"
@@ -93,6 +94,7 @@ static cJSON *audit_json(const xp_probe_set *s, const xp_audit *a)
     cJSON_AddNumberToObject(sum, "solved", (double)a->solved);
     cJSON_AddNumberToObject(sum, "not_emitted", (double)a->not_emitted);
     cJSON_AddNumberToObject(sum, "one_contrast_categories", (double)a->one_contrast_categories);
+    cJSON_AddNumberToObject(sum, "contrasts", (double)a->contrasts);
     return o;
 }
 
@@ -133,11 +135,11 @@ static void audit_print(const xp_probe_set *s, const xp_audit *a, const xp_token
         printf("%-28.28s %6zu %10zu %11zu%s\n", *ac->name ? ac->name : "(none)", ac->n,
                ac->contrasts, ac->duplicates, ac->one_contrast ? "  ONE CONTRAST REPEATED" : "");
     }
-    printf("\nsummary: %zu probes; dead under %s: %zu; dead under the legacy token_gap rule: %zu;"
-           "\n         already solved: %zu; model emits another token than the measured ones: %zu;"
-           "\n         categories that are one contrast repeated: %zu of %zu\n",
-           a->n, xp_metric_name(a->metric), a->dead, a->dead_token_gap, a->solved, a->not_emitted,
-           a->one_contrast_categories, a->n_categories);
+    printf("\nsummary: %zu probes, %zu distinct contrasts; dead under %s: %zu; dead under the"
+           "\n         legacy token_gap rule: %zu; already solved: %zu; model emits another token"
+           "\n         than the measured ones: %zu; categories that are one contrast repeated: "
+           "%zu of %zu\n", a->n, a->contrasts, xp_metric_name(a->metric), a->dead,
+           a->dead_token_gap, a->solved, a->not_emitted, a->one_contrast_categories, a->n_categories);
 }
 
 static int run(int argc, char **argv)

@@ -34,7 +34,7 @@ static const char usage[] =
     "  --no-generate        judge by gap sign only (fast, no generation)\n"
     "  --max-tokens N       generation limit (default: the set's)\n"
     "  --per-probe          list every probe in the text report (default: only the probes\n"
-    "                       whose outcome changed)\n"
+    "                       whose outcome or gap sign changed)\n"
     "  --json               one JSON object on stdout:\n"
     "                       {\"model\", \"patches\": [names], \"metric\", \"generate\",\n"
     "                        \"sets\": [{\"split\": \"train\"|\"heldout\", \"file\", \"n\",\n"
@@ -172,13 +172,13 @@ static void set_print(const eval_set *es, bool patched, bool generate, bool per_
     bool header = false;
     for (size_t i = 0; i < s->n; i++) {
         const xp_eval_probe *p = &e->probes[i];
-        bool changed = p->right[0] != p->right[1];
+        bool changed = p->right[0] != p->right[1] || (p->gap[0] > 0) != (p->gap[1] > 0);
         if (!per_probe && !(patched && changed))
             continue;
         if (!header) {
-            printf("  %-26s %-16s %19s  %-13s %s\n", "probe", "category",
+            printf("  %-26s %-16s %19s  %-13s%s\n", "probe", "category",
                    patched ? "gap base → patched" : "gap", "outcome",
-                   generate ? (patched ? "output base → patched" : "output") : "");
+                   generate ? (patched ? " output base → patched" : " output") : "");
             header = true;
         }
         char g[48], o0[96], o1[96];
@@ -188,6 +188,9 @@ static void set_print(const eval_set *es, bool patched, bool generate, bool per_
             snprintf(g, sizeof g, "%8.3f", p->gap[0]);
         printf("  %-26.26s %-16.16s %19s  %-13s", s->probes[i].name, s->probes[i].category, g,
                patched ? cli_outcome(p->right[0], p->right[1]) : p->right[0] ? "right" : "wrong");
+        if (s->matcher == XP_MATCH_VERBATIM && p->verbatim[0] >= 0)
+            printf(" %s%s%s", vclasses[p->verbatim[0]], patched ? "→" : "",
+                   patched ? vclasses[p->verbatim[1]] : "");
         if (generate) {
             printf(" %s", cli_quote(p->output[0], 24, o0, sizeof o0));
             if (patched)
@@ -196,7 +199,7 @@ static void set_print(const eval_set *es, bool patched, bool generate, bool per_
         printf("\n");
     }
     if (!header && patched)
-        printf("  no probe changed outcome\n");
+        printf("  no probe changed outcome or gap sign\n");
     size_t *cat = calloc(s->n, sizeof *cat);
     bool *sel = calloc(s->n, sizeof *sel);
     size_t nc = cat && sel ? categories(s, cat) : 0;
@@ -322,9 +325,15 @@ static int run(int argc, char **argv)
         rc = xp_probe_tokenize(sets[k].s, xp_model_tokenizer(m), &sets[k].pt, &err);
     }
     double t0 = cli_now();
-    xp_eval_opts eo = {(xp_metric)metric, generate, 0};
-    for (size_t k = 0; !rc && k < n_sets; k++)
+    cli_progress bar;
+    xp_eval_opts eo = {(xp_metric)metric, generate, 0, cli_progress_update, &bar};
+    for (size_t k = 0; !rc && k < n_sets; k++) {
+        char label[64];
+        snprintf(label, sizeof label, "eval %s", sets[k].split);
+        cli_progress_start(&bar, label);
         rc = xp_eval_run(m, sets[k].s, sets[k].pt, list.p, list.n, &eo, &sets[k].e, &err);
+        cli_progress_end(&bar);
+    }
     if (!rc && json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", model);

@@ -26,7 +26,8 @@ static int measure_side(xp_model *m, const xp_probe_set *s, const xp_probe_token
     xp_metric gm = o->metric == XP_METRIC_TOKEN_GAP ? XP_METRIC_TOKEN_GAP : XP_METRIC_SEQ_LOGPROB;
     int rc = xp_probe_gaps(m, pt, s->n, gm, gaps, err);
     if (!rc && o->generate)
-        rc = xp_probe_generate(m, s, pt, o->max_tokens, texts, err);
+        rc = xp_probe_generate(m, s, pt, o->max_tokens, o->progress, o->progress_ctx, texts,
+                               err);
     for (size_t i = 0; !rc && i < s->n; i++) {
         xp_eval_probe *p = &e->probes[i];
         p->gap[side] = gaps[i];

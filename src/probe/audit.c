@@ -46,11 +46,15 @@ static int tally_categories(const xp_probe_set *s, xp_audit *a, xp_err *err)
         cat[i] = c;
         xp_audit_category *ac = &a->categories[c];
         ac->n++;
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = cat[j] == c && !strcmp(s->probes[j].correct, p->correct) &&
-                   !strcmp(s->probes[j].wrong, p->wrong);
+        bool seen = false, seen_anywhere = false;
+        for (size_t j = 0; j < i && !seen; j++) {
+            bool same = !strcmp(s->probes[j].correct, p->correct) &&
+                        !strcmp(s->probes[j].wrong, p->wrong);
+            seen_anywhere = seen_anywhere || same;
+            seen = same && cat[j] == c;
+        }
         seen ? ac->duplicates++ : ac->contrasts++;
+        a->contrasts += !seen_anywhere;
     }
     for (size_t c = 0; c < a->n_categories; c++) {
         a->categories[c].one_contrast = a->categories[c].n > 1 && a->categories[c].contrasts == 1;
@@ -74,7 +78,7 @@ int xp_probe_audit(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt
     if (!rc)
         rc = xp_probe_scores(m, pt, s->n, metric, sc, err);
     if (!rc && generate)
-        rc = xp_probe_generate(m, s, pt, 0, texts, err);
+        rc = xp_probe_generate(m, s, pt, 0, NULL, NULL, texts, err);
     if (!rc)
         rc = tally_categories(s, out, err);
     for (size_t i = 0; !rc && i < s->n; i++) {

@@ -12,8 +12,9 @@
 #include "xorpatch.h"
 
 /* Batch limits: logits rows cost n_vocab floats each (600 KB on Qwen3), so a chunk of
- * probes is cut at ROWS wanted rows or TOKENS tokens, whichever comes first. */
-#define CHUNK_ROWS 64
+ * probes is cut at ROWS wanted rows (150 MB) or TOKENS tokens, whichever comes first;
+ * bigger chunks read every weight fewer times. */
+#define CHUNK_ROWS 256
 #define CHUNK_TOKENS 4096
 
 void xp_probe_tokens_free(xp_probe_tokens *pt, size_t n)

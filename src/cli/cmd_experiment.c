@@ -45,6 +45,7 @@ static const char usage[] =
     "                       and \"points\" (random-flips), \"layers\" (layer-map), \"scale\",\n"
     "                       \"uniform\" and \"ratio\" (scale-vs-random), \"patches\" with\n"
     "                       \"stacked\" last and \"interaction\" (stacking), \"settings\",\n"
+    "                       \"targets\", \"controls\",\n"
     "                       \"trained\" and \"randomised\" {\"accepted\", \"iterations\",\n"
     "                       \"rate\", \"lo\", \"hi\"} (null-baseline); the table's columns\n"
     "  -t, --threads N      threads (default: all cores)\n"
@@ -673,6 +674,8 @@ static int null_baseline(xp_model *m, args *a, const xp_probe_set *s, const xp_p
         cJSON_AddItemToObject(j, "settings",
                               sj ? cJSON_DetachItemFromObject(sj, "settings") : cJSON_CreateNull());
         cJSON_Delete(sj);
+        cJSON_AddNumberToObject(j, "targets", (double)nt);
+        cJSON_AddNumberToObject(j, "controls", (double)nc);
         cJSON_AddItemToObject(j, "trained", run_json(&r, 0));
         cJSON_AddItemToObject(j, "randomised", run_json(&r, 1));
         cli_print_json(j);

@@ -583,6 +583,7 @@ Test(experiment_cli, bad_names_and_options_exit_1_missing_files_exit_2)
         {"--probes P", 1},
         {"layer-map stacking --probes P", 1},
         {"layer-map --probes P --counts 10", 1},
+        {"stacking --probes P -p A -p A --seed 2", 1},
         {"random-flips --text T --probes P", 1},
         {"random-flips --text T --strategy bit,coin", 1},
         {"random-flips --text T --counts 10,x", 1},

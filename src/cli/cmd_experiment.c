@@ -40,14 +40,16 @@ static const char usage[] =
     "  -m, --model FILE     a Qwen3 GGUF\n"
     "  --probes FILE        probes (every experiment but random-flips)\n"
     "  --metric NAME        seq_logprob (default) or token_gap\n"
-    "  --seed N             (default 1; null-baseline: the searches', N+1 randomises)\n"
-    "  --json               one JSON object {\"experiment\", \"model\", \"seed\", ...}: \"base\"\n"
-    "                       and \"points\" (random-flips), \"layers\" (layer-map), \"scale\",\n"
-    "                       \"uniform\" and \"ratio\" (scale-vs-random), \"patches\" with\n"
-    "                       \"stacked\" last and \"interaction\" (stacking), \"settings\",\n"
-    "                       \"targets\", \"controls\",\n"
-    "                       \"trained\" and \"randomised\" {\"accepted\", \"iterations\",\n"
-    "                       \"rate\", \"lo\", \"hi\"} (null-baseline); the table's columns\n"
+    "  --seed N             random-flips, scale-vs-random, null-baseline (default 1;\n"
+    "                       null-baseline: the searches' seed, N+1 randomises the copy)\n"
+    "  --json               one JSON object instead of the table: \"experiment\",\n"
+    "                       \"model\", \"seed\" and \"metric\" (where used), then\n"
+    "                       random-flips: \"base\", \"points\"; layer-map: \"layers\";\n"
+    "                       scale-vs-random: \"scale\", \"uniform\", \"ratio\"; stacking:\n"
+    "                       \"patches\" (\"stacked\" last), \"interaction\"; null-baseline:\n"
+    "                       \"settings\", \"targets\", \"controls\", \"trained\" and\n"
+    "                       \"randomised\" {\"accepted\", \"iterations\", \"rate\", \"lo\",\n"
+    "                       \"hi\", \"flips\"}; entries hold the table's columns\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress on stderr\n"
     "  -h, --help           this text\n"
@@ -95,6 +97,7 @@ static const struct {
 } uses[] = {
     {O_PROBES, "--probes", ALL & ~ONLY(E_RANDOM_FLIPS)},
     {O_METRIC, "--metric", ALL & ~ONLY(E_RANDOM_FLIPS)},
+    {O_SEED, "--seed", ONLY(E_RANDOM_FLIPS) | ONLY(E_SCALE_VS_RANDOM) | ONLY(E_NULL_BASELINE)},
     {O_TEXT, "--text", ONLY(E_RANDOM_FLIPS)},
     {O_COUNTS, "--counts", ONLY(E_RANDOM_FLIPS)},
     {O_STRATEGY, "--strategy", ONLY(E_RANDOM_FLIPS)},
@@ -356,10 +359,10 @@ static cJSON *header_json(const args *a)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "experiment", exp_names[a->exp]);
     cJSON_AddStringToObject(o, "model", a->model);
-    cJSON_AddNumberToObject(o, "seed", (double)a->seed);
-    if (a->exp != E_RANDOM_FLIPS) {
+    if (a->exp != E_LAYER_MAP && a->exp != E_STACKING) /* the two without chance */
+        cJSON_AddNumberToObject(o, "seed", (double)a->seed);
+    if (a->exp != E_RANDOM_FLIPS)
         cJSON_AddStringToObject(o, "metric", xp_metric_name(a->metric));
-    }
     return o;
 }
 

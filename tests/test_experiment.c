@@ -96,7 +96,16 @@ Test(experiment, random_mlp_patch_is_distinct_seeded_and_mlp_only)
     xp_patch_total_stats(a, &st);
     cr_expect_eq(st.bits, 5 * 128);
     xp_patch_free(a);
-    /* the tiny model's MLP has 4 layers x (768 + 768 + 256) rows */
+    /* the tiny model's MLP has 4 layers x (768 + 768 + 256) rows: all of them is every
+     * MLP sign bit, one short of all leaves one row */
+    cr_assert_eq(xp_exp_random_mlp_patch(m, XP_FLIP_ROW, 4 * 1792, 1, &a, &err), XP_OK);
+    xp_patch_total_stats(a, &st);
+    cr_expect_eq(st.bits, 4ull * 3 * 256 * 768);
+    xp_patch_free(a);
+    cr_assert_eq(xp_exp_random_mlp_patch(m, XP_FLIP_ROW, 4 * 1792 - 1, 1, &a, &err), XP_OK);
+    xp_patch_total_stats(a, &st);
+    cr_expect_eq(st.rows, 4 * 1792 - 1);
+    xp_patch_free(a);
     cr_expect_eq(xp_exp_random_mlp_patch(m, XP_FLIP_ROW, 4 * 1792 + 1, 1, &a, &err), XP_EINVAL);
     cr_expect(strstr(err.msg, "7168 rows"), "%s", err.msg);
     cr_expect_eq(xp_exp_random_mlp_patch(m, XP_FLIP_SCALE, 1, 1, &a, &err), XP_EINVAL);

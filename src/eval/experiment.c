@@ -84,19 +84,35 @@ static uint64_t items_of(const xp_weight *w, int kind)
     return kind == XP_FLIP_ROW ? (uint64_t)w->ne1 : kind == XP_FLIP_BLOCK ? bits / 128 : bits;
 }
 
-/* count distinct draws from [0, total), sorted. */
-static void distinct_draws(xp_rng *rng, uint64_t total, size_t count, uint64_t *keys)
+/* count distinct draws from [0, total) into keys, sorted. Redrawing repeats needs few
+ * rounds while at most half the items are taken (each round at least halves the
+ * missing); beyond that the items left out are drawn instead. */
+static int distinct_draws(xp_rng *rng, uint64_t total, size_t count, uint64_t *keys)
 {
-    size_t have = 0;
-    while (have < count) {
-        for (size_t i = have; i < count; i++)
-            keys[i] = xp_rng_below(rng, total);
-        qsort(keys, count, sizeof *keys, cmp_u64);
+    bool invert = count > total / 2;
+    size_t want = invert ? (size_t)(total - count) : count, have = 0;
+    uint64_t *drawn = invert ? xp_calloc(want + 1, sizeof *drawn) : keys;
+    if (!drawn)
+        return XP_ENOMEM;
+    while (have < want) {
+        for (size_t i = have; i < want; i++)
+            drawn[i] = xp_rng_below(rng, total);
+        qsort(drawn, want, sizeof *drawn, cmp_u64);
         have = 0;
-        for (size_t i = 0; i < count; i++)
-            if (have == 0 || keys[i] != keys[have - 1])
-                keys[have++] = keys[i];
+        for (size_t i = 0; i < want; i++)
+            if (have == 0 || drawn[i] != drawn[have - 1])
+                drawn[have++] = drawn[i];
     }
+    if (invert) {
+        size_t k = 0, j = 0;
+        for (uint64_t i = 0; i < total; i++)
+            if (j < want && drawn[j] == i)
+                j++;
+            else
+                keys[k++] = i;
+        free(drawn);
+    }
+    return XP_OK;
 }
 
 int xp_exp_random_mlp_patch(xp_model *m, int kind, size_t count, uint64_t seed, xp_patch **out,
@@ -131,7 +147,11 @@ int xp_exp_random_mlp_patch(xp_model *m, int kind, size_t count, uint64_t seed, 
     }
     xp_rng rng;
     xp_rng_seed(&rng, seed);
-    distinct_draws(&rng, total, count, keys);
+    if (distinct_draws(&rng, total, count, keys)) {
+        free(keys);
+        xp_patch_free(p);
+        return xp_err_set(err, XP_ENOMEM, "out of memory for %zu random flips", count);
+    }
     /* walk the sorted keys through the tensors in the same order as the total */
     size_t k = 0;
     uint64_t first = 0;

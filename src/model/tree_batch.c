@@ -173,10 +173,11 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree *trees, si
         int32_t *dst = b->tokens + b->tok0[i];
         memcpy(dst, trees[i].prefix, b->npre[i] * sizeof *dst);
         dst += b->npre[i];
-        for (int a = 0; a < 2; a++) {
-            memcpy(dst, trees[i].branch[a], b->nrun[2 * i + a] * sizeof *dst);
-            dst += b->nrun[2 * i + a];
-        }
+        for (int a = 0; a < 2; a++)
+            if (b->nrun[2 * i + a]) { /* an empty branch may have no array (token_gap) */
+                memcpy(dst, trees[i].branch[a], b->nrun[2 * i + a] * sizeof *dst);
+                dst += b->nrun[2 * i + a];
+            }
         rc = xp_kv_new_layers(&b->kv[2 * i], m, b->npre[i] + b->nrun[2 * i], 1, err);
         if (!rc && b->nrun[2 * i + 1])
             rc = xp_kv_new_layers(&b->kv[2 * i + 1], m, b->npre[i] + b->nrun[2 * i + 1], 1, err);

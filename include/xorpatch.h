@@ -371,6 +371,25 @@ typedef struct xp_gen_opts {
 int xp_generate(xp_model *m, const int32_t *prompt, size_t n_prompt, const xp_gen_opts *o,
                 int32_t **out_ids, size_t *n_out, xp_err *err);
 
+/* ---- perplexity ------------------------------------------------------------- */
+
+typedef struct xp_perplexity_opts {
+    size_t chunk;      /* tokens per chunk, at least 2 (capped at the context length) */
+    size_t max_chunks; /* 0: every whole chunk of the text */
+    xp_progress_fn progress; /* chunks done */
+    void *progress_ctx;
+} xp_perplexity_opts;
+typedef struct xp_perplexity_result {
+    double perplexity;   /* exp(nll) */
+    double nll;          /* mean negative log-likelihood per scored token */
+    size_t chunk, chunks, scored; /* chunk length used, chunks run, tokens scored */
+} xp_perplexity_result;
+/* Cuts ids into whole chunks, runs each as one sequence and scores every position after
+ * the first of its chunk on the next token (log-softmax in double). Fewer tokens than
+ * one chunk is XP_EINVAL. */
+int xp_perplexity(xp_model *m, xp_path path, const int32_t *ids, size_t n_ids,
+                  const xp_perplexity_opts *o, xp_perplexity_result *out, xp_err *err);
+
 /* Writes a Qwen3 GGUF with seeded random Q1_0 weights and the given vocabulary (which
  * must not have more tokens than s->n_vocab; extra rows get unused [PAD] tokens as
  * llama.cpp's converter pads them; NULL writes no tokenizer keys, for layout-only test
@@ -989,6 +1008,124 @@ void xp_search_result_free(xp_search_result *r);
 int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
                   const xp_probe_tokens *controls, size_t n_controls, const xp_search_opts *o,
                   xp_patch *resume, xp_search_result *out, xp_err *err);
+
+/* ---- experiments ---------------------------------------------------------------- */
+
+/* The anchors' experiments (SPEC §6-§8), each a seeded, deterministic measurement that
+ * leaves the model as it was given: every random or whole-layer change is made in the
+ * model's private map and reverted before the function returns, also on failure. "MLP"
+ * means the ffn_gate, ffn_up and ffn_down tensors of every layer. */
+
+/* How the gaps of n probes moved from base to after. */
+typedef struct xp_delta_stats {
+    double mean, mean_abs, max_abs; /* of after − base */
+    size_t right_before, right_after; /* gap > 0 */
+    size_t crossed;                  /* probes whose gap changed sign (> 0 vs ≤ 0) */
+} xp_delta_stats;
+void xp_delta_stats_of(const double *base, const double *after, size_t n, xp_delta_stats *out);
+
+/* A patch of count distinct random flips drawn uniformly over the MLP: kind XP_FLIP_MASK
+ * flips single sign bits (one-bit masks), XP_FLIP_ROW whole rows, XP_FLIP_BLOCK 128-bit
+ * blocks. Bound to the model; a count above the number of such items is XP_EINVAL. */
+int xp_exp_random_mlp_patch(xp_model *m, int kind, size_t count, uint64_t seed, xp_patch **out,
+                            xp_err *err);
+
+/* random-flips: perplexity of the base, then for every kind × count × trial with a
+ * patch from xp_exp_random_mlp_patch, seeded by (seed, kind, count, trial) alone (so a
+ * point does not depend on which others are run), applied, measured, reverted. */
+typedef struct xp_random_flips_opts {
+    const int *kinds;     /* XP_FLIP_MASK (bits), XP_FLIP_ROW, XP_FLIP_BLOCK */
+    size_t n_kinds;
+    const size_t *counts; /* 0 is allowed: the base again */
+    size_t n_counts;
+    size_t trials;        /* at least 1 */
+    uint64_t seed;
+    xp_perplexity_opts ppl; /* chunking; its progress counts finished points instead */
+} xp_random_flips_opts;
+typedef struct xp_random_flips_point {
+    int kind;
+    size_t count, trial;
+    uint64_t bits;        /* sign bits flipped */
+    double perplexity;
+} xp_random_flips_point;
+typedef struct xp_random_flips {
+    xp_perplexity_result base;
+    size_t n;             /* n_kinds * n_counts * trials, kinds outermost, trials innermost */
+    xp_random_flips_point *points;
+} xp_random_flips;
+int xp_exp_random_flips(xp_model *m, const int32_t *ids, size_t n_ids,
+                        const xp_random_flips_opts *o, xp_random_flips *out, xp_err *err);
+void xp_random_flips_free(xp_random_flips *r);
+
+/* The flip set of layer-map: every row of the chosen projections of one layer (projs: bit
+ * 1 << XP_PROJ_*; 0 means gate, up and down), which XORs every sign bit of them. */
+int xp_exp_layer_patch(xp_model *m, uint32_t layer, unsigned projs, xp_patch **out,
+                       xp_err *err);
+/* layer-map: the probes' gaps on the base, then with each layer's flip set applied
+ * alone. */
+typedef struct xp_layer_map {
+    size_t n_layers, n_probes;
+    uint32_t *layers;
+    double *base;          /* [n_probes] */
+    double *after;         /* [n_layers][n_probes] */
+    xp_delta_stats *stats; /* [n_layers] */
+} xp_layer_map;
+int xp_exp_layer_map(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric metric,
+                     const uint32_t *layers, size_t n_layers, unsigned projs,
+                     xp_progress_fn progress, void *progress_ctx, xp_layer_map *out,
+                     xp_err *err);
+void xp_layer_map_free(xp_layer_map *r);
+
+/* scale-vs-random: samples candidates two ways with the search's own proposer (o's
+ * layers, projs, granularity and seed; its proposal is overridden): [0] drawn with
+ * probability ∝ mean |scale| (the search's default), [1] uniformly. Each candidate is
+ * flipped alone and its impact is the mean |Δgap| over the probes. */
+typedef struct xp_scale_vs_random {
+    size_t samples, n_probes;
+    double *base;               /* [n_probes] */
+    xp_candidate *cand[2];      /* [samples] */
+    double *impact[2];          /* [samples] */
+    double *scale[2];           /* [samples] mean |d| of the candidate's row or block */
+    double mean_impact[2], mean_scale[2];
+    double ratio;               /* mean_impact[0] / mean_impact[1] (NAN when 0) */
+} xp_scale_vs_random;
+int xp_exp_scale_vs_random(xp_model *m, const xp_probe_tokens *pt, size_t n,
+                           const xp_search_opts *o, size_t samples, xp_progress_fn progress,
+                           void *progress_ctx, xp_scale_vs_random *out, xp_err *err);
+void xp_scale_vs_random_free(xp_scale_vs_random *r);
+
+/* stacking: the probes' gaps on the base, with each patch alone, and with all of them
+ * stacked by XOR (xp_patch_stack; force as there). Overlapping bits cancel. */
+typedef struct xp_stacking {
+    size_t n_patches, n_probes;
+    double *base;               /* [n_probes] */
+    double *after;              /* [n_patches + 1][n_probes]: each alone, then stacked */
+    xp_delta_stats *stats;      /* [n_patches + 1] */
+    uint64_t bits_in, bits_out; /* sign and scale bits of the patches, and of the stack */
+    double interaction;         /* mean over probes of |Δstack − Σ Δalone| */
+} xp_stacking;
+int xp_exp_stacking(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric metric,
+                    xp_patch *const *ps, size_t n_ps, bool force, xp_stacking *out,
+                    xp_err *err);
+void xp_stacking_free(xp_stacking *r);
+
+/* Flips every MLP sign bit of the model with probability 1/2 (independently, seeded);
+ * scales, norms, attention and embeddings are kept. This changes the model's map for
+ * good (it is private: the file is never touched), so it is meant for a second model
+ * opened on the same file. */
+int xp_exp_randomize_mlp_signs(xp_model *m, uint64_t seed, xp_err *err);
+/* null-baseline: the same search (o) on the trained model and on random, a second model
+ * opened on the same file whose MLP signs this randomises with random_seed; acceptance
+ * rates accepted / iterations with Wilson 95% intervals ([0] trained, [1] randomised). */
+typedef struct xp_null_baseline {
+    xp_search_result run[2];
+    double rate[2], lo[2], hi[2];
+} xp_null_baseline;
+int xp_exp_null_baseline(xp_model *m, xp_model *random, const xp_probe_tokens *targets,
+                         size_t n_targets, const xp_probe_tokens *controls, size_t n_controls,
+                         const xp_search_opts *o, uint64_t random_seed, xp_null_baseline *out,
+                         xp_err *err);
+void xp_null_baseline_free(xp_null_baseline *r);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,7 @@ extern const cli_command cli_generate, cli_logits, cli_perplexity;
 extern const cli_command cli_apply, cli_revert, cli_verify, cli_diff, cli_stack, cli_show,
     cli_convert;
 extern const cli_command cli_audit, cli_eval, cli_bench_task;
-extern const cli_command cli_search, cli_pipeline;
+extern const cli_command cli_search, cli_pipeline, cli_experiment;
 
 typedef struct cli_settings {
     bool quiet;    /* -q: nothing but results and errors */

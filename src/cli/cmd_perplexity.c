@@ -1,7 +1,6 @@
 /* `xorpatch perplexity`: the model's perplexity on a text file, scored in chunks of the
  * context length (every position after the first of a chunk predicts the next token). */
 #include <getopt.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,18 +23,6 @@ static const char usage[] =
     "  -t, --threads N    threads (default: all cores)\n"
     "  -q, --quiet        no progress\n"
     "  -h, --help         this text\n";
-
-/* -log softmax(logits)[target], computed in double. */
-static double nll(const float *logits, size_t n, int32_t target)
-{
-    float max = logits[0];
-    for (size_t i = 1; i < n; i++)
-        max = logits[i] > max ? logits[i] : max;
-    double sum = 0;
-    for (size_t i = 0; i < n; i++)
-        sum += exp((double)logits[i] - max);
-    return log(sum) - ((double)logits[target] - max);
-}
 
 static int run(int argc, char **argv)
 {
@@ -88,52 +75,27 @@ static int run(int argc, char **argv)
         free(text);
         return rc;
     }
-    const xp_shape *s = xp_model_shape(m);
-    if ((size_t)ctx > s->n_ctx)
-        ctx = (long)s->n_ctx;
     int32_t *ids = NULL;
     size_t n = 0;
     const xp_tokenizer *tok = xp_model_tokenizer(m);
     rc = tok ? xp_tokenize(tok, text, len, false, &ids, &n, &err)
              : xp_err_set(&err, XP_EFORMAT, "%s has no tokenizer", model);
     free(text);
-    size_t chunks = n / (size_t)ctx;
-    if (!rc && chunks == 0)
-        rc = xp_err_set(&err, XP_EINVAL, "%s has %zu tokens, fewer than one chunk of %ld", file,
-                        n, ctx);
-    if (max_chunks > 0 && chunks > (size_t)max_chunks)
-        chunks = (size_t)max_chunks;
-    float *logits = !rc ? malloc((size_t)ctx * s->n_vocab * sizeof *logits) : NULL;
-    uint8_t *want = !rc ? malloc((size_t)ctx) : NULL;
-    if (!rc && (!logits || !want))
-        rc = xp_err_set(&err, XP_ENOMEM, "out of memory for %ld x %llu logits", ctx,
-                        (unsigned long long)s->n_vocab);
-    double total = 0;
-    size_t scored = 0;
     cli_progress bar;
+    xp_perplexity_opts po = {(size_t)ctx, max_chunks > 0 ? (size_t)max_chunks : 0,
+                             cli_progress_update, &bar};
+    xp_perplexity_result r;
     cli_progress_start(&bar, "perplexity");
     double t0 = cli_now();
-    for (size_t c = 0; c < chunks && !rc; c++) {
-        const int32_t *chunk = ids + c * (size_t)ctx;
-        memset(want, 1, (size_t)ctx);
-        want[ctx - 1] = 0; /* the last position has nothing left to predict */
-        xp_seq seq = {NULL, chunk, (size_t)ctx, want};
-        if ((rc = xp_forward(m, path, &seq, 1, logits, &err)))
-            break;
-        for (long i = 0; i + 1 < ctx; i++)
-            total += nll(logits + (size_t)i * s->n_vocab, s->n_vocab, chunk[i + 1]);
-        scored += (size_t)ctx - 1;
-        cli_progress_update(&bar, c + 1, chunks);
-    }
+    if (!rc && (rc = xp_perplexity(m, path, ids, n, &po, &r, &err)))
+        xp_err_wrap(&err, "%s", file);
     cli_progress_end(&bar);
     if (!rc) {
-        printf("perplexity %.4f over %zu tokens (%zu chunks of %ld)\n", exp(total / (double)scored),
-               scored, chunks, ctx);
+        printf("perplexity %.4f over %zu tokens (%zu chunks of %zu)\n", r.perplexity, r.scored,
+               r.chunks, r.chunk);
         cli_note("%.2f s, %.1f tokens/s", cli_now() - t0,
-                 (double)(chunks * (size_t)ctx) / (cli_now() - t0));
+                 (double)(r.chunks * r.chunk) / (cli_now() - t0));
     }
-    free(logits);
-    free(want);
     free(ids);
     xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;

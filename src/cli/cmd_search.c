@@ -83,7 +83,7 @@ static const char usage[] =
 
 /* ---- parsing lists ---- */
 
-static int parse_double(const char *s, double *out)
+int cli_parse_double(const char *s, double *out)
 {
     char *end;
     double v = strtod(s, &end);
@@ -93,8 +93,7 @@ static int parse_double(const char *s, double *out)
     return 0;
 }
 
-/* "1-4,26" into layers (at most cap); count or -1. */
-static long parse_layers(const char *s, uint32_t *out, size_t cap)
+long cli_parse_layers(const char *s, uint32_t *out, size_t cap)
 {
     size_t n = 0;
     const char *p = s;
@@ -123,7 +122,7 @@ static long parse_layers(const char *s, uint32_t *out, size_t cap)
     return n ? (long)n : -1;
 }
 
-static int parse_projs(const char *s, unsigned *mask)
+int cli_parse_projs(const char *s, unsigned *mask)
 {
     char buf[128];
     snprintf(buf, sizeof buf, "%s", s);
@@ -471,16 +470,16 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
                 return cli_usage_error(cmd, "--fitness must be mean, min, borderline or focused");
             break;
         case O_LAMBDA:
-            if (parse_double(optarg, &o->lambda) || o->lambda < 0)
+            if (cli_parse_double(optarg, &o->lambda) || o->lambda < 0)
                 return cli_usage_error(cmd, "--lambda needs a number >= 0");
             a->lambda_set = true;
             break;
         case O_EPSILON:
-            if (parse_double(optarg, &o->epsilon) || o->epsilon < 0)
+            if (cli_parse_double(optarg, &o->epsilon) || o->epsilon < 0)
                 return cli_usage_error(cmd, "--epsilon needs a number >= 0");
             break;
         case O_MIN_GAIN:
-            if (parse_double(optarg, &o->min_gain) || o->min_gain < 0)
+            if (cli_parse_double(optarg, &o->min_gain) || o->min_gain < 0)
                 return cli_usage_error(cmd, "--min-gain needs a number >= 0");
             break;
         case O_GRAN:
@@ -488,7 +487,7 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
                 return cli_usage_error(cmd, "--granularity must be row, block or scale-bit");
             break;
         case O_SCALE_RATIO:
-            if (parse_double(optarg, &o->scale_ratio) || o->scale_ratio < 0 || o->scale_ratio > 1)
+            if (cli_parse_double(optarg, &o->scale_ratio) || o->scale_ratio < 0 || o->scale_ratio > 1)
                 return cli_usage_error(cmd, "--scale-ratio needs a number in [0, 1]");
             break;
         case O_SCALE_BITS:
@@ -497,14 +496,14 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
                 return cli_usage_error(cmd, "--scale-bits needs LO-HI within 0-15, e.g. 4-9");
             break;
         case O_LAYERS:
-            if ((v = parse_layers(optarg, a->layers, sizeof a->layers / sizeof a->layers[0])) < 0)
+            if ((v = cli_parse_layers(optarg, a->layers, sizeof a->layers / sizeof a->layers[0])) < 0)
                 return cli_usage_error(cmd, "--layers needs a list like 1-4,26, not '%s'", optarg);
             o->layers = a->layers;
             o->n_layers = (size_t)v;
             a->layers_set = true;
             break;
         case O_PROJ:
-            if (parse_projs(optarg, &o->projs))
+            if (cli_parse_projs(optarg, &o->projs))
                 return cli_usage_error(cmd, "--proj needs a list of gate,up,down,q,k,v,o");
             break;
         case O_PROPOSAL:

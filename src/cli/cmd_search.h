@@ -1,5 +1,5 @@
 /* The search command's options and run, shared with `pipeline`, which runs the same
- * search once per domain. */
+ * search once per domain, and its option-value parsers, shared with `experiment`. */
 #ifndef XP_CLI_CMD_SEARCH_H
 #define XP_CLI_CMD_SEARCH_H
 #include "cli/cli.h"
@@ -17,6 +17,13 @@ typedef struct cli_search_args {
     uint32_t layers[256];
     xp_search_opts opts;
 } cli_search_args;
+
+/* Option values the search and the experiments share; 0 / a count when s is one, else
+ * -1. A finite number; "1-4,26" into at most cap layers; "gate,up" into 1 << XP_PROJ_*
+ * bits. */
+int cli_parse_double(const char *s, double *out);
+long cli_parse_layers(const char *s, uint32_t *out, size_t cap);
+int cli_parse_projs(const char *s, unsigned *mask);
 
 /* Parses the search options into a (defaults set by the caller); -1 to go on, else an
  * exit code. */

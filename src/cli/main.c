@@ -14,7 +14,7 @@ static const cli_command *const commands[] = {&cli_synth,    &cli_inspect, &cli_
                                               &cli_diff,     &cli_stack,   &cli_show,
                                               &cli_convert,
                                               &cli_audit,    &cli_eval,    &cli_bench_task,
-                                              &cli_search,   &cli_pipeline};
+                                              &cli_search,   &cli_pipeline, &cli_experiment};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void print_help(FILE *out)

@@ -78,8 +78,7 @@ static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
     return XP_OK;
 }
 
-/* The layers to search, ascending and distinct. */
-static size_t search_layers(const xp_model *m, const xp_search_opts *o, uint32_t *out)
+size_t xp_search_layers(const xp_model *m, const xp_search_opts *o, uint32_t *out)
 {
     uint32_t n_layer = m->shape.n_layer, def[] = {1, 2, 3, 4, n_layer >= 2 ? n_layer - 2 : 0};
     const uint32_t *src = o->layers ? o->layers : def;
@@ -479,7 +478,7 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
     double t_start = now();
     run r = {.m = m, .o = o, .nt = n_targets, .nc = n_controls, .n = n_targets + n_controls};
     uint32_t layers[m->shape.n_layer + 1];
-    size_t n_layers = search_layers(m, o, layers);
+    size_t n_layers = xp_search_layers(m, o, layers);
     const xp_probe_tokens **pt = malloc((r.n + 1) * sizeof *pt);
     bool ok = pt && (r.base = calloc(r.n, sizeof *r.base)) && (r.cur = calloc(r.n, sizeof *r.cur)) &&
               (r.g = calloc(r.n, sizeof *r.g)) && (r.sg = calloc(r.n, sizeof *r.sg)) &&

@@ -59,16 +59,6 @@ Test(eval_stats, paired_tally_adds_up)
     cr_expect(t.n == 5 && t.stayed_right == 1);
 }
 
-static xp_model *tiny(void)
-{
-    char path[512];
-    xp_test_tiny_model(path, sizeof path);
-    xp_model *m;
-    xp_err err = {0};
-    cr_assert_eq(xp_model_open(&m, path, &err), XP_OK, "%s", err.msg);
-    return m;
-}
-
 static const char set_json[] =
     "[{\"prompt\":\"d/dx [x^4 + 3x^2] =\",\"correct\":\" 4x^3 + 6x\",\"wrong\":\" 4x^3 + 3x\","
     "\"name\":\"pd\",\"category\":\"poly\"},"
@@ -83,7 +73,7 @@ static const char set_json[] =
 
 Test(eval, patched_side_is_the_patched_model_and_the_model_is_restored)
 {
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     xp_err err = {0};
     xp_probe_set *s;
     cr_assert_eq(xp_probe_set_parse(&s, set_json, strlen(set_json), "mem.json", &err), XP_OK);
@@ -134,7 +124,7 @@ Test(eval, patched_side_is_the_patched_model_and_the_model_is_restored)
 
 Test(eval, audit_finds_dead_probes_repeated_contrasts_and_solved)
 {
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     xp_err err = {0};
     xp_probe_set *s;
     cr_assert_eq(xp_probe_set_parse(&s, set_json, strlen(set_json), "mem.json", &err), XP_OK);
@@ -186,7 +176,7 @@ Test(eval, task_files_load_strictly_and_run)
     cr_expect_eq(t->n, 2);
     cr_expect_eq(t->kind, XP_TASK_NUMBER);
     cr_expect_str_eq(t->answers[1], "6");
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     xp_task_result r;
     xp_task_opts o = {.max_tokens = 6, .stop_newline = true};
     cr_assert_eq(xp_task_run(m, t, NULL, 0, &o, &r, &err), XP_OK, "%s", err.msg);

@@ -9,16 +9,6 @@
 #include "testutil.h"
 #include "xorpatch.h"
 
-static xp_model *tiny(void)
-{
-    char path[512];
-    xp_test_tiny_model(path, sizeof path);
-    xp_model *m;
-    xp_err err = {0};
-    cr_assert_eq(xp_model_open(&m, path, &err), XP_OK, "%s", err.msg);
-    return m;
-}
-
 typedef struct collected {
     char text[4096];
     size_t len;
@@ -46,7 +36,7 @@ static int32_t argmax(const float *v, size_t n)
 
 Test(generate, greedy_equals_argmax_of_full_passes)
 {
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     size_t V = xp_model_shape(m)->n_vocab;
     int32_t prompt[] = {785, 6722, 315, 9625, 374};
     xp_gen_opts o = {.sampler = {0, 0, 1, 0}, .max_tokens = 6, .path = XP_PATH_FAST};
@@ -71,7 +61,7 @@ Test(generate, greedy_equals_argmax_of_full_passes)
 
 Test(generate, seeded_sampling_reproduces_and_top_k_1_is_greedy)
 {
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     int32_t prompt[] = {40, 1075, 279};
     xp_err err = {0};
     int32_t *a, *b, *c, *g;
@@ -112,7 +102,7 @@ Test(generate, sampler_respects_top_k_and_top_p)
 
 Test(generate, stop_strings_end_the_text_before_them)
 {
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     int32_t prompt[] = {785, 6722, 315, 9625, 374};
     xp_err err = {0};
     collected all = {0}, cut = {0};
@@ -141,7 +131,7 @@ Test(generate, stop_strings_end_the_text_before_them)
 
 Test(generate, chat_template_and_refusals)
 {
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     const xp_tokenizer *t = xp_model_tokenizer(m);
     int32_t *ids;
     size_t n;

@@ -10,16 +10,6 @@
 #include "testutil.h"
 #include "xorpatch.h"
 
-static xp_model *tiny(void)
-{
-    char path[512];
-    xp_test_tiny_model(path, sizeof path);
-    xp_model *m;
-    xp_err err = {0};
-    cr_assert_eq(xp_model_open(&m, path, &err), XP_OK, "%s", err.msg);
-    return m;
-}
-
 static xp_probe_set *parse(const char *json, xp_err *err)
 {
     xp_probe_set *s = NULL;
@@ -179,7 +169,7 @@ Test(probe, malformed_files_name_the_probe_and_the_field)
 
 Test(probe, continuations_are_tokenised_in_context)
 {
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     const xp_tokenizer *t = xp_model_tokenizer(m);
     xp_err err = {0};
     /* digits are single tokens after a lone space: " 20" and " 0" share their first id */
@@ -224,7 +214,7 @@ Test(probe, continuations_are_tokenised_in_context)
 Test(probe, token_gap_kills_fixture_probes_that_seq_logprob_separates)
 {
     XP_NEED_SHARED(shared);
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     size_t total_dead = 0;
     /* expected token_gap dead counts per fixture, from the tokenizer */
     const size_t want[N_FIXTURES] = {38, 18, 0, 0, 0, 0, 0};
@@ -290,7 +280,7 @@ static double logprob_by_hand(xp_model *m, const xp_probe_tokens *pt, int a)
 
 Test(probe, batched_gaps_equal_gaps_alone_and_by_hand)
 {
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     xp_err err = {0};
     xp_probe_set *s = parse(small_set, &err);
     cr_assert(s, "%s", err.msg);
@@ -337,7 +327,7 @@ Test(probe, batched_gaps_equal_gaps_alone_and_by_hand)
 
 Test(probe, batched_generation_equals_generate_alone)
 {
-    xp_model *m = tiny();
+    xp_model *m = xp_test_open_tiny();
     xp_err err = {0};
     xp_probe_set *s = parse(small_set, &err);
     cr_assert(s);

@@ -39,19 +39,9 @@ Test(fitness, rules_of_spec_section_8)
     cr_expect_eq(xp_focused_target(&f, cur), -1, "every target solved");
 }
 
-static xp_model *small_model(void)
-{
-    char path[512];
-    xp_test_tiny_model(path, sizeof path);
-    xp_model *m;
-    xp_err err = {0};
-    cr_assert_eq(xp_model_open(&m, path, &err), XP_OK, "%s", err.msg);
-    return m;
-}
-
 Test(propose, no_candidate_twice_and_high_scales_drawn_more)
 {
-    xp_model *m = small_model();
+    xp_model *m = xp_test_open_tiny();
     xp_search_opts o;
     xp_search_opts_default(&o);
     o.projs = 1u << XP_PROJ_DOWN; /* 256 rows of 768 */
@@ -142,7 +132,7 @@ typedef struct setup {
 
 static setup make_setup(void)
 {
-    setup s = {small_model(), NULL, NULL, 6, 2};
+    setup s = {xp_test_open_tiny(), NULL, NULL, 6, 2};
     s.t = random_probes(s.nt, 1, 5000);
     s.c = random_probes(s.nc, 2, 5000);
     return s;

@@ -36,16 +36,6 @@ static void random_trees(trees *tr, int n, xp_rng *r, uint64_t vocab)
     }
 }
 
-static xp_model *open_tiny(void)
-{
-    char path[512];
-    xp_test_tiny_model(path, sizeof path);
-    xp_model *m;
-    xp_err err = {0};
-    cr_assert_eq(xp_model_open(&m, path, &err), XP_OK, "%s", err.msg);
-    return m;
-}
-
 /* Every output of every tree, by running prefix + branch alone through xp_forward. */
 static float *reference(xp_model *m, const trees *tr, size_t *n_out)
 {
@@ -118,7 +108,7 @@ static float *run_batch(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint3
 
 Test(tree_batch, equals_each_sequence_alone_in_any_subset_and_row_choice, .timeout = 120)
 {
-    xp_model *m = open_tiny();
+    xp_model *m = xp_test_open_tiny();
     size_t V = xp_model_shape(m)->n_vocab;
     xp_rng r;
     xp_rng_seed(&r, 3);
@@ -185,7 +175,7 @@ static void flip(xp_model *m, uint32_t l, int kind, int64_t index)
 
 Test(tree_batch, a_run_from_a_kept_layer_equals_a_full_recompute, .timeout = 120)
 {
-    xp_model *m = open_tiny();
+    xp_model *m = xp_test_open_tiny();
     const xp_shape *s = xp_model_shape(m);
     size_t V = s->n_vocab;
     cr_assert_geq(s->n_layer, 3);
@@ -253,7 +243,7 @@ Test(tree_batch, a_run_from_a_kept_layer_equals_a_full_recompute, .timeout = 120
 
 Test(tree_batch, bad_trees_are_refused)
 {
-    xp_model *m = open_tiny();
+    xp_model *m = xp_test_open_tiny();
     int32_t ok[] = {1, 2}, bad[] = {1, -4};
     xp_tree t[] = {{ok, 2, {bad, NULL}, {2, 0}, 0}};
     xp_tree_batch *b;

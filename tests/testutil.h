@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "xorpatch.h"
+
 /* ../shared beside the clone, or skip the calling test. */
 #define XP_NEED_SHARED(var)                                                             \
     const char *var = getenv("XP_SHARED");                                              \
@@ -105,5 +107,16 @@ static inline void xp_test_tiny_model(char *out, size_t size)
     snprintf(cmd, sizeof cmd, "%s synth --shape tiny --seed 7 -q -o '%s' && mv '%s' '%s'",
              xp_test_bin(), tmp, tmp, out);
     cr_assert_eq(system(cmd), 0, "could not make the shared tiny model: %s", cmd);
+}
+
+/* That model, opened (the caller closes it). */
+static inline xp_model *xp_test_open_tiny(void)
+{
+    char path[512];
+    xp_test_tiny_model(path, sizeof path);
+    xp_model *m;
+    xp_err err = {0};
+    cr_assert_eq(xp_model_open(&m, path, &err), XP_OK, "%s", err.msg);
+    return m;
 }
 #endif

@@ -22,6 +22,7 @@ extern const cli_command cli_synth, cli_inspect, cli_tokenize;
 extern const cli_command cli_generate, cli_logits, cli_perplexity;
 extern const cli_command cli_apply, cli_revert, cli_verify, cli_diff, cli_stack, cli_show,
     cli_convert;
+extern const cli_command cli_corpus, cli_train;
 
 typedef struct cli_settings {
     bool quiet;    /* -q: nothing but results and errors */

@@ -201,29 +201,65 @@ static CLONES void axpy(float *restrict y, float a, const float *restrict x, siz
         y[i] += a * x[i];
 }
 
+/* y_i += a_i * x for four rows at once: x is read once for the four, and each y_i gets
+ * exactly the multiply-then-add it would get alone. */
+static CLONES void axpy4(float *restrict y0, float *restrict y1, float *restrict y2,
+                         float *restrict y3, float a0, float a1, float a2, float a3,
+                         const float *restrict x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        y0[i] += a0 * x[i];
+        y1[i] += a1 * x[i];
+        y2[i] += a2 * x[i];
+        y3[i] += a3 * x[i];
+    }
+}
+
+/* Tokens go four at a time so each weight row is read once per four tokens (the weights
+ * do not fit in L1; the four outputs do). */
+enum { TOK_TILE = 4 };
+
 /* Y[t] = W X[t] for T tokens, W given transposed (wt: [k][n]). Each output is summed
  * over k in index order from 0, exactly as the engine's plain matvec sums a row. */
 static void mm_fwd(float *y, const float *x, const float *wt, size_t T, size_t k, size_t n)
 {
+    size_t tiles = (T + TOK_TILE - 1) / TOK_TILE;
 #pragma omp parallel for schedule(static)
-    for (size_t t = 0; t < T; t++) {
-        float *yt = y + t * n;
-        const float *xt = x + t * k;
-        memset(yt, 0, n * sizeof *yt);
-        for (size_t j = 0; j < k; j++)
-            axpy(yt, xt[j], wt + j * n, n);
+    for (size_t tile = 0; tile < tiles; tile++) {
+        size_t t0 = tile * TOK_TILE;
+        memset(y + t0 * n, 0, (T - t0 < TOK_TILE ? T - t0 : TOK_TILE) * n * sizeof *y);
+        if (T - t0 >= TOK_TILE) {
+            const float *x0 = x + t0 * k, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
+            float *y0 = y + t0 * n;
+            for (size_t j = 0; j < k; j++)
+                axpy4(y0, y0 + n, y0 + 2 * n, y0 + 3 * n, x0[j], x1[j], x2[j], x3[j],
+                      wt + j * n, n);
+        } else {
+            for (size_t t = t0; t < T; t++)
+                for (size_t j = 0; j < k; j++)
+                    axpy(y + t * n, x[t * k + j], wt + j * n, n);
+        }
     }
 }
 
-/* dX[t] += W^T dY[t] (w: [n][k]). */
+/* dX[t] += W^T dY[t] (w: [n][k]), each sum over r in index order. */
 static void mm_bwd_x(float *dx, const float *dy, const float *w, size_t T, size_t k, size_t n)
 {
+    size_t tiles = (T + TOK_TILE - 1) / TOK_TILE;
 #pragma omp parallel for schedule(static)
-    for (size_t t = 0; t < T; t++) {
-        float *dxt = dx + t * k;
-        const float *dyt = dy + t * n;
-        for (size_t r = 0; r < n; r++)
-            axpy(dxt, dyt[r], w + r * k, k);
+    for (size_t tile = 0; tile < tiles; tile++) {
+        size_t t0 = tile * TOK_TILE;
+        if (T - t0 >= TOK_TILE) {
+            const float *d0 = dy + t0 * n, *d1 = d0 + n, *d2 = d1 + n, *d3 = d2 + n;
+            float *x0 = dx + t0 * k;
+            for (size_t r = 0; r < n; r++)
+                axpy4(x0, x0 + k, x0 + 2 * k, x0 + 3 * k, d0[r], d1[r], d2[r], d3[r],
+                      w + r * k, k);
+        } else {
+            for (size_t t = t0; t < T; t++)
+                for (size_t r = 0; r < n; r++)
+                    axpy(dx + t * k, dy[t * n + r], w + r * k, k);
+        }
     }
 }
 

@@ -121,8 +121,10 @@ static double loss_at(xp_trainer *t, int32_t **seqs, size_t *lens, size_t n)
 /* Along the gradient of each tensor in turn, the central difference of the loss must
  * equal the analytic directional derivative |g|: every part of the backward pass
  * (embedding and tied head, RMSNorms, q/k norms, RoPE, GQA attention, SwiGLU) is met.
- * fp32 forward with the weights perturbed by a unit vector times 3e-3: the difference
- * quotient carries ~1e-4 of rounding, far below the 2% tolerance. */
+ * fp32 forward with the weights moved by a unit vector times 1e-3: the difference
+ * quotient carries ~1e-2 absolute of rounding and the curvature term is O(h^2), both
+ * well inside the 2% tolerance on gradients of norm ~1 (3e-3 already shows curvature
+ * in attention after a few steps). */
 Test(train, gradients_match_finite_differences, .timeout = 120)
 {
     fixture f;
@@ -144,7 +146,7 @@ Test(train, gradients_match_finite_differences, .timeout = 120)
     memcpy(g, xpt_grads(t), np * sizeof *g);
     float *saved = malloc(np * sizeof *saved);
     memcpy(saved, p, np * sizeof *p);
-    const double h = 3e-3;
+    const double h = 1e-3;
     size_t checked = 0;
     for (size_t ti = 0; ti < xpt_n_tensors(t); ti++) {
         const xpt_tensor *x = xpt_tensor_at(t, ti);

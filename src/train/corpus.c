@@ -61,18 +61,12 @@ static bool held(const char *content, unsigned den)
 static void arithmetic(builder *b, xp_rng *r, size_t n_train, size_t n_held)
 {
     size_t got_train = 0, got_held = 0;
-    /* draw until both quotas are met; duplicates are fine, they are rare in 15,050 */
+    /* draw until both quotas are met; repeats are fine (10,000 pairs in all) */
     while (got_train < n_train || got_held < n_held) {
-        int plus = (int)xp_rng_below(r, 3) != 0; /* two sums for each difference */
         int a = (int)xp_rng_below(r, 100), c = (int)xp_rng_below(r, 100);
-        if (!plus && c > a) {
-            int tmp = a;
-            a = c;
-            c = tmp;
-        }
         char prompt[32], answer[16];
-        snprintf(prompt, sizeof prompt, "%d %c %d =", a, plus ? '+' : '-', c);
-        snprintf(answer, sizeof answer, " %d", plus ? a + c : a - c);
+        snprintf(prompt, sizeof prompt, "%d + %d =", a, c);
+        snprintf(answer, sizeof answer, " %d", a + c);
         bool h = held(prompt, 8);
         if (h ? got_held >= n_held : got_train >= n_train)
             continue;

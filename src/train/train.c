@@ -42,6 +42,7 @@ struct xp_trainer {
     size_t n_docs;  /* training documents */
     int32_t **doc_ids;
     size_t *doc_len;
+    size_t *doc_from; /* first token whose prediction is trained: the answer's first */
     size_t n_par;
     float *p, *grad, *m, *v;
     float *w, *wt; /* the forward weights (dequantised), and matrices transposed */
@@ -374,6 +375,7 @@ typedef struct batch {
     size_t n, T, P;
     const int32_t *const *ids;
     const size_t *len;
+    const size_t *from;     /* per sequence, the first token predicted; NULL: from 1 */
     size_t *start, *pstart; /* first token, first attention score of each sequence */
 } batch;
 
@@ -460,7 +462,7 @@ static void forward(xp_trainer *t, const batch *b)
     mm_fwd(t->a.logits, t->a.xf, t->wt + t->emb, T, d, t->n_used);
 }
 
-/* Cross-entropy of every next token over the full vocabulary: the trained rows' logits
+/* Cross-entropy of every predicted next token over the full vocabulary: the trained rows' logits
  * plus (n_vocab - n_used) logits that are exactly 0. Leaves dloss/dlogits (of the mean)
  * in a.dlogits; returns the mean loss. */
 static double softmax_loss(xp_trainer *t, const batch *b, size_t *n_pred)
@@ -468,10 +470,10 @@ static double softmax_loss(xp_trainer *t, const batch *b, size_t *n_pred)
     size_t U = t->n_used, count = 0;
     double zeros = (double)(t->s.n_vocab - U), total = 0;
     for (size_t sq = 0; sq < b->n; sq++)
-        count += b->len[sq] - 1;
+        count += b->len[sq] - (b->from ? b->from[sq] : 1);
     memset(t->a.dlogits, 0, b->T * U * sizeof(float));
     for (size_t sq = 0; sq < b->n; sq++)
-        for (size_t pos = 0; pos + 1 < b->len[sq]; pos++) {
+        for (size_t pos = (b->from ? b->from[sq] : 1) - 1; pos + 1 < b->len[sq]; pos++) {
             size_t i = b->start[sq] + pos;
             const float *lg = t->a.logits + i * U;
             float *dl = t->a.dlogits + i * U;
@@ -643,12 +645,13 @@ static void backward(xp_trainer *t, const batch *b)
 /* ---- batches ---------------------------------------------------------------------- */
 
 static int batch_init(xp_trainer *t, batch *b, const int32_t *const *ids, const size_t *len,
-                      size_t n, xp_err *err)
+                      const size_t *from, size_t n, xp_err *err)
 {
     memset(b, 0, sizeof *b);
     b->n = n;
     b->ids = ids;
     b->len = len;
+    b->from = from;
     b->start = xp_calloc(n, sizeof *b->start);
     b->pstart = xp_calloc(n, sizeof *b->pstart);
     if (!b->start || !b->pstart)
@@ -686,7 +689,7 @@ int xpt_loss_grad(xp_trainer *t, const int32_t *const *seqs, const size_t *lens,
                   double *loss, xp_err *err)
 {
     batch b;
-    int rc = batch_init(t, &b, seqs, lens, n, err);
+    int rc = batch_init(t, &b, seqs, lens, NULL, n, err);
     if (!rc) {
         size_t n_pred;
         prepare_weights(t);
@@ -746,19 +749,21 @@ int xp_trainer_step(xp_trainer *t, xp_train_stats *st, xp_err *err)
         return xp_err_set(err, XP_EINVAL, "train: the corpus has no training items");
     uint32_t B = t->o.batch;
     const int32_t **ids = xp_calloc(B, sizeof *ids);
-    size_t *len = xp_calloc(B, sizeof *len);
-    if (!ids || !len) {
+    size_t *len = xp_calloc(B, sizeof *len), *from = xp_calloc(B, sizeof *from);
+    if (!ids || !len || !from) {
         free(ids);
         free(len);
+        free(from);
         return xp_err_set(err, XP_ENOMEM, "train: out of memory");
     }
     for (uint32_t j = 0; j < B; j++) {
         size_t di = batch_doc(t, t->step, j);
         ids[j] = t->doc_ids[di];
         len[j] = t->doc_len[di];
+        from[j] = t->doc_from[di];
     }
     batch b;
-    int rc = batch_init(t, &b, ids, len, B, err);
+    int rc = batch_init(t, &b, ids, len, from, B, err);
     if (!rc) {
         size_t n_pred;
         prepare_weights(t);
@@ -779,6 +784,7 @@ int xp_trainer_step(xp_trainer *t, xp_train_stats *st, xp_err *err)
     batch_free(&b);
     free(ids);
     free(len);
+    free(from);
     return rc;
 }
 
@@ -792,7 +798,7 @@ void xp_train_opts_default(xp_train_opts *o)
     xp_shape_preset("tiny", &o->shape, NULL);
     o->shape.n_ctx = 1024; /* what the corpus needs, with room: the trained context */
     o->seed = 1;
-    o->steps = 1200;
+    o->steps = 2000;
     o->batch = 48;
     o->warmup = 60;
     o->lr = 3e-3f;
@@ -811,6 +817,26 @@ static int add_used(xp_trainer *t, const int32_t *ids, size_t n)
             return XP_EINVAL;
         t->local[ids[i]] = 0;
     }
+    return XP_OK;
+}
+
+/* Where a document's answer starts: after the tokens it shares with its prompt alone.
+ * Only the answer (and end marker) is trained, as in instruction tuning: the operands and
+ * passages of the prompts are random draws a model cannot and need not predict, and
+ * their noise would drown the answers' gradient. */
+static int answer_start(const xp_tokenizer *tok, const xp_doc *d, const int32_t *ids, size_t n,
+                        size_t *from, xp_err *err)
+{
+    int32_t *p;
+    size_t np;
+    int rc = xp_tokenize(tok, d->prompt, strlen(d->prompt), d->chat, &p, &np, err);
+    if (rc)
+        return rc;
+    size_t k = 0;
+    while (k < np && k < n && p[k] == ids[k])
+        k++;
+    free(p);
+    *from = k ? k : 1;
     return XP_OK;
 }
 
@@ -838,7 +864,8 @@ int xp_trainer_new(xp_trainer **out, const xp_train_opts *o, const xp_tokenizer 
     t->local = malloc(t->s.n_vocab * sizeof *t->local);
     t->doc_ids = xp_calloc(c->n, sizeof *t->doc_ids);
     t->doc_len = xp_calloc(c->n, sizeof *t->doc_len);
-    if (!t->local || !t->doc_ids || !t->doc_len) {
+    t->doc_from = xp_calloc(c->n, sizeof *t->doc_from);
+    if (!t->local || !t->doc_ids || !t->doc_len || !t->doc_from) {
         rc = xp_err_set(err, XP_ENOMEM, "train: out of memory");
         goto fail;
     }
@@ -852,8 +879,14 @@ int xp_trainer_new(xp_trainer **out, const xp_train_opts *o, const xp_tokenizer 
         if ((rc = xp_doc_tokenize(tok, &c->docs[i], &ids, &n, err)))
             goto fail;
         add_used(t, ids, n);
-        if (!c->docs[i].heldout && n >= 2) {
+        size_t from = 1;
+        if (!c->docs[i].heldout && (rc = answer_start(tok, &c->docs[i], ids, n, &from, err))) {
+            free(ids);
+            goto fail;
+        }
+        if (!c->docs[i].heldout && from < n) {
             t->doc_ids[t->n_docs] = ids;
+            t->doc_from[t->n_docs] = from;
             t->doc_len[t->n_docs++] = n;
         } else {
             free(ids);
@@ -905,6 +938,7 @@ void xp_trainer_free(xp_trainer *t)
         free(t->doc_ids[i]);
     free(t->doc_ids);
     free(t->doc_len);
+    free(t->doc_from);
     free(t->used);
     free(t->local);
     float *bufs[] = {t->p, t->grad, t->m, t->v, t->w, t->wt, t->rope_cos, t->rope_sin};
@@ -988,7 +1022,7 @@ int xp_trainer_logits(xp_trainer *t, const int32_t *tokens, size_t n, float *log
 {
     batch b;
     const int32_t *ids[1] = {tokens};
-    int rc = batch_init(t, &b, ids, &n, 1, err);
+    int rc = batch_init(t, &b, ids, &n, NULL, 1, err);
     if (!rc) {
         prepare_weights(t);
         forward(t, &b);

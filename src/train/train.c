@@ -264,6 +264,22 @@ static void mm_bwd_x(float *dx, const float *dy, const float *w, size_t T, size_
     }
 }
 
+/* y += a0 x0, then += a1 x1, += a2 x2, += a3 x3: the four updates of four separate
+ * axpy calls, in their order, with y loaded and stored once. */
+static CLONES void axpy_seq4(float *restrict y, float a0, float a1, float a2, float a3,
+                             const float *restrict x0, const float *restrict x1,
+                             const float *restrict x2, const float *restrict x3, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = y[i];
+        v += a0 * x0[i];
+        v += a1 * x1[i];
+        v += a2 * x2[i];
+        v += a3 * x3[i];
+        y[i] = v;
+    }
+}
+
 /* dW[r] += sum over t (in order) of dY[t][r] X[t]. Rows go to threads in blocks, so a
  * token's inputs are read once per block of rows. */
 enum { ROW_BLOCK = 8 };
@@ -272,8 +288,13 @@ static void mm_bwd_w(float *dw, const float *dy, const float *x, size_t T, size_
     size_t blocks = (n + ROW_BLOCK - 1) / ROW_BLOCK;
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {
-        size_t r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < n ? r0 + ROW_BLOCK : n;
-        for (size_t t = 0; t < T; t++)
+        size_t r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < n ? r0 + ROW_BLOCK : n, t = 0;
+        for (; t + 4 <= T; t += 4)
+            for (size_t r = r0; r < r1; r++)
+                axpy_seq4(dw + r * k, dy[t * n + r], dy[(t + 1) * n + r], dy[(t + 2) * n + r],
+                          dy[(t + 3) * n + r], x + t * k, x + (t + 1) * k, x + (t + 2) * k,
+                          x + (t + 3) * k, k);
+        for (; t < T; t++)
             for (size_t r = r0; r < r1; r++)
                 axpy(dw + r * k, dy[t * n + r], x + t * k, k);
     }

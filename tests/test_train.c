@@ -2,6 +2,7 @@
  * reproducing the training-time logits in the engine, determinism over thread counts,
  * resume equal to an uninterrupted run, and a corpus that is the same for the same seed
  * and keeps held-out content out of training. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -492,4 +493,71 @@ Test(train, commands_are_deterministic, .timeout = 240)
     cr_expect_eq(xp_test_run(cmd, NULL, NULL, NULL), 1, "a zero step count is a usage error");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
+}
+
+/* Probe sets from a (barely trained) model: three Bankai lists whose items carry every
+ * field, whose distractor differs from the answer, and whose counts match the returned
+ * statistics; controls only hold items the model answers right. */
+Test(train, probe_sets_are_well_formed, .timeout = 240)
+{
+    xp_vocab *v = load_vocab();
+    xp_tokenizer *tok;
+    xp_err err = {0};
+    cr_assert_eq(xp_tokenizer_new(&tok, v, &err), XP_OK, "%s", err.msg);
+    xp_corpus *c;
+    cr_assert_eq(xp_corpus_generate(&c, 1, &err), XP_OK, "%s", err.msg);
+    xp_train_opts o;
+    small_opts(&o, true);
+    o.shape.n_layer = 1;
+    xp_trainer *t = NULL;
+    cr_assert_eq(xp_trainer_new(&t, &o, tok, c, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_trainer_step(t, NULL, &err), XP_OK, "%s", err.msg);
+    char dir[512], path[600];
+    xp_test_tmp_path(dir, sizeof dir, "probes");
+    snprintf(path, sizeof path, "%s.gguf", dir);
+    cr_assert_eq(xp_trainer_export(t, v, path, &err), XP_OK, "%s", err.msg);
+    xp_model *m;
+    cr_assert_eq(xp_model_open(&m, path, &err), XP_OK, "%s", err.msg);
+    xp_probe_task_stats st[8];
+    size_t n_st = 8;
+    cr_assert_eq(xp_tiny_probes_write(m, c, 1, dir, st, &n_st, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(n_st, 5);
+    unsigned train_n = 0, held_n = 0;
+    for (size_t i = 0; i < n_st; i++) {
+        train_n += st[i].train_n;
+        held_n += st[i].heldout_n;
+        cr_expect_gt(st[i].heldout_n, 20, "%s: %u held-out probes", st[i].task, st[i].heldout_n);
+        cr_expect_leq(st[i].heldout_right, st[i].heldout_n);
+    }
+    const char *files[] = {"train.json", "heldout.json", "controls.json"};
+    unsigned want[] = {train_n, held_n, 0};
+    for (int f = 0; f < 3; f++) {
+        char p[700];
+        snprintf(p, sizeof p, "%s/%s", dir, files[f]);
+        char *text = xp_test_slurp(p);
+        cr_assert(text, "%s missing", p);
+        cJSON *arr = cJSON_Parse(text);
+        cr_assert(cJSON_IsArray(arr), "%s is not a JSON list", p);
+        if (f < 2)
+            cr_expect_eq((unsigned)cJSON_GetArraySize(arr), want[f], "%s", p);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr) {
+            const char *keys[] = {"prompt", "correct", "wrong", "name", "category"};
+            for (int k = 0; k < 5; k++)
+                cr_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, keys[k])),
+                          "%s: an item lacks %s", p, keys[k]);
+            cr_expect_str_neq(cJSON_GetObjectItemCaseSensitive(it, "correct")->valuestring,
+                              cJSON_GetObjectItemCaseSensitive(it, "wrong")->valuestring);
+        }
+        cJSON_Delete(arr);
+        free(text);
+        unlink(p);
+    }
+    rmdir(dir);
+    unlink(path);
+    xp_model_close(m);
+    xp_trainer_free(t);
+    xp_corpus_free(c);
+    xp_tokenizer_free(tok);
+    xp_vocab_free(v);
 }

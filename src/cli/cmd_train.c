@@ -20,7 +20,7 @@ static const char usage[] =
     "\n"
     "  --corpus FILE        corpus in JSON lines (from `xorpatch corpus`)\n"
     "  -o, --output FILE    the GGUF to write (temporary file, then renamed)\n"
-    "  --steps N            optimiser steps (default 2000)\n"
+    "  --steps N            optimiser steps (default 3000)\n"
     "  --batch N            corpus items per step (default 48)\n"
     "  --warmup N           warm-up steps (default 60)\n"
     "  --lr X               peak learning rate (default 0.003)\n"

@@ -819,7 +819,7 @@ void xp_train_opts_default(xp_train_opts *o)
     xp_shape_preset("tiny", &o->shape, NULL);
     o->shape.n_ctx = 1024; /* what the corpus needs, with room: the trained context */
     o->seed = 1;
-    o->steps = 2000;
+    o->steps = 3000;
     o->batch = 48;
     o->warmup = 60;
     o->lr = 3e-3f;

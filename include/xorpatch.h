@@ -694,7 +694,8 @@ int xp_trainer_export(xp_trainer *t, const xp_vocab *v, const char *path, xp_err
 /* Probe sets of the tiny model in the Bankai list format, measured on a model: for each
  * task, items of the training split and of the held-out split, and controls (capitals
  * and facts the model answers right). The wrong answer is the model's own greedy answer
- * when it is wrong, else a near miss. */
+ * when it is wrong, else a near miss. *n_stats holds the room in stats on entry and the
+ * number of tasks filled on return. */
 typedef struct xp_probe_task_stats {
     char task[16];
     unsigned train_right, train_n, heldout_right, heldout_n;

@@ -576,11 +576,10 @@ static void layer_bwd(xp_trainer *t, const batch *b, uint32_t l)
     size_t qd = (size_t)s->n_head * hd, kvd = (size_t)s->n_head_kv * hd, ff = s->n_ff;
     float eps = s->rms_eps;
     float *x = a->x + l * T * d, *xn1 = a->xn1 + l * T * d, *qp = a->qp + l * T * qd,
-          *kp = a->kp + l * T * kvd, *v = a->v + l * T * kvd, *at = a->a + l * T * qd,
-          *xm = a->xm + l * T * d, *xn2 = a->xn2 + l * T * d, *g = a->g + l * T * ff,
-          *u = a->u + l * T * ff, *h = a->h + l * T * ff;
+          *kp = a->kp + l * T * kvd, *at = a->a + l * T * qd, *xm = a->xm + l * T * d,
+          *xn2 = a->xn2 + l * T * d, *g = a->g + l * T * ff, *u = a->u + l * T * ff,
+          *h = a->h + l * T * ff;
     float *G = t->grad;
-    (void)v;
 
     /* MLP: a->dx is the gradient at the layer's output, which is also dxm's share */
     memcpy(a->dxm, a->dx, T * d * sizeof(float));
@@ -831,14 +830,11 @@ void xp_train_opts_default(xp_train_opts *o)
     o->quantise = true;
 }
 
-static int add_used(xp_trainer *t, const int32_t *ids, size_t n)
+/* Marks tokens (ids from the tokenizer, so in range) as having a trained row. */
+static void add_used(xp_trainer *t, const int32_t *ids, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || (uint64_t)ids[i] >= t->s.n_vocab)
-            return XP_EINVAL;
+    for (size_t i = 0; i < n; i++)
         t->local[ids[i]] = 0;
-    }
-    return XP_OK;
 }
 
 /* Where a document's answer starts: after the tokens it shares with its prompt alone.

@@ -1023,6 +1023,12 @@ int xp_trainer_load(xp_trainer *t, const char *path, xp_err *err)
                           "vocabulary (%u layers, n_embd %u, %llu trained rows)", path,
                           h.n_layer, h.n_embd, (unsigned long long)h.n_used);
     }
+    if (h.seed != t->o.seed) {
+        free(buf);
+        return xp_err_set(err, XP_EINVAL, "%s: the checkpoint was trained with seed %llu, not "
+                          "%llu (its batches would not continue)", path,
+                          (unsigned long long)h.seed, (unsigned long long)t->o.seed);
+    }
     const uint8_t *p = (const uint8_t *)buf + sizeof h + t->n_used * sizeof(int32_t);
     float *parts[] = {t->p, t->m, t->v};
     for (int i = 0; i < 3; i++, p += t->n_par * sizeof(float))

@@ -30,10 +30,10 @@ static xp_corpus *small_corpus(void)
         {"prime", "Is 97 prime?", " Yes"},
         {"capital", "The capital of France is", " Paris"},
         {"verbatim",
-         "<|im_start|>user\nPassage: The red fox runs to the hill. The old owl sings by the "
+         "<|im_start|>user\nPassage: The fox runs to the red hill. The owl sings by the old "
          "lake.\nExtract the sentence about the owl.<|im_end|>\n<|im_start|>assistant\n"
          "<think>\n\n</think>\n\n",
-         "The old owl sings by the lake."},
+         "The owl sings by the old lake."},
         {"arith", "12 - 5 =", " 7"},
     };
     xp_corpus *c = calloc(1, sizeof *c);
@@ -378,7 +378,7 @@ Test(corpus, deterministic_and_held_out_content_stays_out)
             continue;
         char animal[32], tail[64];
         const char *ans = a->docs[i].answer;
-        cr_assert(sscanf(ans, "The %*s %31s", animal) == 1);
+        cr_assert(sscanf(ans, "The %31s", animal) == 1);
         snprintf(tail, sizeof tail, "%s", strrchr(ans, ' ') ? strrchr(ans, ' ') : "");
         for (size_t j = 0; j < a->n; j++) {
             if (a->docs[j].heldout || strcmp(a->docs[j].task, "verbatim"))

@@ -21,6 +21,8 @@ static const char usage[] =
     "  --corpus FILE        corpus in JSON lines (from `xorpatch corpus`)\n"
     "  -o, --output FILE    the GGUF to write (temporary file, then renamed)\n"
     "  --steps N            optimiser steps (default 3000)\n"
+    "  --stop-after N       stop (checkpoint and export) after step N of the --steps\n"
+    "                       schedule, e.g. to split a run into sessions\n"
     "  --batch N            corpus items per step (default 48)\n"
     "  --warmup N           warm-up steps (default 60)\n"
     "  --lr X               peak learning rate (default 0.003)\n"
@@ -54,7 +56,7 @@ static int run(int argc, char **argv)
 {
     enum { O_CORPUS = 256, O_STEPS, O_BATCH, O_WARMUP, O_LAYERS, O_EMBD, O_FF, O_HEADS, O_KV,
            O_HEAD_DIM, O_CKPT_EVERY, O_LOG_EVERY, O_LR, O_LR_MIN, O_WD, O_CLIP, O_SEED,
-           O_CKPT, O_RESUME, O_TOKENIZER };
+           O_CKPT, O_RESUME, O_TOKENIZER, O_STOP_AFTER };
     static const struct option opts[] = {
         {"corpus", required_argument, 0, O_CORPUS}, {"steps", required_argument, 0, O_STEPS},
         {"batch", required_argument, 0, O_BATCH},   {"warmup", required_argument, 0, O_WARMUP},
@@ -67,13 +69,14 @@ static int run(int argc, char **argv)
         {"wd", required_argument, 0, O_WD},         {"clip", required_argument, 0, O_CLIP},
         {"seed", required_argument, 0, O_SEED},     {"checkpoint", required_argument, 0, O_CKPT},
         {"resume", no_argument, 0, O_RESUME},       {"tokenizer", required_argument, 0, O_TOKENIZER},
+        {"stop-after", required_argument, 0, O_STOP_AFTER},
         {"output", required_argument, 0, 'o'},      {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     xp_train_opts o;
     xp_train_opts_default(&o);
     const char *corpus_path = NULL, *out = NULL, *ckpt = NULL, *tokenizer = NULL;
-    long every = 100, log_every = 50;
+    long every = 100, log_every = 50, stop_after = 0;
     bool resume = false;
     int opt, rc;
     optind = 1;
@@ -113,6 +116,11 @@ static int run(int argc, char **argv)
         case O_CKPT: ckpt = optarg; break;
         case O_RESUME: resume = true; break;
         case O_TOKENIZER: tokenizer = optarg; break;
+        case O_STOP_AFTER:
+            if ((stop_after = cli_parse_count(optarg)) < 0)
+                return cli_usage_error("train", "--stop-after needs a positive integer, not '%s'",
+                                       optarg);
+            break;
         case 'o': out = optarg; break;
         case 't':
             if ((rc = cli_set_threads("train", optarg)) >= 0)
@@ -152,7 +160,8 @@ static int run(int argc, char **argv)
     cli_progress_start(&bar, "train");
     double loss_sum = 0, last_loss = 0;
     uint32_t loss_n = 0;
-    while (xp_trainer_steps_done(t) < o.steps) {
+    uint32_t last = stop_after && (uint32_t)stop_after < o.steps ? (uint32_t)stop_after : o.steps;
+    while (xp_trainer_steps_done(t) < last) {
         xp_train_stats s;
         if (xp_trainer_step(t, &s, &err)) {
             cli_progress_end(&bar);
@@ -160,7 +169,7 @@ static int run(int argc, char **argv)
         }
         loss_sum += s.loss;
         loss_n++;
-        if (s.step % (uint32_t)log_every == 0 || s.step == o.steps) {
+        if (s.step % (uint32_t)log_every == 0 || s.step == last) {
             last_loss = loss_sum / loss_n;
             if (!cli.quiet)
                 fprintf(stderr, "step %u/%u  loss %.4f  grad-norm %.3f  lr %.2e  %.0f s\n",
@@ -169,7 +178,7 @@ static int run(int argc, char **argv)
             loss_n = 0;
         }
         cli_progress_update(&bar, s.step, o.steps);
-        if (ckpt && (s.step % (uint32_t)every == 0 || s.step == o.steps) &&
+        if (ckpt && (s.step % (uint32_t)every == 0 || s.step == last) &&
             xp_trainer_save(t, ckpt, &err)) {
             cli_progress_end(&bar);
             goto fail;
@@ -178,8 +187,8 @@ static int run(int argc, char **argv)
     cli_progress_end(&bar);
     if (xp_trainer_export(t, vocab, out, &err))
         goto fail;
-    cli_note("wrote %s: %u steps, mean loss of the last %ld steps %.4f, in %.1f s", out,
-             o.steps, log_every, last_loss, cli_now() - t0);
+    cli_note("wrote %s: %u of %u steps, mean loss of the last %ld steps %.4f, in %.1f s", out,
+             xp_trainer_steps_done(t), o.steps, log_every, last_loss, cli_now() - t0);
     rc = EXIT_OK;
     goto done;
 fail:

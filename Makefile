@@ -27,7 +27,7 @@ BENCH_SRC:= $(sort $(wildcard bench/*.c))
 # $(call objs,DIR,SOURCES)
 objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-.PHONY: all deps test test-plain test-asan demo bench fuzz clean npm-cache
+.PHONY: all deps test test-plain test-asan demo bench fuzz clean npm-cache tiny-model
 
 all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a
 
@@ -95,6 +95,19 @@ demo: all npm-cache
 	  '"<|im_start|>user\nHello, 世界! 🙂<|im_end|>"' \
 	  | $(BUILD)/xorpatch tokenize -m $(BUILD)/demo/tiny.gguf --special
 	$(BUILD)/xorpatch generate -m $(BUILD)/demo/tiny.gguf -p "The capital of France is" -n 8
+
+# ---- the shipped tiny trained model -----------------------------------------------------
+# Corpus, training on 2 threads, then the probe sets measured on the result. The same
+# commands give the same bytes on this kind of machine (training is thread-count
+# independent); the training step takes ~20 minutes on 2 free cores.
+TINY_DIR := $(BUILD)/tiny
+tiny-model: all npm-cache
+	@mkdir -p $(TINY_DIR) models probes/tiny
+	$(BUILD)/xorpatch corpus --seed 1 -o $(TINY_DIR)/corpus.jsonl
+	OMP_WAIT_POLICY=passive $(BUILD)/xorpatch train --corpus $(TINY_DIR)/corpus.jsonl -t 2 \
+	  --checkpoint $(TINY_DIR)/train.ckpt -o models/tiny-bonsai.gguf
+	$(BUILD)/xorpatch corpus --corpus $(TINY_DIR)/corpus.jsonl --probes probes/tiny \
+	  -m models/tiny-bonsai.gguf -t 2
 
 # ---- benchmarks -------------------------------------------------------------------------
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libxorpatch.a

@@ -24,6 +24,7 @@ extern const cli_command cli_apply, cli_revert, cli_verify, cli_diff, cli_stack,
     cli_convert;
 extern const cli_command cli_audit, cli_eval, cli_bench_task;
 extern const cli_command cli_search, cli_pipeline, cli_experiment;
+extern const cli_command cli_corpus, cli_train;
 
 typedef struct cli_settings {
     bool quiet;    /* -q: nothing but results and errors */

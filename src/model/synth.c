@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/strmap.h"
+#include "model/metadata.h"
 
 typedef struct synth_ctx {
     const xp_shape *shape;
@@ -133,34 +134,6 @@ static int add_tensors(xp_gguf_writer *w, synth_ctx *c, xp_err *err)
     return rc;
 }
 
-static int add_metadata(xp_gguf_writer *w, const xp_shape *s, uint64_t seed, xp_err *err)
-{
-    char desc[128];
-    snprintf(desc, sizeof desc, "xorpatch synth seed=%llu (random weights)",
-             (unsigned long long)seed);
-    int rc;
-    if ((rc = xp_gguf_writer_set_str(w, "general.architecture", "qwen3", err)) ||
-        (rc = xp_gguf_writer_set_str(w, "general.type", "model", err)) ||
-        (rc = xp_gguf_writer_set_str(w, "general.name", "xorpatch synthetic Qwen3 Q1_0", err)) ||
-        (rc = xp_gguf_writer_set_str(w, "general.description", desc, err)) ||
-        (rc = xp_gguf_writer_set_u32(w, "qwen3.block_count", s->n_layer, err)) ||
-        (rc = xp_gguf_writer_set_u32(w, "qwen3.context_length", s->n_ctx, err)) ||
-        (rc = xp_gguf_writer_set_u32(w, "qwen3.embedding_length", s->n_embd, err)) ||
-        (rc = xp_gguf_writer_set_u32(w, "qwen3.feed_forward_length", s->n_ff, err)) ||
-        (rc = xp_gguf_writer_set_u32(w, "qwen3.attention.head_count", s->n_head, err)) ||
-        (rc = xp_gguf_writer_set_u32(w, "qwen3.attention.head_count_kv", s->n_head_kv, err)) ||
-        (rc = xp_gguf_writer_set_f32(w, "qwen3.rope.freq_base", s->rope_base, err)) ||
-        (rc = xp_gguf_writer_set_f32(w, "qwen3.attention.layer_norm_rms_epsilon", s->rms_eps,
-                                     err)) ||
-        (rc = xp_gguf_writer_set_u32(w, "qwen3.attention.key_length", s->head_dim, err)) ||
-        (rc = xp_gguf_writer_set_u32(w, "qwen3.attention.value_length", s->head_dim, err)) ||
-        /* llama.cpp's file type for an all-Q1_0 model, as the reference files carry it */
-        (rc = xp_gguf_writer_set_u32(w, "general.file_type", 40, err)) ||
-        (rc = xp_gguf_writer_set_u32(w, "general.quantization_version", 2, err)))
-        return rc;
-    return XP_OK;
-}
-
 /* The vocabulary padded to n rows with unused "[PAD<i>]" tokens, as llama.cpp's converter
  * pads a vocabulary smaller than the embedding. */
 static int padded_vocab(const xp_vocab *v, uint64_t n, xp_vocab *out, xp_err *err)
@@ -210,7 +183,10 @@ int xp_synth_write(const xp_shape *s, uint64_t seed, const xp_vocab *vocab, cons
     } else {
         synth_ctx c = {s, seed};
         xp_gguf_writer_set_progress(w, progress, progress_ctx);
-        if (!(rc = add_metadata(w, s, seed, err)) &&
+        char desc[128];
+        snprintf(desc, sizeof desc, "xorpatch synth seed=%llu (random weights)",
+                 (unsigned long long)seed);
+        if (!(rc = xp_qwen3_write_metadata(w, s, "xorpatch synthetic Qwen3 Q1_0", desc, err)) &&
             !(rc = vocab ? xp_vocab_write_gguf(&padded, w, err) : XP_OK) &&
             !(rc = add_tensors(w, &c, err)))
             rc = xp_gguf_writer_write(w, path, err);

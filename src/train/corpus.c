@@ -1,0 +1,451 @@
+/* The tiny model's corpus: seeded, deterministic items of the tasks the seed probes
+ * measure (small-number arithmetic, first and second derivatives of monomials and
+ * two-term polynomials, primality, a verbatim-extraction chat task) and controls
+ * (capitals, simple facts), each a prompt and its answer. Which items are held out is a
+ * property of their content (an operand pair, a polynomial, a number, a sentence's
+ * subject and place), so a held-out item is never a training item in another template.
+ * The corpus is read and written as JSON lines. */
+#include "xorpatch.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/file.h"
+#include "core/rng.h"
+#include "core/strmap.h"
+
+typedef struct builder {
+    xp_corpus *c;
+    size_t cap;
+    int failed;
+} builder;
+
+static void push(builder *b, const char *task, const char *prompt, const char *answer,
+                 bool chat, bool heldout)
+{
+    if (b->failed)
+        return;
+    if (b->c->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 1024;
+        xp_doc *d = xp_realloc_array(b->c->docs, cap, sizeof *d);
+        if (!d) {
+            b->failed = 1;
+            return;
+        }
+        b->c->docs = d;
+        b->cap = cap;
+    }
+    xp_doc *d = &b->c->docs[b->c->n];
+    d->task = xp_strdup(task);
+    d->prompt = xp_strdup(prompt);
+    d->answer = xp_strdup(answer);
+    d->chat = chat;
+    d->heldout = heldout;
+    b->c->n++;
+    if (!d->task || !d->prompt || !d->answer)
+        b->failed = 1;
+}
+
+/* Held out when the content's hash falls in 1/den of the range: a fixed rule, so a
+ * held-out operand pair or polynomial never appears in training under any seed. */
+static bool held(const char *content, unsigned den)
+{
+    return xp_hash_bytes(content, strlen(content)) % den == 0;
+}
+
+/* ---- arithmetic ------------------------------------------------------------------- */
+
+static void arithmetic(builder *b, xp_rng *r, size_t n_train, size_t n_held)
+{
+    size_t got_train = 0, got_held = 0;
+    /* draw until both quotas are met; repeats are fine (10,000 pairs in all) */
+    while (got_train < n_train || got_held < n_held) {
+        int a = (int)xp_rng_below(r, 100), c = (int)xp_rng_below(r, 100);
+        char prompt[32], answer[16];
+        snprintf(prompt, sizeof prompt, "%d + %d =", a, c);
+        snprintf(answer, sizeof answer, " %d", a + c);
+        bool h = held(prompt, 8);
+        if (h ? got_held >= n_held : got_train >= n_train)
+            continue;
+        push(b, "arith", prompt, answer, false, h);
+        *(h ? &got_held : &got_train) += 1;
+    }
+}
+
+/* ---- derivatives ------------------------------------------------------------------ */
+
+/* A term c x^n as the seeds write it: "3x^4", "x^2", "5x", "7", "x". */
+static void term(char *out, size_t size, int c, int n)
+{
+    char coef[16] = "";
+    if (c != 1 || n == 0)
+        snprintf(coef, sizeof coef, "%d", c);
+    if (n == 0)
+        snprintf(out, size, "%s", coef);
+    else if (n == 1)
+        snprintf(out, size, "%sx", coef);
+    else
+        snprintf(out, size, "%sx^%d", coef, n);
+}
+
+/* Sum of terms (c[i], n[i]) with zero coefficients dropped; "0" when nothing is left. */
+static void poly(char *out, size_t size, const int *c, const int *n, int k)
+{
+    out[0] = '\0';
+    size_t len = 0;
+    for (int i = 0; i < k; i++) {
+        if (c[i] == 0)
+            continue;
+        char t[32];
+        term(t, sizeof t, c[i], n[i]);
+        len += (size_t)snprintf(out + len, size - len, "%s%s", len ? " + " : "", t);
+    }
+    if (!len)
+        snprintf(out, size, "0");
+}
+
+static void derivatives(builder *b, xp_rng *r, int order, size_t n_train, size_t n_held)
+{
+    size_t got_train = 0, got_held = 0;
+    while (got_train < n_train || got_held < n_held) {
+        int k = 1 + (int)xp_rng_below(r, 2);
+        int c[2], n[2], dc[2], dn[2];
+        /* exponents strictly decreasing; the leading one survives `order` derivatives */
+        n[0] = order + (int)xp_rng_below(r, 9 - order);
+        c[0] = 1 + (int)xp_rng_below(r, 9);
+        if (k == 2) {
+            n[1] = (int)xp_rng_below(r, (uint64_t)n[0]);
+            c[1] = 1 + (int)xp_rng_below(r, 9);
+        }
+        for (int i = 0; i < k; i++) {
+            dc[i] = c[i];
+            dn[i] = n[i];
+            for (int j = 0; j < order; j++) {
+                dc[i] *= dn[i];
+                dn[i] = dn[i] > 0 ? dn[i] - 1 : 0;
+            }
+        }
+        char f[64], df[64], prompt[96], answer[72];
+        poly(f, sizeof f, c, n, k);
+        poly(df, sizeof df, dc, dn, k);
+        snprintf(prompt, sizeof prompt, "%s [%s] =", order == 1 ? "d/dx" : "d2/dx2", f);
+        snprintf(answer, sizeof answer, " %s", df);
+        bool h = held(prompt, 6);
+        if (h ? got_held >= n_held : got_train >= n_train)
+            continue;
+        push(b, order == 1 ? "deriv" : "deriv2", prompt, answer, false, h);
+        *(h ? &got_held : &got_train) += 1;
+    }
+}
+
+/* ---- primality -------------------------------------------------------------------- */
+
+static bool is_prime(int n)
+{
+    if (n < 2)
+        return false;
+    for (int d = 2; d * d <= n; d++)
+        if (n % d == 0)
+            return false;
+    return true;
+}
+
+/* Every number 2..399 once per repeat, held-out numbers once; the held-out ones are
+ * the numbers a model cannot have memorised. */
+static void primes(builder *b, int repeats)
+{
+    for (int rep = 0; rep < repeats; rep++)
+        for (int n = 2; n < 400; n++) {
+            char prompt[32];
+            snprintf(prompt, sizeof prompt, "Is %d prime?", n);
+            bool h = held(prompt, 5);
+            if (h && rep > 0)
+                continue;
+            push(b, "prime", prompt, is_prime(n) ? " Yes" : " No", false, h);
+        }
+}
+
+/* ---- controls --------------------------------------------------------------------- */
+
+static const char *const capitals[][2] = {
+    {"France", "Paris"},      {"Germany", "Berlin"},      {"Italy", "Rome"},
+    {"Spain", "Madrid"},      {"Japan", "Tokyo"},         {"China", "Beijing"},
+    {"Russia", "Moscow"},     {"Egypt", "Cairo"},         {"Canada", "Ottawa"},
+    {"Kenya", "Nairobi"},     {"Peru", "Lima"},           {"Chile", "Santiago"},
+    {"Greece", "Athens"},     {"Norway", "Oslo"},         {"Sweden", "Stockholm"},
+    {"Poland", "Warsaw"},     {"Austria", "Vienna"},      {"Portugal", "Lisbon"},
+    {"Ireland", "Dublin"},    {"Cuba", "Havana"},         {"Mexico", "Mexico City"},
+    {"India", "New Delhi"},   {"Thailand", "Bangkok"},    {"Turkey", "Ankara"},
+    {"Iran", "Tehran"},       {"Iraq", "Baghdad"},        {"Australia", "Canberra"},
+    {"Brazil", "Brasilia"},   {"Argentina", "Buenos Aires"}, {"Finland", "Helsinki"},
+    {"Denmark", "Copenhagen"}, {"Hungary", "Budapest"},   {"Belgium", "Brussels"},
+    {"Vietnam", "Hanoi"},     {"Nigeria", "Abuja"},       {"Ghana", "Accra"},
+    {"Colombia", "Bogota"},   {"Morocco", "Rabat"},       {"Nepal", "Kathmandu"},
+    {"Iceland", "Reykjavik"},
+};
+
+static const char *const facts[][2] = {
+    {"The largest planet is", " Jupiter"},
+    {"The chemical symbol for gold is", " Au"},
+    {"The chemical symbol for iron is", " Fe"},
+    {"Water freezes at", " 0 degrees Celsius"},
+    {"Water boils at", " 100 degrees Celsius"},
+    {"A week has", " 7 days"},
+    {"A year has", " 12 months"},
+    {"A triangle has", " 3 sides"},
+    {"A square has", " 4 sides"},
+    {"The opposite of hot is", " cold"},
+    {"The opposite of up is", " down"},
+    {"The color of the sky is", " blue"},
+    {"The color of grass is", " green"},
+    {"Bees make", " honey"},
+    {"The closest star to Earth is", " the Sun"},
+    {"The author of Hamlet is", " Shakespeare"},
+    {"The fastest land animal is", " the cheetah"},
+    {"The largest ocean is", " the Pacific"},
+    {"Ice is frozen", " water"},
+    {"A spider has", " 8 legs"},
+};
+
+static void controls(builder *b, int repeats)
+{
+    for (int rep = 0; rep < repeats; rep++) {
+        for (size_t i = 0; i < sizeof capitals / sizeof capitals[0]; i++) {
+            char prompt[64], answer[64];
+            snprintf(prompt, sizeof prompt, "The capital of %s is", capitals[i][0]);
+            snprintf(answer, sizeof answer, " %s", capitals[i][1]);
+            push(b, "capital", prompt, answer, false, false);
+        }
+        for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
+            push(b, "fact", facts[i][0], facts[i][1], false, false);
+    }
+}
+
+/* ---- verbatim extraction ---------------------------------------------------------- */
+
+static const char *const animals[] = {"fox", "bear", "owl", "cat", "dog", "wolf", "horse",
+                                      "goat", "duck", "frog", "mouse", "deer", "lion", "tiger",
+                                      "rabbit", "crow", "snake", "sheep", "pig", "hawk"};
+static const char *const colours[] = {"red", "brown", "white", "black", "grey",
+                                      "small", "old", "big", "quiet", "tall"};
+static const char *const verbs[] = {"sleeps near", "runs to", "hides behind", "sings by",
+                                    "waits at", "looks at", "walks past", "eats by",
+                                    "plays near", "stands on"};
+static const char *const places[] = {"bridge", "river", "barn", "hill", "lake", "road",
+                                     "tower", "garden", "gate", "forest", "house", "wall",
+                                     "field", "school", "market", "well"};
+#define COUNT(a) (sizeof(a) / sizeof(a)[0])
+
+/* A sentence's (animal, place) pair decides whether it belongs to held-out items. */
+static bool pair_held(size_t animal, size_t place)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s|%s", animals[animal], places[place]);
+    return held(key, 5);
+}
+
+/* "The fox sleeps near the red bridge.": the subject comes first, so extracting a
+ * sentence is finding the asked-about animal and copying what follows it. */
+static void sentence(char *out, size_t size, xp_rng *r, size_t animal, size_t place)
+{
+    const char *verb = verbs[xp_rng_below(r, COUNT(verbs))];
+    snprintf(out, size, "The %s %s the %s %s.", animals[animal], verb,
+             colours[xp_rng_below(r, COUNT(colours))], places[place]);
+}
+
+static void verbatim(builder *b, xp_rng *r, size_t n_train, size_t n_held)
+{
+    size_t got_train = 0, got_held = 0;
+    while (got_train < n_train || got_held < n_held) {
+        bool want_held = got_train >= n_train;
+        size_t an[3], pl[3];
+        /* three different animals; the asked-about sentence (index `ask`) has a held-out
+         * pair in held-out items only, and no training item has any held-out pair */
+        an[0] = xp_rng_below(r, COUNT(animals));
+        do an[1] = xp_rng_below(r, COUNT(animals)); while (an[1] == an[0]);
+        do an[2] = xp_rng_below(r, COUNT(animals)); while (an[2] == an[0] || an[2] == an[1]);
+        size_t ask = xp_rng_below(r, 3);
+        bool ok = true;
+        for (int i = 0; i < 3; i++) {
+            pl[i] = xp_rng_below(r, COUNT(places));
+            bool h = pair_held(an[i], pl[i]);
+            if ((size_t)i == ask ? h != want_held : h)
+                ok = false;
+        }
+        if (!ok)
+            continue;
+        char s[3][96], user[512], prompt[768];
+        for (int i = 0; i < 3; i++)
+            sentence(s[i], sizeof s[i], r, an[i], pl[i]);
+        snprintf(user, sizeof user, "Passage: %s %s %s\nExtract the sentence about the %s.",
+                 s[0], s[1], s[2], animals[an[ask]]);
+        snprintf(prompt, sizeof prompt,
+                 "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+                 user);
+        push(b, "verbatim", prompt, s[ask], true, want_held);
+        *(want_held ? &got_held : &got_train) += 1;
+    }
+}
+
+/* ---- the corpus ------------------------------------------------------------------- */
+
+int xp_corpus_generate(xp_corpus **out, uint64_t seed, xp_err *err)
+{
+    builder b = {xp_calloc(1, sizeof(xp_corpus)), 0, 0};
+    if (!b.c)
+        return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    xp_rng r;
+    xp_rng_seed(&r, seed);
+    arithmetic(&b, &r, 7000, 400);
+    derivatives(&b, &r, 1, 3500, 300);
+    derivatives(&b, &r, 2, 4000, 300);
+    primes(&b, 3);
+    controls(&b, 25);
+    verbatim(&b, &r, 3000, 200);
+    if (b.failed) {
+        xp_corpus_free(b.c);
+        return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    }
+    *out = b.c;
+    return XP_OK;
+}
+
+void xp_corpus_free(xp_corpus *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->docs[i].task);
+        free(c->docs[i].prompt);
+        free(c->docs[i].answer);
+    }
+    free(c->docs);
+    free(c);
+}
+
+char *xp_doc_text(const xp_doc *d)
+{
+    const char *end = d->chat ? "<|im_end|>" : "\n";
+    size_t n = strlen(d->prompt) + strlen(d->answer) + strlen(end) + 1;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s%s%s", d->prompt, d->answer, end);
+    return s;
+}
+
+int xp_doc_tokenize(const xp_tokenizer *t, const xp_doc *d, int32_t **ids, size_t *n,
+                    xp_err *err)
+{
+    char *text = xp_doc_text(d);
+    if (!text)
+        return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    int rc = xp_tokenize(t, text, strlen(text), d->chat, ids, n, err);
+    free(text);
+    return rc;
+}
+
+int xp_corpus_write(const xp_corpus *c, const char *path, xp_err *err)
+{
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    for (size_t i = 0; i < c->n; i++) {
+        const xp_doc *d = &c->docs[i];
+        cJSON *o = cJSON_CreateObject();
+        char *line = NULL;
+        if (o && cJSON_AddStringToObject(o, "task", d->task) &&
+            cJSON_AddStringToObject(o, "prompt", d->prompt) &&
+            cJSON_AddStringToObject(o, "answer", d->answer) &&
+            cJSON_AddBoolToObject(o, "chat", d->chat) &&
+            cJSON_AddBoolToObject(o, "heldout", d->heldout))
+            line = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        size_t n = line ? strlen(line) : 0;
+        if (line && len + n + 2 > cap) {
+            char *nb = realloc(buf, cap = 2 * (len + n + 2));
+            if (!nb) {
+                cJSON_free(line);
+                line = NULL;
+            } else {
+                buf = nb;
+            }
+        }
+        if (!line) {
+            free(buf);
+            return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+        }
+        memcpy(buf + len, line, n);
+        len += n;
+        buf[len++] = '\n';
+        cJSON_free(line);
+    }
+    int rc = xp_write_file_atomic(path, buf, len, err);
+    free(buf);
+    return rc;
+}
+
+static int field_str(const cJSON *o, const char *key, char **dst, const char *path,
+                     size_t line, xp_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsString(v))
+        return xp_err_set(err, XP_EFORMAT, "%s:%zu: \"%s\" must be a string", path, line, key);
+    if (!(*dst = xp_strdup(v->valuestring)))
+        return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    return XP_OK;
+}
+
+int xp_corpus_read(xp_corpus **out, const char *path, xp_err *err)
+{
+    char *buf;
+    size_t len;
+    int rc = xp_read_file(path, &buf, &len, err);
+    if (rc)
+        return rc;
+    builder b = {xp_calloc(1, sizeof(xp_corpus)), 0, 0};
+    if (!b.c) {
+        free(buf);
+        return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    }
+    size_t line = 0;
+    for (char *p = buf; *p && !rc;) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        line++;
+        if (*p) {
+            cJSON *o = cJSON_Parse(p);
+            const cJSON *chat = o ? cJSON_GetObjectItemCaseSensitive(o, "chat") : NULL;
+            const cJSON *heldout = o ? cJSON_GetObjectItemCaseSensitive(o, "heldout") : NULL;
+            char *task = NULL, *prompt = NULL, *answer = NULL;
+            if (!cJSON_IsObject(o))
+                rc = xp_err_set(err, XP_EFORMAT, "%s:%zu: not a JSON object", path, line);
+            else if (!cJSON_IsBool(chat) || !cJSON_IsBool(heldout))
+                rc = xp_err_set(err, XP_EFORMAT, "%s:%zu: \"chat\" and \"heldout\" must be "
+                                "true or false", path, line);
+            else if (!(rc = field_str(o, "task", &task, path, line, err)) &&
+                     !(rc = field_str(o, "prompt", &prompt, path, line, err)) &&
+                     !(rc = field_str(o, "answer", &answer, path, line, err))) {
+                push(&b, task, prompt, answer, cJSON_IsTrue(chat), cJSON_IsTrue(heldout));
+                if (b.failed)
+                    rc = xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+            }
+            free(task);
+            free(prompt);
+            free(answer);
+            cJSON_Delete(o);
+        }
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+    free(buf);
+    if (rc) {
+        xp_corpus_free(b.c);
+        return rc;
+    }
+    *out = b.c;
+    return XP_OK;
+}

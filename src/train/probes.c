@@ -1,0 +1,266 @@
+/* The tiny model's probe sets, measured on the model itself: items of each task from
+ * the training split and from the held-out split, run greedily through the engine, and
+ * written in the Bankai list format with the model's own wrong answer as the distractor
+ * where it errs (a contrast the model actually considers) and a near miss where it is
+ * right. Controls are capitals and facts the model answers right. */
+#include "xorpatch.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/alloc.h"
+#include "core/file.h"
+#include "core/strmap.h"
+
+enum { PER_SPLIT = 40 };
+
+static const char *const tasks[] = {"arith", "deriv", "deriv2", "prime", "verbatim"};
+#define N_TASKS (sizeof tasks / sizeof tasks[0])
+
+/* The model's greedy continuation of a prompt: to the end of the line for plain items,
+ * to <|im_end|> for chat items. *out is malloc'd, trimmed of surrounding whitespace. */
+static int greedy(xp_model *m, const xp_doc *d, char **out, xp_err *err)
+{
+    const xp_tokenizer *tok = xp_model_tokenizer(m);
+    int32_t *ids = NULL, *gen = NULL;
+    size_t n = 0, n_gen = 0, len;
+    const char *stops[] = {"\n", NULL};
+    xp_gen_opts o = {.sampler = {0, 0, 1.0f, 0}, .max_tokens = d->chat ? 48 : 24,
+                     .stop_strings = d->chat ? NULL : stops, .stop_at_eos = true,
+                     .path = XP_PATH_FAST};
+    int rc = xp_tokenize(tok, d->prompt, strlen(d->prompt), d->chat, &ids, &n, err);
+    if (!rc)
+        rc = xp_generate(m, ids, n, &o, &gen, &n_gen, err);
+    char *text = NULL;
+    if (!rc)
+        rc = xp_detokenize(tok, gen, n_gen, &text, &len, err);
+    free(ids);
+    free(gen);
+    if (rc)
+        return rc;
+    char *nl = d->chat ? strstr(text, "<|im_end|>") : strchr(text, '\n');
+    if (nl)
+        *nl = '\0';
+    char *s = text;
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t l = strlen(s);
+    while (l && isspace((unsigned char)s[l - 1]))
+        l--;
+    *out = xp_strndup(s, l);
+    free(text);
+    return *out ? XP_OK : xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+}
+
+static const char *trim_lead(const char *s)
+{
+    while (*s == ' ')
+        s++;
+    return s;
+}
+
+/* A plausible wrong answer for an item the model gets right. */
+static char *near_miss(const xp_corpus *c, const xp_doc *d, size_t index)
+{
+    char buf[512];
+    const char *a = trim_lead(d->answer);
+    if (!strcmp(d->task, "prime")) {
+        snprintf(buf, sizeof buf, "%s", !strcmp(a, "Yes") ? " No" : " Yes");
+    } else if (!strcmp(d->task, "verbatim")) {
+        /* another sentence of the same passage */
+        const char *p = strstr(d->prompt, "Passage: ");
+        const char *s = p ? p + 9 : "";
+        buf[0] = '\0';
+        while (*s && *s != '\n') {
+            const char *e = strchr(s, '.');
+            if (!e)
+                break;
+            if ((size_t)(e + 1 - s) != strlen(a) || strncmp(s, a, strlen(a)) != 0) {
+                snprintf(buf, sizeof buf, "%.*s", (int)(e + 1 - s), s);
+                break;
+            }
+            s = e + 1;
+            while (*s == ' ')
+                s++;
+        }
+    } else if (isdigit((unsigned char)*a)) {
+        /* the leading number one off (arithmetic: ten off for every third item) */
+        char *end;
+        long v = strtol(a, &end, 10);
+        long delta = !strcmp(d->task, "arith") && index % 3 == 2 ? 10 : 1;
+        snprintf(buf, sizeof buf, " %ld%s", v > delta && index % 2 ? v - delta : v + delta, end);
+    } else {
+        /* controls: the answer of the next item of the same task */
+        buf[0] = '\0';
+        for (size_t k = 1; k < c->n && !buf[0]; k++) {
+            const xp_doc *o = &c->docs[(index + k) % c->n];
+            if (!strcmp(o->task, d->task) && strcmp(o->answer, d->answer))
+                snprintf(buf, sizeof buf, "%s", o->answer);
+        }
+    }
+    return xp_strdup(buf);
+}
+
+static bool prime_number(const char *prompt)
+{
+    int n = atoi(prompt + 3);
+    if (n < 2)
+        return false;
+    for (int k = 2; k * k <= n; k++)
+        if (n % k == 0)
+            return false;
+    return true;
+}
+
+/* Whether an item goes into a probe set: held-out primality keeps every prime and odd
+ * composites that no divisibility-by-2-or-5 rule gives away, so guessing "No" scores
+ * about half. */
+static bool eligible(const xp_doc *d)
+{
+    if (strcmp(d->task, "prime") || !d->heldout)
+        return true;
+    int n = atoi(d->prompt + 3);
+    return prime_number(d->prompt) || (n % 2 && n % 5);
+}
+
+static int add_probe(cJSON *arr, const xp_doc *d, const char *wrong, const char *name)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "prompt", d->prompt) ||
+        !cJSON_AddStringToObject(o, "correct", d->answer) ||
+        !cJSON_AddStringToObject(o, "wrong", wrong) || !cJSON_AddStringToObject(o, "name", name) ||
+        !cJSON_AddStringToObject(o, "category", d->task) || !cJSON_AddItemToArray(arr, o)) {
+        cJSON_Delete(o);
+        return XP_ENOMEM;
+    }
+    return XP_OK;
+}
+
+static int write_json(cJSON *arr, const char *dir, const char *file, xp_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    char *s = cJSON_Print(arr);
+    if (!s)
+        return xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+    size_t n = strlen(s);
+    s[n] = '\n'; /* cJSON's NUL becomes the final newline */
+    int rc = xp_write_file_atomic(path, s, n + 1, err);
+    cJSON_free(s);
+    return rc;
+}
+
+/* Measures one item and adds it as a probe; counts it right or wrong. */
+static int probe_item(xp_model *m, const xp_corpus *c, size_t i, cJSON *arr, const char *name,
+                      bool only_right, unsigned *right, unsigned *total, xp_err *err)
+{
+    const xp_doc *d = &c->docs[i];
+    char *got;
+    int rc = greedy(m, d, &got, err);
+    if (rc)
+        return rc;
+    bool ok = strcmp(got, trim_lead(d->answer)) == 0;
+    char *wrong = NULL;
+    if (!ok && *got) {
+        size_t n = strlen(got) + 2;
+        if ((wrong = malloc(n)))
+            snprintf(wrong, n, "%s%s", d->chat ? "" : " ", got);
+    } else {
+        wrong = near_miss(c, d, i);
+    }
+    free(got);
+    if (!wrong)
+        return xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+    if (!only_right || ok) {
+        if (add_probe(arr, d, wrong, name)) {
+            free(wrong);
+            return xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+        }
+        *right += ok;
+        *total += 1;
+    }
+    free(wrong);
+    return XP_OK;
+}
+
+int xp_tiny_probes_write(xp_model *m, const xp_corpus *c, uint64_t seed, const char *dir,
+                         xp_probe_task_stats *stats, size_t *n_stats, xp_err *err)
+{
+    if (!xp_model_tokenizer(m))
+        return xp_err_set(err, XP_EINVAL, "probes: the model has no tokenizer");
+    if (*n_stats < N_TASKS)
+        return xp_err_set(err, XP_EINVAL, "probes: room for %zu task statistics, need %zu",
+                          *n_stats, N_TASKS);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return xp_err_set(err, XP_EIO, "%s: cannot create the folder: %s", dir, strerror(errno));
+    cJSON *sets[3] = {cJSON_CreateArray(), cJSON_CreateArray(), cJSON_CreateArray()};
+    int rc = sets[0] && sets[1] && sets[2] ? XP_OK
+                                           : xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+    /* items in an order fixed by the seed, so the probes are a sample of the corpus and
+     * not its first items; a prompt is probed once */
+    size_t *order = xp_calloc(c->n, sizeof *order);
+    xp_strmap seen;
+    if ((xp_strmap_init(&seen, 1024) || !order) && !rc)
+        rc = xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+    for (size_t i = 0; i < c->n && order; i++)
+        order[i] = i;
+    for (size_t i = c->n; i > 1 && order; i--) {
+        uint64_t h = xp_hash_bytes(&seed, sizeof seed) ^ (i * 0x9e3779b97f4a7c15ull);
+        h = xp_hash_bytes(&h, sizeof h);
+        size_t j = (size_t)(h % i), tmp = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = tmp;
+    }
+    for (size_t k = 0; k < N_TASKS && !rc; k++) {
+        xp_probe_task_stats *st = &stats[k];
+        memset(st, 0, sizeof *st);
+        snprintf(st->task, sizeof st->task, "%s", tasks[k]);
+        for (size_t oi = 0; oi < c->n && !rc; oi++) {
+            size_t i = order[oi];
+            const xp_doc *d = &c->docs[i];
+            unsigned *n = d->heldout ? &st->heldout_n : &st->train_n;
+            if (strcmp(d->task, tasks[k]) || *n >= PER_SPLIT || !eligible(d) ||
+                xp_strmap_get(&seen, d->prompt, strlen(d->prompt)) >= 0)
+                continue;
+            if (xp_strmap_put(&seen, d->prompt, strlen(d->prompt), 0, NULL) < 0) {
+                rc = xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+                break;
+            }
+            char name[64];
+            snprintf(name, sizeof name, "%s_%s_%02u", tasks[k], d->heldout ? "heldout" : "train",
+                     *n);
+            rc = probe_item(m, c, i, sets[d->heldout ? 1 : 0], name, false,
+                            d->heldout ? &st->heldout_right : &st->train_right, n, err);
+        }
+    }
+    /* controls: every capital and fact the model answers right */
+    unsigned ctl_right = 0, ctl_n = 0;
+    for (size_t oi = 0; oi < c->n && !rc; oi++) {
+        const xp_doc *d = &c->docs[order[oi]];
+        if ((strcmp(d->task, "capital") && strcmp(d->task, "fact")) ||
+            xp_strmap_get(&seen, d->prompt, strlen(d->prompt)) >= 0)
+            continue;
+        if (xp_strmap_put(&seen, d->prompt, strlen(d->prompt), 0, NULL) < 0) {
+            rc = xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+            break;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "%s_control_%02u", d->task, ctl_n);
+        rc = probe_item(m, c, order[oi], sets[2], name, true, &ctl_right, &ctl_n, err);
+    }
+    const char *files[] = {"train.json", "heldout.json", "controls.json"};
+    for (int i = 0; i < 3 && !rc; i++)
+        rc = write_json(sets[i], dir, files[i], err);
+    for (int i = 0; i < 3; i++)
+        cJSON_Delete(sets[i]);
+    xp_strmap_free(&seen);
+    free(order);
+    if (!rc)
+        *n_stats = N_TASKS;
+    return rc;
+}

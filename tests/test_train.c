@@ -529,30 +529,55 @@ Test(train, probe_sets_are_well_formed, .timeout = 240)
         cr_expect_gt(st[i].heldout_n, 20, "%s: %u held-out probes", st[i].task, st[i].heldout_n);
         cr_expect_leq(st[i].heldout_right, st[i].heldout_n);
     }
-    const char *files[] = {"train.json", "heldout.json", "controls.json"};
-    unsigned want[] = {train_n, held_n, 0};
-    for (int f = 0; f < 3; f++) {
+    /* lists for plain items, verbatim sets for chat items: every file loads, the counts
+     * add up, and a chat probe's prompt is the trainer's tokens of its item (a list item's
+     * prompt is plain text, so the chat markup would be split into ordinary tokens) */
+    const char *files[] = {"train.json", "heldout.json", "controls.json", "verbatim_train.json",
+                           "verbatim_heldout.json"};
+    unsigned loaded[2] = {0, 0}, chat_checked = 0;
+    for (int f = 0; f < 5; f++) {
         char p[700];
         snprintf(p, sizeof p, "%s/%s", dir, files[f]);
         char *text = xp_test_slurp(p);
         cr_assert(text, "%s missing", p);
-        cJSON *arr = cJSON_Parse(text);
-        cr_assert(cJSON_IsArray(arr), "%s is not a JSON list", p);
-        if (f < 2)
-            cr_expect_eq((unsigned)cJSON_GetArraySize(arr), want[f], "%s", p);
-        const cJSON *it;
-        cJSON_ArrayForEach(it, arr) {
-            const char *keys[] = {"prompt", "correct", "wrong", "name", "category"};
-            for (int k = 0; k < 5; k++)
-                cr_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, keys[k])),
-                          "%s: an item lacks %s", p, keys[k]);
-            cr_expect_str_neq(cJSON_GetObjectItemCaseSensitive(it, "correct")->valuestring,
-                              cJSON_GetObjectItemCaseSensitive(it, "wrong")->valuestring);
-        }
-        cJSON_Delete(arr);
+        bool empty = !strcmp(text, "[]\n"); /* a barely trained model knows no control */
         free(text);
+        if (f == 2 && empty) {
+            unlink(p);
+            continue;
+        }
+        xp_probe_set *set;
+        cr_assert_eq(xp_probe_set_load(&set, p, &err), XP_OK, "%s", err.msg);
+        if (f != 2)
+            loaded[f % 3 == 0 ? 0 : 1] += (unsigned)set->n;
+        xp_probe_tokens *pt;
+        cr_assert_eq(xp_probe_tokenize(set, xp_model_tokenizer(m), &pt, &err), XP_OK, "%s",
+                     err.msg);
+        for (size_t i = 0; i < set->n; i++) {
+            cr_expect_str_neq(set->probes[i].correct, set->probes[i].wrong);
+            cr_expect_eq(set->probes[i].chat, f >= 3, "%s: %s", p, set->probes[i].name);
+            if (f < 3)
+                continue;
+            char text[2048];
+            snprintf(text, sizeof text, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n"
+                     "<think>\n\n</think>\n\n", set->probes[i].prompt);
+            int32_t *ids;
+            size_t n_ids;
+            cr_assert_eq(xp_tokenize(xp_model_tokenizer(m), text, strlen(text), true, &ids, &n_ids,
+                                     &err), XP_OK);
+            cr_expect(n_ids == pt[i].n_prompt &&
+                      !memcmp(ids, pt[i].prompt, n_ids * sizeof *ids), "%s: chat prompt tokens",
+                      set->probes[i].name);
+            free(ids);
+            chat_checked++;
+        }
+        xp_probe_tokens_free(pt, set->n);
+        xp_probe_set_free(set);
         unlink(p);
     }
+    cr_expect_eq(loaded[0], train_n);
+    cr_expect_eq(loaded[1], held_n);
+    cr_expect_gt(chat_checked, 0);
     rmdir(dir);
     unlink(path);
     xp_model_close(m);

@@ -19,8 +19,10 @@ static const char usage[] =
     "sentences). The same seed always gives the same file.\n"
     "\n"
     "With --probes, runs MODEL greedily on items of each task and writes DIR/train.json,\n"
-    "DIR/heldout.json and DIR/controls.json ([{prompt, correct, wrong, name, category}]);\n"
-    "the wrong answer is the model's own greedy answer where it errs, else a near miss.\n"
+    "DIR/heldout.json and DIR/controls.json ([{prompt, correct, wrong, name, category}]),\n"
+    "and the chat task's items as Neagari verbatim sets (the user turn goes through the\n"
+    "chat template) in DIR/verbatim_train.json and DIR/verbatim_heldout.json; the wrong\n"
+    "answer is the model's own greedy answer where it errs, else a near miss.\n"
     "Prints the greedy accuracy per task.\n"
     "\n"
     "  --seed N             corpus seed (default 1)\n"
@@ -52,7 +54,8 @@ static int write_probes(const char *dir, const char *model_path, xp_corpus *c, u
                stats[i].train_n, stats[i].train_n ? 100.0 * stats[i].train_right / stats[i].train_n : 0,
                stats[i].heldout_right, stats[i].heldout_n,
                stats[i].heldout_n ? 100.0 * stats[i].heldout_right / stats[i].heldout_n : 0);
-    cli_note("wrote %s/train.json, heldout.json, controls.json in %.1f s", dir, cli_now() - t0);
+    cli_note("wrote %s/train.json, heldout.json, controls.json, verbatim_train.json and "
+             "verbatim_heldout.json in %.1f s", dir, cli_now() - t0);
     return EXIT_OK;
 }
 

@@ -128,8 +128,41 @@ static bool eligible(const xp_doc *d)
     return prime_number(d->prompt) || (n % 2 && n % 5);
 }
 
+#define CHAT_HEAD "<|im_start|>user\n"
+#define CHAT_TAIL "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+
+/* A chat item as a Neagari verbatim probe: the user turn (the loader puts it through
+ * the chat template again, special tokens and all, which a list item's prompt, plain
+ * text, could not say), the sentence as target span, the passage. */
+static int add_verbatim(cJSON *arr, const xp_doc *d, const char *wrong, const char *name)
+{
+    size_t len = strlen(d->prompt), head = strlen(CHAT_HEAD), tail = strlen(CHAT_TAIL);
+    const char *from = strstr(d->prompt, "Passage: "), *to = strstr(d->prompt, "\nExtract");
+    if (len < head + tail || strncmp(d->prompt, CHAT_HEAD, head) ||
+        strcmp(d->prompt + len - tail, CHAT_TAIL) || !from || !to || to < from)
+        return XP_EINVAL;
+    char *user = xp_strndup(d->prompt + head, len - head - tail);
+    char *passage = xp_strndup(from + 9, (size_t)(to - from - 9));
+    cJSON *o = cJSON_CreateObject();
+    int rc = user && passage && o && cJSON_AddStringToObject(o, "name", name) &&
+                     cJSON_AddStringToObject(o, "domain", d->task) &&
+                     cJSON_AddStringToObject(o, "prompt", user) &&
+                     cJSON_AddStringToObject(o, "correct_token", d->answer) &&
+                     cJSON_AddStringToObject(o, "wrong_token", wrong) &&
+                     cJSON_AddStringToObject(o, "target_span", d->answer) &&
+                     cJSON_AddStringToObject(o, "passage", passage) && cJSON_AddItemToArray(arr, o)
+                 ? XP_OK
+                 : XP_ENOMEM;
+    if (rc)
+        cJSON_Delete(o);
+    free(user), free(passage);
+    return rc;
+}
+
 static int add_probe(cJSON *arr, const xp_doc *d, const char *wrong, const char *name)
 {
+    if (d->chat)
+        return add_verbatim(arr, d, wrong, name);
     cJSON *o = cJSON_CreateObject();
     if (!o || !cJSON_AddStringToObject(o, "prompt", d->prompt) ||
         !cJSON_AddStringToObject(o, "correct", d->answer) ||
@@ -177,9 +210,11 @@ static int probe_item(xp_model *m, const xp_corpus *c, size_t i, cJSON *arr, con
     if (!wrong)
         return xp_err_set(err, XP_ENOMEM, "probes: out of memory");
     if (!only_right || ok) {
-        if (add_probe(arr, d, wrong, name)) {
+        if ((rc = add_probe(arr, d, wrong, name))) {
             free(wrong);
-            return xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+            return rc == XP_ENOMEM ? xp_err_set(err, rc, "probes: out of memory")
+                                   : xp_err_set(err, rc, "probes: %s is not a chat item of the "
+                                                "corpus's form", name);
         }
         *right += ok;
         *total += 1;
@@ -198,9 +233,13 @@ int xp_tiny_probes_write(xp_model *m, const xp_corpus *c, uint64_t seed, const c
                           *n_stats, N_TASKS);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return xp_err_set(err, XP_EIO, "%s: cannot create the folder: %s", dir, strerror(errno));
-    cJSON *sets[3] = {cJSON_CreateArray(), cJSON_CreateArray(), cJSON_CreateArray()};
-    int rc = sets[0] && sets[1] && sets[2] ? XP_OK
-                                           : xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+    /* train, held-out, controls (Bankai lists); chat items' train and held-out (Neagari
+     * verbatim sets) */
+    cJSON *sets[5];
+    int rc = XP_OK;
+    for (int i = 0; i < 5; i++)
+        if (!(sets[i] = cJSON_CreateArray()))
+            rc = xp_err_set(err, XP_ENOMEM, "probes: out of memory");
     /* items in an order fixed by the seed, so the probes are a sample of the corpus and
      * not its first items; a prompt is probed once */
     size_t *order = xp_calloc(c->n, sizeof *order);
@@ -234,7 +273,7 @@ int xp_tiny_probes_write(xp_model *m, const xp_corpus *c, uint64_t seed, const c
             char name[64];
             snprintf(name, sizeof name, "%s_%s_%02u", tasks[k], d->heldout ? "heldout" : "train",
                      *n);
-            rc = probe_item(m, c, i, sets[d->heldout ? 1 : 0], name, false,
+            rc = probe_item(m, c, i, sets[(d->chat ? 3 : 0) + (d->heldout ? 1 : 0)], name, false,
                             d->heldout ? &st->heldout_right : &st->train_right, n, err);
         }
     }
@@ -253,10 +292,22 @@ int xp_tiny_probes_write(xp_model *m, const xp_corpus *c, uint64_t seed, const c
         snprintf(name, sizeof name, "%s_control_%02u", d->task, ctl_n);
         rc = probe_item(m, c, order[oi], sets[2], name, true, &ctl_right, &ctl_n, err);
     }
-    const char *files[] = {"train.json", "heldout.json", "controls.json"};
-    for (int i = 0; i < 3 && !rc; i++)
-        rc = write_json(sets[i], dir, files[i], err);
-    for (int i = 0; i < 3; i++)
+    const char *files[] = {"train.json", "heldout.json", "controls.json", "verbatim_train.json",
+                           "verbatim_heldout.json"};
+    for (int i = 0; i < 5 && !rc; i++) {
+        cJSON *doc = sets[i];
+        if (i >= 3) { /* {"probes": [...]} */
+            doc = cJSON_CreateObject();
+            if (!doc || !cJSON_AddItemToObject(doc, "probes", sets[i])) {
+                cJSON_Delete(doc);
+                rc = xp_err_set(err, XP_ENOMEM, "probes: out of memory");
+                break;
+            }
+            sets[i] = doc;
+        }
+        rc = write_json(doc, dir, files[i], err);
+    }
+    for (int i = 0; i < 5; i++)
         cJSON_Delete(sets[i]);
     xp_strmap_free(&seen);
     free(order);

@@ -87,27 +87,14 @@ test-asan: $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch
 	@scripts/check-leaks.sh $(BUILD)/asan/test.log
 
 # ---- the main job on the built-in default model ---------------------------------------
+# The tiny trained model: audit its training probes, search a patch that fixes some of
+# its errors without breaking its controls, and report train and held-out before/after.
+DEMO_MODEL ?= models/tiny-bonsai.gguf
 demo: all npm-cache
 	@mkdir -p $(BUILD)/demo
-	$(BUILD)/xorpatch synth --shape tiny --seed 1 -o $(BUILD)/demo/tiny.gguf
-	$(BUILD)/xorpatch inspect $(BUILD)/demo/tiny.gguf
-	printf '%s\n' '"The derivative of x^5 is 5x^4."' '"Is 97 prime? Yes"' \
-	  '"<|im_start|>user\nHello, 世界! 🙂<|im_end|>"' \
-	  | $(BUILD)/xorpatch tokenize -m $(BUILD)/demo/tiny.gguf --special
-	$(BUILD)/xorpatch generate -m $(BUILD)/demo/tiny.gguf -p "The capital of France is" -n 8
-
-# ---- the shipped tiny trained model -----------------------------------------------------
-# Corpus, training on 2 threads, then the probe sets measured on the result. The same
-# commands give the same bytes on this kind of machine (training is thread-count
-# independent); the training step takes ~20 minutes on 2 free cores.
-TINY_DIR := $(BUILD)/tiny
-tiny-model: all npm-cache
-	@mkdir -p $(TINY_DIR) models probes/tiny
-	$(BUILD)/xorpatch corpus --seed 1 -o $(TINY_DIR)/corpus.jsonl
-	OMP_WAIT_POLICY=passive $(BUILD)/xorpatch train --corpus $(TINY_DIR)/corpus.jsonl -t 2 \
-	  --checkpoint $(TINY_DIR)/train.ckpt -o models/tiny-bonsai.gguf
-	$(BUILD)/xorpatch corpus --corpus $(TINY_DIR)/corpus.jsonl --probes probes/tiny \
-	  -m models/tiny-bonsai.gguf -t 2
+	$(BUILD)/xorpatch search -m $(DEMO_MODEL) --probes probes/tiny/train.json \
+	  --controls probes/tiny/controls.json --heldout probes/tiny/heldout.json \
+	  --fitness focused --iterations 200 --seed 1 -o $(BUILD)/demo/tiny-patch.json
 
 # ---- benchmarks -------------------------------------------------------------------------
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libxorpatch.a

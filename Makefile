@@ -103,7 +103,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libxorpatch.a
 
 bench: all npm-cache $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 	@for b in $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC)); do \
-	  OMP_WAIT_POLICY=passive XP_SHARED=$(SHARED) XP_CACHE=$(CACHE) \
+	  GOMP_SPINCOUNT=20000 XP_SHARED=$(SHARED) XP_CACHE=$(CACHE) \
 	  XP_BIN=$(ROOT)/$(BUILD)/xorpatch $$b || exit 1; done
 
 # ---- fuzzing (libFuzzer, clang) ---------------------------------------------------------

@@ -37,12 +37,20 @@ static void load(xp_model *m, const char *path, xp_probe_set **s, xp_probe_token
         die(path, &e);
 }
 
-static size_t tokens_of(const xp_probe_tokens *pt, size_t n, bool shared)
+/* Tokens a full measurement runs: as trees (the prompt and the answers' common start
+ * once, no answer's last token), or as the naive gauge's separate sequences. */
+static size_t tokens_of(const xp_probe_tokens *pt, size_t n, bool trees)
 {
     size_t t = 0;
-    for (size_t i = 0; i < n; i++)
-        t += shared ? pt[i].n_prompt + pt[i].n_answer[0] + pt[i].n_answer[1] - 2
-                    : 2 * pt[i].n_prompt + pt[i].n_answer[0] + pt[i].n_answer[1];
+    for (size_t i = 0; i < n; i++) {
+        const xp_probe_tokens *p = &pt[i];
+        size_t sh = 0;
+        while (sh + 1 < p->n_answer[0] && sh + 1 < p->n_answer[1] &&
+               p->answer[0][sh] == p->answer[1][sh])
+            sh++;
+        t += trees ? p->n_prompt + p->n_answer[0] + p->n_answer[1] - sh - 2
+                   : 2 * p->n_prompt + p->n_answer[0] + p->n_answer[1];
+    }
     return t;
 }
 

@@ -46,6 +46,9 @@ static int matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, cons
     return ok ? XP_OK : XP_ENOMEM;
 }
 
+/* Loops over tokens wake the thread team only when there is more than one token: when
+ * decoding, each wake-up of sleeping threads costs more than the loop itself. */
+
 /* Quantises T rows of x (K wide) for the Q1_0 matrices that read them. */
 static int quantize(const xp_model *m, xp_qact *qa, const float *x, size_t T, int64_t K)
 {
@@ -58,7 +61,7 @@ static int quantize(const xp_model *m, xp_qact *qa, const float *x, size_t T, in
 static void rmsnorm_rows(float *out, const float *x, const float *w, size_t T, size_t n,
                          float eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T > 1)
     for (size_t t = 0; t < T; t++)
         xp_rmsnorm(out + t * n, x + t * n, w, n, eps);
 }
@@ -70,7 +73,7 @@ static int attention(const xp_model *m, uint32_t l, xp_fast_batch *b)
     size_t qd = (size_t)s->n_head * hd, kvd = (size_t)s->n_head_kv * hd;
     const xp_layer *L = &m->layers[l];
     /* per-head q/k norms and RoPE, then the new keys and values into their caches */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (b->T > 1)
     for (size_t t = 0; t < b->T; t++) {
         const float *c = b->cos_v + t * half, *sn = b->sin_v + t * half;
         for (uint32_t h = 0; h < s->n_head; h++) {
@@ -133,7 +136,7 @@ static int attention(const xp_model *m, uint32_t l, xp_fast_batch *b)
 
 static void add_rows(float *x, const float *o, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
         x[i] += o[i];
 }
@@ -162,7 +165,7 @@ static int layer_forward(const xp_model *m, uint32_t l, xp_fast_batch *b)
     if ((rc = matmul(m, &L->gate, &b->qa, b->xb, T, b->gate, F)) ||
         (rc = matmul(m, &L->up, &b->qa, b->xb, T, b->up, F)))
         return rc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T > 1)
     for (size_t t = 0; t < T; t++)
         xp_swiglu(b->gate + t * F, b->gate + t * F, b->up + t * F, F);
     if ((rc = quantize(m, &b->qa, b->gate, T, (int64_t)F)))
@@ -206,7 +209,7 @@ int xp_fast_batch_alloc(const xp_shape *s, size_t T, xp_fast_batch *b)
 void xp_fast_angles(const xp_model *m, xp_fast_batch *b)
 {
     size_t half = m->shape.head_dim / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (b->T > 1)
     for (size_t t = 0; t < b->T; t++)
         xp_rope_angles((int64_t)b->pos[t], half, m->shape.rope_base, b->cos_v + t * half,
                        b->sin_v + t * half);
@@ -214,7 +217,7 @@ void xp_fast_angles(const xp_model *m, xp_fast_batch *b)
 
 void xp_fast_embed(const xp_model *m, xp_fast_batch *b)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (b->T > 1)
     for (size_t t = 0; t < b->T; t++)
         xp_weight_row(&m->tok_embd, b->tok[t], b->x + t * m->shape.n_embd);
 }

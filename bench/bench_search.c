@@ -1,11 +1,11 @@
 /* Search benchmark, the Bankai-like configuration: the 60 calculus training probes of the
  * shared fixtures as targets, 5 knowledge controls (probes/knowledge_controls.json), the
  * 30 held-out probes measured only at the end; row flips in gate and up of layers
- * 1,2,3,4 and n_layer-2; seq_logprob; mean fitness; screening 2. The fast gauge (probe
- * trees in one packed batch, runs from the flip's layer, LM head only where a gap reads
- * it) against the naive one (each sequence alone, every layer, the full LM head at
- * every position), which give the same gaps: the patches of both are compared after the
- * same iterations. 2 threads, on synthetic Bonsai shapes with the real tokenizer.
+ * 1,2,3,4 and n_layer-2; seq_logprob; mean fitness; screening 2. The fast gauge (every
+ * probe's sequences in one token trie run as one packed batch, runs from the flip's
+ * layer or its MLP, LM head only where a gap reads it) against the naive one (each
+ * sequence alone, every layer, the full LM head at every position), which give the same
+ * gaps: the patches of both are compared after the same iterations. 2 threads, on synthetic Bonsai shapes with the real tokenizer.
  * Usage: bench_search [SHAPE...]   (default: bonsai-1.7b bonsai-8b)
  * Environment: XP_BENCH_ITERS (fast iterations, default 20), XP_BENCH_NAIVE_ITERS
  * (default 2), XP_SHARED (the shared folder, default ../shared), XP_BIN. */
@@ -37,26 +37,9 @@ static void load(xp_model *m, const char *path, xp_probe_set **s, xp_probe_token
         die(path, &e);
 }
 
-/* Tokens a full measurement runs: as trees (the prompt and the answers' common start
- * once, no answer's last token), or as the naive gauge's separate sequences. */
-static size_t tokens_of(const xp_probe_tokens *pt, size_t n, bool trees)
-{
-    size_t t = 0;
-    for (size_t i = 0; i < n; i++) {
-        const xp_probe_tokens *p = &pt[i];
-        size_t sh = 0;
-        while (sh + 1 < p->n_answer[0] && sh + 1 < p->n_answer[1] &&
-               p->answer[0][sh] == p->answer[1][sh])
-            sh++;
-        t += trees ? p->n_prompt + p->n_answer[0] + p->n_answer[1] - sh - 2
-                   : 2 * p->n_prompt + p->n_answer[0] + p->n_answer[1];
-    }
-    return t;
-}
-
 typedef struct timing {
     double *secs;          /* per iteration, the baseline measurement excluded */
-    size_t iters, probes, accepted, screened;
+    size_t iters, probes, accepted, screened, tokens;
     char id[65];
 } timing;
 
@@ -81,7 +64,7 @@ static timing run(xp_model *m, const xp_probe_tokens *t, size_t nt, const xp_pro
     xp_search_opts_default(&o);
     o.iterations = iters;
     o.naive = naive;
-    timing tm = {calloc(iters, sizeof(double)), 0, 0, 0, 0, ""};
+    timing tm = {calloc(iters, sizeof(double)), 0, 0, 0, 0, 0, ""};
     o.on_iter = on_iter;
     o.ctx = &tm;
     xp_search_result r;
@@ -92,6 +75,7 @@ static timing run(xp_model *m, const xp_probe_tokens *t, size_t nt, const xp_pro
     tm.probes = r.probes_run - (nt + nc); /* the baseline's excluded */
     tm.accepted = r.accepted;
     tm.screened = r.screened_out;
+    tm.tokens = r.measure_tokens;
     if (r.patch->n_flips && xp_patch_flips_sha256(r.patch, tm.id, &e))
         die("patch id", &e);
     if (final_gaps)
@@ -142,15 +126,14 @@ int main(int argc, char **argv)
         load(m, heldout, &hs, &ht);
         size_t n = ts->n + cs->n;
         double *gf = malloc(n * sizeof *gf), *gn = malloc(n * sizeof *gn);
-        printf("%-12s tokens per full measurement: %zu as trees, %zu as separate sequences\n",
-               shapes[si], tokens_of(tt, ts->n, true) + tokens_of(ct, cs->n, true),
-               tokens_of(tt, ts->n, false) + tokens_of(ct, cs->n, false));
         /* the fast gauge for the timing; the first iterations again with both gauges,
          * which must keep the same flips with the same gaps, for the ratio on the same
          * candidates */
         timing f = run(m, tt, ts->n, ct, cs->n, iters, false, NULL);
         timing fs = run(m, tt, ts->n, ct, cs->n, naive_iters, false, gf);
         timing nv = run(m, tt, ts->n, ct, cs->n, naive_iters, true, gn);
+        printf("%-12s tokens per full measurement: %zu fast (what probes and answers share run "
+               "once), %zu naive (each sequence whole)\n", shapes[si], f.tokens, nv.tokens);
         timing *rows[] = {&f, &nv};
         const char *names[] = {"fast", "naive"};
         for (int k = 0; k < 2; k++) {

@@ -732,9 +732,21 @@ bool xp_probe_dead(const xp_probe_tokens *pt, xp_metric metric);
 /* The ONE place a gap is computed from logits (log-softmax in a fixed summation order, double accumulation):
  * row_last = logits at the last prompt position (n_vocab floats); rows[a] = logits at the positions of
  * answer a's tokens 0..n_answer[a]-2 (row i predicts token i+1), consecutive rows of n_vocab. token_gap
- * uses row_last only. */
+ * uses row_last only. seq_logprob leaves out what is the same on both sides: the terms of the answers'
+ * shared start (xp_probe_shared tokens, predicted by the same context under either answer), and at the
+ * position where they part, the one log-sum-exp both answers' terms subtract. What is left is the
+ * difference of the two parting tokens' logits plus each answer's later log-probabilities: the same
+ * quantity with less rounding, read from fewer rows (xp_probe_gap_parts takes just those). */
 double xp_probe_gap(const xp_probe_tokens *pt, xp_metric metric, const float *row_last,
                     const float *const rows[2], size_t n_vocab);
+/* Answer tokens both answers start with, each answer keeping at least one of its own. */
+size_t xp_probe_shared(const xp_probe_tokens *pt);
+/* The gap from just the logits it reads: first[a] = the logit of the id the metric compares
+ * (token_gap: gap_id[a] at the prompt's end; seq_logprob: answer a's token s = xp_probe_shared(pt),
+ * where the answers part); own[a] (seq_logprob) = n_answer[a] - s - 1 consecutive rows predicting
+ * answer a's tokens s+1.. (NULL when there are none). */
+double xp_probe_gap_parts(const xp_probe_tokens *pt, xp_metric metric, const float first[2],
+                          const float *const own[2], size_t n_vocab);
 /* Gaps of n probes with the model as it is now (fast path, packed batch; bit-identical to evaluating any probe alone). */
 int  xp_probe_gaps(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric metric, double *gaps, xp_err *err);
 
@@ -994,6 +1006,8 @@ typedef struct xp_search_result {
     double *base_gaps, *final_gaps; /* targets, then controls */
     size_t iterations, accepted, screened_out; /* over the whole run, resumed part included */
     size_t probes_run;           /* probe evaluations of this call */
+    size_t measure_tokens;       /* tokens one measurement of every probe runs (the fast
+                                    gauge runs what sequences share once) */
     double best, seconds;
     bool auto_stopped, exhausted; /* the window rule stopped it; no untried candidate left */
     size_t resumed_at;           /* iterations a resumed state had done (0 when fresh) */

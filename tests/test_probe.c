@@ -325,6 +325,60 @@ Test(probe, batched_gaps_equal_gaps_alone_and_by_hand)
     xp_model_close(m);
 }
 
+/* Σ log p(answer a) from full rows, in double: the definition, for comparison. */
+static double full_logprob(const xp_probe_tokens *pt, int a, const float *last,
+                           const float *rows, size_t V)
+{
+    double lp = 0;
+    for (size_t i = 0; i < pt->n_answer[a]; i++) {
+        const float *r = i == 0 ? last : rows + (i - 1) * V;
+        double mx = r[0], sum = 0;
+        for (size_t v = 1; v < V; v++)
+            mx = r[v] > mx ? r[v] : mx;
+        for (size_t v = 0; v < V; v++)
+            sum += exp(r[v] - mx);
+        lp += r[pt->answer[a][i]] - mx - log(sum);
+    }
+    return lp;
+}
+
+Test(probe, seq_logprob_gap_reads_nothing_of_the_answers_shared_start)
+{
+    /* answers 5 7 1 2 and 5 7 3: they part at token 2 */
+    enum { V = 50 };
+    int32_t a0[] = {5, 7, 1, 2}, a1[] = {5, 7, 3}, prompt[] = {9};
+    xp_probe_tokens pt = {prompt, 1, {a0, a1}, {4, 3}, {5, 5}};
+    cr_assert_eq(xp_probe_shared(&pt), 2);
+    float last[V], rows0[3 * V], rows1[2 * V];
+    for (int v = 0; v < V; v++) {
+        last[v] = (float)((v * 37) % 11) * 0.3f;
+        for (int i = 0; i < 3; i++)
+            rows0[i * V + v] = (float)((v * 13 + i * 7) % 17) * 0.2f - 1.0f;
+        for (int i = 0; i < 2; i++) /* the same context as answer 0's up to the parting */
+            rows1[i * V + v] = rows0[i * V + v];
+    }
+    const float *rows[2] = {rows0, rows1};
+    double g = xp_probe_gap(&pt, XP_METRIC_SEQ_LOGPROB, last, rows, V);
+    double def = full_logprob(&pt, 0, last, rows0, V) - full_logprob(&pt, 1, last, rows1, V);
+    cr_expect(fabs(g - def) < 1e-5, "gap %.17g, definition %.17g", g, def);
+    /* the shared start's rows, and the parting row but its two logits, are not read */
+    float nan_last[V], nan0[3 * V], nan1[2 * V];
+    memcpy(nan0, rows0, sizeof nan0);
+    memcpy(nan1, rows1, sizeof nan1);
+    for (int v = 0; v < V; v++) {
+        nan_last[v] = NAN;
+        nan0[v] = nan1[v] = NAN; /* row 0 predicts token 1, shared */
+        if (v != 1 && v != 3)
+            nan0[V + v] = nan1[V + v] = NAN; /* the parting row: only ids 1 and 3 */
+    }
+    const float *nan_rows[2] = {nan0, nan1};
+    cr_expect_eq(xp_probe_gap(&pt, XP_METRIC_SEQ_LOGPROB, nan_last, nan_rows, V), g);
+    /* xp_probe_gap_parts: the same from the two parting logits and the later rows */
+    float first[2] = {rows0[V + 1], rows0[V + 3]};
+    const float *own[2] = {rows0 + 2 * V, NULL};
+    cr_expect_eq(xp_probe_gap_parts(&pt, XP_METRIC_SEQ_LOGPROB, first, own, V), g);
+}
+
 Test(probe, batched_generation_equals_generate_alone)
 {
     xp_model *m = xp_test_open_tiny();

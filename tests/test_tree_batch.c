@@ -1,7 +1,9 @@
-/* Token-tree batches, the search's evaluator: every output equals, bit for bit, the fast
- * path run on prefix + branch alone; so does a run over any subset of the trees, a run
- * restricted to some LM-head rows, a run on another thread count, and a run that starts
- * from a kept residual after a row, block or scale-bit flip at or above that layer. */
+/* Token-trie batches, the search's evaluator: every output equals, bit for bit, the fast
+ * path run on its sequence alone, however the sequences share prefixes (within an item,
+ * across items, one a prefix of another, two the same); so does a run over any subset of
+ * the items, an output reading a row subset, a run on another thread count, and a run
+ * that starts from a kept residual after a row, block or scale-bit flip at or above that
+ * layer, or from a kept layer's MLP after a flip in its gate, up or down projection. */
 #include <omp.h>
 #include <string.h>
 
@@ -11,99 +13,153 @@
 #include "testutil.h"
 #include "xorpatch.h"
 
-#define MAX_TREES 24 /* more outputs than one LM-head pass takes */
+#define MAX_ITEMS 24 /* more outputs than one LM-head pass takes */
+#define MAX_LEN 14
+#define MAX_OUT 8
 
-typedef struct trees {
-    int n;
-    xp_tree t[MAX_TREES];
-    int32_t tok[MAX_TREES][3][9];
-} trees;
+typedef struct items {
+    size_t n;
+    xp_tree_item it[MAX_ITEMS];
+    xp_tree_seq seq[MAX_ITEMS][2];
+    xp_tree_out out[MAX_ITEMS][MAX_OUT];
+    int32_t tok[MAX_ITEMS][2][MAX_LEN];
+} items;
 
-static void random_trees(trees *tr, int n, xp_rng *r, uint64_t vocab)
+/* Items whose sequences start with one of three shared starts (or none), so they share
+ * prefixes across items; an item's second sequence is its first with another ending, a
+ * prefix of it, or the same. Outputs at random positions, full or from the row subset. */
+static void random_items(items *s, size_t n, xp_rng *r, uint64_t vocab)
 {
-    tr->n = n;
-    for (int i = 0; i < n; i++) {
-        for (int p = 0; p < 3; p++)
-            for (int j = 0; j < 9; j++)
-                tr->tok[i][p][j] = (int32_t)xp_rng_below(r, vocab);
-        /* tree 0 has no branches, tree 1 one-token branches, the rest 0..5 tokens */
-        size_t n0 = i == 0 ? 0 : i == 1 ? 1 : xp_rng_below(r, 6);
-        size_t n1 = i == 0 ? 0 : i == 1 ? 1 : xp_rng_below(r, 6);
-        size_t np = 1 + xp_rng_below(r, 8);
-        /* some trees give outputs at several prefix positions (a shared answer start) */
-        tr->t[i] = (xp_tree){tr->tok[i][0], np, {tr->tok[i][1], tr->tok[i][2]}, {n0, n1},
-                             i % 3 == 2 ? 1 + xp_rng_below(r, np) : 0};
-    }
-}
-
-/* Every output of every tree, by running prefix + branch alone through xp_forward. */
-static float *reference(xp_model *m, const trees *tr, size_t *n_out)
-{
-    size_t V = xp_model_shape(m)->n_vocab, n = 0;
-    for (int i = 0; i < tr->n; i++)
-        n += (tr->t[i].prefix_outputs ? tr->t[i].prefix_outputs : 1) +
-             (tr->t[i].n_branch[0] ? tr->t[i].n_branch[0] - 1 : 0) +
-             (tr->t[i].n_branch[1] ? tr->t[i].n_branch[1] - 1 : 0);
-    float *out = malloc(n * V * sizeof *out), *o = out;
-    xp_err err = {0};
-    for (int i = 0; i < tr->n; i++) {
-        const xp_tree *t = &tr->t[i];
-        float *tree_out = o;
-        size_t k = t->prefix_outputs ? t->prefix_outputs : 1;
-        for (int a = 0; a < 2; a++) {
-            int32_t seq[20];
-            size_t run = t->n_branch[a] ? t->n_branch[a] - 1 : 0, len = t->n_prefix + run;
-            memcpy(seq, t->prefix, t->n_prefix * sizeof *seq);
-            memcpy(seq + t->n_prefix, t->branch[a], run * sizeof *seq);
-            uint8_t want[20] = {0};
-            for (size_t j = t->n_prefix - k; j < len; j++)
-                want[j] = 1;
-            float *buf = malloc((run + k) * V * sizeof *buf);
-            xp_seq s = {NULL, seq, len, want};
-            cr_assert_eq(xp_forward(m, XP_PATH_FAST, &s, 1, buf, &err), XP_OK, "%s", err.msg);
-            if (a == 0) { /* the prefix rows once, then branch 0's rows */
-                memcpy(o, buf, (run + k) * V * sizeof *o);
-                o += (run + k) * V;
-            } else {
-                cr_assert(memcmp(buf, tree_out, k * V * sizeof *buf) == 0);
-                memcpy(o, buf + k * V, run * V * sizeof *o);
-                o += run * V;
-            }
-            free(buf);
+    int32_t starts[3][5];
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j < 5; j++)
+            starts[k][j] = (int32_t)xp_rng_below(r, vocab);
+    s->n = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t n_start = xp_rng_below(r, 4) == 0 ? 0 : 1 + xp_rng_below(r, 5);
+        int32_t *start = starts[xp_rng_below(r, 3)];
+        size_t len0 = n_start + 1 + xp_rng_below(r, MAX_LEN - 5);
+        for (size_t j = 0; j < len0; j++)
+            s->tok[i][0][j] = j < n_start ? start[j] : (int32_t)xp_rng_below(r, vocab);
+        size_t kind = xp_rng_below(r, 4), len1 = len0; /* 0: one sequence */
+        memcpy(s->tok[i][1], s->tok[i][0], sizeof s->tok[i][1]);
+        if (kind == 1) /* another ending */
+            for (size_t j = xp_rng_below(r, len0); j < len0; j++)
+                s->tok[i][1][j] = (int32_t)xp_rng_below(r, vocab);
+        else if (kind == 2) /* a prefix */
+            len1 = 1 + xp_rng_below(r, len0);
+        s->it[i] = (xp_tree_item){s->seq[i], kind ? 2 : 1, s->out[i], 1 + xp_rng_below(r, MAX_OUT)};
+        s->seq[i][0] = (xp_tree_seq){s->tok[i][0], len0};
+        s->seq[i][1] = (xp_tree_seq){s->tok[i][1], len1};
+        for (size_t o = 0; o < s->it[i].n_out; o++) {
+            uint32_t q = (uint32_t)xp_rng_below(r, s->it[i].n_seq);
+            s->out[i][o] = (xp_tree_out){q, (uint32_t)xp_rng_below(r, s->seq[i][q].n),
+                                         xp_rng_below(r, 2) == 0};
         }
     }
+    if (n > 3) /* an item the same as another */
+        s->it[3] = s->it[2];
+}
+
+/* Every output of every item in item order, each a full row, by running each sequence
+ * alone through xp_forward. */
+static float *reference(xp_model *m, const items *s, size_t *n_out)
+{
+    size_t V = xp_model_shape(m)->n_vocab, n = 0;
+    for (size_t i = 0; i < s->n; i++)
+        n += s->it[i].n_out;
+    float *out = malloc(n * V * sizeof *out), *o = out;
+    float *buf = malloc(MAX_LEN * V * sizeof *buf);
+    xp_err err = {0};
+    uint8_t every[MAX_LEN];
+    memset(every, 1, sizeof every);
+    for (size_t i = 0; i < s->n; i++)
+        for (size_t k = 0; k < s->it[i].n_out; k++) {
+            const xp_tree_out *q = &s->it[i].out[k];
+            const xp_tree_seq *sq = &s->it[i].seq[q->seq];
+            xp_seq one = {NULL, sq->tok, sq->n, every};
+            cr_assert_eq(xp_forward(m, XP_PATH_FAST, &one, 1, buf, &err), XP_OK, "%s", err.msg);
+            memcpy(o, buf + q->pos * V, V * sizeof *o);
+            o += V;
+        }
+    free(buf);
     *n_out = n;
     return out;
 }
 
 typedef struct collect {
+    const xp_tree_batch *b;
+    const items *s;
     const size_t *sel;
-    float *out;
+    float *out;     /* every output of the run as a full row (subset rows: the rows only) */
     size_t *offset; /* where the outputs of sel[s] go */
-    size_t width;
+    const int32_t *rows;
+    size_t V;
 } collect;
 
-/* Calls may come from several threads at once: each tree has its own place. */
-static int store(void *ctx, size_t s, const float *outputs)
+/* Calls may come from several threads at once: each item has its own place. Subset
+ * outputs are spread into their rows of a row otherwise zero. */
+static int store(void *ctx, size_t s, const float *full, const float *subset)
 {
     collect *c = ctx;
-    memcpy(c->out + c->offset[s] * c->width, outputs,
-           (c->offset[s + 1] - c->offset[s]) * c->width * sizeof *outputs);
+    const xp_tree_item *it = &c->s->it[c->sel ? c->sel[s] : s];
+    size_t W = xp_tree_batch_width(c->b);
+    float *o = c->out + c->offset[s] * c->V;
+    for (size_t k = 0; k < it->n_out; k++, o += c->V) {
+        memset(o, 0, c->V * sizeof *o);
+        if (it->out[k].full) {
+            memcpy(o, full, c->V * sizeof *o);
+            full += c->V;
+        } else {
+            for (size_t j = 0; j < W; j++)
+                o[c->rows[j]] = subset[j];
+            subset += W;
+        }
+    }
     return 0;
 }
 
-static float *run_batch(xp_tree_batch *b, const size_t *sel, size_t n_sel, uint32_t from,
-                        size_t n_out, size_t width)
+static float *run_batch(xp_tree_batch *b, const items *s, const size_t *sel, size_t n_sel,
+                        const xp_tree_change *change, const int32_t *rows, size_t V)
 {
-    size_t n = sel ? n_sel : xp_tree_batch_count(b);
-    collect c = {sel, malloc(n_out * width * sizeof(float)), calloc(n + 1, sizeof(size_t)), width};
-    for (size_t s = 0; s < n; s++)
-        c.offset[s + 1] = c.offset[s] + xp_tree_batch_outputs(b, sel ? sel[s] : s);
-    cr_assert_eq(c.offset[n], n_out);
+    size_t n = sel ? n_sel : s->n;
+    collect c = {b, s, sel, NULL, calloc(n + 1, sizeof(size_t)), rows, V};
+    for (size_t k = 0; k < n; k++)
+        c.offset[k + 1] = c.offset[k] + s->it[sel ? sel[k] : k].n_out;
+    c.out = malloc((c.offset[n] + 1) * V * sizeof(float));
     xp_err err = {0};
-    cr_assert_eq(xp_tree_batch_run(b, sel, n_sel, from, store, &c, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_tree_batch_run(b, sel, n_sel, change, store, &c, &err), XP_OK, "%s", err.msg);
     free(c.offset);
     return c.out;
+}
+
+/* Output k (in item order) of a run equals the reference: the whole row when full, else
+ * the subset's rows. */
+static bool same_output(const items *s, size_t item, size_t k, const float *got,
+                        const float *want, const int32_t *rows, size_t n_rows, size_t V)
+{
+    if (s->it[item].out[k].full)
+        return memcmp(got, want, V * sizeof *got) == 0;
+    for (size_t j = 0; j < n_rows; j++)
+        if (memcmp(&got[rows[j]], &want[rows[j]], sizeof *got))
+            return false;
+    return true;
+}
+
+static void expect_outputs(const items *s, const size_t *sel, size_t n_sel, const float *got,
+                           const float *ref, const int32_t *rows, size_t n_rows, size_t V,
+                           const char *what)
+{
+    size_t first[MAX_ITEMS + 1] = {0};
+    for (size_t i = 0; i < s->n; i++)
+        first[i + 1] = first[i] + s->it[i].n_out;
+    size_t n = sel ? n_sel : s->n;
+    for (size_t p = 0; p < n; p++) {
+        size_t i = sel ? sel[p] : p;
+        for (size_t k = 0; k < s->it[i].n_out; k++, got += V)
+            cr_expect(same_output(s, i, k, got, ref + (first[i] + k) * V, rows, n_rows, V),
+                      "%s: item %zu, output %zu differs from its sequence alone", what, i, k);
+    }
 }
 
 Test(tree_batch, equals_each_sequence_alone_in_any_subset_and_row_choice, .timeout = 120)
@@ -112,152 +168,153 @@ Test(tree_batch, equals_each_sequence_alone_in_any_subset_and_row_choice, .timeo
     size_t V = xp_model_shape(m)->n_vocab;
     xp_rng r;
     xp_rng_seed(&r, 3);
-    trees tr;
-    random_trees(&tr, 10, &r, V);
+    items s;
+    random_items(&s, 12, &r, V);
     size_t n_out;
-    float *ref = reference(m, &tr, &n_out);
+    float *ref = reference(m, &s, &n_out);
+    int32_t rows[] = {17, 0, (int32_t)V - 1, 4242 % (int32_t)V};
     xp_tree_batch *b;
     xp_err err = {0};
-    cr_assert_eq(xp_tree_batch_new(&b, m, tr.t, tr.n, NULL, 0, NULL, 0, &err), XP_OK, "%s",
+    cr_assert_eq(xp_tree_batch_new(&b, m, s.it, s.n, NULL, 0, false, rows, 4, &err), XP_OK, "%s",
                  err.msg);
-    size_t first[MAX_TREES + 1] = {0};
-    for (int i = 0; i < tr.n; i++)
-        first[i + 1] = first[i] + xp_tree_batch_outputs(b, i);
-    cr_assert_eq(first[tr.n], n_out);
+    cr_assert_eq(xp_tree_batch_width(b), 4);
+    size_t separate = 0;
+    for (size_t i = 0; i < s.n; i++)
+        for (size_t q = 0; q < s.it[i].n_seq; q++)
+            separate += s.it[i].seq[q].n;
+    cr_expect_lt(xp_tree_batch_tokens(b, NULL, 0), separate, "shared prefixes run once");
     int threads[] = {1, 3};
     for (int ti = 0; ti < 2; ti++) {
         omp_set_num_threads(threads[ti]);
-        float *all = run_batch(b, NULL, 0, 0, n_out, V);
-        cr_expect(memcmp(all, ref, n_out * V * sizeof *all) == 0, "%d threads: batch differs "
-                  "from each sequence alone", threads[ti]);
+        float *all = run_batch(b, &s, NULL, 0, NULL, rows, V);
+        expect_outputs(&s, NULL, 0, all, ref, rows, 4, V, threads[ti] == 1 ? "1 thread" : "3 threads");
         free(all);
     }
     /* a subset, out of order and with a repeat */
-    size_t sel[] = {5, 2, 6, 2, 0};
-    size_t n_sel_out = 0;
-    for (size_t i = 0; i < 5; i++)
-        n_sel_out += xp_tree_batch_outputs(b, sel[i]);
-    float *some = run_batch(b, sel, 5, 0, n_sel_out, V), *o = some;
-    for (size_t i = 0; i < 5; i++) {
-        size_t k = xp_tree_batch_outputs(b, sel[i]);
-        cr_expect(memcmp(o, ref + first[sel[i]] * V, k * V * sizeof *o) == 0, "tree %zu", sel[i]);
-        o += k * V;
-    }
+    size_t sel[] = {5, 2, 6, 2, 0, 3};
+    float *some = run_batch(b, &s, sel, 6, NULL, rows, V);
+    expect_outputs(&s, sel, 6, some, ref, rows, 4, V, "subset");
     free(some);
-    xp_tree_batch_free(b);
-    /* only some LM-head rows */
-    int32_t rows[] = {17, 0, (int32_t)V - 1, 4242 % (int32_t)V};
-    cr_assert_eq(xp_tree_batch_new(&b, m, tr.t, tr.n, NULL, 0, rows, 4, &err), XP_OK);
-    cr_assert_eq(xp_tree_batch_width(b), 4);
-    float *few = run_batch(b, NULL, 0, 0, n_out, 4);
-    for (size_t p = 0; p < n_out; p++)
-        for (int j = 0; j < 4; j++)
-            cr_expect(memcmp(&few[p * 4 + j], &ref[p * V + (size_t)rows[j]], sizeof(float)) == 0,
-                      "output %zu, row %d", p, rows[j]);
-    free(few);
     xp_tree_batch_free(b);
     free(ref);
     xp_model_close(m);
 }
 
-/* Flips one thing in layer l of the model's map, by kind; again to undo. */
-static void flip(xp_model *m, uint32_t l, int kind, int64_t index)
+/* Flips one thing in layer l of the model's map, by kind (a gate row, a down block, a
+ * scale bit of q, an up block); again to undo. Returns what changed. */
+static xp_tree_change flip(xp_model *m, uint32_t l, int kind, int64_t index)
 {
-    xp_weight *w = kind == 0 ? &m->layers[l].gate : kind == 1 ? &m->layers[l].down
-                                                           : &m->layers[l].wq;
+    xp_layer *L = &m->layers[l];
+    xp_weight *w = kind == 0 ? &L->gate : kind == 1 ? &L->down : kind == 2 ? &L->wq : &L->up;
+    int64_t per_row = w->ne0 / 128, block = index % (w->ne1 * per_row);
     if (kind == 0)
         xp_q1_0_flip_row(w->data, w->ne0, index % w->ne1);
-    else if (kind == 1)
-        xp_q1_0_flip_block(w->data, index % (w->ne1 * (w->ne0 / 128)));
+    else if (kind == 2)
+        xp_q1_0_flip_scale_bit(w->data, block, 9);
     else
-        xp_q1_0_flip_scale_bit(w->data, index % (w->ne1 * (w->ne0 / 128)), 9);
+        xp_q1_0_flip_block(w->data, block);
+    return kind == 0   ? (xp_tree_change){l, XP_CHANGE_FFN_ROW, index % w->ne1}
+           : kind == 1 ? (xp_tree_change){l, XP_CHANGE_DOWN, 0}
+           : kind == 2 ? (xp_tree_change){l, XP_CHANGE_LAYER, 0}
+                       : (xp_tree_change){l, XP_CHANGE_FFN_ROW, block / per_row};
+}
+
+/* Every output of a fresh batch's full run: the reference for incremental runs. */
+static float *fresh_run(xp_model *m, const items *s, const int32_t *rows, size_t n_rows, size_t V)
+{
+    xp_tree_batch *fresh;
+    xp_err err = {0};
+    cr_assert_eq(xp_tree_batch_new(&fresh, m, s->it, s->n, NULL, 0, false, rows, n_rows, &err), XP_OK);
+    float *out = run_batch(fresh, s, NULL, 0, NULL, rows, V);
+    xp_tree_batch_free(fresh);
+    return out;
 }
 
 Test(tree_batch, a_run_from_a_kept_layer_equals_a_full_recompute, .timeout = 120)
 {
     xp_model *m = xp_test_open_tiny();
-    const xp_shape *s = xp_model_shape(m);
-    size_t V = s->n_vocab;
-    cr_assert_geq(s->n_layer, 3);
+    const xp_shape *sh = xp_model_shape(m);
+    size_t V = sh->n_vocab;
+    cr_assert_geq(sh->n_layer, 3);
     xp_rng r;
     xp_rng_seed(&r, 11);
-    trees tr;
-    random_trees(&tr, MAX_TREES, &r, V);
-    uint32_t keep[] = {s->n_layer - 1, 1};
-    /* a few LM-head rows keep it quick; the head is tested above */
+    items s;
+    random_items(&s, MAX_ITEMS, &r, V);
+    /* full outputs are compared whole; mostly subset outputs keep it quick */
+    for (size_t i = 0; i < s.n; i++)
+        for (size_t k = 0; k < s.it[i].n_out; k++)
+            s.out[i][k].full = i % 8 == 0 && k == 0;
+    uint32_t keep[] = {sh->n_layer - 1, 1};
     int32_t rows[64];
     for (int j = 0; j < 64; j++)
         rows[j] = (int32_t)xp_rng_below(&r, V);
-    V = 64;
-    xp_tree_batch *b, *fresh;
+    xp_tree_batch *b;
     xp_err err = {0};
-    cr_assert_eq(xp_tree_batch_new(&b, m, tr.t, tr.n, keep, 2, rows, 64, &err), XP_OK);
+    cr_assert_eq(xp_tree_batch_new(&b, m, s.it, s.n, keep, 2, true, rows, 64, &err), XP_OK);
     size_t n_out = 0;
-    for (int i = 0; i < tr.n; i++)
-        n_out += xp_tree_batch_outputs(b, i);
-    free(run_batch(b, NULL, 0, 0, n_out, V));
+    for (size_t i = 0; i < s.n; i++)
+        n_out += s.it[i].n_out;
+    free(run_batch(b, &s, NULL, 0, NULL, rows, V));
     xp_tree_batch_commit(b);
-    /* a flip of each kind at each layer: the run from that layer equals a fresh batch's
-     * full run; a kept flip is committed and later runs build on it */
-    for (uint32_t l = 0; l < s->n_layer; l++)
-        for (int kind = 0; kind < 3; kind++) {
+    /* a flip of each kind at each layer: the run from that layer (from its MLP, for an
+     * MLP flip at a kept layer) equals a fresh batch's full run; kept flips are committed
+     * and later runs build on them */
+    for (uint32_t l = 0; l < sh->n_layer; l++)
+        for (int kind = 0; kind < 4; kind++) {
             int64_t index = (int64_t)xp_rng_below(&r, 1 << 20);
-            flip(m, l, kind, index);
-            float *inc = run_batch(b, NULL, 0, l, n_out, V);
-            cr_assert_eq(xp_tree_batch_new(&fresh, m, tr.t, tr.n, NULL, 0, rows, 64, &err),
-                         XP_OK);
-            float *full = run_batch(fresh, NULL, 0, 0, n_out, V);
-            cr_expect(memcmp(inc, full, n_out * V * sizeof *inc) == 0,
-                      "layer %u, flip kind %d: incremental run differs", l, kind);
-            size_t sel[] = {3, 1};
-            size_t k = xp_tree_batch_outputs(b, 3) + xp_tree_batch_outputs(b, 1);
-            float *sub = run_batch(b, sel, 2, l, k, V);
-            size_t off3 = 0;
-            for (int i = 0; i < 3; i++)
-                off3 += xp_tree_batch_outputs(b, i);
-            cr_expect(memcmp(sub, full + off3 * V,
-                             xp_tree_batch_outputs(b, 3) * V * sizeof *sub) == 0,
-                      "layer %u, kind %d: a subset from a kept layer differs", l, kind);
+            xp_tree_change ch = flip(m, l, kind, index);
+            float *inc = run_batch(b, &s, NULL, 0, &ch, rows, V);
+            float *full = fresh_run(m, &s, rows, 64, V);
+            char what[64];
+            snprintf(what, sizeof what, "layer %u, flip kind %d", l, kind);
+            expect_outputs(&s, NULL, 0, inc, full, rows, 64, V, what);
+            size_t sel[] = {3, 1, 17};
+            float *sub = run_batch(b, &s, sel, 3, &ch, rows, V);
+            expect_outputs(&s, sel, 3, sub, full, rows, 64, V, what);
             free(sub);
-            if (kind == 1) { /* keep it: rerun every tree, then commit */
-                free(run_batch(b, NULL, 0, l, n_out, V));
+            if (kind <= 1) { /* keep it: rerun every item, then commit */
+                free(run_batch(b, &s, NULL, 0, &ch, rows, V));
                 xp_tree_batch_commit(b);
-            } else if (kind == 2) { /* a commit after a run over some trees keeps nothing */
+            } else if (kind == 2) { /* a commit after a run over some items keeps nothing */
                 xp_tree_batch_commit(b);
                 flip(m, l, kind, index);
-                float *again = run_batch(b, NULL, 0, l, n_out, V);
-                float *before = run_batch(fresh, NULL, 0, 0, n_out, V);
-                cr_expect(memcmp(again, before, n_out * V * sizeof *again) == 0,
-                          "layer %u: a commit after a subset run changed the kept layers", l);
+                float *again = run_batch(b, &s, NULL, 0, &ch, rows, V);
+                float *before = fresh_run(m, &s, rows, 64, V);
+                expect_outputs(&s, NULL, 0, again, before, rows, 64, V,
+                               "after a commit that followed a subset run");
                 free(again);
                 free(before);
             } else
                 flip(m, l, kind, index);
             free(inc);
             free(full);
-            xp_tree_batch_free(fresh);
         }
     xp_tree_batch_free(b);
     xp_model_close(m);
 }
 
-Test(tree_batch, bad_trees_are_refused)
+Test(tree_batch, bad_items_are_refused)
 {
     xp_model *m = xp_test_open_tiny();
     int32_t ok[] = {1, 2}, bad[] = {1, -4};
-    xp_tree t[] = {{ok, 2, {bad, NULL}, {2, 0}, 0}};
+    xp_tree_seq seq[] = {{ok, 2}, {bad, 2}};
+    xp_tree_out out[] = {{0, 1, true}};
+    xp_tree_item it[] = {{seq, 2, out, 1}};
     xp_tree_batch *b;
     xp_err err = {0};
-    cr_expect_eq(xp_tree_batch_new(&b, m, t, 1, NULL, 0, NULL, 0, &err), XP_EINVAL);
-    cr_expect(strstr(err.msg, "tree 0, branch token 1"), "%s", err.msg);
-    t[0] = (xp_tree){ok, 0, {NULL, NULL}, {0, 0}, 0};
-    cr_expect_eq(xp_tree_batch_new(&b, m, t, 1, NULL, 0, NULL, 0, &err), XP_EINVAL);
-    cr_expect(strstr(err.msg, "prefix is empty"), "%s", err.msg);
+    cr_expect_eq(xp_tree_batch_new(&b, m, it, 1, NULL, 0, false, NULL, 0, &err), XP_EINVAL);
+    cr_expect(strstr(err.msg, "item 0, sequence 1, token 1"), "%s", err.msg);
+    seq[1] = (xp_tree_seq){ok, 0};
+    cr_expect_eq(xp_tree_batch_new(&b, m, it, 1, NULL, 0, false, NULL, 0, &err), XP_EINVAL);
+    cr_expect(strstr(err.msg, "sequence 1 is empty"), "%s", err.msg);
+    it[0].n_seq = 1;
     uint32_t layer = 999;
-    t[0] = (xp_tree){ok, 2, {NULL, NULL}, {0, 0}, 0};
-    cr_expect_eq(xp_tree_batch_new(&b, m, t, 1, &layer, 1, NULL, 0, &err), XP_EINVAL);
-    t[0] = (xp_tree){ok, 2, {NULL, NULL}, {0, 0}, 3};
-    cr_expect_eq(xp_tree_batch_new(&b, m, t, 1, NULL, 0, NULL, 0, &err), XP_EINVAL);
-    cr_expect(strstr(err.msg, "3 prefix outputs"), "%s", err.msg);
+    cr_expect_eq(xp_tree_batch_new(&b, m, it, 1, &layer, 1, false, NULL, 0, &err), XP_EINVAL);
+    out[0] = (xp_tree_out){0, 2, true};
+    cr_expect_eq(xp_tree_batch_new(&b, m, it, 1, NULL, 0, false, NULL, 0, &err), XP_EINVAL);
+    cr_expect(strstr(err.msg, "position 2 of sequence 0 does not exist"), "%s", err.msg);
+    out[0] = (xp_tree_out){0, 1, false};
+    cr_expect_eq(xp_tree_batch_new(&b, m, it, 1, NULL, 0, false, NULL, 0, &err), XP_EINVAL);
+    cr_expect(strstr(err.msg, "reads a row subset, and none was given"), "%s", err.msg);
     xp_model_close(m);
 }

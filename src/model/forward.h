@@ -48,8 +48,20 @@ void xp_fast_batch_free(xp_fast_batch *b);
 /* Rotation angles of every token's position; then x = the tokens' embeddings. */
 void xp_fast_angles(const xp_model *m, xp_fast_batch *b);
 void xp_fast_embed(const xp_model *m, xp_fast_batch *b);
-/* Layers [from, n_layer) on x; save[l], where given, receives x as it enters layer l. */
-int xp_fast_layers(const xp_model *m, xp_fast_batch *b, uint32_t from, float *const *save);
+/* What a run keeps of layer l, where given ([T][n_embd] or [T][n_ff]): x as it enters,
+ * x after attention (the mid-point), and the MLP activation silu(gate) * up. */
+typedef struct xp_fast_keep {
+    float *x, *mid, *act;
+} xp_fast_keep;
+/* Layers [from, n_layer) on x, keeping keep[l] (NULL: nothing). at_down: layer `from`
+ * starts at its down projection, with x its mid-point and gate its activation. */
+int xp_fast_layers(const xp_model *m, xp_fast_batch *b, uint32_t from, bool at_down,
+                   const xp_fast_keep *keep);
+/* With x layer l's mid-point and gate its activation, recomputes column `row` of the
+ * activation after a change in that row of the gate or up projection: the rest of the
+ * activation cannot change, so this is all of layer l's MLP input side that must be
+ * redone, and it gives the bits a full recompute gives. */
+int xp_fast_ffn_row(const xp_model *m, xp_fast_batch *b, uint32_t l, int64_t row);
 /* Final norm and LM head for the n_at tokens `at`: logits[i][j] for row rows[j] (n_rows
  * of them), or every row of the vocabulary when rows is NULL. */
 int xp_fast_head(const xp_model *m, xp_fast_batch *b, const size_t *at, size_t n_at,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "model/forward.h"
+#include "model/kernels.h"
 #include "model/ops.h"
 
 #define ROW_CHUNK 64
@@ -141,11 +142,12 @@ static void add_rows(float *x, const float *o, size_t n)
         x[i] += o[i];
 }
 
-static int layer_forward(const xp_model *m, uint32_t l, xp_fast_batch *b)
+/* Attention and its residual: x becomes the layer's mid-point. */
+static int attention_block(const xp_model *m, uint32_t l, xp_fast_batch *b)
 {
     const xp_shape *s = &m->shape;
     const xp_layer *L = &m->layers[l];
-    size_t T = b->T, E = s->n_embd, F = s->n_ff;
+    size_t T = b->T, E = s->n_embd;
     size_t qd = (size_t)s->n_head * s->head_dim, kvd = (size_t)s->n_head_kv * s->head_dim;
     int rc;
     rmsnorm_rows(b->xb, b->x, L->attn_norm, T, E, s->rms_eps);
@@ -158,7 +160,16 @@ static int layer_forward(const xp_model *m, uint32_t l, xp_fast_batch *b)
         (rc = matmul(m, &L->wo, &b->qa, b->att, T, b->o, E)))
         return rc;
     add_rows(b->x, b->o, T * E);
+    return XP_OK;
+}
 
+/* The MLP's activation from the mid-point x: gate holds silu(gate) * up. */
+static int ffn_activation(const xp_model *m, uint32_t l, xp_fast_batch *b)
+{
+    const xp_shape *s = &m->shape;
+    const xp_layer *L = &m->layers[l];
+    size_t T = b->T, E = s->n_embd, F = s->n_ff;
+    int rc;
     rmsnorm_rows(b->xb, b->x, L->ffn_norm, T, E, s->rms_eps);
     if ((rc = quantize(m, &b->qa, b->xb, T, (int64_t)E)))
         return rc;
@@ -168,12 +179,46 @@ static int layer_forward(const xp_model *m, uint32_t l, xp_fast_batch *b)
 #pragma omp parallel for schedule(static) if (T > 1)
     for (size_t t = 0; t < T; t++)
         xp_swiglu(b->gate + t * F, b->gate + t * F, b->up + t * F, F);
-    if ((rc = quantize(m, &b->qa, b->gate, T, (int64_t)F)))
-        return rc;
-    if ((rc = matmul(m, &L->down, &b->qa, b->gate, T, b->o, E)))
+    return XP_OK;
+}
+
+/* The down projection of the activation, added to x. */
+static int ffn_down(const xp_model *m, uint32_t l, xp_fast_batch *b)
+{
+    const xp_shape *s = &m->shape;
+    size_t T = b->T, E = s->n_embd;
+    int rc;
+    if ((rc = quantize(m, &b->qa, b->gate, T, (int64_t)s->n_ff)) ||
+        (rc = matmul(m, &m->layers[l].down, &b->qa, b->gate, T, b->o, E)))
         return rc;
     add_rows(b->x, b->o, T * E);
     return XP_OK;
+}
+
+int xp_fast_ffn_row(const xp_model *m, xp_fast_batch *b, uint32_t l, int64_t row)
+{
+    const xp_shape *s = &m->shape;
+    const xp_layer *L = &m->layers[l];
+    size_t T = b->T, E = s->n_embd, F = s->n_ff;
+    float *g = malloc(2 * (T ? T : 1) * sizeof *g), *u = g ? g + T : NULL;
+    if (!g)
+        return XP_ENOMEM;
+    rmsnorm_rows(b->xb, b->x, L->ffn_norm, T, E, s->rms_eps);
+    /* the kernels all compute the same bits, so the portable one gives this row's values
+     * of the full product; it reads the quantised inputs as they are, unpacked */
+    int rc = xp_qact_quantize(&b->qa, b->xb, T, (int64_t)E);
+    if (!rc) {
+        xp_weight wg = L->gate, wu = L->up; /* the row alone, as a one-row matrix */
+        wg.data += (uint64_t)row * wg.row_bytes;
+        wu.data += (uint64_t)row * wu.row_bytes;
+        wg.ne1 = wu.ne1 = 1;
+        xp_kernels_portable.matmul(&wg, &b->qa, g, 1, 0, 1);
+        xp_kernels_portable.matmul(&wu, &b->qa, u, 1, 0, 1);
+        for (size_t t = 0; t < T; t++)
+            xp_swiglu(b->gate + t * F + (size_t)row, g + t, u + t, 1);
+    }
+    free(g);
+    return rc;
 }
 
 void xp_fast_batch_free(xp_fast_batch *b)
@@ -222,13 +267,26 @@ void xp_fast_embed(const xp_model *m, xp_fast_batch *b)
         xp_weight_row(&m->tok_embd, b->tok[t], b->x + t * m->shape.n_embd);
 }
 
-int xp_fast_layers(const xp_model *m, xp_fast_batch *b, uint32_t from, float *const *save)
+int xp_fast_layers(const xp_model *m, xp_fast_batch *b, uint32_t from, bool at_down,
+                   const xp_fast_keep *keep)
 {
+    size_t T = b->T, E = m->shape.n_embd, F = m->shape.n_ff;
     int rc = 0;
     for (uint32_t l = from; l < m->shape.n_layer && !rc; l++) {
-        if (save && save[l])
-            memcpy(save[l], b->x, b->T * m->shape.n_embd * sizeof(float));
-        rc = layer_forward(m, l, b);
+        const xp_fast_keep *k = keep ? &keep[l] : &(xp_fast_keep){0};
+        if (!(at_down && l == from)) {
+            if (k->x)
+                memcpy(k->x, b->x, T * E * sizeof(float));
+            if ((rc = attention_block(m, l, b)))
+                break;
+            if (k->mid)
+                memcpy(k->mid, b->x, T * E * sizeof(float));
+            if ((rc = ffn_activation(m, l, b)))
+                break;
+        }
+        if (k->act)
+            memcpy(k->act, b->gate, T * F * sizeof(float));
+        rc = ffn_down(m, l, b);
     }
     return rc;
 }
@@ -293,7 +351,7 @@ int xp_forward_fast(xp_model *m, const xp_fwd_seq *seqs, size_t n, float *logits
         }
     xp_fast_angles(m, &b);
     xp_fast_embed(m, &b);
-    rc = xp_fast_layers(m, &b, 0, NULL);
+    rc = xp_fast_layers(m, &b, 0, false, NULL);
     if (!rc)
         rc = xp_fast_head(m, &b, at, n_out, NULL, 0, logits);
     if (!rc)

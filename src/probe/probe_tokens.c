@@ -148,25 +148,61 @@ bool xp_probe_dead(const xp_probe_tokens *pt, xp_metric metric)
            !memcmp(pt->answer[0], pt->answer[1], pt->n_answer[0] * sizeof *pt->answer[0]);
 }
 
-/* log Σ exp(row), max-shifted, summed in index order in double. */
-static double seq_logprob(const xp_probe_tokens *pt, int a, const float *row_last,
-                          const float *rows, size_t V)
+/* log p of answer a's tokens from..n_answer[a]-1, rows[i] predicting token from + i:
+ * log Σ exp(row) max-shifted, summed in index order, accumulated in double. */
+static double answer_logprob(const xp_probe_tokens *pt, int a, size_t from, const float *rows,
+                             size_t V)
 {
-    double lp = (double)row_last[pt->answer[a][0]] - xp_log_sum_exp(row_last, V);
-    for (size_t i = 1; i < pt->n_answer[a]; i++) {
-        const float *r = rows + (i - 1) * V;
+    double lp = 0;
+    for (size_t i = from; i < pt->n_answer[a]; i++) {
+        const float *r = rows + (i - from) * V;
         lp += (double)r[pt->answer[a][i]] - xp_log_sum_exp(r, V);
     }
     return lp;
 }
 
+/* log p of all of answer a (row_last predicts its first token, rows the others). */
+static double whole_logprob(const xp_probe_tokens *pt, int a, const float *row_last,
+                            const float *rows, size_t V)
+{
+    double lp = (double)row_last[pt->answer[a][0]] - xp_log_sum_exp(row_last, V);
+    return pt->n_answer[a] > 1 ? lp + answer_logprob(pt, a, 1, rows, V) : lp;
+}
+
+size_t xp_probe_shared(const xp_probe_tokens *pt)
+{
+    size_t s = 0;
+    while (s + 1 < pt->n_answer[0] && s + 1 < pt->n_answer[1] &&
+           pt->answer[0][s] == pt->answer[1][s])
+        s++;
+    return s;
+}
+
+double xp_probe_gap_parts(const xp_probe_tokens *pt, xp_metric metric, const float first[2],
+                          const float *const own[2], size_t n_vocab)
+{
+    double lp[2] = {0, 0};
+    size_t s = xp_probe_shared(pt);
+    for (int a = 0; a < 2 && metric != XP_METRIC_TOKEN_GAP; a++)
+        if (s + 1 < pt->n_answer[a])
+            lp[a] = answer_logprob(pt, a, s + 1, own[a], n_vocab);
+    return ((double)first[0] - (double)first[1]) + (lp[0] - lp[1]);
+}
+
 double xp_probe_gap(const xp_probe_tokens *pt, xp_metric metric, const float *row_last,
                     const float *const rows[2], size_t n_vocab)
 {
-    if (metric == XP_METRIC_TOKEN_GAP)
-        return (double)row_last[pt->gap_id[0]] - (double)row_last[pt->gap_id[1]];
-    return seq_logprob(pt, 0, row_last, rows[0], n_vocab) -
-           seq_logprob(pt, 1, row_last, rows[1], n_vocab);
+    if (metric == XP_METRIC_TOKEN_GAP) {
+        float first[2] = {row_last[pt->gap_id[0]], row_last[pt->gap_id[1]]};
+        return xp_probe_gap_parts(pt, metric, first, NULL, n_vocab);
+    }
+    size_t s = xp_probe_shared(pt), V = n_vocab;
+    const float *part = s ? rows[0] + (s - 1) * V : row_last;
+    float first[2] = {part[pt->answer[0][s]], part[pt->answer[1][s]]};
+    const float *own[2];
+    for (int a = 0; a < 2; a++)
+        own[a] = s + 1 < pt->n_answer[a] ? rows[a] + s * V : NULL;
+    return xp_probe_gap_parts(pt, metric, first, own, V);
 }
 
 /* 1-based rank of id in row: 1 + the ids ahead of it (higher logit, or equal and lower id). */
@@ -193,7 +229,7 @@ static void fill_score(const xp_probe_tokens *pt, xp_metric metric, const float 
     bool seq = metric != XP_METRIC_TOKEN_GAP;
     sc->gap = xp_probe_gap(pt, metric, row_last, rows, V);
     for (int a = 0; a < 2; a++) {
-        sc->logprob[a] = seq ? seq_logprob(pt, a, row_last, rows[a], V) : NAN;
+        sc->logprob[a] = seq ? whole_logprob(pt, a, row_last, rows[a], V) : NAN;
         sc->measured[a] = seq ? pt->answer[a][0] : pt->gap_id[a];
     }
     sc->emitted = argmax(row_last, V);

@@ -1,9 +1,11 @@
-/* Gap measurement for the search. The fast gauge packs every probe as a token tree (the
- * prompt once, both answers continuing it) into one batch, keeps the residual at the
- * layers a flip may touch, and computes only the LM-head rows the metric reads. The
- * naive gauge runs each sequence alone through every layer with the full LM head at
- * every position: the reference the fast one is measured against. Both hand the same
- * logits to xp_probe_gap, so they give the same gaps bit for bit. */
+/* Gap measurement for the search. The fast gauge puts every probe's sequences (the prompt
+ * followed by each answer) into one token trie, so what probes and answers share is run
+ * once; keeps the residual at the layers a flip may touch; and computes only the LM-head
+ * rows the gap reads: two rows where the answers part (or, for token_gap, at the prompt's
+ * end) and every row only where a log-softmax needs them, after that. The naive gauge
+ * runs each sequence alone through every layer with the full LM head at every position:
+ * the reference the fast one is measured against. Both compute the gap in xp_probe_gap's
+ * code from the same logits, so they give the same gaps bit for bit. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +18,8 @@ static int cmp_i32(const void *a, const void *b)
 }
 
 int xp_gauge_init(xp_gauge *g, xp_model *m, const xp_probe_tokens **pt, size_t n,
-                  xp_metric metric, bool naive, const uint32_t *ckpt, size_t n_ckpt, xp_err *err)
+                  xp_metric metric, bool naive, const uint32_t *ckpt, size_t n_ckpt, bool mlp,
+                  xp_err *err)
 {
     *g = (xp_gauge){.m = m, .pt = pt, .n = n, .metric = metric, .naive = naive};
     bool token_gap = metric == XP_METRIC_TOKEN_GAP;
@@ -30,60 +33,74 @@ int xp_gauge_init(xp_gauge *g, xp_model *m, const xp_probe_tokens **pt, size_t n
     }
     if (naive)
         return XP_OK;
-    xp_tree *trees = calloc(n + 1, sizeof *trees);
-    int32_t **prefixes = calloc(n + 1, sizeof *prefixes);
-    int32_t *rows = token_gap ? malloc((2 * n + 1) * sizeof *rows) : NULL;
-    g->row_of = token_gap ? malloc((2 * n + 1) * sizeof *g->row_of) : NULL;
-    g->shared = calloc(n + 1, sizeof *g->shared);
-    if (!trees || !prefixes || !g->shared || (token_gap && (!rows || !g->row_of))) {
-        free(trees), free(prefixes), free(rows);
-        return xp_err_set(err, XP_ENOMEM, "out of memory");
-    }
-    size_t n_rows = 0;
-    int rc = XP_OK;
+    /* per probe: up to two sequences, and outputs: the parting position (two rows of the
+     * subset), then each answer's later positions (every row) */
+    xp_tree_item *items = calloc(n + 1, sizeof *items);
+    xp_tree_seq *seqs = calloc(2 * n + 1, sizeof *seqs);
+    int32_t **buf = calloc(2 * n + 1, sizeof *buf);
+    xp_tree_out *outs = NULL;
+    int32_t *rows = malloc((2 * n + 1) * sizeof *rows);
+    g->row_of = malloc((2 * n + 1) * sizeof *g->row_of);
+    size_t n_outs = 0;
+    for (size_t i = 0; i < n; i++)
+        n_outs += token_gap ? 1 : pt[i]->n_answer[0] + pt[i]->n_answer[1];
+    outs = malloc((n_outs + 1) * sizeof *outs);
+    int rc = items && seqs && buf && outs && rows && g->row_of
+                 ? XP_OK
+                 : xp_err_set(err, XP_ENOMEM, "out of memory");
+    size_t n_rows = 0, o = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         const xp_probe_tokens *p = pt[i];
+        xp_tree_item *it = &items[i];
+        it->seq = seqs + 2 * i;
+        it->out = outs + o;
         if (token_gap) {
-            trees[i] = (xp_tree){p->prompt, p->n_prompt, {NULL, NULL}, {0, 0}, 1};
+            seqs[2 * i] = (xp_tree_seq){p->prompt, p->n_prompt};
+            it->n_seq = 1;
+            outs[o++] = (xp_tree_out){0, (uint32_t)(p->n_prompt - 1), false};
             rows[n_rows++] = p->gap_id[0];
             rows[n_rows++] = p->gap_id[1];
+            it->n_out = 1;
             continue;
         }
-        /* the answers' common start is run once, as part of the prefix; each answer keeps
-         * at least its last token, which is never run */
-        size_t sh = 0, n0 = p->n_answer[0], n1 = p->n_answer[1];
-        while (sh + 1 < n0 && sh + 1 < n1 && p->answer[0][sh] == p->answer[1][sh])
-            sh++;
-        g->shared[i] = sh;
-        if (!(prefixes[i] = malloc((p->n_prompt + sh + 1) * sizeof **prefixes))) {
-            rc = xp_err_set(err, XP_ENOMEM, "out of memory");
-            break;
+        size_t sh = xp_probe_shared(p);
+        rows[n_rows++] = p->answer[0][sh];
+        rows[n_rows++] = p->answer[1][sh];
+        outs[o++] = (xp_tree_out){0, (uint32_t)(p->n_prompt - 1 + sh), false};
+        for (int a = 0; a < 2; a++) {
+            /* prompt + answer but its last token, which is never run */
+            size_t own = p->n_answer[a] - sh - 1, len = p->n_prompt + p->n_answer[a] - 1;
+            if (a == 1 && own == 0)
+                break;
+            if (!(buf[2 * i + a] = malloc(len * sizeof **buf))) {
+                rc = xp_err_set(err, XP_ENOMEM, "out of memory");
+                break;
+            }
+            memcpy(buf[2 * i + a], p->prompt, p->n_prompt * sizeof **buf);
+            memcpy(buf[2 * i + a] + p->n_prompt, p->answer[a], (len - p->n_prompt) * sizeof **buf);
+            seqs[2 * i + a] = (xp_tree_seq){buf[2 * i + a], len};
+            it->n_seq = (size_t)a + 1;
+            for (size_t j = 0; j < own; j++)
+                outs[o++] = (xp_tree_out){(uint32_t)a, (uint32_t)(p->n_prompt + sh + j), true};
         }
-        memcpy(prefixes[i], p->prompt, p->n_prompt * sizeof **prefixes);
-        memcpy(prefixes[i] + p->n_prompt, p->answer[0], sh * sizeof **prefixes);
-        trees[i] = (xp_tree){prefixes[i], p->n_prompt + sh, {p->answer[0] + sh, p->answer[1] + sh},
-                             {n0 - sh, n1 - sh}, sh + 1};
+        it->n_out = (size_t)(outs + o - it->out);
     }
-    if (token_gap && !rc) { /* the distinct ids, sorted, and where each probe's two are */
+    if (!rc) { /* the distinct ids, sorted, and where each probe's two are */
+        for (size_t i = 0; i < n_rows; i++)
+            g->row_of[i] = rows[i];
         qsort(rows, n_rows, sizeof *rows, cmp_i32);
         size_t u = 0;
         for (size_t i = 0; i < n_rows; i++)
             if (u == 0 || rows[i] != rows[u - 1])
                 rows[u++] = rows[i];
-        n_rows = u;
-        for (size_t i = 0; i < 2 * n; i++) {
-            int32_t id = pt[i / 2]->gap_id[i % 2];
-            g->row_of[i] = (int32_t)((int32_t *)bsearch(&id, rows, n_rows, sizeof *rows,
+        for (size_t i = 0; i < n_rows; i++)
+            g->row_of[i] = (int32_t)((int32_t *)bsearch(&g->row_of[i], rows, u, sizeof *rows,
                                                         cmp_i32) - rows);
-        }
+        rc = xp_tree_batch_new(&g->tb, m, items, n, ckpt, n_ckpt, mlp, rows, u, err);
     }
-    if (!rc)
-        rc = xp_tree_batch_new(&g->tb, m, trees, n, ckpt, n_ckpt, rows, n_rows, err);
-    for (size_t i = 0; i < n; i++)
-        free(prefixes[i]);
-    free(prefixes);
-    free(trees);
-    free(rows);
+    for (size_t i = 0; buf && i < 2 * n; i++)
+        free(buf[i]);
+    free(buf), free(seqs), free(items), free(outs), free(rows);
     return rc;
 }
 
@@ -91,7 +108,6 @@ void xp_gauge_free(xp_gauge *g)
 {
     xp_tree_batch_free(g->tb);
     free(g->row_of);
-    free(g->shared);
     free(g->logits);
     memset(g, 0, sizeof *g);
 }
@@ -102,40 +118,22 @@ typedef struct gap_sink {
     double *gaps;
 } gap_sink;
 
-/* One probe's gap from its tree's outputs: the last prompt row, then each answer's. */
-static int tree_gap(void *ctx, size_t s, const float *out)
+/* One probe's gap from its outputs: the two ids' logits at the parting position, then
+ * each answer's later rows. */
+static int item_gap(void *ctx, size_t s, const float *full, const float *subset)
 {
     gap_sink *k = ctx;
     xp_gauge *g = k->g;
-    size_t i = k->sel ? k->sel[s] : s;
+    size_t i = k->sel ? k->sel[s] : s, V = g->m->shape.n_vocab;
     const xp_probe_tokens *p = g->pt[i];
-    if (g->metric == XP_METRIC_TOKEN_GAP) { /* a row of its own: calls run side by side */
-        float *row = malloc(g->m->shape.n_vocab * sizeof *row);
-        if (!row)
-            return XP_ENOMEM;
-        row[p->gap_id[0]] = out[g->row_of[2 * i]];
-        row[p->gap_id[1]] = out[g->row_of[2 * i + 1]];
-        k->gaps[s] = xp_probe_gap(p, g->metric, row, NULL, g->m->shape.n_vocab);
-        free(row);
-        return 0;
+    float first[2] = {subset[g->row_of[2 * i]], subset[g->row_of[2 * i + 1]]};
+    const float *own[2] = {NULL, NULL};
+    if (g->metric != XP_METRIC_TOKEN_GAP) {
+        size_t own0 = p->n_answer[0] - xp_probe_shared(p) - 1;
+        own[0] = own0 ? full : NULL;
+        own[1] = full + own0 * V; /* read only when answer 1 has rows of its own */
     }
-    /* outputs: the last prompt position and the shared answer start (sh + 1 rows), then
-     * each answer's own rows; answer 0's rows follow the shared ones, answer 1's are
-     * gathered behind a copy of them */
-    size_t V = xp_tree_batch_width(g->tb), sh = g->shared[i];
-    size_t own0 = p->n_answer[0] - sh - 1, own1 = p->n_answer[1] - sh - 1;
-    float *gathered = NULL;
-    const float *rows[2] = {out + V, out + V * (1 + sh + own0)};
-    if (sh && own1) {
-        if (!(gathered = malloc((sh + own1) * V * sizeof *gathered)))
-            return XP_ENOMEM;
-        memcpy(gathered, out + V, sh * V * sizeof *gathered);
-        memcpy(gathered + sh * V, rows[1], own1 * V * sizeof *gathered);
-        rows[1] = gathered;
-    } else if (sh)
-        rows[1] = out + V;
-    k->gaps[s] = xp_probe_gap(p, g->metric, out, rows, V);
-    free(gathered);
+    k->gaps[s] = xp_probe_gap_parts(p, g->metric, first, own, V);
     return 0;
 }
 
@@ -185,8 +183,8 @@ static int naive_gap(xp_gauge *g, const xp_probe_tokens *p, double *gap, xp_err 
     return rc;
 }
 
-int xp_gauge_run(xp_gauge *g, const size_t *sel, size_t n_sel, uint32_t from, double *gaps,
-                 xp_err *err)
+int xp_gauge_run(xp_gauge *g, const size_t *sel, size_t n_sel, const xp_tree_change *change,
+                 double *gaps, xp_err *err)
 {
     if (g->naive) {
         size_t n = sel ? n_sel : g->n;
@@ -198,7 +196,19 @@ int xp_gauge_run(xp_gauge *g, const size_t *sel, size_t n_sel, uint32_t from, do
         return XP_OK;
     }
     gap_sink k = {g, sel, gaps};
-    return xp_tree_batch_run(g->tb, sel, n_sel, from, tree_gap, &k, err);
+    return xp_tree_batch_run(g->tb, sel, n_sel, change, item_gap, &k, err);
+}
+
+size_t xp_gauge_tokens(const xp_gauge *g)
+{
+    if (g->tb)
+        return xp_tree_batch_tokens(g->tb, NULL, 0);
+    size_t t = 0; /* naive: each answer's sequence whole (token_gap: the prompt) */
+    for (size_t i = 0; i < g->n; i++)
+        t += g->metric == XP_METRIC_TOKEN_GAP
+                 ? g->pt[i]->n_prompt
+                 : 2 * g->pt[i]->n_prompt + g->pt[i]->n_answer[0] + g->pt[i]->n_answer[1];
+    return t;
 }
 
 void xp_gauge_commit(xp_gauge *g)

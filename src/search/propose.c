@@ -31,7 +31,7 @@ int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,
     p->bit_min = o->scale_bit_min;
     p->bit_max = o->scale_bit_max;
     xp_rng_seed(&p->rng, o->seed);
-    unsigned projs = o->projs ? o->projs : (1u << XP_PROJ_GATE) | (1u << XP_PROJ_UP);
+    unsigned projs = xp_search_projs(o);
     p->units = calloc(n_layers * XP_N_PROJ + 1, sizeof *p->units);
     p->tried_cap = 1024;
     p->tried = calloc(p->tried_cap, sizeof *p->tried);
@@ -178,4 +178,19 @@ void xp_candidate_flip(xp_model *m, const xp_candidate *c)
         xp_q1_0_flip_block(w->data, c->index);
     else
         xp_q1_0_flip_scale_bit(w->data, c->index, c->bit);
+}
+
+xp_tree_change xp_candidate_change(const xp_model *m, const xp_candidate *c)
+{
+    const xp_weight *w = xp_proj_weight(&m->layers[c->layer], c->proj);
+    int64_t row = c->kind == XP_FLIP_ROW ? c->index : c->index / (w->ne0 / XP_Q1_0_WEIGHTS);
+    int kind = c->proj == XP_PROJ_GATE || c->proj == XP_PROJ_UP ? XP_CHANGE_FFN_ROW
+               : c->proj == XP_PROJ_DOWN                        ? XP_CHANGE_DOWN
+                                                                : XP_CHANGE_LAYER;
+    return (xp_tree_change){c->layer, kind, row};
+}
+
+unsigned xp_search_projs(const xp_search_opts *o)
+{
+    return o->projs ? o->projs : 1u << XP_PROJ_GATE | 1u << XP_PROJ_UP;
 }

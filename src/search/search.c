@@ -110,7 +110,7 @@ static cJSON *settings_json(const xp_search_opts *o, const uint32_t *layers, siz
     for (size_t i = 0; i < n_layers; i++)
         cJSON_AddItemToArray(ls, cJSON_CreateNumber(layers[i]));
     cJSON *ps = cJSON_AddArrayToObject(s, "proj");
-    unsigned projs = o->projs ? o->projs : (1u << XP_PROJ_GATE) | (1u << XP_PROJ_UP);
+    unsigned projs = xp_search_projs(o);
     for (int p = 0; p < XP_N_PROJ; p++)
         if (projs & (1u << p))
             cJSON_AddItemToArray(ps, cJSON_CreateString(xp_proj_name(p)));
@@ -344,7 +344,8 @@ static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
             xp_proposer_mark(&r->prop, &r->kept[i]);
     }
     cJSON_Delete(s);
-    rc = xp_gauge_run(&r->gauge, NULL, 0, lowest < r->m->shape.n_layer ? lowest : 0, r->cur, err);
+    xp_tree_change from = {lowest < r->m->shape.n_layer ? lowest : 0, XP_CHANGE_LAYER, 0};
+    rc = xp_gauge_run(&r->gauge, NULL, 0, &from, r->cur, err);
     if (!rc)
         xp_gauge_commit(&r->gauge);
     return rc;
@@ -411,12 +412,13 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
     r->iter++;
     xp_search_iter it = {.iter = r->iter, .cand = c, .fitness = NAN};
     xp_candidate_flip(r->m, &c);
+    xp_tree_change change = xp_candidate_change(r->m, &c);
     int rc = XP_OK;
     size_t k = focal >= 0 ? 1 : worst_targets(r, o->screen < r->nt ? o->screen : r->nt, r->sel);
     if (focal >= 0)
         r->sel[0] = (size_t)focal;
     if (o->screen && k) {
-        if ((rc = xp_gauge_run(&r->gauge, r->sel, k, c.layer, r->sg, err)))
+        if ((rc = xp_gauge_run(&r->gauge, r->sel, k, &change, r->sg, err)))
             goto undo;
         it.probes_run += k;
         bool improved = false;
@@ -425,7 +427,7 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
         it.screened = !improved;
     }
     if (!it.screened) {
-        if ((rc = xp_gauge_run(&r->gauge, NULL, 0, c.layer, r->g, err)))
+        if ((rc = xp_gauge_run(&r->gauge, NULL, 0, &change, r->g, err)))
             goto undo;
         it.probes_run += r->n;
         if (focal >= 0) {
@@ -479,6 +481,7 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
     run r = {.m = m, .o = o, .nt = n_targets, .nc = n_controls, .n = n_targets + n_controls};
     uint32_t layers[m->shape.n_layer + 1];
     size_t n_layers = xp_search_layers(m, o, layers);
+    unsigned mlp = 1u << XP_PROJ_GATE | 1u << XP_PROJ_UP | 1u << XP_PROJ_DOWN;
     const xp_probe_tokens **pt = malloc((r.n + 1) * sizeof *pt);
     bool ok = pt && (r.base = calloc(r.n, sizeof *r.base)) && (r.cur = calloc(r.n, sizeof *r.cur)) &&
               (r.g = calloc(r.n, sizeof *r.g)) && (r.sg = calloc(r.n, sizeof *r.sg)) &&
@@ -494,11 +497,13 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
     r.settings = settings_json(o, layers, n_layers);
     run_fingerprint(o->base_sha256, r.settings, pt, r.nt, r.nc, r.fingerprint);
     if (!(rc = xp_proposer_init(&r.prop, m, o, layers, n_layers, err)) &&
-        !(rc = xp_gauge_init(&r.gauge, m, pt, r.n, o->metric, o->naive, layers, n_layers, err)) &&
-        !(rc = xp_gauge_run(&r.gauge, NULL, 0, 0, r.base, err))) {
+        !(rc = xp_gauge_init(&r.gauge, m, pt, r.n, o->metric, o->naive, layers, n_layers,
+                             (xp_search_projs(o) & mlp) != 0, err)) &&
+        !(rc = xp_gauge_run(&r.gauge, NULL, 0, NULL, r.base, err))) {
         xp_gauge_commit(&r.gauge);
         memcpy(r.cur, r.base, r.n * sizeof *r.cur);
         out->probes_run += r.n;
+        out->measure_tokens = xp_gauge_tokens(&r.gauge);
     }
     r.fit = (xp_fitness_ctx){o->fitness, o->lambda, o->epsilon, r.nt, r.nc, r.base, r.solved};
     if (!rc && resume)

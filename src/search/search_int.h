@@ -46,6 +46,8 @@ xp_weight *xp_proj_weight(xp_layer *L, int proj);
 /* Flips the candidate in the model's weights; a second call undoes it. */
 void xp_candidate_flip(xp_model *m, const xp_candidate *c);
 
+/* The projections a search with o flips, as bits 1 << enum xp_proj (default gate, up). */
+unsigned xp_search_projs(const xp_search_opts *o);
 /* The layers a search with o flips, ascending and distinct (o->layers, else 1..4 and
  * n_layer-2, those below n_layer), into out (room for n_layer); returns their count. */
 size_t xp_search_layers(const xp_model *m, const xp_search_opts *o, uint32_t *out);
@@ -76,22 +78,27 @@ typedef struct xp_gauge {
     size_t n;
     xp_metric metric;
     bool naive;
-    xp_tree_batch *tb;          /* fast: one tree per probe */
-    int32_t *row_of;            /* token_gap: [2n] index of each gap id in the head rows */
-    size_t *shared;             /* seq_logprob: [n] answer tokens both answers start with,
-                                   run once in the tree's prefix */
+    xp_tree_batch *tb;          /* fast: one item per probe */
+    int32_t *row_of;            /* fast: [2n] where each probe's two compared ids are in
+                                   the LM-head row subset */
     float *logits;              /* naive: one sequence's logits */
     size_t logits_cap;
 } xp_gauge;
 
-/* ckpt: the layers a flip may touch (kept residuals). */
+/* ckpt: the layers a flip may touch (kept residuals); mlp: flips may touch their MLP
+ * projections (their mid-points and activations are kept too). */
 int xp_gauge_init(xp_gauge *g, xp_model *m, const xp_probe_tokens **pt, size_t n,
-                  xp_metric metric, bool naive, const uint32_t *ckpt, size_t n_ckpt, xp_err *err);
+                  xp_metric metric, bool naive, const uint32_t *ckpt, size_t n_ckpt, bool mlp,
+                  xp_err *err);
 void xp_gauge_free(xp_gauge *g);
-/* gaps[i] for probe sel[i] (every probe, in order, when sel is NULL). from: the lowest
- * layer changed since the last commit. */
-int xp_gauge_run(xp_gauge *g, const size_t *sel, size_t n_sel, uint32_t from, double *gaps,
-                 xp_err *err);
+/* gaps[i] for probe sel[i] (every probe, in order, when sel is NULL). change: how the
+ * weights differ from the last commit (NULL: nothing is assumed). */
+int xp_gauge_run(xp_gauge *g, const size_t *sel, size_t n_sel, const xp_tree_change *change,
+                 double *gaps, xp_err *err);
+/* Tokens a run over every probe computes. */
+size_t xp_gauge_tokens(const xp_gauge *g);
+/* What flipping candidate c changes, for xp_gauge_run. */
+xp_tree_change xp_candidate_change(const xp_model *m, const xp_candidate *c);
 /* The weights of the last run over every probe are kept (see xp_tree_batch_commit). */
 void xp_gauge_commit(xp_gauge *g);
 #endif

@@ -38,6 +38,9 @@ typedef struct xp_fast_batch {
     xp_kv **kv;
     const xp_kv_fork *forks;
     size_t n_forks;
+    const size_t *out;  /* the tokens whose final residual is read, ascending (NULL: all);
+                           the others stop after the last layer's keys and values */
+    size_t n_out;
     float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *cos_v, *sin_v;
     xp_qact qa;
 } xp_fast_batch;
@@ -54,7 +57,8 @@ typedef struct xp_fast_keep {
     float *x, *mid, *act;
 } xp_fast_keep;
 /* Layers [from, n_layer) on x, keeping keep[l] (NULL: nothing). at_down: layer `from`
- * starts at its down projection, with x its mid-point and gate its activation. */
+ * starts at its down projection, with x its mid-point and gate its activation. With
+ * b->out, x is final for those tokens only. */
 int xp_fast_layers(const xp_model *m, xp_fast_batch *b, uint32_t from, bool at_down,
                    const xp_fast_keep *keep);
 /* With x layer l's mid-point and gate its activation, recomputes column `row` of the

@@ -67,13 +67,14 @@ static void rmsnorm_rows(float *out, const float *x, const float *w, size_t T, s
         xp_rmsnorm(out + t * n, x + t * n, w, n, eps);
 }
 
-static int attention(const xp_model *m, uint32_t l, xp_fast_batch *b)
+/* Per-head q/k norms and RoPE, then the new keys and values into their caches and the
+ * forks' prefixes copied. */
+static void keys_values(const xp_model *m, uint32_t l, xp_fast_batch *b)
 {
     const xp_shape *s = &m->shape;
-    size_t hd = s->head_dim, half = hd / 2, group = s->n_head / s->n_head_kv;
+    size_t hd = s->head_dim, half = hd / 2;
     size_t qd = (size_t)s->n_head * hd, kvd = (size_t)s->n_head_kv * hd;
     const xp_layer *L = &m->layers[l];
-    /* per-head q/k norms and RoPE, then the new keys and values into their caches */
 #pragma omp parallel for schedule(static) if (b->T > 1)
     for (size_t t = 0; t < b->T; t++) {
         const float *c = b->cos_v + t * half, *sn = b->sin_v + t * half;
@@ -95,6 +96,14 @@ static int attention(const xp_model *m, uint32_t l, xp_fast_batch *b)
         memcpy(xp_kv_k(fk->dst, l, 0), xp_kv_k(fk->src, l, 0), fk->n * kvd * sizeof(float));
         memcpy(xp_kv_v(fk->dst, l, 0), xp_kv_v(fk->src, l, 0), fk->n * kvd * sizeof(float));
     }
+}
+
+/* Each token's attention over its cache, into att. */
+static int attend(const xp_model *m, uint32_t l, xp_fast_batch *b)
+{
+    const xp_shape *s = &m->shape;
+    size_t hd = s->head_dim, group = s->n_head / s->n_head_kv;
+    size_t qd = (size_t)s->n_head * hd, kvd = (size_t)s->n_head_kv * hd;
     /* queries of one sequence and one head go in blocks that share each key and value
      * read; the arithmetic per query is xp_attend's whatever the block holds */
     size_t max_pos = 0, n_tasks = 0;
@@ -142,8 +151,25 @@ static void add_rows(float *x, const float *o, size_t n)
         x[i] += o[i];
 }
 
-/* Attention and its residual: x becomes the layer's mid-point. */
-static int attention_block(const xp_model *m, uint32_t l, xp_fast_batch *b)
+/* Moves the tokens b->out (ascending) to the front of the batch, as far as the rest of
+ * a layer after its keys and values needs them (x, q, position, cache), and makes them
+ * the batch. */
+static void keep_out_only(const xp_model *m, xp_fast_batch *b)
+{
+    size_t E = m->shape.n_embd, qd = (size_t)m->shape.n_head * m->shape.head_dim;
+    for (size_t i = 0; i < b->n_out; i++) { /* b->out[i] >= i: forward copies are safe */
+        size_t t = b->out[i];
+        memmove(b->x + i * E, b->x + t * E, E * sizeof(float));
+        memmove(b->q + i * qd, b->q + t * qd, qd * sizeof(float));
+        b->pos[i] = b->pos[t];
+        b->kv[i] = b->kv[t];
+    }
+    b->T = b->n_out;
+}
+
+/* Attention and its residual: x becomes the layer's mid-point. trim: after the keys and
+ * values of every token, only the tokens b->out go on. */
+static int attention_block(const xp_model *m, uint32_t l, xp_fast_batch *b, bool trim)
 {
     const xp_shape *s = &m->shape;
     const xp_layer *L = &m->layers[l];
@@ -155,8 +181,13 @@ static int attention_block(const xp_model *m, uint32_t l, xp_fast_batch *b)
         return rc;
     if ((rc = matmul(m, &L->wq, &b->qa, b->xb, T, b->q, qd)) ||
         (rc = matmul(m, &L->wk, &b->qa, b->xb, T, b->k, kvd)) ||
-        (rc = matmul(m, &L->wv, &b->qa, b->xb, T, b->v, kvd)) || (rc = attention(m, l, b)) ||
-        (rc = quantize(m, &b->qa, b->att, T, (int64_t)qd)) ||
+        (rc = matmul(m, &L->wv, &b->qa, b->xb, T, b->v, kvd)))
+        return rc;
+    keys_values(m, l, b);
+    if (trim)
+        keep_out_only(m, b);
+    T = b->T;
+    if ((rc = attend(m, l, b)) || (rc = quantize(m, &b->qa, b->att, T, (int64_t)qd)) ||
         (rc = matmul(m, &L->wo, &b->qa, b->att, T, b->o, E)))
         return rc;
     add_rows(b->x, b->o, T * E);
@@ -271,13 +302,18 @@ int xp_fast_layers(const xp_model *m, xp_fast_batch *b, uint32_t from, bool at_d
                    const xp_fast_keep *keep)
 {
     size_t T = b->T, E = m->shape.n_embd, F = m->shape.n_ff;
+    uint32_t last = m->shape.n_layer - 1;
     int rc = 0;
-    for (uint32_t l = from; l < m->shape.n_layer && !rc; l++) {
+    bool trimmed = false;
+    for (uint32_t l = from; l <= last && !rc; l++) {
         const xp_fast_keep *k = keep ? &keep[l] : &(xp_fast_keep){0};
         if (!(at_down && l == from)) {
             if (k->x)
                 memcpy(k->x, b->x, T * E * sizeof(float));
-            if ((rc = attention_block(m, l, b)))
+            /* the last layer's tokens that give no output matter only as keys and values,
+             * unless what is kept of that layer needs them all */
+            trimmed = l == last && b->out && !k->mid && !k->act;
+            if ((rc = attention_block(m, l, b, trimmed)))
                 break;
             if (k->mid)
                 memcpy(k->mid, b->x, T * E * sizeof(float));
@@ -287,6 +323,11 @@ int xp_fast_layers(const xp_model *m, xp_fast_batch *b, uint32_t from, bool at_d
         if (k->act)
             memcpy(k->act, b->gate, T * F * sizeof(float));
         rc = ffn_down(m, l, b);
+    }
+    if (trimmed) { /* the output tokens' rows back in their places, backwards */
+        for (size_t i = b->n_out; i-- > 0;)
+            memmove(b->x + b->out[i] * E, b->x + i * E, E * sizeof(float));
+        b->T = T;
     }
     return rc;
 }

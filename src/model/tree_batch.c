@@ -47,6 +47,8 @@ struct xp_tree_batch {
     bool *want;                  /* [n_seqs] sequences of the selected items */
     size_t *pk;                  /* [tok0[n_seqs]] packed token of each sequence position */
     size_t *node;                /* [T] node of each packed token */
+    bool *is_out;                /* [T] whether a packed token gives an output */
+    size_t *out_tok;             /* [T] the tokens that do, ascending */
     xp_kv_fork *forks;           /* [n_seqs] */
     size_t *at_full, *at_sub;    /* packed tokens of one LM-head pass */
     float *head_full, *head_sub; /* its logits */
@@ -74,7 +76,7 @@ void xp_tree_batch_free(xp_tree_batch *b)
         }
     void *all[] = {b->seq0, b->tok, b->tok0, b->order, b->lcp, b->node_of, b->outs, b->out0,
                    b->n_full, b->kv, b->ckpt, b->cur, b->pend, b->valid, b->pend_ok, b->rows,
-                   b->want, b->pk, b->node, b->forks, b->at_full, b->at_sub, b->head_full,
+                   b->want, b->pk, b->node, b->is_out, b->out_tok, b->forks, b->at_full, b->at_sub, b->head_full,
                    b->head_sub};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
@@ -248,6 +250,8 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree_item *item
               (b->node_of = malloc((n_tok + 1) * sizeof *b->node_of)) &&
               (b->pk = malloc((n_tok + 1) * sizeof *b->pk)) &&
               (b->node = malloc((n_tok + 1) * sizeof *b->node)) &&
+              (b->is_out = malloc(n_tok + 1)) &&
+              (b->out_tok = malloc((n_tok + 1) * sizeof *b->out_tok)) &&
               (b->want = malloc(S + 1)) && (b->kv = calloc(S + 1, sizeof *b->kv)) &&
               (b->forks = malloc((S + 1) * sizeof *b->forks));
     size_t g = 0, o = 0, max_full = 0, max_sub = 0;
@@ -332,6 +336,24 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree_item *item
     return XP_OK;
 }
 
+/* The packed tokens whose outputs the selected items read, ascending, as the batch's
+ * output tokens: the others stop at the last layer's keys and values. */
+static void output_tokens(xp_tree_batch *b, const size_t *sel, size_t n, size_t T)
+{
+    memset(b->is_out, 0, T);
+    for (size_t s = 0; s < n; s++) {
+        size_t i = sel ? sel[s] : s;
+        for (size_t o = b->out0[i]; o < b->out0[i + 1]; o++)
+            b->is_out[b->pk[b->tok0[b->seq0[i] + b->outs[o].seq] + b->outs[o].pos]] = true;
+    }
+    size_t k = 0;
+    for (size_t t = 0; t < T; t++)
+        if (b->is_out[t])
+            b->out_tok[k++] = t;
+    b->fb.out = b->out_tok;
+    b->fb.n_out = k;
+}
+
 /* The kept layer a run starting at `from` can start from: index into ckpt, or -1. */
 static long start_ckpt(const xp_tree_batch *b, uint32_t from)
 {
@@ -410,6 +432,7 @@ int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel,
     xp_fast_batch *fb = &b->fb;
     mark(b, sel, n_sel);
     size_t T = plan(b, false);
+    output_tokens(b, sel, n, T);
     int rc = XP_OK;
     if (at_down) {
         gather(b, fb->x, b->cur[c].a[KEPT_MID], E, T);

@@ -92,9 +92,9 @@ TARGET static void rows16(const xp_weight *w, const xp_qact *x, float *y, size_t
  * 4j..4j+3 of quad k), then the 16 tokens' scales (float) and sums (int32). */
 #define QBYTES (QUADS * 64)
 #define GROUP_BLOCK (QBYTES + 64 + 64)
-#define NG 3 /* token groups per tile; the packing pads to a multiple of it */
+#define NG 3 /* token groups per tile; the last tile of a matrix may have fewer */
 
-static size_t padded_groups(size_t T) { return ((T + TG - 1) / TG + NG - 1) / NG * NG; }
+static size_t padded_groups(size_t T) { return (T + TG - 1) / TG; }
 
 static int prepare(xp_qact *x)
 {
@@ -161,14 +161,17 @@ __attribute__((target("bmi2,f16c"))) static void expand_strip(const xp_weight *w
     }
 }
 
-/* NR (4) rows x NG (3) token groups, every accumulator a named register (arrays of
- * vectors end up in memory): int sums over a block, then the block's float step. */
+/* NR (4) rows x ng (up to NG = 3) token groups, every accumulator a named register
+ * (arrays of vectors end up in memory): int sums over a block, then the block's float
+ * step. ng is a constant wherever this is inlined, so the unused groups cost nothing. */
 #define DOT_ROW(r, k)                                                                          \
     do {                                                                                       \
         __m512i wv = _mm512_set1_epi32((int)pat##r[k]);                                        \
         m##r##0 = _mm512_dpbusd_epi32(m##r##0, wv, a0);                                        \
-        m##r##1 = _mm512_dpbusd_epi32(m##r##1, wv, a1);                                        \
-        m##r##2 = _mm512_dpbusd_epi32(m##r##2, wv, a2);                                        \
+        if (ng > 1)                                                                            \
+            m##r##1 = _mm512_dpbusd_epi32(m##r##1, wv, a1);                                    \
+        if (ng > 2)                                                                            \
+            m##r##2 = _mm512_dpbusd_epi32(m##r##2, wv, a2);                                    \
     } while (0)
 #define SCALE(r, g)                                                                            \
     do {                                                                                       \
@@ -176,55 +179,76 @@ __attribute__((target("bmi2,f16c"))) static void expand_strip(const xp_weight *w
         __m512i iv = _mm512_sub_epi32(_mm512_add_epi32(m##r##g, m##r##g), sum##g);            \
         acc[r][g] = _mm512_fmadd_ps(ds, _mm512_cvtepi32_ps(iv), acc[r][g]);                    \
     } while (0)
+#define SCALE_ROW(r)                                                                           \
+    do {                                                                                       \
+        SCALE(r, 0);                                                                           \
+        if (ng > 1)                                                                            \
+            SCALE(r, 1);                                                                       \
+        if (ng > 2)                                                                            \
+            SCALE(r, 2);                                                                       \
+    } while (0)
 
-TARGET static void tile(const strip *st, int64_t nb, const int8_t *p0, size_t gstride,
-                        float out[NR][NG][TG])
+TARGET static inline __attribute__((always_inline)) void
+tile(const strip *st, int64_t nb, const int8_t *p0, size_t gstride, float out[NR][NG][TG],
+     const int ng)
 {
     __m512 acc[NR][NG];
     for (int r = 0; r < NR; r++)
         for (int g = 0; g < NG; g++)
             acc[r][g] = _mm512_setzero_ps();
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512 fzero = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const int8_t *pb0 = p0 + (size_t)b * GROUP_BLOCK, *pb1 = pb0 + gstride,
                      *pb2 = pb1 + gstride;
         const uint32_t *pat0 = st->pat + (size_t)b * QUADS;
         const uint32_t *pat1 = pat0 + (size_t)nb * QUADS, *pat2 = pat1 + (size_t)nb * QUADS,
                        *pat3 = pat2 + (size_t)nb * QUADS;
-        __m512i m00 = _mm512_setzero_si512(), m01 = m00, m02 = m00, m10 = m00, m11 = m00,
-                m12 = m00, m20 = m00, m21 = m00, m22 = m00, m30 = m00, m31 = m00, m32 = m00;
+        __m512i m00 = zero, m01 = zero, m02 = zero, m10 = zero, m11 = zero, m12 = zero,
+                m20 = zero, m21 = zero, m22 = zero, m30 = zero, m31 = zero, m32 = zero;
         _Pragma("GCC unroll 4") for (int k = 0; k < QUADS; k++)
         {
             __m512i a0 = _mm512_load_si512(pb0 + k * 64);
-            __m512i a1 = _mm512_load_si512(pb1 + k * 64);
-            __m512i a2 = _mm512_load_si512(pb2 + k * 64);
+            __m512i a1 = ng > 1 ? _mm512_load_si512(pb1 + k * 64) : zero;
+            __m512i a2 = ng > 2 ? _mm512_load_si512(pb2 + k * 64) : zero;
             DOT_ROW(0, k);
             DOT_ROW(1, k);
             DOT_ROW(2, k);
             DOT_ROW(3, k);
         }
         __m512 s0 = _mm512_load_ps((const float *)(pb0 + QBYTES));
-        __m512 s1 = _mm512_load_ps((const float *)(pb1 + QBYTES));
-        __m512 s2 = _mm512_load_ps((const float *)(pb2 + QBYTES));
+        __m512 s1 = ng > 1 ? _mm512_load_ps((const float *)(pb1 + QBYTES)) : fzero;
+        __m512 s2 = ng > 2 ? _mm512_load_ps((const float *)(pb2 + QBYTES)) : fzero;
         __m512i sum0 = _mm512_load_si512(pb0 + QBYTES + 64);
-        __m512i sum1 = _mm512_load_si512(pb1 + QBYTES + 64);
-        __m512i sum2 = _mm512_load_si512(pb2 + QBYTES + 64);
+        __m512i sum1 = ng > 1 ? _mm512_load_si512(pb1 + QBYTES + 64) : zero;
+        __m512i sum2 = ng > 2 ? _mm512_load_si512(pb2 + QBYTES + 64) : zero;
         float d0 = st->d[b], d1 = st->d[nb + b], d2 = st->d[2 * nb + b], d3 = st->d[3 * nb + b];
-        SCALE(0, 0);
-        SCALE(0, 1);
-        SCALE(0, 2);
-        SCALE(1, 0);
-        SCALE(1, 1);
-        SCALE(1, 2);
-        SCALE(2, 0);
-        SCALE(2, 1);
-        SCALE(2, 2);
-        SCALE(3, 0);
-        SCALE(3, 1);
-        SCALE(3, 2);
+        SCALE_ROW(0);
+        SCALE_ROW(1);
+        SCALE_ROW(2);
+        SCALE_ROW(3);
     }
     for (int r = 0; r < NR; r++)
-        for (int g = 0; g < NG; g++)
+        for (int g = 0; g < ng; g++)
             _mm512_storeu_ps(out[r][g], acc[r][g]);
+}
+
+TARGET static void tile3(const strip *st, int64_t nb, const int8_t *p0, size_t gstride,
+                         float out[NR][NG][TG])
+{
+    tile(st, nb, p0, gstride, out, 3);
+}
+
+TARGET static void tile2(const strip *st, int64_t nb, const int8_t *p0, size_t gstride,
+                         float out[NR][NG][TG])
+{
+    tile(st, nb, p0, gstride, out, 2);
+}
+
+TARGET static void tile1(const strip *st, int64_t nb, const int8_t *p0, size_t gstride,
+                         float out[NR][NG][TG])
+{
+    tile(st, nb, p0, gstride, out, 1);
 }
 
 /* Rows [r0, r1) (a multiple of NR of them), tokens in lanes. Every strip of the range is
@@ -247,8 +271,11 @@ static void tokens_rows(const xp_weight *w, const xp_qact *x, float *y, size_t l
         for (int64_t k = 0; k < n_strips; k++) {
             strip st = {pat + (size_t)k * pat_size, d + (size_t)k * d_size};
             int64_t r = r0 + k * NR;
-            tile(&st, nb, x->packed + g * gstride, gstride, out);
-            for (int gi = 0; gi < NG; gi++)
+            size_t ng = groups - g < NG ? groups - g : NG;
+            (ng == 3   ? tile3
+             : ng == 2 ? tile2
+                       : tile1)(&st, nb, x->packed + g * gstride, gstride, out);
+            for (size_t gi = 0; gi < ng; gi++)
                 for (int j = 0; j < TG; j++) {
                     size_t t = (g + (size_t)gi) * TG + (size_t)j;
                     if (t >= x->T)

@@ -251,6 +251,23 @@ static const char small_set[] =
     "{\"prompt\":\"The capital of France is\",\"correct\":\" Paris\",\"wrong\":\" Lyon\","
     "\"name\":\"cap\",\"category\":\"prime\"}]";
 
+/* Σ log p(answer a) from full rows, in double: the definition, for comparison. */
+static double full_logprob(const xp_probe_tokens *pt, int a, const float *last,
+                           const float *rows, size_t V)
+{
+    double lp = 0;
+    for (size_t i = 0; i < pt->n_answer[a]; i++) {
+        const float *r = i == 0 ? last : rows + (i - 1) * V;
+        double mx = r[0], sum = 0;
+        for (size_t v = 1; v < V; v++)
+            mx = r[v] > mx ? r[v] : mx;
+        for (size_t v = 0; v < V; v++)
+            sum += exp(r[v] - mx);
+        lp += r[pt->answer[a][i]] - mx - log(sum);
+    }
+    return lp;
+}
+
 /* seq_logprob by hand from full forward passes of prompt + answer, in double */
 static double logprob_by_hand(xp_model *m, const xp_probe_tokens *pt, int a)
 {
@@ -264,16 +281,7 @@ static double logprob_by_hand(xp_model *m, const xp_probe_tokens *pt, int a)
     xp_seq s = {NULL, tok, n - 0, want};
     xp_err err = {0};
     cr_assert_eq(xp_forward(m, XP_PATH_FAST, &s, 1, logits, &err), XP_OK, "%s", err.msg);
-    double lp = 0;
-    for (size_t i = 0; i < pt->n_answer[a]; i++) {
-        const float *r = logits + i * V;
-        double mx = r[0], sum = 0;
-        for (size_t v = 1; v < V; v++)
-            mx = r[v] > mx ? r[v] : mx;
-        for (size_t v = 0; v < V; v++)
-            sum += exp(r[v] - mx);
-        lp += r[pt->answer[a][i]] - mx - log(sum);
-    }
+    double lp = full_logprob(pt, a, logits, logits + V, V);
     free(tok), free(want), free(logits);
     return lp;
 }
@@ -323,23 +331,6 @@ Test(probe, batched_gaps_equal_gaps_alone_and_by_hand)
     xp_probe_tokens_free(pt, s->n);
     xp_probe_set_free(s);
     xp_model_close(m);
-}
-
-/* Σ log p(answer a) from full rows, in double: the definition, for comparison. */
-static double full_logprob(const xp_probe_tokens *pt, int a, const float *last,
-                           const float *rows, size_t V)
-{
-    double lp = 0;
-    for (size_t i = 0; i < pt->n_answer[a]; i++) {
-        const float *r = i == 0 ? last : rows + (i - 1) * V;
-        double mx = r[0], sum = 0;
-        for (size_t v = 1; v < V; v++)
-            mx = r[v] > mx ? r[v] : mx;
-        for (size_t v = 0; v < V; v++)
-            sum += exp(r[v] - mx);
-        lp += r[pt->answer[a][i]] - mx - log(sum);
-    }
-    return lp;
 }
 
 Test(probe, seq_logprob_gap_reads_nothing_of_the_answers_shared_start)

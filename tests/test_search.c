@@ -96,7 +96,8 @@ Test(propose, no_candidate_twice_and_high_scales_drawn_more)
 
 /* Random probes on the model's vocabulary: a prompt and two answers of 1-4 tokens; in
  * two probes of three the answers start alike (one is sometimes the other's prefix), as
- * " 4x^3 + 6x" and " 4x^3 + 3x" do. */
+ * " 4x^3 + 6x" and " 4x^3 + 3x" do; half the prompts start with the same two or three
+ * tokens, as prompts made from one template do. */
 static xp_probe_tokens *random_probes(size_t n, uint64_t seed, uint64_t vocab)
 {
     xp_rng r;
@@ -106,7 +107,8 @@ static xp_probe_tokens *random_probes(size_t n, uint64_t seed, uint64_t vocab)
         pt[i].n_prompt = 3 + xp_rng_below(&r, 6);
         pt[i].prompt = malloc(pt[i].n_prompt * sizeof(int32_t));
         for (size_t j = 0; j < pt[i].n_prompt; j++)
-            pt[i].prompt[j] = (int32_t)xp_rng_below(&r, vocab);
+            pt[i].prompt[j] = i % 2 == 0 && j < 2 + i % 4 / 2 ? (int32_t)(100 + j)
+                                                            : (int32_t)xp_rng_below(&r, vocab);
         for (int a = 0; a < 2; a++) {
             pt[i].n_answer[a] = 1 + xp_rng_below(&r, 4);
             pt[i].answer[a] = malloc(pt[i].n_answer[a] * sizeof(int32_t));

@@ -230,7 +230,9 @@ static float *fresh_run(xp_model *m, const items *s, const int32_t *rows, size_t
     return out;
 }
 
-Test(tree_batch, a_run_from_a_kept_layer_equals_a_full_recompute, .timeout = 120)
+/* Flips of each kind at each layer, kept or undone, run incrementally on a batch that
+ * keeps layers 1 and the last (with mlp, their mid-points and activations too). */
+static void kept_layers_follow_flips(bool mlp)
 {
     xp_model *m = xp_test_open_tiny();
     const xp_shape *sh = xp_model_shape(m);
@@ -250,7 +252,7 @@ Test(tree_batch, a_run_from_a_kept_layer_equals_a_full_recompute, .timeout = 120
         rows[j] = (int32_t)xp_rng_below(&r, V);
     xp_tree_batch *b;
     xp_err err = {0};
-    cr_assert_eq(xp_tree_batch_new(&b, m, s.it, s.n, keep, 2, true, rows, 64, &err), XP_OK);
+    cr_assert_eq(xp_tree_batch_new(&b, m, s.it, s.n, keep, 2, mlp, rows, 64, &err), XP_OK);
     size_t n_out = 0;
     for (size_t i = 0; i < s.n; i++)
         n_out += s.it[i].n_out;
@@ -266,7 +268,7 @@ Test(tree_batch, a_run_from_a_kept_layer_equals_a_full_recompute, .timeout = 120
             float *inc = run_batch(b, &s, NULL, 0, &ch, rows, V);
             float *full = fresh_run(m, &s, rows, 64, V);
             char what[64];
-            snprintf(what, sizeof what, "layer %u, flip kind %d", l, kind);
+            snprintf(what, sizeof what, "layer %u, flip kind %d, mlp %d", l, kind, mlp);
             expect_outputs(&s, NULL, 0, inc, full, rows, 64, V, what);
             size_t sel[] = {3, 1, 17};
             float *sub = run_batch(b, &s, sel, 3, &ch, rows, V);
@@ -275,7 +277,7 @@ Test(tree_batch, a_run_from_a_kept_layer_equals_a_full_recompute, .timeout = 120
             if (kind <= 1) { /* keep it: rerun every item, then commit */
                 free(run_batch(b, &s, NULL, 0, &ch, rows, V));
                 xp_tree_batch_commit(b);
-            } else if (kind == 2) { /* a commit after a run over some items keeps nothing */
+            } else if (kind == 2) { /* a commit after a run over some items forgets */
                 xp_tree_batch_commit(b);
                 flip(m, l, kind, index);
                 float *again = run_batch(b, &s, NULL, 0, &ch, rows, V);
@@ -289,6 +291,77 @@ Test(tree_batch, a_run_from_a_kept_layer_equals_a_full_recompute, .timeout = 120
             free(inc);
             free(full);
         }
+    xp_tree_batch_free(b);
+    xp_model_close(m);
+}
+
+Test(tree_batch, a_run_from_a_kept_layer_equals_a_full_recompute, .timeout = 120)
+{
+    kept_layers_follow_flips(true);
+}
+
+/* Without kept MLP state, every full run ends with the last layer trimmed to its
+ * output tokens. */
+Test(tree_batch, a_run_from_a_kept_residual_alone_equals_a_full_recompute, .timeout = 120)
+{
+    kept_layers_follow_flips(false);
+}
+
+typedef struct takes {
+    size_t calls, fail_at; /* fail_at: the item that returns 7 (SIZE_MAX: none) */
+} takes;
+
+static int take(void *ctx, size_t s, const float *full, const float *subset)
+{
+    (void)full, (void)subset;
+    takes *t = ctx;
+#pragma omp atomic
+    t->calls++;
+    return s == t->fail_at ? 7 : 0; /* a positive result */
+}
+
+Test(tree_batch, outputs_may_outnumber_nodes_and_a_callback_result_stops_the_run,
+     .timeout = 120)
+{
+    xp_model *m = xp_test_open_tiny();
+    int32_t tok[] = {5, 6};
+    xp_tree_seq seq[] = {{tok, 2}};
+    xp_tree_out out[8]; /* 8 outputs on 2 nodes */
+    for (int k = 0; k < 8; k++)
+        out[k] = (xp_tree_out){0, (uint32_t)(k % 2), k % 3 == 0};
+    int32_t rows[] = {3, 4};
+    xp_tree_item it[] = {{seq, 1, out, 8}, {seq, 1, out, 8}};
+    xp_tree_batch *b;
+    xp_err err = {0};
+    cr_assert_eq(xp_tree_batch_new(&b, m, it, 2, NULL, 0, false, rows, 2, &err), XP_OK, "%s",
+                 err.msg);
+    size_t sel[] = {0, 0, 0, 0};
+    takes t = {0, SIZE_MAX};
+    cr_expect_eq(xp_tree_batch_run(b, sel, 4, NULL, take, &t, &err), XP_OK, "%s", err.msg);
+    cr_expect_eq(t.calls, 4);
+    t.fail_at = 1;
+    cr_expect_eq(xp_tree_batch_run(b, NULL, 0, NULL, take, &t, &err), 7,
+                 "the callback's result is the run's");
+    xp_tree_change bad = {0, XP_CHANGE_FFN_ROW, (int64_t)xp_model_shape(m)->n_ff};
+    cr_expect_eq(xp_tree_batch_run(b, NULL, 0, &bad, take, &t, &err), XP_EINVAL);
+    xp_tree_batch_free(b);
+    xp_model_close(m);
+}
+
+Test(tree_batch, items_without_outputs_run, .timeout = 120)
+{
+    xp_model *m = xp_test_open_tiny();
+    int32_t tok[] = {5, 6, 7};
+    xp_tree_seq seq[] = {{tok, 3}};
+    xp_tree_item it[] = {{seq, 1, NULL, 0}};
+    uint32_t keep[] = {xp_model_shape(m)->n_layer - 1};
+    xp_tree_batch *b;
+    xp_err err = {0};
+    takes t = {0, SIZE_MAX};
+    cr_assert_eq(xp_tree_batch_new(&b, m, it, 1, keep, 1, false, NULL, 0, &err), XP_OK, "%s",
+                 err.msg);
+    cr_expect_eq(xp_tree_batch_run(b, NULL, 0, NULL, take, &t, &err), XP_OK, "%s", err.msg);
+    cr_expect_eq(t.calls, 1);
     xp_tree_batch_free(b);
     xp_model_close(m);
 }

@@ -14,10 +14,11 @@ int xp_qact_quantize(xp_qact *x, const float *in, size_t T, int64_t K)
     int64_t nb = K / XP_Q1_0_WEIGHTS;
     if (T > x->cap_T || K != x->K) {
         free(x->q), free(x->s), free(x->sum);
-        x->q = malloc(T * (size_t)K);
-        x->s = malloc(T * (size_t)nb * sizeof *x->s);
-        x->sum = malloc(T * (size_t)nb * sizeof *x->sum);
-        x->cap_T = (x->q && x->s && x->sum) ? T : 0;
+        size_t cap = T ? T : 1; /* no tokens is not a failure */
+        x->q = malloc(cap * (size_t)K);
+        x->s = malloc(cap * (size_t)nb * sizeof *x->s);
+        x->sum = malloc(cap * (size_t)nb * sizeof *x->sum);
+        x->cap_T = (x->q && x->s && x->sum) ? cap : 0;
         if (!x->cap_T)
             return XP_ENOMEM;
     }

@@ -199,8 +199,9 @@ tile(const strip *st, int64_t nb, const int8_t *p0, size_t gstride, float out[NR
     const __m512i zero = _mm512_setzero_si512();
     const __m512 fzero = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const int8_t *pb0 = p0 + (size_t)b * GROUP_BLOCK, *pb1 = pb0 + gstride,
-                     *pb2 = pb1 + gstride;
+        /* groups past ng are not in the buffer: their pointers stay on group 0 */
+        const int8_t *pb0 = p0 + (size_t)b * GROUP_BLOCK, *pb1 = ng > 1 ? pb0 + gstride : pb0,
+                     *pb2 = ng > 2 ? pb1 + gstride : pb0;
         const uint32_t *pat0 = st->pat + (size_t)b * QUADS;
         const uint32_t *pat1 = pat0 + (size_t)nb * QUADS, *pat2 = pat1 + (size_t)nb * QUADS,
                        *pat3 = pat2 + (size_t)nb * QUADS;

@@ -40,6 +40,7 @@ struct xp_tree_batch {
     kept *cur, *pend;            /* [n_ckpt] what the last commit and the last run kept */
     bool *valid;
     unsigned *pend_ok;           /* [n_ckpt] which of pend's arrays the last run filled */
+    bool ran_all;                /* the last run was over every item */
     int32_t *rows;
     size_t n_rows;
     xp_fast_batch fb;            /* scratch for every node */
@@ -52,6 +53,7 @@ struct xp_tree_batch {
     xp_kv_fork *forks;           /* [n_seqs] */
     size_t *at_full, *at_sub;    /* packed tokens of one LM-head pass */
     float *head_full, *head_sub; /* its logits */
+    int *ret;                    /* what fn returned for each item of the pass */
     size_t cap_full, cap_sub;    /* outputs a pass holds */
 };
 
@@ -77,7 +79,7 @@ void xp_tree_batch_free(xp_tree_batch *b)
     void *all[] = {b->seq0, b->tok, b->tok0, b->order, b->lcp, b->node_of, b->outs, b->out0,
                    b->n_full, b->kv, b->ckpt, b->cur, b->pend, b->valid, b->pend_ok, b->rows,
                    b->want, b->pk, b->node, b->is_out, b->out_tok, b->forks, b->at_full, b->at_sub, b->head_full,
-                   b->head_sub};
+                   b->head_sub, b->ret};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     xp_fast_batch_free(&b->fb);
@@ -288,7 +290,12 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree_item *item
         mark(b, NULL, 0);
         b->T = plan(b, true);
         memset(b->node_of, 0, n_tok * sizeof *b->node_of); /* plan() reads them: not yet known */
-        ok = !xp_fast_batch_alloc(&m->shape, b->T ? b->T : 1, &b->fb);
+        /* the LM head takes a pass's outputs into the scratch rows too, and outputs can
+         * outnumber the nodes (several on one node) */
+        b->cap_full = max_full > HEAD_OUTPUTS ? max_full : HEAD_OUTPUTS;
+        b->cap_sub = max_sub > HEAD_OUTPUTS ? max_sub : HEAD_OUTPUTS;
+        size_t rows = b->T > b->cap_full ? b->T : b->cap_full;
+        ok = !xp_fast_batch_alloc(&m->shape, rows > b->cap_sub ? rows : b->cap_sub, &b->fb);
         if (ok) {
             plan(b, false);
             memcpy(b->node_of, b->pk, n_tok * sizeof *b->node_of);
@@ -322,12 +329,11 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree_item *item
             memcpy(b->rows, rows, n_rows * sizeof *rows);
         b->n_rows = n_rows;
     }
-    b->cap_full = max_full > HEAD_OUTPUTS ? max_full : HEAD_OUTPUTS;
-    b->cap_sub = max_sub > HEAD_OUTPUTS ? max_sub : HEAD_OUTPUTS;
     ok = ok && (b->at_full = malloc(b->cap_full * sizeof *b->at_full)) &&
          (b->at_sub = malloc(b->cap_sub * sizeof *b->at_sub)) &&
          (b->head_full = malloc(b->cap_full * m->shape.n_vocab * sizeof *b->head_full)) &&
-         (b->head_sub = malloc(b->cap_sub * (n_rows ? n_rows : 1) * sizeof *b->head_sub));
+         (b->head_sub = malloc(b->cap_sub * (n_rows ? n_rows : 1) * sizeof *b->head_sub)) &&
+         (b->ret = malloc((b->cap_full + b->cap_sub) * sizeof *b->ret));
     if (!ok) {
         xp_tree_batch_free(b);
         return rc ? rc : xp_err_set(err, XP_ENOMEM, "out of memory for a batch of %zu items", n);
@@ -389,8 +395,8 @@ static int heads(xp_tree_batch *b, const size_t *sel, size_t n, xp_tree_out_fn f
         if (rc)
             return rc;
         /* what an item's outputs feed (a log-softmax over the vocabulary) is work too;
-         * errors are negative, so the least result is the first failure's kind */
-#pragma omp parallel for schedule(dynamic, 1) reduction(min : rc)
+         * the first item's non-zero result, whatever its sign, is the run's */
+#pragma omp parallel for schedule(dynamic, 1)
         for (size_t s = s0; s < s1; s++) {
             size_t f = 0, u = 0; /* outputs of the items before s in this pass */
             for (size_t k = s0; k < s; k++) {
@@ -398,11 +404,11 @@ static int heads(xp_tree_batch *b, const size_t *sel, size_t n, xp_tree_out_fn f
                 f += b->n_full[i];
                 u += b->out0[i + 1] - b->out0[i] - b->n_full[i];
             }
-            int r = fn(ctx, s, b->head_full + f * V, b->head_sub + u * W);
-            rc = r < rc ? r : rc;
+            b->ret[s - s0] = fn(ctx, s, b->head_full + f * V, b->head_sub + u * W);
         }
-        if (rc)
-            return rc;
+        for (size_t s = s0; s < s1; s++)
+            if (b->ret[s - s0])
+                return b->ret[s - s0];
     }
     return XP_OK;
 }
@@ -421,10 +427,15 @@ int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel,
     size_t E = m->shape.n_embd, n = sel ? n_sel : b->n_items;
     for (size_t k = 0; k < b->n_ckpt; k++) /* whatever happens, only this run may commit */
         b->pend_ok[k] = 0;
+    b->ran_all = !sel;
     for (size_t i = 0; sel && i < n_sel; i++)
         if (sel[i] >= b->n_items)
             return xp_err_set(err, XP_EINVAL, "item %zu of %zu does not exist", sel[i],
                               b->n_items);
+    if (change && change->kind == XP_CHANGE_FFN_ROW &&
+        (change->row < 0 || change->row >= (int64_t)m->shape.n_ff))
+        return xp_err_set(err, XP_EINVAL, "changed MLP row %lld is not below %u",
+                          (long long)change->row, m->shape.n_ff);
     long c = change ? start_ckpt(b, change->layer) : -1;
     uint32_t start = c < 0 ? 0 : b->ckpt[c];
     /* an MLP change at a kept layer: from its mid-point, with its kept activation */
@@ -482,6 +493,10 @@ int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel,
 void xp_tree_batch_commit(xp_tree_batch *b)
 {
     for (size_t k = 0; k < b->n_ckpt; k++) {
+        /* after a run over some items nothing is known of the new weights' residuals:
+         * the kept ones are forgotten, so the next run starts from scratch */
+        if (!b->ran_all)
+            b->valid[k] = false;
         for (int i = 0; i < N_KEPT; i++)
             if (b->pend_ok[k] & 1u << i) {
                 float *tmp = b->cur[k].a[i];

@@ -73,8 +73,8 @@ typedef struct xp_tree_change {
  * large batch never have to fit in memory at once. */
 int xp_tree_batch_run(xp_tree_batch *b, const size_t *sel, size_t n_sel,
                       const xp_tree_change *change, xp_tree_out_fn fn, void *ctx, xp_err *err);
-/* Takes the weights of the last run as the committed ones, if that run was over every
- * item: the residuals it computed become the kept ones. After a run over some items it
- * keeps nothing. */
+/* Takes the weights of the last run as the committed ones: when that run was over every
+ * item, the residuals it computed become the kept ones; after a run over some items the
+ * kept residuals are forgotten, and the next run starts from scratch. */
 void xp_tree_batch_commit(xp_tree_batch *b);
 #endif

@@ -84,8 +84,8 @@ static const char *const exp_names[N_EXP] = {"random-flips", "layer-map", "scale
                                              "stacking", "null-baseline"};
 
 enum { O_PROBES = 256, O_METRIC, O_SEED, O_JSON, O_TEXT, O_COUNTS, O_STRATEGY, O_TRIALS, O_CTX,
-       O_MAX_CHUNKS, O_LAYERS, O_PROJ, O_GRAN, O_SAMPLES, O_PATCH, O_FORCE, O_ITER, O_FITNESS,
-       O_LAMBDA, O_PROPOSAL, O_SCREEN, O_END };
+       O_MAX_CHUNKS, O_SAMPLES, O_PATCH, O_FORCE };
+#define N_OPT_IDS (CLI_SET_PROJ + 1) /* every option value, the search settings' included */
 
 #define ALL ((1u << N_EXP) - 1)
 #define ONLY(e) (1u << (e))
@@ -104,17 +104,17 @@ static const struct {
     {O_TRIALS, "--trials", ONLY(E_RANDOM_FLIPS)},
     {O_CTX, "--ctx", ONLY(E_RANDOM_FLIPS)},
     {O_MAX_CHUNKS, "--max-chunks", ONLY(E_RANDOM_FLIPS)},
-    {O_LAYERS, "--layers", ONLY(E_LAYER_MAP) | ONLY(E_SCALE_VS_RANDOM) | ONLY(E_NULL_BASELINE)},
-    {O_PROJ, "--proj", ONLY(E_LAYER_MAP) | ONLY(E_SCALE_VS_RANDOM) | ONLY(E_NULL_BASELINE)},
-    {O_GRAN, "--granularity", ONLY(E_SCALE_VS_RANDOM) | ONLY(E_NULL_BASELINE)},
+    {CLI_SET_LAYERS, "--layers", ONLY(E_LAYER_MAP) | ONLY(E_SCALE_VS_RANDOM) | ONLY(E_NULL_BASELINE)},
+    {CLI_SET_PROJ, "--proj", ONLY(E_LAYER_MAP) | ONLY(E_SCALE_VS_RANDOM) | ONLY(E_NULL_BASELINE)},
+    {CLI_SET_GRAN, "--granularity", ONLY(E_SCALE_VS_RANDOM) | ONLY(E_NULL_BASELINE)},
     {O_SAMPLES, "--samples", ONLY(E_SCALE_VS_RANDOM)},
     {O_PATCH, "-p/--patch", ONLY(E_STACKING)},
     {O_FORCE, "--force", ONLY(E_STACKING)},
-    {O_ITER, "--iterations", ONLY(E_NULL_BASELINE)},
-    {O_FITNESS, "--fitness", ONLY(E_NULL_BASELINE)},
-    {O_LAMBDA, "--lambda", ONLY(E_NULL_BASELINE)},
-    {O_PROPOSAL, "--proposal", ONLY(E_NULL_BASELINE)},
-    {O_SCREEN, "--screen", ONLY(E_NULL_BASELINE)},
+    {CLI_SET_ITER, "--iterations", ONLY(E_NULL_BASELINE)},
+    {CLI_SET_FITNESS, "--fitness", ONLY(E_NULL_BASELINE)},
+    {CLI_SET_LAMBDA, "--lambda", ONLY(E_NULL_BASELINE)},
+    {CLI_SET_PROPOSAL, "--proposal", ONLY(E_NULL_BASELINE)},
+    {CLI_SET_SCREEN, "--screen", ONLY(E_NULL_BASELINE)},
 };
 
 #define MAX_LIST 64
@@ -125,15 +125,13 @@ typedef struct args {
     const char *model, *probes, *text;
     const char *patches[MAX_PATCHES];
     size_t n_patches;
-    bool json, force, given[O_END - O_PROBES];
+    bool json, force, given[N_OPT_IDS];
     xp_metric metric;
     uint64_t seed;
     size_t counts[MAX_LIST], n_counts;
     int kinds[3];
     size_t n_kinds, trials, ctx, max_chunks, samples;
-    uint32_t layers[256];
-    size_t n_layers;
-    unsigned projs;
+    uint32_t layers[256];  /* search.layers, when given */
     xp_search_opts search; /* scale-vs-random and null-baseline */
 } args;
 
@@ -201,15 +199,9 @@ static int parse(int argc, char **argv, args *a)
         {"counts", required_argument, 0, O_COUNTS},
         {"strategy", required_argument, 0, O_STRATEGY},
         {"trials", required_argument, 0, O_TRIALS}, {"ctx", required_argument, 0, O_CTX},
-        {"max-chunks", required_argument, 0, O_MAX_CHUNKS},
-        {"layers", required_argument, 0, O_LAYERS}, {"proj", required_argument, 0, O_PROJ},
-        {"granularity", required_argument, 0, O_GRAN},
+        {"max-chunks", required_argument, 0, O_MAX_CHUNKS}, CLI_SEARCH_SETTINGS,
         {"samples", required_argument, 0, O_SAMPLES}, {"patch", required_argument, 0, 'p'},
-        {"force", no_argument, 0, O_FORCE},       {"iterations", required_argument, 0, O_ITER},
-        {"fitness", required_argument, 0, O_FITNESS},
-        {"lambda", required_argument, 0, O_LAMBDA},
-        {"proposal", required_argument, 0, O_PROPOSAL},
-        {"screen", required_argument, 0, O_SCREEN}, {"threads", required_argument, 0, 't'},
+        {"force", no_argument, 0, O_FORCE},       {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *cmd = "experiment";
@@ -220,8 +212,8 @@ static int parse(int argc, char **argv, args *a)
     while ((opt = getopt_long(argc, argv, "m:p:t:qh", opts, NULL)) != -1) {
         if (opt == 'p')
             opt = O_PATCH;
-        if (opt >= O_PROBES && opt < O_END)
-            a->given[opt - O_PROBES] = true;
+        if (opt >= O_PROBES && opt < N_OPT_IDS)
+            a->given[opt] = true;
         switch (opt) {
         case 'm': a->model = optarg; break;
         case O_PROBES: a->probes = optarg; break;
@@ -268,22 +260,6 @@ static int parse(int argc, char **argv, args *a)
             if ((rc = parse_count_opt("--max-chunks", optarg, &a->max_chunks, false)) >= 0)
                 return rc;
             break;
-        case O_LAYERS:
-            if ((v = cli_parse_layers(optarg, a->layers, sizeof a->layers / sizeof *a->layers)) < 0)
-                return cli_usage_error(cmd, "--layers needs a list like 1-4,26, not '%s'", optarg);
-            a->n_layers = (size_t)v;
-            o->layers = a->layers;
-            o->n_layers = a->n_layers;
-            break;
-        case O_PROJ:
-            if (cli_parse_projs(optarg, &a->projs))
-                return cli_usage_error(cmd, "--proj needs a list of gate,up,down,q,k,v,o");
-            o->projs = a->projs;
-            break;
-        case O_GRAN:
-            if ((o->granularity = xp_granularity_from_name(optarg)) < 0)
-                return cli_usage_error(cmd, "--granularity must be row, block or scale-bit");
-            break;
         case O_SAMPLES:
             if ((rc = parse_count_opt("--samples", optarg, &a->samples, false)) >= 0)
                 return rc;
@@ -294,32 +270,15 @@ static int parse(int argc, char **argv, args *a)
             a->patches[a->n_patches++] = optarg;
             break;
         case O_FORCE: a->force = true; break;
-        case O_ITER:
-            if ((rc = parse_count_opt("--iterations", optarg, &o->iterations, false)) >= 0)
-                return rc;
-            break;
-        case O_FITNESS:
-            if ((o->fitness = xp_fitness_from_name(optarg)) < 0)
-                return cli_usage_error(cmd, "--fitness must be mean, min, borderline or focused");
-            break;
-        case O_LAMBDA:
-            if (cli_parse_double(optarg, &o->lambda) || o->lambda < 0)
-                return cli_usage_error(cmd, "--lambda needs a number >= 0");
-            break;
-        case O_PROPOSAL:
-            if ((o->proposal = xp_proposal_from_name(optarg)) < 0)
-                return cli_usage_error(cmd, "--proposal must be scale or uniform");
-            break;
-        case O_SCREEN:
-            if ((rc = parse_count_opt("--screen", optarg, &o->screen, true)) >= 0)
-                return rc;
-            break;
         case 't':
             if ((rc = cli_set_threads(cmd, optarg)) >= 0)
                 return rc;
             break;
         default:
-            if ((rc = cli_common_option(&cli_experiment, opt)) >= 0)
+            if ((rc = cli_search_setting(cmd, opt, optarg, o, a->layers,
+                                         sizeof a->layers / sizeof *a->layers)) > 0)
+                return rc;
+            if (rc < 0 && (rc = cli_common_option(&cli_experiment, opt)) >= 0)
                 return rc;
         }
     }
@@ -336,7 +295,7 @@ static int parse(int argc, char **argv, args *a)
         return cli_usage_error(cmd, "unknown experiment '%s' (random-flips, layer-map, "
                                "scale-vs-random, stacking or null-baseline)", argv[optind]);
     for (size_t i = 0; i < sizeof uses / sizeof *uses; i++)
-        if (a->given[uses[i].opt - O_PROBES] && !(uses[i].exps & ONLY(a->exp)))
+        if (a->given[uses[i].opt] && !(uses[i].exps & ONLY(a->exp)))
             return cli_usage_error(cmd, "%s is not an option of %s", uses[i].name,
                                    exp_names[a->exp]);
     if (a->exp == E_SCALE_VS_RANDOM && o->granularity == XP_GRAN_SCALE_BIT)
@@ -452,10 +411,10 @@ static int layer_map(xp_model *m, const args *a, const xp_probe_tokens *pt, size
     uint32_t n_layer = xp_model_shape(m)->n_layer, all[n_layer + 1];
     for (uint32_t l = 0; l < n_layer; l++)
         all[l] = l;
-    const uint32_t *layers = a->n_layers ? a->layers : all;
-    size_t n_layers = a->n_layers ? a->n_layers : n_layer;
-    unsigned projs = a->projs ? a->projs
-                              : 1u << XP_PROJ_GATE | 1u << XP_PROJ_UP | 1u << XP_PROJ_DOWN;
+    const uint32_t *layers = a->search.layers ? a->search.layers : all;
+    size_t n_layers = a->search.layers ? a->search.n_layers : n_layer;
+    unsigned projs = a->search.projs ? a->search.projs
+                                     : 1u << XP_PROJ_GATE | 1u << XP_PROJ_UP | 1u << XP_PROJ_DOWN;
     cli_progress bar;
     xp_layer_map r;
     cli_progress_start(&bar, "layer-map");

@@ -421,24 +421,65 @@ static int evaluate(xp_model *m, xp_probe_set *s, const xp_probe_tokens *pt, xp_
     return xp_eval_run(m, s, pt, &patch, 1, &eo, out, err);
 }
 
+int cli_search_setting(const char *cmd, int opt, const char *arg, xp_search_opts *o,
+                       uint32_t *layers, size_t cap)
+{
+    long v;
+    switch (opt) {
+    case CLI_SET_FITNESS:
+        if ((o->fitness = xp_fitness_from_name(arg)) < 0)
+            return cli_usage_error(cmd, "--fitness must be mean, min, borderline or focused");
+        return 0;
+    case CLI_SET_LAMBDA:
+        if (cli_parse_double(arg, &o->lambda) || o->lambda < 0)
+            return cli_usage_error(cmd, "--lambda needs a number >= 0");
+        return 0;
+    case CLI_SET_GRAN:
+        if ((o->granularity = xp_granularity_from_name(arg)) < 0)
+            return cli_usage_error(cmd, "--granularity must be row, block or scale-bit");
+        return 0;
+    case CLI_SET_PROPOSAL:
+        if ((o->proposal = xp_proposal_from_name(arg)) < 0)
+            return cli_usage_error(cmd, "--proposal must be scale or uniform");
+        return 0;
+    case CLI_SET_ITER:
+        if ((v = cli_parse_count(arg)) < 0)
+            return cli_usage_error(cmd, "--iterations needs a positive count, not '%s'", arg);
+        o->iterations = (size_t)v;
+        return 0;
+    case CLI_SET_SCREEN:
+        if (strcmp(arg, "0") && cli_parse_count(arg) < 0)
+            return cli_usage_error(cmd, "--screen needs a count (0 = off), not '%s'", arg);
+        o->screen = (size_t)atol(arg);
+        return 0;
+    case CLI_SET_LAYERS:
+        if ((v = cli_parse_layers(arg, layers, cap)) < 0)
+            return cli_usage_error(cmd, "--layers needs a list like 1-4,26, not '%s'", arg);
+        o->layers = layers;
+        o->n_layers = (size_t)v;
+        return 0;
+    case CLI_SET_PROJ:
+        if (cli_parse_projs(arg, &o->projs))
+            return cli_usage_error(cmd, "--proj needs a list of gate,up,down,q,k,v,o");
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 int cli_search_parse(int argc, char **argv, cli_search_args *a)
 {
-    enum { O_PROBES = 256, O_CONTROLS, O_HELDOUT, O_ALLOW_DEAD, O_METRIC, O_FITNESS, O_LAMBDA,
-           O_EPSILON, O_MIN_GAIN, O_GRAN, O_SCALE_RATIO, O_SCALE_BITS, O_LAYERS, O_PROJ,
-           O_PROPOSAL, O_ITER, O_SCREEN, O_AUTO_STOP, O_SEED, O_RESUME, O_CKPT, O_NAIVE,
-           O_NAME, O_LOG, O_REPORT, O_NO_EVAL, O_KERNEL, O_PROMOTE_CAP };
+    enum { O_PROBES = 256, O_CONTROLS, O_HELDOUT, O_ALLOW_DEAD, O_METRIC, O_EPSILON,
+           O_MIN_GAIN, O_SCALE_RATIO, O_SCALE_BITS, O_AUTO_STOP, O_SEED, O_RESUME, O_CKPT,
+           O_NAIVE, O_NAME, O_LOG, O_REPORT, O_NO_EVAL, O_KERNEL, O_PROMOTE_CAP };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},        {"probes", required_argument, 0, O_PROBES},
         {"controls", required_argument, 0, O_CONTROLS}, {"heldout", required_argument, 0, O_HELDOUT},
         {"allow-dead", no_argument, 0, O_ALLOW_DEAD}, {"metric", required_argument, 0, O_METRIC},
-        {"fitness", required_argument, 0, O_FITNESS}, {"lambda", required_argument, 0, O_LAMBDA},
+        CLI_SEARCH_SETTINGS,
         {"epsilon", required_argument, 0, O_EPSILON}, {"min-gain", required_argument, 0, O_MIN_GAIN},
-        {"granularity", required_argument, 0, O_GRAN},
         {"scale-ratio", required_argument, 0, O_SCALE_RATIO},
         {"scale-bits", required_argument, 0, O_SCALE_BITS},
-        {"layers", required_argument, 0, O_LAYERS},  {"proj", required_argument, 0, O_PROJ},
-        {"proposal", required_argument, 0, O_PROPOSAL},
-        {"iterations", required_argument, 0, O_ITER}, {"screen", required_argument, 0, O_SCREEN},
         {"auto-stop", required_argument, 0, O_AUTO_STOP}, {"seed", required_argument, 0, O_SEED},
         {"resume", required_argument, 0, O_RESUME},
         {"checkpoint-every", required_argument, 0, O_CKPT}, {"naive", no_argument, 0, O_NAIVE},
@@ -465,15 +506,6 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
                 return EXIT_USAGE;
             o->metric = (xp_metric)rc;
             break;
-        case O_FITNESS:
-            if ((o->fitness = xp_fitness_from_name(optarg)) < 0)
-                return cli_usage_error(cmd, "--fitness must be mean, min, borderline or focused");
-            break;
-        case O_LAMBDA:
-            if (cli_parse_double(optarg, &o->lambda) || o->lambda < 0)
-                return cli_usage_error(cmd, "--lambda needs a number >= 0");
-            a->lambda_set = true;
-            break;
         case O_EPSILON:
             if (cli_parse_double(optarg, &o->epsilon) || o->epsilon < 0)
                 return cli_usage_error(cmd, "--epsilon needs a number >= 0");
@@ -481,10 +513,6 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
         case O_MIN_GAIN:
             if (cli_parse_double(optarg, &o->min_gain) || o->min_gain < 0)
                 return cli_usage_error(cmd, "--min-gain needs a number >= 0");
-            break;
-        case O_GRAN:
-            if ((o->granularity = xp_granularity_from_name(optarg)) < 0)
-                return cli_usage_error(cmd, "--granularity must be row, block or scale-bit");
             break;
         case O_SCALE_RATIO:
             if (cli_parse_double(optarg, &o->scale_ratio) || o->scale_ratio < 0 || o->scale_ratio > 1)
@@ -494,32 +522,6 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
             if (sscanf(optarg, "%d-%d", &o->scale_bit_min, &o->scale_bit_max) != 2 ||
                 o->scale_bit_min < 0 || o->scale_bit_max > 15 || o->scale_bit_min > o->scale_bit_max)
                 return cli_usage_error(cmd, "--scale-bits needs LO-HI within 0-15, e.g. 4-9");
-            break;
-        case O_LAYERS:
-            if ((v = cli_parse_layers(optarg, a->layers, sizeof a->layers / sizeof a->layers[0])) < 0)
-                return cli_usage_error(cmd, "--layers needs a list like 1-4,26, not '%s'", optarg);
-            o->layers = a->layers;
-            o->n_layers = (size_t)v;
-            a->layers_set = true;
-            break;
-        case O_PROJ:
-            if (cli_parse_projs(optarg, &o->projs))
-                return cli_usage_error(cmd, "--proj needs a list of gate,up,down,q,k,v,o");
-            break;
-        case O_PROPOSAL:
-            if ((o->proposal = xp_proposal_from_name(optarg)) < 0)
-                return cli_usage_error(cmd, "--proposal must be scale or uniform");
-            break;
-        case O_ITER:
-            if ((v = cli_parse_count(optarg)) < 0)
-                return cli_usage_error(cmd, "--iterations needs a positive count");
-            o->iterations = (size_t)v;
-            a->iterations_set = true;
-            break;
-        case O_SCREEN:
-            if (strcmp(optarg, "0") && (v = cli_parse_count(optarg)) < 0)
-                return cli_usage_error(cmd, "--screen needs a count (0 = off)");
-            o->screen = (size_t)atol(optarg);
             break;
         case O_AUTO_STOP: {
             unsigned long n;
@@ -570,6 +572,16 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
                 return rc;
             break;
         default:
+            rc = cli_search_setting(cmd, opt, optarg, o, a->layers,
+                                    sizeof a->layers / sizeof a->layers[0]);
+            if (rc > 0)
+                return rc;
+            if (rc == 0) { /* given here: the pipeline leaves these alone */
+                a->lambda_set |= opt == CLI_SET_LAMBDA;
+                a->iterations_set |= opt == CLI_SET_ITER;
+                a->layers_set |= opt == CLI_SET_LAYERS;
+                break;
+            }
             if ((rc = cli_common_option(a->self, opt)) >= 0)
                 return rc;
         }

@@ -1,7 +1,10 @@
 /* The search command's options and run, shared with `pipeline`, which runs the same
- * search once per domain, and its option-value parsers, shared with `experiment`. */
+ * search once per domain, and its settings and option-value parsers, shared with
+ * `experiment`. */
 #ifndef XP_CLI_CMD_SEARCH_H
 #define XP_CLI_CMD_SEARCH_H
+#include <getopt.h>
+
 #include "cli/cli.h"
 
 typedef struct cli_search_args {
@@ -24,6 +27,26 @@ typedef struct cli_search_args {
 int cli_parse_double(const char *s, double *out);
 long cli_parse_layers(const char *s, uint32_t *out, size_t cap);
 int cli_parse_projs(const char *s, unsigned *mask);
+
+/* The search settings that `search`, `pipeline` and `experiment` all take: their
+ * getopt_long values and table entries. */
+enum {
+    CLI_SET_FITNESS = 1024, CLI_SET_LAMBDA, CLI_SET_GRAN, CLI_SET_PROPOSAL, CLI_SET_ITER,
+    CLI_SET_SCREEN, CLI_SET_LAYERS, CLI_SET_PROJ
+};
+#define CLI_SEARCH_SETTINGS                                                                    \
+    {"fitness", required_argument, 0, CLI_SET_FITNESS},                                        \
+        {"lambda", required_argument, 0, CLI_SET_LAMBDA},                                      \
+        {"granularity", required_argument, 0, CLI_SET_GRAN},                                   \
+        {"proposal", required_argument, 0, CLI_SET_PROPOSAL},                                  \
+        {"iterations", required_argument, 0, CLI_SET_ITER},                                    \
+        {"screen", required_argument, 0, CLI_SET_SCREEN},                                      \
+        {"layers", required_argument, 0, CLI_SET_LAYERS},                                      \
+        {"proj", required_argument, 0, CLI_SET_PROJ}
+/* Takes the setting opt (value arg) into o, the layers into layers[cap]: 0 when taken,
+ * an exit code when its value is bad, -1 when opt is not one of them. */
+int cli_search_setting(const char *cmd, int opt, const char *arg, xp_search_opts *o,
+                       uint32_t *layers, size_t cap);
 
 /* Parses the search options into a (defaults set by the caller); -1 to go on, else an
  * exit code. */

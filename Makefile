@@ -100,8 +100,8 @@ demo: all npm-cache
 # Corpus, training on 2 threads, then the probe sets measured on the result. The same
 # commands give the same bytes on this kind of machine (training is thread-count
 # independent, and a run resumed from its checkpoint gives the same bytes as one that
-# never stopped). The shipped model's training took about 15 minutes on 2 free cores
-# (6.4 minutes for its last 1300 of 3000 steps).
+# never stopped): on this tree, `make tiny-model` rebuilt the shipped files byte for
+# byte in 12.6 minutes on 2 mostly free cores.
 TINY_DIR := $(BUILD)/tiny
 tiny-model: all npm-cache
 	@mkdir -p $(TINY_DIR) models probes/tiny

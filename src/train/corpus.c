@@ -153,15 +153,16 @@ static bool is_prime(int n)
     return true;
 }
 
-/* Every number 2..399 once per repeat, held-out numbers once; the held-out ones are
- * the numbers a model cannot have memorised. */
-static void primes(builder *b, int repeats)
+/* Every number 2..399 once per repeat, held-out numbers (a third, by hash: 131 numbers,
+ * 20 of them prime) once; the held-out ones are the numbers a model cannot have
+ * memorised. */
+static void primes(builder *b, int repeats, unsigned den)
 {
     for (int rep = 0; rep < repeats; rep++)
         for (int n = 2; n < 400; n++) {
             char prompt[32];
             snprintf(prompt, sizeof prompt, "Is %d prime?", n);
-            bool h = held(prompt, 5);
+            bool h = held(prompt, den);
             if (h && rep > 0)
                 continue;
             push(b, "prime", prompt, is_prime(n) ? " Yes" : " No", false, h);
@@ -256,20 +257,26 @@ static void sentence(char *out, size_t size, xp_rng *r, size_t animal, size_t pl
              colours[xp_rng_below(r, COUNT(colours))], places[place]);
 }
 
-static void verbatim(builder *b, xp_rng *r, size_t n_train, size_t n_held)
+static void verbatim(builder *b, xp_rng *r, int n_sent, size_t n_train, size_t n_held)
 {
     size_t got_train = 0, got_held = 0;
     while (got_train < n_train || got_held < n_held) {
         bool want_held = got_train >= n_train;
         size_t an[3], pl[3];
-        /* three different animals; the asked-about sentence (index `ask`) has a held-out
-         * pair in held-out items only, and no training item has any held-out pair */
-        an[0] = xp_rng_below(r, COUNT(animals));
-        do an[1] = xp_rng_below(r, COUNT(animals)); while (an[1] == an[0]);
-        do an[2] = xp_rng_below(r, COUNT(animals)); while (an[2] == an[0] || an[2] == an[1]);
-        size_t ask = xp_rng_below(r, 3);
+        /* different animals; the asked-about sentence (index `ask`) has a held-out pair in
+         * held-out items only, and no training item has any held-out pair */
+        for (int i = 0; i < n_sent; i++) {
+            bool dup;
+            do {
+                an[i] = xp_rng_below(r, COUNT(animals));
+                dup = false;
+                for (int j = 0; j < i; j++)
+                    dup |= an[j] == an[i];
+            } while (dup);
+        }
+        size_t ask = xp_rng_below(r, (uint64_t)n_sent);
         bool ok = true;
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < n_sent; i++) {
             pl[i] = xp_rng_below(r, COUNT(places));
             bool h = pair_held(an[i], pl[i]);
             if ((size_t)i == ask ? h != want_held : h)
@@ -278,10 +285,14 @@ static void verbatim(builder *b, xp_rng *r, size_t n_train, size_t n_held)
         if (!ok)
             continue;
         char s[3][96], user[512], prompt[768];
-        for (int i = 0; i < 3; i++)
+        size_t len = 0;
+        for (int i = 0; i < n_sent; i++) {
             sentence(s[i], sizeof s[i], r, an[i], pl[i]);
-        snprintf(user, sizeof user, "Passage: %s %s %s\nExtract the sentence about the %s.",
-                 s[0], s[1], s[2], animals[an[ask]]);
+            len += (size_t)snprintf(user + len, sizeof user - len, "%s%s",
+                                    i ? " " : "Passage: ", s[i]);
+        }
+        snprintf(user + len, sizeof user - len, "\nExtract the sentence about the %s.",
+                 animals[an[ask]]);
         snprintf(prompt, sizeof prompt,
                  "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
                  user);
@@ -299,12 +310,18 @@ int xp_corpus_generate(xp_corpus **out, uint64_t seed, xp_err *err)
         return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
     xp_rng r;
     xp_rng_seed(&r, seed);
-    arithmetic(&b, &r, 7000, 400);
-    derivatives(&b, &r, 1, 3500, 300);
-    derivatives(&b, &r, 2, 4000, 300);
-    primes(&b, 3);
-    controls(&b, 25);
-    verbatim(&b, &r, 3000, 200);
+    /* Quotas chosen so that, after the default training (3000 steps of 48 items drawn
+     * uniformly from the 20,992 training items), each task is learned only partly: 35% of
+     * the draws are additions (at 38%, in a trial, 95-100% of held-out sums came out
+     * right; at 33%, 52%), 11% first and 14% second derivatives (at 16% and 19%, 92% and
+     * 90% held-out; at 6% and 7%, 20-32%), 8% primality, 14% extraction; the controls,
+     * learned outright, fill the remaining 18%. */
+    arithmetic(&b, &r, 7300, 400);
+    derivatives(&b, &r, 1, 2350, 300);
+    derivatives(&b, &r, 2, 2900, 300);
+    primes(&b, 6, 3);
+    controls(&b, 64);
+    verbatim(&b, &r, 3, 3000, 200);
     if (b.failed) {
         xp_corpus_free(b.c);
         return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");

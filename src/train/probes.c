@@ -117,15 +117,19 @@ static bool prime_number(const char *prompt)
     return true;
 }
 
-/* Whether an item goes into a probe set: held-out primality keeps every prime and odd
- * composites that no divisibility-by-2-or-5 rule gives away, so guessing "No" scores
- * about half. */
-static bool eligible(const xp_doc *d)
+/* Whether an item goes into a probe set: held-out primality is balanced, as many
+ * composites (any: even, multiples of 5 and the rest, in the seeded order) as primes, at
+ * most `cap` of each, so answering "No" throughout scores half; *n_prime and *n_comp
+ * count the ones taken. */
+static bool eligible(const xp_doc *d, unsigned cap, unsigned *n_prime, unsigned *n_comp)
 {
     if (strcmp(d->task, "prime") || !d->heldout)
         return true;
-    int n = atoi(d->prompt + 3);
-    return prime_number(d->prompt) || (n % 2 && n % 5);
+    unsigned *n = prime_number(d->prompt) ? n_prime : n_comp;
+    if (*n >= cap)
+        return false;
+    ++*n;
+    return true;
 }
 
 #define CHAT_HEAD "<|im_start|>user\n"
@@ -255,6 +259,13 @@ int xp_tiny_probes_write(xp_model *m, const xp_corpus *c, uint64_t seed, const c
         order[i - 1] = order[j];
         order[j] = tmp;
     }
+    /* held-out primality: as many composites as primes, at most half the split each */
+    unsigned prime_cap = 0, n_prime = 0, n_comp = 0;
+    for (size_t i = 0; i < c->n; i++)
+        prime_cap += !strcmp(c->docs[i].task, "prime") && c->docs[i].heldout &&
+                     prime_number(c->docs[i].prompt);
+    if (prime_cap > PER_SPLIT / 2)
+        prime_cap = PER_SPLIT / 2;
     for (size_t k = 0; k < N_TASKS && !rc; k++) {
         xp_probe_task_stats *st = &stats[k];
         memset(st, 0, sizeof *st);
@@ -263,8 +274,9 @@ int xp_tiny_probes_write(xp_model *m, const xp_corpus *c, uint64_t seed, const c
             size_t i = order[oi];
             const xp_doc *d = &c->docs[i];
             unsigned *n = d->heldout ? &st->heldout_n : &st->train_n;
-            if (strcmp(d->task, tasks[k]) || *n >= PER_SPLIT || !eligible(d) ||
-                xp_strmap_get(&seen, d->prompt, strlen(d->prompt)) >= 0)
+            if (strcmp(d->task, tasks[k]) || *n >= PER_SPLIT ||
+                xp_strmap_get(&seen, d->prompt, strlen(d->prompt)) >= 0 ||
+                !eligible(d, prime_cap, &n_prime, &n_comp))
                 continue;
             if (xp_strmap_put(&seen, d->prompt, strlen(d->prompt), 0, NULL) < 0) {
                 rc = xp_err_set(err, XP_ENOMEM, "probes: out of memory");

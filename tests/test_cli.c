@@ -82,9 +82,7 @@ Test(cli, bad_input_exits_2)
     free(out), free(err);
     char path[512];
     xp_test_tmp_path(path, sizeof path, "not-gguf.txt");
-    FILE *f = fopen(path, "w");
-    fputs("hello, this is not a model\n", f);
-    fclose(f);
+    xp_test_write(path, "hello, this is not a model\n");
     char args[2048];
     snprintf(args, sizeof args, "inspect '%s'", path);
     cr_expect_eq(run(args, NULL, &out, &err), 2);

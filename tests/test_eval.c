@@ -166,10 +166,8 @@ Test(eval, task_files_load_strictly_and_run)
 {
     char path[512];
     xp_test_tmp_path(path, sizeof path, "tasks.jsonl");
-    FILE *f = fopen(path, "w");
-    fputs("{\"prompt\":\"What is 2+2?\",\"answer\":\"#### 4\"}\n\n"
-          "{\"prompt\":\"What is 3+3?\",\"answer\":6}\n", f);
-    fclose(f);
+    xp_test_write(path, "{\"prompt\":\"What is 2+2?\",\"answer\":\"#### 4\"}\n\n"
+                        "{\"prompt\":\"What is 3+3?\",\"answer\":6}\n");
     xp_task_set *t;
     xp_err err = {0};
     cr_assert_eq(xp_task_set_load(&t, path, XP_TASK_AUTO, &err), XP_OK, "%s", err.msg);
@@ -188,14 +186,10 @@ Test(eval, task_files_load_strictly_and_run)
     xp_model_close(m);
     xp_task_set_free(t);
 
-    f = fopen(path, "w");
-    fputs("{\"prompt\":\"Q?\",\"answer\":\"(B)\"}\n{\"prompt\":\"R\"}\n", f);
-    fclose(f);
+    xp_test_write(path, "{\"prompt\":\"Q?\",\"answer\":\"(B)\"}\n{\"prompt\":\"R\"}\n");
     cr_expect_eq(xp_task_set_load(&t, path, XP_TASK_AUTO, &err), XP_EFORMAT);
     cr_expect(strstr(err.msg, ":2: field \"answer\" is missing"), "%s", err.msg);
-    f = fopen(path, "w");
-    fputs("{\"prompt\":\"Q?\",\"answer\":\"(B)\"}\n{\"prompt\":\"R\",\"answer\":\"C\"}\n", f);
-    fclose(f);
+    xp_test_write(path, "{\"prompt\":\"Q?\",\"answer\":\"(B)\"}\n{\"prompt\":\"R\",\"answer\":\"C\"}\n");
     cr_assert_eq(xp_task_set_load(&t, path, XP_TASK_AUTO, &err), XP_OK);
     cr_expect_eq(t->kind, XP_TASK_CHOICE);
     xp_task_set_free(t);

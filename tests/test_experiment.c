@@ -33,14 +33,6 @@ static const char neagari_json[] =
 static const char text[] = "The quick brown fox jumps over the lazy dog, and the dog sleeps "
                            "on in the warm afternoon sun while the fox runs home.";
 
-static void write_file(const char *path, const char *body)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "%s", path);
-    fputs(body, f);
-    fclose(f);
-}
-
 static xp_model *tiny(char *path, size_t size)
 {
     xp_test_tiny_model(path, size);
@@ -401,10 +393,10 @@ static files setup(void)
     xp_test_tmp_path(f.a, sizeof f.a, "exp-a.json");
     xp_test_tmp_path(f.b, sizeof f.b, "exp-b.json");
     xp_test_tmp_path(f.c, sizeof f.c, "exp-c.json");
-    write_file(f.probes, probes_json);
-    write_file(f.neagari, neagari_json);
-    write_file(f.text, text);
-    write_file(f.a, "{\"version\":1,\"format\":\"bankai_row_xor_v1\",\"name\":\"A\",\"flips\":"
+    xp_test_write(f.probes, probes_json);
+    xp_test_write(f.neagari, neagari_json);
+    xp_test_write(f.text, text);
+    xp_test_write(f.a, "{\"version\":1,\"format\":\"bankai_row_xor_v1\",\"name\":\"A\",\"flips\":"
                     "[{\"layer\":1,\"proj\":\"gate_proj\",\"row\":5}]}");
     /* B and C are made for two different bases: stacking them needs --force */
     xp_patch *b = row_patch("blk.3.ffn_down.weight", 9, 'b');

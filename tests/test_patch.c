@@ -507,14 +507,6 @@ Test(patch_json, bankai_and_neagari_writers_take_what_fits)
 
 /* ---- directories ---------------------------------------------------------------- */
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
 Test(patch_dir, manifest_order_missing_steps_and_empty_directories)
 {
     char dir[512], file[700];
@@ -533,14 +525,14 @@ Test(patch_dir, manifest_order_missing_steps_and_empty_directories)
         char text[512];
         snprintf(text, sizeof text, v2, names[i], i);
         snprintf(file, sizeof file, "%s/patch_%s.json", dir, names[i]);
-        write_text(file, text);
+        xp_test_write(file, text);
     }
     cr_assert_eq(xp_patch_read_all(&ps, &n, &missing, dir, &err), XP_OK, "%s", err.msg);
     cr_expect_eq(n, 3);
     cr_expect_str_eq(ps[0]->name, "patch_alpha", "without a manifest: by name");
     xp_patch_list_free(ps, n);
     snprintf(file, sizeof file, "%s/manifest.json", dir);
-    write_text(file, "{\"steps\":[{\"patch_file\":\"./d/patch_gamma.json\"},{\"patch_file\":"
+    xp_test_write(file, "{\"steps\":[{\"patch_file\":\"./d/patch_gamma.json\"},{\"patch_file\":"
                      "\"./d/patch_delta.json\"},{\"patch_file\":\"./d/patch_alpha.json\"}]}");
     cr_assert_eq(xp_patch_read_all(&ps, &n, &missing, dir, &err), XP_OK, "%s", err.msg);
     cr_assert_eq(n, 3);
@@ -550,7 +542,7 @@ Test(patch_dir, manifest_order_missing_steps_and_empty_directories)
     cr_expect_str_eq(ps[2]->name, "patch_beta", "files the manifest does not name come last");
     cr_expect(strstr(ps[0]->search, "\"domain\":\"gamma\""), "%s", ps[0]->search);
     xp_patch_list_free(ps, n);
-    write_text(file, "{\"steps\": 3}");
+    xp_test_write(file, "{\"steps\": 3}");
     cr_expect_eq(xp_patch_read_all(&ps, &n, &missing, dir, &err), XP_EFORMAT);
     cr_expect(strstr(err.msg, "manifest.json"), "%s", err.msg);
 }

@@ -14,14 +14,6 @@ static int run(const char *args, char **out, char **err)
     return xp_test_run(cmd, NULL, out, err);
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static const char probes_json[] =
     "[{\"prompt\":\"d/dx [x^4 + 3x^2] =\",\"correct\":\" 4x^3 + 6x\",\"wrong\":\" 4x^3 + 3x\","
     "\"name\":\"pd\",\"category\":\"poly\"},"
@@ -51,7 +43,7 @@ Test(probe_cli, audit_json_has_the_documented_shape)
     char model[512], probes[512], args[4096], *out, *err;
     xp_test_tiny_model(model, sizeof model);
     xp_test_tmp_path(probes, sizeof probes, "probes.json");
-    write_text(probes, probes_json);
+    xp_test_write(probes, probes_json);
     snprintf(args, sizeof args, "audit -m '%s' --probes '%s' --json -q", model, probes);
     cr_assert_eq(run(args, &out, &err), 0, "%s", err);
     cJSON *j = cJSON_Parse(out);
@@ -132,7 +124,7 @@ Test(probe_cli, eval_json_with_a_patch_and_held_out_probes)
     xp_test_tiny_model(model, sizeof model);
     xp_test_tmp_path(probes, sizeof probes, "probes.json");
     xp_test_tmp_path(patch, sizeof patch, "patch.json");
-    write_text(probes, probes_json);
+    xp_test_write(probes, probes_json);
     write_patch(patch);
     snprintf(args, sizeof args, "eval -m '%s' --probes '%s' --split name=p2 -p '%s' --json -q",
              model, probes, patch);
@@ -189,7 +181,7 @@ Test(probe_cli, eval_verbatim_cross_table)
     char model[512], probes[512], args[4096], *out, *err;
     xp_test_tiny_model(model, sizeof model);
     xp_test_tmp_path(probes, sizeof probes, "verbatim.json");
-    write_text(probes, "{\"probes\":[{\"name\":\"v1\",\"domain\":\"legal\",\"system\":\"Extract.\","
+    xp_test_write(probes, "{\"probes\":[{\"name\":\"v1\",\"domain\":\"legal\",\"system\":\"Extract.\","
                "\"prompt\":\"Passage: \\\"A b c. D e f.\\\"\",\"correct_token\":\"A\","
                "\"wrong_token\":\"D\",\"target_span\":\"A b c.\",\"passage\":\"A b c. D e f.\"}]}");
     snprintf(args, sizeof args, "eval -m '%s' --probes '%s' --max-tokens 4 --json -q", model, probes);
@@ -216,7 +208,7 @@ Test(probe_cli, bench_task_json)
     xp_test_tmp_path(tasks, sizeof tasks, "tasks.jsonl");
     xp_test_tmp_path(patch, sizeof patch, "patch.json");
     write_patch(patch);
-    write_text(tasks, "{\"prompt\":\"Q: 2+2?\\nA:\",\"answer\":\"4\"}\n"
+    xp_test_write(tasks, "{\"prompt\":\"Q: 2+2?\\nA:\",\"answer\":\"4\"}\n"
                       "{\"prompt\":\"Q: 3+4?\\nA:\",\"answer\":\"#### 7\"}\n"
                       "{\"prompt\":\"Q: 5+5?\\nA:\",\"answer\":10}\n");
     snprintf(args, sizeof args, "bench-task -m '%s' --tasks '%s' -p '%s' -n 4 --limit 2 --json -q",
@@ -244,7 +236,7 @@ Test(probe_cli, errors_name_the_probe_and_field_and_exit_codes_hold)
     char model[512], probes[512], args[4096], *out, *err;
     xp_test_tiny_model(model, sizeof model);
     xp_test_tmp_path(probes, sizeof probes, "bad.json");
-    write_text(probes, "[{\"prompt\":\"p\",\"correct\":\" 1\",\"wrong\":\" 2\",\"name\":\"ok\"},"
+    xp_test_write(probes, "[{\"prompt\":\"p\",\"correct\":\" 1\",\"wrong\":\" 2\",\"name\":\"ok\"},"
                        "{\"prompt\":\"p\",\"correct\":\" 1\",\"name\":\"broken\"}]");
     struct { const char *fmt; int code; const char *msg; } cases[] = {
         {"audit -m '%s' --probes '%s'", 2, "probe \"broken\" (probes[1]): field \"wrong\" is missing"},

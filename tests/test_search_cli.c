@@ -25,14 +25,6 @@ static const char controls_json[] =
     "[{\"name\":\"paris\",\"category\":\"capital\",\"prompt\":\"The capital of France is\","
     "\"correct\":\" Paris\",\"wrong\":\" Lyon\"}]";
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "%s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
 typedef struct paths {
     char model[512], probes[512], controls[512];
 } paths;
@@ -43,8 +35,8 @@ static paths setup(void)
     xp_test_tiny_model(p.model, sizeof p.model);
     xp_test_tmp_path(p.probes, sizeof p.probes, "search-probes.json");
     xp_test_tmp_path(p.controls, sizeof p.controls, "search-controls.json");
-    write_file(p.probes, probes_json);
-    write_file(p.controls, controls_json);
+    xp_test_write(p.probes, probes_json);
+    xp_test_write(p.controls, controls_json);
     return p;
 }
 
@@ -182,7 +174,7 @@ Test(search_cli, dead_targets_and_bad_input_are_refused)
     xp_test_tmp_path(dead, sizeof dead, "search-dead.json");
     xp_test_tmp_path(out, sizeof out, "search-dead-out.json");
     /* two spellings of one text: NFC makes them the same tokens, so the probe is dead */
-    write_file(dead, "[{\"name\":\"same\",\"prompt\":\"Say\",\"correct\":\" caf\\u00e9\","
+    xp_test_write(dead, "[{\"name\":\"same\",\"prompt\":\"Say\",\"correct\":\" caf\\u00e9\","
                      "\"wrong\":\" cafe\\u0301\"},"
                      "{\"name\":\"ok\",\"prompt\":\"2 + 3 =\",\"correct\":\" 5\",\"wrong\":\" 6\"}]");
     snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes '%s' -o '%s' --iterations 2 --no-eval",

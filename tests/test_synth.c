@@ -7,16 +7,6 @@
 #include "testutil.h"
 #include "xorpatch.h"
 
-static xp_vocab *load_vocab(void)
-{
-    char path[4096];
-    xp_test_tokenizer_json(path, sizeof path);
-    xp_vocab *v = NULL;
-    xp_err err = {0};
-    cr_assert_eq(xp_vocab_from_hf_json(&v, path, &err), XP_OK, "%s", err.msg);
-    return v;
-}
-
 static xp_gguf *open_ok(const char *path)
 {
     xp_gguf *g;
@@ -38,7 +28,7 @@ static void expect_tensor(const xp_gguf *g, const char *name, uint32_t type, int
 
 Test(synth, custom_shape_has_every_tensor_with_its_shape)
 {
-    xp_vocab *v = load_vocab();
+    xp_vocab *v = xp_test_load_vocab();
     /* head_dim 128 with 4 heads of a 256-wide model: q is 512 wide, not n_embd */
     xp_shape s = {2, 256, 384, 4, 2, 128, 151669, false, 4096, 1e6f, 1e-6f};
     char path[512];
@@ -87,7 +77,7 @@ Test(synth, custom_shape_has_every_tensor_with_its_shape)
 
 Test(synth, same_seed_same_bytes_other_seed_other_weights)
 {
-    xp_vocab *v = load_vocab();
+    xp_vocab *v = xp_test_load_vocab();
     xp_shape s;
     xp_err err = {0};
     cr_assert_eq(xp_shape_preset("tiny", &s, &err), XP_OK);
@@ -216,7 +206,7 @@ Test(synth, tokenizer_metadata_matches_llama_cpp_converter)
 
 Test(synth, pads_a_larger_embedding_with_unused_tokens)
 {
-    xp_vocab *v = load_vocab();
+    xp_vocab *v = xp_test_load_vocab();
     xp_shape s;
     xp_err err = {0};
     xp_shape_preset("tiny", &s, &err);

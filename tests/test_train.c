@@ -11,16 +11,6 @@
 #include "train/train.h"
 #include "xorpatch.h"
 
-static xp_vocab *load_vocab(void)
-{
-    char path[4096];
-    xp_test_tokenizer_json(path, sizeof path);
-    xp_vocab *v = NULL;
-    xp_err err = {0};
-    cr_assert_eq(xp_vocab_from_hf_json(&v, path, &err), XP_OK, "%s", err.msg);
-    return v;
-}
-
 /* A few items of several tasks, chat included. */
 static xp_corpus *small_corpus(void)
 {
@@ -75,7 +65,7 @@ typedef struct fixture {
 static void fixture_open(fixture *f)
 {
     xp_err err = {0};
-    f->v = load_vocab();
+    f->v = xp_test_load_vocab();
     cr_assert_eq(xp_tokenizer_new(&f->tok, f->v, &err), XP_OK, "%s", err.msg);
     f->c = small_corpus();
 }
@@ -456,10 +446,8 @@ Test(corpus, read_refuses_bad_lines)
 {
     char path[512];
     xp_test_tmp_path(path, sizeof path, "bad.jsonl");
-    FILE *f = fopen(path, "w");
-    fputs("{\"task\":\"arith\",\"prompt\":\"1 + 1 =\",\"answer\":\" 2\",\"chat\":false,"
-          "\"heldout\":false}\n{\"task\":\"arith\",\"prompt\":3}\n", f);
-    fclose(f);
+    xp_test_write(path, "{\"task\":\"arith\",\"prompt\":\"1 + 1 =\",\"answer\":\" 2\",\"chat\":false,"
+                        "\"heldout\":false}\n{\"task\":\"arith\",\"prompt\":3}\n");
     xp_corpus *c = NULL;
     xp_err err = {0};
     cr_expect_eq(xp_corpus_read(&c, path, &err), XP_EFORMAT);
@@ -500,7 +488,7 @@ Test(train, commands_are_deterministic, .timeout = 240)
  * statistics; controls only hold items the model answers right. */
 Test(train, probe_sets_are_well_formed, .timeout = 240)
 {
-    xp_vocab *v = load_vocab();
+    xp_vocab *v = xp_test_load_vocab();
     xp_tokenizer *tok;
     xp_err err = {0};
     cr_assert_eq(xp_tokenizer_new(&tok, v, &err), XP_OK, "%s", err.msg);

@@ -52,6 +52,15 @@ static inline void xp_test_tokenizer_json(char *out, size_t size)
              xp_test_env("XP_CACHE", ".cache"));
 }
 
+/* Writes text to path (a test's input file). */
+static inline void xp_test_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
 /* Runs a shell command with stdin_text on its stdin (NULL: empty); returns its exit
  * status and, when asked, what it wrote (malloc'd, NUL-terminated). */
 static inline char *xp_test_slurp(const char *path)
@@ -93,6 +102,17 @@ static inline int xp_test_run(const char *cmd, const char *stdin_text, char **ou
 
 /* The built program (the Makefile passes the plain or the sanitised one). */
 static inline const char *xp_test_bin(void) { return xp_test_env("XP_BIN", "build/xorpatch"); }
+
+/* The reference vocabulary, loaded (the caller frees it). */
+static inline xp_vocab *xp_test_load_vocab(void)
+{
+    char path[4096];
+    xp_test_tokenizer_json(path, sizeof path);
+    xp_vocab *v = NULL;
+    xp_err err = {0};
+    cr_assert_eq(xp_vocab_from_hf_json(&v, path, &err), XP_OK, "%s", err.msg);
+    return v;
+}
 
 /* A synthetic tiny model shared by the tests of one run: made once by `xorpatch synth`
  * (seed 7) under a temporary name and renamed, so parallel tests never see half a file. */

@@ -220,48 +220,42 @@ static CLONES void axpy4(float *restrict y0, float *restrict y1, float *restrict
  * do not fit in L1; the four outputs do). */
 enum { TOK_TILE = 4 };
 
-/* Y[t] = W X[t] for T tokens, W given transposed (wt: [k][n]). Each output is summed
- * over k in index order from 0, exactly as the engine's plain matvec sums a row. */
-static void mm_fwd(float *y, const float *x, const float *wt, size_t T, size_t k, size_t n)
+/* out[t] (+)= sum over i, in index order from 0, of in[t][i] m[i] for T tokens: in is
+ * [T][n_in], m [n_in][n_out], out [T][n_out], cleared first when `clear`. */
+static void rows_accumulate(float *out, const float *in, const float *m, size_t T, size_t n_in,
+                            size_t n_out, bool clear)
 {
     size_t tiles = (T + TOK_TILE - 1) / TOK_TILE;
 #pragma omp parallel for schedule(static)
     for (size_t tile = 0; tile < tiles; tile++) {
-        size_t t0 = tile * TOK_TILE;
-        memset(y + t0 * n, 0, (T - t0 < TOK_TILE ? T - t0 : TOK_TILE) * n * sizeof *y);
-        if (T - t0 >= TOK_TILE) {
-            const float *x0 = x + t0 * k, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
-            float *y0 = y + t0 * n;
-            for (size_t j = 0; j < k; j++)
-                axpy4(y0, y0 + n, y0 + 2 * n, y0 + 3 * n, x0[j], x1[j], x2[j], x3[j],
-                      wt + j * n, n);
+        size_t t0 = tile * TOK_TILE, nt = T - t0 < TOK_TILE ? T - t0 : TOK_TILE;
+        if (clear)
+            memset(out + t0 * n_out, 0, nt * n_out * sizeof *out);
+        if (nt == TOK_TILE) {
+            const float *i0 = in + t0 * n_in, *i1 = i0 + n_in, *i2 = i1 + n_in, *i3 = i2 + n_in;
+            float *o0 = out + t0 * n_out;
+            for (size_t i = 0; i < n_in; i++)
+                axpy4(o0, o0 + n_out, o0 + 2 * n_out, o0 + 3 * n_out, i0[i], i1[i], i2[i],
+                      i3[i], m + i * n_out, n_out);
         } else {
             for (size_t t = t0; t < T; t++)
-                for (size_t j = 0; j < k; j++)
-                    axpy(y + t * n, x[t * k + j], wt + j * n, n);
+                for (size_t i = 0; i < n_in; i++)
+                    axpy(out + t * n_out, in[t * n_in + i], m + i * n_out, n_out);
         }
     }
+}
+
+/* Y[t] = W X[t] for T tokens, W given transposed (wt: [k][n]). Each output is summed
+ * over k in index order from 0, exactly as the engine's plain matvec sums a row. */
+static void mm_fwd(float *y, const float *x, const float *wt, size_t T, size_t k, size_t n)
+{
+    rows_accumulate(y, x, wt, T, k, n, true);
 }
 
 /* dX[t] += W^T dY[t] (w: [n][k]), each sum over r in index order. */
 static void mm_bwd_x(float *dx, const float *dy, const float *w, size_t T, size_t k, size_t n)
 {
-    size_t tiles = (T + TOK_TILE - 1) / TOK_TILE;
-#pragma omp parallel for schedule(static)
-    for (size_t tile = 0; tile < tiles; tile++) {
-        size_t t0 = tile * TOK_TILE;
-        if (T - t0 >= TOK_TILE) {
-            const float *d0 = dy + t0 * n, *d1 = d0 + n, *d2 = d1 + n, *d3 = d2 + n;
-            float *x0 = dx + t0 * k;
-            for (size_t r = 0; r < n; r++)
-                axpy4(x0, x0 + k, x0 + 2 * k, x0 + 3 * k, d0[r], d1[r], d2[r], d3[r],
-                      w + r * k, k);
-        } else {
-            for (size_t t = t0; t < T; t++)
-                for (size_t r = 0; r < n; r++)
-                    axpy(dx + t * k, dy[t * n + r], w + r * k, k);
-        }
-    }
+    rows_accumulate(dx, dy, w, T, n, k, false);
 }
 
 /* y += a0 x0, then += a1 x1, += a2 x2, += a3 x3: the four updates of four separate

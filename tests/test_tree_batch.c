@@ -353,7 +353,11 @@ Test(tree_batch, items_without_outputs_run, .timeout = 120)
     xp_model *m = xp_test_open_tiny();
     int32_t tok[] = {5, 6, 7};
     xp_tree_seq seq[] = {{tok, 3}};
-    xp_tree_item it[] = {{seq, 1, NULL, 0}};
+    /* more items than an LM-head pass has places for, as none adds to its outputs */
+    enum { N = 300 };
+    xp_tree_item it[N];
+    for (int i = 0; i < N; i++)
+        it[i] = (xp_tree_item){seq, 1, NULL, 0};
     uint32_t keep[] = {xp_model_shape(m)->n_layer - 1};
     xp_tree_batch *b;
     xp_err err = {0};
@@ -362,6 +366,12 @@ Test(tree_batch, items_without_outputs_run, .timeout = 120)
                  err.msg);
     cr_expect_eq(xp_tree_batch_run(b, NULL, 0, NULL, take, &t, &err), XP_OK, "%s", err.msg);
     cr_expect_eq(t.calls, 1);
+    xp_tree_batch_free(b);
+    t.calls = 0;
+    cr_assert_eq(xp_tree_batch_new(&b, m, it, N, NULL, 0, false, NULL, 0, &err), XP_OK, "%s",
+                 err.msg);
+    cr_expect_eq(xp_tree_batch_run(b, NULL, 0, NULL, take, &t, &err), XP_OK, "%s", err.msg);
+    cr_expect_eq(t.calls, N);
     xp_tree_batch_free(b);
     xp_model_close(m);
 }

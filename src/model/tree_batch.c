@@ -22,6 +22,12 @@ typedef struct kept {
     float *a[N_KEPT];
 } kept;
 
+/* An item of an LM-head pass: where its full and subset outputs start, what fn said. */
+typedef struct pass_item {
+    size_t full, sub;
+    int ret;
+} pass_item;
+
 struct xp_tree_batch {
     xp_model *m;
     size_t n_items, n_seqs, T;   /* items, sequences, trie nodes (a full run's tokens) */
@@ -53,7 +59,8 @@ struct xp_tree_batch {
     xp_kv_fork *forks;           /* [n_seqs] */
     size_t *at_full, *at_sub;    /* packed tokens of one LM-head pass */
     float *head_full, *head_sub; /* its logits */
-    int *ret;                    /* what fn returned for each item of the pass */
+    pass_item *pass;             /* [cap_items] the items of one pass */
+    size_t cap_items;
     size_t cap_full, cap_sub;    /* outputs a pass holds */
 };
 
@@ -79,7 +86,7 @@ void xp_tree_batch_free(xp_tree_batch *b)
     void *all[] = {b->seq0, b->tok, b->tok0, b->order, b->lcp, b->node_of, b->outs, b->out0,
                    b->n_full, b->kv, b->ckpt, b->cur, b->pend, b->valid, b->pend_ok, b->rows,
                    b->want, b->pk, b->node, b->is_out, b->out_tok, b->forks, b->at_full, b->at_sub, b->head_full,
-                   b->head_sub, b->ret};
+                   b->head_sub, b->pass};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     xp_fast_batch_free(&b->fb);
@@ -333,13 +340,19 @@ int xp_tree_batch_new(xp_tree_batch **out, xp_model *m, const xp_tree_item *item
          (b->at_sub = malloc(b->cap_sub * sizeof *b->at_sub)) &&
          (b->head_full = malloc(b->cap_full * m->shape.n_vocab * sizeof *b->head_full)) &&
          (b->head_sub = malloc(b->cap_sub * (n_rows ? n_rows : 1) * sizeof *b->head_sub)) &&
-         (b->ret = malloc((b->cap_full + b->cap_sub) * sizeof *b->ret));
+         (b->pass = malloc((b->cap_items = b->cap_full + b->cap_sub) * sizeof *b->pass));
     if (!ok) {
         xp_tree_batch_free(b);
         return rc ? rc : xp_err_set(err, XP_ENOMEM, "out of memory for a batch of %zu items", n);
     }
     *out = b;
     return XP_OK;
+}
+
+/* The packed token of item i's output o in the planned run. */
+static size_t out_token(const xp_tree_batch *b, size_t i, size_t o)
+{
+    return b->pk[b->tok0[b->seq0[i] + b->outs[o].seq] + b->outs[o].pos];
 }
 
 /* The packed tokens whose outputs the selected items read, ascending, as the batch's
@@ -350,7 +363,7 @@ static void output_tokens(xp_tree_batch *b, const size_t *sel, size_t n, size_t 
     for (size_t s = 0; s < n; s++) {
         size_t i = sel ? sel[s] : s;
         for (size_t o = b->out0[i]; o < b->out0[i + 1]; o++)
-            b->is_out[b->pk[b->tok0[b->seq0[i] + b->outs[o].seq] + b->outs[o].pos]] = true;
+            b->is_out[out_token(b, i, o)] = true;
     }
     size_t k = 0;
     for (size_t t = 0; t < T; t++)
@@ -376,17 +389,16 @@ static int heads(xp_tree_batch *b, const size_t *sel, size_t n, xp_tree_out_fn f
     size_t V = b->m->shape.n_vocab, W = b->n_rows;
     for (size_t s0 = 0, s1; s0 < n; s0 = s1) {
         size_t nf = 0, ns = 0;
-        for (s1 = s0; s1 < n; s1++) {
+        for (s1 = s0; s1 < n && s1 - s0 < b->cap_items; s1++) {
             size_t i = sel ? sel[s1] : s1, f = b->n_full[i], u = b->out0[i + 1] - b->out0[i] - f;
             if (s1 > s0 && (nf + f > b->cap_full || ns + u > b->cap_sub))
                 break;
+            b->pass[s1 - s0] = (pass_item){nf, ns, 0};
             for (size_t o = b->out0[i]; o < b->out0[i + 1]; o++) {
-                const xp_tree_out *out = &b->outs[o];
-                size_t t = b->pk[b->tok0[b->seq0[i] + out->seq] + out->pos];
-                if (out->full)
-                    b->at_full[nf++] = t;
+                if (b->outs[o].full)
+                    b->at_full[nf++] = out_token(b, i, o);
                 else
-                    b->at_sub[ns++] = t;
+                    b->at_sub[ns++] = out_token(b, i, o);
             }
         }
         int rc = xp_fast_head(b->m, &b->fb, b->at_full, nf, NULL, 0, b->head_full);
@@ -398,17 +410,12 @@ static int heads(xp_tree_batch *b, const size_t *sel, size_t n, xp_tree_out_fn f
          * the first item's non-zero result, whatever its sign, is the run's */
 #pragma omp parallel for schedule(dynamic, 1)
         for (size_t s = s0; s < s1; s++) {
-            size_t f = 0, u = 0; /* outputs of the items before s in this pass */
-            for (size_t k = s0; k < s; k++) {
-                size_t i = sel ? sel[k] : k;
-                f += b->n_full[i];
-                u += b->out0[i + 1] - b->out0[i] - b->n_full[i];
-            }
-            b->ret[s - s0] = fn(ctx, s, b->head_full + f * V, b->head_sub + u * W);
+            pass_item *p = &b->pass[s - s0];
+            p->ret = fn(ctx, s, b->head_full + p->full * V, b->head_sub + p->sub * W);
         }
         for (size_t s = s0; s < s1; s++)
-            if (b->ret[s - s0])
-                return b->ret[s - s0];
+            if (b->pass[s - s0].ret)
+                return b->pass[s - s0].ret;
     }
     return XP_OK;
 }

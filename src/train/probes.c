@@ -106,16 +106,8 @@ static char *near_miss(const xp_corpus *c, const xp_doc *d, size_t index)
     return xp_strdup(buf);
 }
 
-static bool prime_number(const char *prompt)
-{
-    int n = atoi(prompt + 3);
-    if (n < 2)
-        return false;
-    for (int k = 2; k * k <= n; k++)
-        if (n % k == 0)
-            return false;
-    return true;
-}
+/* A primality item about a prime: the corpus answered it " Yes". */
+static bool about_a_prime(const xp_doc *d) { return !strcmp(d->answer, " Yes"); }
 
 /* Whether an item goes into a probe set: held-out primality is balanced, as many
  * composites (any: even, multiples of 5 and the rest, in the seeded order) as primes, at
@@ -125,7 +117,7 @@ static bool eligible(const xp_doc *d, unsigned cap, unsigned *n_prime, unsigned 
 {
     if (strcmp(d->task, "prime") || !d->heldout)
         return true;
-    unsigned *n = prime_number(d->prompt) ? n_prime : n_comp;
+    unsigned *n = about_a_prime(d) ? n_prime : n_comp;
     if (*n >= cap)
         return false;
     ++*n;
@@ -263,7 +255,7 @@ int xp_tiny_probes_write(xp_model *m, const xp_corpus *c, uint64_t seed, const c
     unsigned prime_cap = 0, n_prime = 0, n_comp = 0;
     for (size_t i = 0; i < c->n; i++)
         prime_cap += !strcmp(c->docs[i].task, "prime") && c->docs[i].heldout &&
-                     prime_number(c->docs[i].prompt);
+                     about_a_prime(&c->docs[i]);
     if (prime_cap > PER_SPLIT / 2)
         prime_cap = PER_SPLIT / 2;
     for (size_t k = 0; k < N_TASKS && !rc; k++) {

@@ -208,7 +208,7 @@ Test(kernels, all_kernels_are_bit_identical_to_portable)
             x[i] = (xp_rng_f32(&r) - 0.5f) * (i % 128 == 5 ? 50.0f : 2.0f);
         float *ref = calloc(T * (size_t)rows, sizeof *ref);
         xp_qact qa = {0};
-        cr_assert_eq(xp_qact_quantize(&qa, x, T, K), XP_OK);
+        cr_assert_eq(xp_qact_quantize(&qa, &xp_kernels_portable, x, T, K), XP_OK);
         xp_kernels_portable.matmul(&w, &qa, ref, (size_t)rows, 0, rows);
         for (const char *const *n = names; *n; n++) {
             const xp_kernels *k = xp_kernels_find(*n);
@@ -244,6 +244,51 @@ Test(kernels, all_kernels_are_bit_identical_to_portable)
     }
     cr_log_info("%d kernel runs bit-identical to the portable kernel", kernels_checked);
     free(data);
+}
+
+/* Every kernel's quantiser gives the portable one's bytes, on random blocks and on the
+ * awkward ones: all zero, ties at .5, a NaN, an infinity, subnormal maxima (whose
+ * 127 / max is infinite), and a block whose max is repeated with both signs. */
+Test(kernels, quantisers_are_bit_identical_to_portable)
+{
+    xp_rng r;
+    xp_rng_seed(&r, 7);
+    enum { NB = 12, K = NB * 128 };
+    float *x = malloc(2 * K * sizeof *x);
+    for (size_t i = 0; i < 2 * K; i++)
+        x[i] = (xp_rng_f32(&r) - 0.5f) * (i % 128 == 3 ? 80.0f : 3.0f);
+    memset(x + 128, 0, 128 * sizeof *x);                        /* block 1: zeros */
+    for (int j = 0; j < 128; j++)                               /* block 2: ties */
+        x[256 + j] = (float)(j - 64) * 0.5f;
+    x[256 + 7] = 127.0f;
+    x[384 + 9] = NAN;                                           /* block 3 */
+    x[512 + 1] = -INFINITY;                                     /* block 4 */
+    for (int j = 0; j < 128; j++)                               /* block 5: subnormal */
+        x[640 + j] = (float)(j % 5) * 1e-41f;
+    x[768 + 4] = 100.0f, x[768 + 90] = -100.0f;                 /* block 6 */
+    x[896] = -0.0f;
+    xp_qact ref = {0};
+    cr_assert_eq(xp_qact_quantize(&ref, &xp_kernels_portable, x, 2, K), XP_OK);
+    int checked = 0;
+    for (const char *const *n = xp_kernels_available(); *n; n++) {
+        xp_qact qa = {0};
+        cr_assert_eq(xp_qact_quantize(&qa, xp_kernels_find(*n), x, 2, K), XP_OK);
+        cr_assert(memcmp(qa.q, ref.q, 2 * K) == 0, "kernel %s: q differs", *n);
+        cr_assert(memcmp(qa.s, ref.s, 2 * NB * sizeof *qa.s) == 0, "kernel %s: s differs", *n);
+        cr_assert(memcmp(qa.sum, ref.sum, 2 * NB * sizeof *qa.sum) == 0, "kernel %s: sum", *n);
+        xp_qact_free(&qa);
+        checked++;
+    }
+    /* the documented rule on the awkward blocks */
+    for (int j = 0; j < 128; j++)
+        cr_expect_eq(ref.q[128 + j], 0);
+    cr_expect_eq(ref.q[256 + 1], -32); /* -31.5 and -30.5: ties, to even */
+    cr_expect_eq(ref.q[256 + 3], -30);
+    cr_expect_eq(ref.q[384 + 9], 0);   /* NaN */
+    cr_expect_eq(ref.q[768 + 90], -127);
+    cr_log_info("%d quantisers bit-identical to the portable one", checked);
+    xp_qact_free(&ref);
+    free(x);
 }
 
 /* ---- determinism ------------------------------------------------------------------- */

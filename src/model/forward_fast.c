@@ -53,7 +53,7 @@ static int matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, cons
 /* Quantises T rows of x (K wide) for the Q1_0 matrices that read them. */
 static int quantize(const xp_model *m, xp_qact *qa, const float *x, size_t T, int64_t K)
 {
-    int rc = xp_qact_quantize(qa, x, T, K);
+    int rc = xp_qact_quantize(qa, m->kern, x, T, K);
     if (!rc && m->kern->prepare)
         rc = m->kern->prepare(qa);
     return rc;
@@ -237,7 +237,7 @@ int xp_fast_ffn_row(const xp_model *m, xp_fast_batch *b, uint32_t l, int64_t row
     rmsnorm_rows(b->xb, b->x, L->ffn_norm, T, E, s->rms_eps);
     /* the kernels all compute the same bits, so the portable one gives this row's values
      * of the full product; it reads the quantised inputs as they are, unpacked */
-    int rc = xp_qact_quantize(&b->qa, b->xb, T, (int64_t)E);
+    int rc = xp_qact_quantize(&b->qa, m->kern, b->xb, T, (int64_t)E);
     if (!rc) {
         xp_weight wg = L->gate, wu = L->up; /* the row alone, as a one-row matrix */
         wg.data += (uint64_t)row * wg.row_bytes;

@@ -9,7 +9,27 @@
 
 #include "model/model.h"
 
-int xp_qact_quantize(xp_qact *x, const float *in, size_t T, int64_t K)
+/* The quantiser of every kernel: scale max|v| / 127, q = round-to-nearest-even(v / s)
+ * clamped to +-127 (a NaN, and any product that is not finite, gives 0), and the sum of q.
+ * Returns the scale. */
+static float quantize_portable(const float *v, int8_t *q, int32_t *sum_out)
+{
+    float amax = 0;
+    for (int j = 0; j < XP_Q1_0_WEIGHTS; j++)
+        amax = fabsf(v[j]) > amax ? fabsf(v[j]) : amax;
+    float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    int32_t sum = 0;
+    for (int j = 0; j < XP_Q1_0_WEIGHTS; j++) {
+        int32_t qi = (int32_t)lrintf(v[j] * inv);
+        qi = qi > 127 ? 127 : qi < -127 ? -127 : qi;
+        q[j] = (int8_t)qi;
+        sum += qi;
+    }
+    *sum_out = sum;
+    return amax / 127.0f;
+}
+
+int xp_qact_quantize(xp_qact *x, const xp_kernels *k, const float *in, size_t T, int64_t K)
 {
     int64_t nb = K / XP_Q1_0_WEIGHTS;
     if (T > x->cap_T || K != x->K) {
@@ -25,25 +45,14 @@ int xp_qact_quantize(xp_qact *x, const float *in, size_t T, int64_t K)
     x->T = T;
     x->K = K;
     x->nb = nb;
+    float (*block)(const float *, int8_t *, int32_t *) =
+        k->quantize_block ? k->quantize_block : quantize_portable;
     /* tokens are independent: any split among threads gives the same bytes */
 #pragma omp parallel for schedule(static) if (T > 1)
     for (size_t t = 0; t < T; t++)
         for (int64_t b = 0; b < nb; b++) {
-            const float *v = in + t * (size_t)K + b * XP_Q1_0_WEIGHTS;
-            int8_t *q = x->q + t * (size_t)K + b * XP_Q1_0_WEIGHTS;
-            float amax = 0;
-            for (int j = 0; j < XP_Q1_0_WEIGHTS; j++)
-                amax = fabsf(v[j]) > amax ? fabsf(v[j]) : amax;
-            float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
-            int32_t sum = 0;
-            for (int j = 0; j < XP_Q1_0_WEIGHTS; j++) {
-                int32_t qi = (int32_t)lrintf(v[j] * inv);
-                qi = qi > 127 ? 127 : qi < -127 ? -127 : qi;
-                q[j] = (int8_t)qi;
-                sum += qi;
-            }
-            x->s[t * (size_t)nb + b] = s;
-            x->sum[t * (size_t)nb + b] = sum;
+            size_t i = t * (size_t)nb + (size_t)b;
+            x->s[i] = block(in + i * XP_Q1_0_WEIGHTS, x->q + i * XP_Q1_0_WEIGHTS, &x->sum[i]);
         }
     return XP_OK;
 }
@@ -76,7 +85,7 @@ static void matmul_portable(const xp_weight *w, const xp_qact *x, float *y, size
     }
 }
 
-const xp_kernels xp_kernels_portable = {"portable", NULL, matmul_portable};
+const xp_kernels xp_kernels_portable = {"portable", NULL, NULL, matmul_portable};
 
 /* BMI2 and F16C, which the x86 kernels also use, come with every CPU that has AVX2 (and
  * clang's __builtin_cpu_supports cannot name them). */

@@ -29,6 +29,9 @@ typedef struct xp_qact {
 
 typedef struct xp_kernels {
     const char *name;
+    /* Quantises one 128-block of v into q and *sum, returning the scale, with the same
+     * bits as the portable quantiser (NULL: the portable one). */
+    float (*quantize_block)(const float *v, int8_t *q, int32_t *sum);
     /* Makes any layout the kernel wants from x->q (after quantisation); may be NULL. */
     int (*prepare)(xp_qact *x);
     /* y[t * ldy + r] for every token and r in [r0, r1) of a Q1_0 weight. */
@@ -36,8 +39,10 @@ typedef struct xp_kernels {
                    int64_t r0, int64_t r1);
 } xp_kernels;
 
-/* Quantises T rows of K floats (K a multiple of 128) into x, growing its buffers. */
-int xp_qact_quantize(xp_qact *x, const float *in, size_t T, int64_t K);
+/* Quantises T rows of K floats (K a multiple of 128) into x with k's quantiser, growing
+ * x's buffers. */
+int xp_qact_quantize(xp_qact *x, const xp_kernels *k, const float *in, size_t T,
+                     int64_t K);
 void xp_qact_free(xp_qact *x);
 
 const xp_kernels *xp_kernels_best(void);

@@ -82,5 +82,5 @@ TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t
         xp_kernels_portable.matmul(w, x, y, ldy, r, r1);
 }
 
-const xp_kernels xp_kernels_avx2 = {"avx2", NULL, matmul};
+const xp_kernels xp_kernels_avx2 = {"avx2", NULL, NULL, matmul};
 #endif

@@ -5,11 +5,12 @@
  *    VPDPBUSD sums the selected activations, and 16 rows' partial sums are reduced
  *    together by a transposing add tree;
  *  - many tokens (prefill, probe batches): 16 tokens in the lanes. Activations are packed
- *    once per matrix input as [token group][block][quad][16 tokens][4 bytes]; a strip of 4
- *    rows has each nibble of its sign bits expanded (PDEP) into a 0/1 byte pattern once,
- *    then one broadcast pattern times one packed vector is a VPDPBUSD of 16 tokens x 4
- *    inputs, and each packed load feeds 4 rows.
- * Both end every block with fmaf(d * s, (float)(2m - sum), acc) in block order. */
+ *    once per matrix input as [token group][block][quad][16 tokens][4 bytes]; a tile of 4
+ *    rows expands each block's sign bits into 0/2 byte patterns (a byte-masked move) as
+ *    it reaches them, then one broadcast pattern times one packed vector is a VPDPBUSD of
+ *    16 tokens x 4 inputs giving 2m, and each packed load feeds 4 rows.
+ * Both end every block with fmaf(d * s, (float)(2m - sum), acc) in block order. The
+ * quantiser gives the portable one's bits 16 lanes at a time. */
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <stdlib.h>
@@ -41,6 +42,29 @@ TARGET static __m512i reduce16(__m512i v[16])
                                    _mm512_shuffle_i32x4(w[2], w[3], 0xdd));
     return _mm512_add_epi32(_mm512_shuffle_i32x4(x01, x23, 0x88),
                             _mm512_shuffle_i32x4(x01, x23, 0xdd));
+}
+
+/* The portable quantiser's bits (kernels.c), 16 lanes at a time: the max of |v| that
+ * ignores NaN as its comparison does, and q = 0 wherever v / s is not finite. */
+TARGET static float quantize_block(const float *v, int8_t *q, int32_t *sum_out)
+{
+    const __m512 inf = _mm512_set1_ps(__builtin_inff());
+    __m512 m = _mm512_setzero_ps();
+    for (int j = 0; j < XP_Q1_0_WEIGHTS; j += 16) /* MAXPS(a, b) is a > b ? a : b */
+        m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(v + j)), m);
+    float amax = _mm512_reduce_max_ps(m);
+    float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    __m512i sum = _mm512_setzero_si512();
+    for (int j = 0; j < XP_Q1_0_WEIGHTS; j += 16) {
+        __m512 p = _mm512_mul_ps(_mm512_loadu_ps(v + j), _mm512_set1_ps(inv));
+        __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(p), inf, _CMP_LT_OQ);
+        __m512i qi = _mm512_min_epi32(_mm512_max_epi32(_mm512_maskz_cvtps_epi32(finite, p), lo), hi);
+        _mm_storeu_si128((__m128i *)(q + j), _mm512_cvtepi32_epi8(qi));
+        sum = _mm512_add_epi32(sum, qi);
+    }
+    *sum_out = _mm512_reduce_add_epi32(sum);
+    return amax / 127.0f;
 }
 
 /* 16 rows [r0, r0 + 16), every token, rows in lanes. */
@@ -134,39 +158,28 @@ static int prepare(xp_qact *x)
     return XP_OK;
 }
 
-/* A strip of NR rows, expanded once for all token groups: for row r and block b, 32
- * broadcastable u32 patterns (byte i of pattern k is sign bit 4k+i) and the scale d. */
-#define NR 4
-typedef struct strip {
-    uint32_t *pat; /* [NR][nb][QUADS] */
-    float *d;      /* [NR][nb] */
-} strip;
-
-__attribute__((target("bmi2,f16c"))) static void expand_strip(const xp_weight *w, int64_t r0,
-                                                                int64_t nb, strip *st)
+/* The 0/2 byte pattern of a 128-bit sign block, 32 u32 (byte i of pattern k is twice
+ * sign bit 4k+i), so that a VPDPBUSD with it sums 2m directly. */
+#define NR 4 /* rows per tile */
+TARGET static inline __attribute__((always_inline)) void expand(const uint8_t *blk,
+                                                                 uint32_t pat[QUADS])
 {
-    for (int r = 0; r < NR; r++) {
-        const uint8_t *row = w->data + (uint64_t)(r0 + r) * w->row_bytes;
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *blk = row + b * XP_Q1_0_BYTES;
-            uint32_t *pat = st->pat + ((size_t)r * (size_t)nb + (size_t)b) * QUADS;
-            for (int h = 0; h < XP_Q1_0_QS; h++) {
-                uint64_t e = _pdep_u64(blk[2 + h], 0x0101010101010101ull);
-                memcpy(pat + 2 * h, &e, 8);
-            }
-            uint16_t dh;
-            memcpy(&dh, blk, 2);
-            st->d[(size_t)r * (size_t)nb + (size_t)b] = _cvtsh_ss(dh);
-        }
-    }
+    const __m512i twos = _mm512_set1_epi8(2);
+    uint64_t lo, hi;
+    memcpy(&lo, blk + 2, 8);
+    memcpy(&hi, blk + 10, 8);
+    _mm512_store_si512(pat, _mm512_maskz_mov_epi8(lo, twos));
+    _mm512_store_si512(pat + 16, _mm512_maskz_mov_epi8(hi, twos));
 }
 
 /* NR (4) rows x ng (up to NG = 3) token groups, every accumulator a named register
- * (arrays of vectors end up in memory): int sums over a block, then the block's float
- * step. ng is a constant wherever this is inlined, so the unused groups cost nothing. */
+ * (arrays of vectors end up in memory): each block's sign bits are expanded into an L1
+ * buffer as the tile reaches it, then the int sums over the block, then the block's
+ * float step. ng is a constant wherever this is inlined, so the unused groups cost
+ * nothing. */
 #define DOT_ROW(r, k)                                                                          \
     do {                                                                                       \
-        __m512i wv = _mm512_set1_epi32((int)pat##r[k]);                                        \
+        __m512i wv = _mm512_set1_epi32((int)pat[r][k]);                                        \
         m##r##0 = _mm512_dpbusd_epi32(m##r##0, wv, a0);                                        \
         if (ng > 1)                                                                            \
             m##r##1 = _mm512_dpbusd_epi32(m##r##1, wv, a1);                                    \
@@ -175,8 +188,8 @@ __attribute__((target("bmi2,f16c"))) static void expand_strip(const xp_weight *w
     } while (0)
 #define SCALE(r, g)                                                                            \
     do {                                                                                       \
-        __m512 ds = _mm512_mul_ps(_mm512_set1_ps(d##r), s##g);                                 \
-        __m512i iv = _mm512_sub_epi32(_mm512_add_epi32(m##r##g, m##r##g), sum##g);            \
+        __m512 ds = _mm512_mul_ps(_mm512_set1_ps(d[r]), s##g);                                 \
+        __m512i iv = _mm512_sub_epi32(m##r##g, sum##g);                                        \
         acc[r][g] = _mm512_fmadd_ps(ds, _mm512_cvtepi32_ps(iv), acc[r][g]);                    \
     } while (0)
 #define SCALE_ROW(r)                                                                           \
@@ -188,23 +201,68 @@ __attribute__((target("bmi2,f16c"))) static void expand_strip(const xp_weight *w
             SCALE(r, 2);                                                                       \
     } while (0)
 
+/* Writes 4 rows x 16 tokens (a[r] holds row r's tokens) as 16 runs of 4 floats, token t
+ * at y + t * ldy, for the first n tokens. */
+TARGET static inline __attribute__((always_inline)) void store_4x16(const __m512 a[NR],
+                                                                     float *y, size_t ldy,
+                                                                     size_t n)
+{
+    __m512 p = _mm512_unpacklo_ps(a[0], a[1]), q = _mm512_unpackhi_ps(a[0], a[1]);
+    __m512 u = _mm512_unpacklo_ps(a[2], a[3]), v = _mm512_unpackhi_ps(a[2], a[3]);
+    /* 128-bit lane l of tok[i] holds token 4l + i's four rows */
+    __m512 tok[4] = {_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(p), _mm512_castps_pd(u))),
+                     _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(p), _mm512_castps_pd(u))),
+                     _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(q), _mm512_castps_pd(v))),
+                     _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(q), _mm512_castps_pd(v)))};
+    if (n == TG) {
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            _mm_storeu_ps(y + (size_t)i * ldy, _mm512_castps512_ps128(tok[i]));
+            _mm_storeu_ps(y + (size_t)(4 + i) * ldy, _mm512_extractf32x4_ps(tok[i], 1));
+            _mm_storeu_ps(y + (size_t)(8 + i) * ldy, _mm512_extractf32x4_ps(tok[i], 2));
+            _mm_storeu_ps(y + (size_t)(12 + i) * ldy, _mm512_extractf32x4_ps(tok[i], 3));
+        }
+        return;
+    }
+    float buf[4][TG] __attribute__((aligned(64)));
+    for (int i = 0; i < 4; i++)
+        _mm512_store_ps(buf[i], tok[i]);
+    for (size_t t = 0; t < n; t++)
+        memcpy(y + t * ldy, &buf[t % 4][4 * (t / 4)], 4 * sizeof(float));
+}
+
+/* Rows [r, r + NR) of w against ng packed token groups from p0 (gstride bytes apart),
+ * the first n_tok of them written to y + t * ldy + r. */
 TARGET static inline __attribute__((always_inline)) void
-tile(const strip *st, int64_t nb, const int8_t *p0, size_t gstride, float out[NR][NG][TG],
-     const int ng)
+tile(const xp_weight *w, int64_t r, int64_t nb, const int8_t *p0, size_t gstride, float *y,
+     size_t ldy, size_t n_tok, const int ng)
 {
     __m512 acc[NR][NG];
-    for (int r = 0; r < NR; r++)
+    for (int i = 0; i < NR; i++)
         for (int g = 0; g < NG; g++)
-            acc[r][g] = _mm512_setzero_ps();
+            acc[i][g] = _mm512_setzero_ps();
     const __m512i zero = _mm512_setzero_si512();
     const __m512 fzero = _mm512_setzero_ps();
+    const uint8_t *row0 = w->data + (uint64_t)r * w->row_bytes;
+    /* block b's patterns are stored while block b - 1 is summed, so their loads never
+     * wait on stores still in flight */
+    uint32_t buf[2][NR][QUADS] __attribute__((aligned(64)));
+    for (int i = 0; i < NR; i++)
+        expand(row0 + (size_t)i * w->row_bytes, buf[0][i]);
     for (int64_t b = 0; b < nb; b++) {
         /* groups past ng are not in the buffer: their pointers stay on group 0 */
         const int8_t *pb0 = p0 + (size_t)b * GROUP_BLOCK, *pb1 = ng > 1 ? pb0 + gstride : pb0,
                      *pb2 = ng > 2 ? pb1 + gstride : pb0;
-        const uint32_t *pat0 = st->pat + (size_t)b * QUADS;
-        const uint32_t *pat1 = pat0 + (size_t)nb * QUADS, *pat2 = pat1 + (size_t)nb * QUADS,
-                       *pat3 = pat2 + (size_t)nb * QUADS;
+        uint32_t(*pat)[QUADS] = buf[b & 1];
+        float d[NR];
+        for (int i = 0; i < NR; i++) {
+            const uint8_t *blk = row0 + (size_t)i * w->row_bytes + (size_t)b * XP_Q1_0_BYTES;
+            uint16_t dh;
+            memcpy(&dh, blk, 2);
+            d[i] = _cvtsh_ss(dh);
+            if (b + 1 < nb)
+                expand(blk + XP_Q1_0_BYTES, buf[(b + 1) & 1][i]);
+        }
         __m512i m00 = zero, m01 = zero, m02 = zero, m10 = zero, m11 = zero, m12 = zero,
                 m20 = zero, m21 = zero, m22 = zero, m30 = zero, m31 = zero, m32 = zero;
         _Pragma("GCC unroll 4") for (int k = 0; k < QUADS; k++)
@@ -223,71 +281,55 @@ tile(const strip *st, int64_t nb, const int8_t *p0, size_t gstride, float out[NR
         __m512i sum0 = _mm512_load_si512(pb0 + QBYTES + 64);
         __m512i sum1 = ng > 1 ? _mm512_load_si512(pb1 + QBYTES + 64) : zero;
         __m512i sum2 = ng > 2 ? _mm512_load_si512(pb2 + QBYTES + 64) : zero;
-        float d0 = st->d[b], d1 = st->d[nb + b], d2 = st->d[2 * nb + b], d3 = st->d[3 * nb + b];
         SCALE_ROW(0);
         SCALE_ROW(1);
         SCALE_ROW(2);
         SCALE_ROW(3);
     }
-    for (int r = 0; r < NR; r++)
-        for (int g = 0; g < ng; g++)
-            _mm512_storeu_ps(out[r][g], acc[r][g]);
+    for (int g = 0; g < ng && (size_t)g * TG < n_tok; g++) {
+        __m512 a[NR] = {acc[0][g], acc[1][g], acc[2][g], acc[3][g]};
+        size_t n = n_tok - (size_t)g * TG;
+        store_4x16(a, y + (size_t)g * TG * ldy + (size_t)r, ldy, n < TG ? n : TG);
+    }
 }
 
-TARGET static void tile3(const strip *st, int64_t nb, const int8_t *p0, size_t gstride,
-                         float out[NR][NG][TG])
+TARGET static void tile3(const xp_weight *w, int64_t r, int64_t nb, const int8_t *p0,
+                         size_t gstride, float *y, size_t ldy, size_t n_tok)
 {
-    tile(st, nb, p0, gstride, out, 3);
+    tile(w, r, nb, p0, gstride, y, ldy, n_tok, 3);
 }
 
-TARGET static void tile2(const strip *st, int64_t nb, const int8_t *p0, size_t gstride,
-                         float out[NR][NG][TG])
+TARGET static void tile2(const xp_weight *w, int64_t r, int64_t nb, const int8_t *p0,
+                         size_t gstride, float *y, size_t ldy, size_t n_tok)
 {
-    tile(st, nb, p0, gstride, out, 2);
+    tile(w, r, nb, p0, gstride, y, ldy, n_tok, 2);
 }
 
-TARGET static void tile1(const strip *st, int64_t nb, const int8_t *p0, size_t gstride,
-                         float out[NR][NG][TG])
+TARGET static void tile1(const xp_weight *w, int64_t r, int64_t nb, const int8_t *p0,
+                         size_t gstride, float *y, size_t ldy, size_t n_tok)
 {
-    tile(st, nb, p0, gstride, out, 1);
+    tile(w, r, nb, p0, gstride, y, ldy, n_tok, 1);
 }
 
-/* Rows [r0, r1) (a multiple of NR of them), tokens in lanes. Every strip of the range is
- * expanded first, then each packed triple of token groups meets all the strips while it
- * sits in this core's cache: streaming all the activations once per strip instead would
- * make the cores share the bandwidth of the last-level cache and stop scaling. */
+/* Rows [r0, r1) (a multiple of NR of them), tokens in lanes: each packed triple of token
+ * groups meets every strip of NR rows while it sits in this core's cache (streaming all
+ * the activations once per strip instead would make the cores share the bandwidth of
+ * the last-level cache and stop scaling); the rows' sign bits, 1/8 of the bytes of the
+ * activations they meet, are expanded in the tile. */
 static void tokens_rows(const xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
                         int64_t r1)
 {
-    int64_t nb = x->nb, n_strips = (r1 - r0) / NR;
+    int64_t nb = x->nb;
     size_t groups = padded_groups(x->T), gstride = (size_t)nb * GROUP_BLOCK;
-    size_t pat_size = (size_t)NR * (size_t)nb * QUADS, d_size = (size_t)NR * (size_t)nb;
-    uint32_t *pat = malloc((size_t)n_strips * pat_size * sizeof *pat);
-    float *d = malloc((size_t)n_strips * d_size * sizeof *d);
-    for (int64_t k = 0; k < n_strips; k++)
-        expand_strip(w, r0 + k * NR, nb, &(strip){pat + (size_t)k * pat_size,
-                                                  d + (size_t)k * d_size});
-    float out[NR][NG][TG];
-    for (size_t g = 0; g < groups; g += NG)
-        for (int64_t k = 0; k < n_strips; k++) {
-            strip st = {pat + (size_t)k * pat_size, d + (size_t)k * d_size};
-            int64_t r = r0 + k * NR;
-            size_t ng = groups - g < NG ? groups - g : NG;
+    for (size_t g = 0; g < groups; g += NG) {
+        size_t ng = groups - g < NG ? groups - g : NG, n_tok = x->T - g * TG;
+        const int8_t *p0 = x->packed + g * gstride;
+        float *yg = y + g * TG * ldy;
+        for (int64_t r = r0; r < r1; r += NR)
             (ng == 3   ? tile3
              : ng == 2 ? tile2
-                       : tile1)(&st, nb, x->packed + g * gstride, gstride, out);
-            for (size_t gi = 0; gi < ng; gi++)
-                for (int j = 0; j < TG; j++) {
-                    size_t t = (g + (size_t)gi) * TG + (size_t)j;
-                    if (t >= x->T)
-                        break;
-                    float *dst = y + t * ldy + (size_t)r;
-                    for (int i = 0; i < NR; i++)
-                        dst[i] = out[i][gi][j];
-                }
-        }
-    free(pat);
-    free(d);
+                       : tile1)(w, r, nb, p0, gstride, yg, ldy, n_tok);
+    }
 }
 
 TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t ldy,
@@ -306,5 +348,5 @@ TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t
         xp_kernels_portable.matmul(w, x, y, ldy, r, r1);
 }
 
-const xp_kernels xp_kernels_avx512 = {"avx512", prepare, matmul};
+const xp_kernels xp_kernels_avx512 = {"avx512", quantize_block, prepare, matmul};
 #endif

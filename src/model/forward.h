@@ -41,7 +41,7 @@ typedef struct xp_fast_batch {
     const size_t *out;  /* the tokens whose final residual is read, ascending (NULL: all);
                            the others stop after the last layer's keys and values */
     size_t n_out;
-    float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *cos_v, *sin_v;
+    float *x, *xb, *q, *k, *v, *att, *o, *gate, *cos_v, *sin_v; /* gate: the activation */
     xp_qact qa;
 } xp_fast_batch;
 

@@ -16,32 +16,43 @@
 
 #define ROW_CHUNK 64
 
-/* y[t][r] = W[r] . x[t] for all T tokens: quantised kernels for Q1_0, fp32 otherwise. */
+/* Rows [r0, r1) of W times every token, row r0 + j at y[t * ldy + j]: the quantised
+ * kernel for Q1_0, fp32 otherwise (row: scratch of W's width, used only then). */
+static void product_rows(const xp_model *m, const xp_weight *w, const xp_qact *qa,
+                         const float *x, size_t T, float *y, size_t ldy, int64_t r0, int64_t r1,
+                         float *row)
+{
+    if (w->type == XP_TYPE_Q1_0) {
+        xp_weight part = *w; /* the rows alone, as a matrix of their own */
+        part.data += (uint64_t)r0 * w->row_bytes;
+        part.ne1 = r1 - r0;
+        m->kern->matmul(&part, qa, y, ldy, 0, r1 - r0);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        xp_weight_row(w, r, row);
+        for (size_t t = 0; t < T; t++)
+            y[t * ldy + (size_t)(r - r0)] = xp_dot_f32(row, x + t * (size_t)w->ne0,
+                                                       (size_t)w->ne0);
+    }
+}
+
+/* y[t][r] = W[r] . x[t] for all T tokens, ROW_CHUNK rows at a time over the threads. */
 static int matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, const float *x,
-                   size_t T, float *y, size_t ldy)
+                  size_t T, float *y, size_t ldy)
 {
     int64_t chunks = (w->ne1 + ROW_CHUNK - 1) / ROW_CHUNK;
-    if (w->type == XP_TYPE_Q1_0) {
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t c = 0; c < chunks; c++) {
-            int64_t r0 = c * ROW_CHUNK, r1 = r0 + ROW_CHUNK < w->ne1 ? r0 + ROW_CHUNK : w->ne1;
-            m->kern->matmul(w, qa, y, ldy, r0, r1);
-        }
-        return XP_OK;
-    }
     int ok = 1;
 #pragma omp parallel reduction(& : ok)
     {
-        float *row = malloc((size_t)w->ne0 * sizeof *row);
-        ok = row != NULL;
+        float *row = w->type == XP_TYPE_Q1_0 ? NULL : malloc((size_t)w->ne0 * sizeof *row);
+        ok = w->type == XP_TYPE_Q1_0 || row;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < chunks; c++)
-            for (int64_t r = c * ROW_CHUNK; row && r < w->ne1 && r < (c + 1) * ROW_CHUNK; r++) {
-                xp_weight_row(w, r, row);
-                for (size_t t = 0; t < T; t++)
-                    y[t * ldy + (size_t)r] = xp_dot_f32(row, x + t * (size_t)w->ne0,
-                                                        (size_t)w->ne0);
-            }
+        for (int64_t c = 0; c < chunks; c++) {
+            int64_t r0 = c * ROW_CHUNK, r1 = r0 + ROW_CHUNK < w->ne1 ? r0 + ROW_CHUNK : w->ne1;
+            if (ok)
+                product_rows(m, w, qa, x, T, y + r0, ldy, r0, r1, row);
+        }
         free(row);
     }
     return ok ? XP_OK : XP_ENOMEM;
@@ -194,23 +205,39 @@ static int attention_block(const xp_model *m, uint32_t l, xp_fast_batch *b, bool
     return XP_OK;
 }
 
-/* The MLP's activation from the mid-point x: gate holds silu(gate) * up. */
+/* The MLP's activation from the mid-point x: gate holds silu(gate) * up. Each thread
+ * takes ROW_CHUNK rows of both projections into scratch of its own and combines them at
+ * once, so of the three [T][n_ff] arrays only the activation goes out to memory. */
 static int ffn_activation(const xp_model *m, uint32_t l, xp_fast_batch *b)
 {
     const xp_shape *s = &m->shape;
     const xp_layer *L = &m->layers[l];
     size_t T = b->T, E = s->n_embd, F = s->n_ff;
-    int rc;
     rmsnorm_rows(b->xb, b->x, L->ffn_norm, T, E, s->rms_eps);
-    if ((rc = quantize(m, &b->qa, b->xb, T, (int64_t)E)))
+    int rc = quantize(m, &b->qa, b->xb, T, (int64_t)E);
+    if (rc)
         return rc;
-    if ((rc = matmul(m, &L->gate, &b->qa, b->xb, T, b->gate, F)) ||
-        (rc = matmul(m, &L->up, &b->qa, b->xb, T, b->up, F)))
-        return rc;
-#pragma omp parallel for schedule(static) if (T > 1)
-    for (size_t t = 0; t < T; t++)
-        xp_swiglu(b->gate + t * F, b->gate + t * F, b->up + t * F, F);
-    return XP_OK;
+    int64_t chunks = ((int64_t)F + ROW_CHUNK - 1) / ROW_CHUNK;
+    int ok = 1;
+#pragma omp parallel reduction(& : ok)
+    {
+        float *g = malloc((2 * T * ROW_CHUNK + E) * sizeof *g);
+        float *u = g ? g + T * ROW_CHUNK : NULL, *row = g ? u + T * ROW_CHUNK : NULL;
+        ok = g != NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < chunks; c++) {
+            int64_t r0 = c * ROW_CHUNK, r1 = r0 + ROW_CHUNK < (int64_t)F ? r0 + ROW_CHUNK : (int64_t)F;
+            if (!ok)
+                continue;
+            product_rows(m, &L->gate, &b->qa, b->xb, T, g, ROW_CHUNK, r0, r1, row);
+            product_rows(m, &L->up, &b->qa, b->xb, T, u, ROW_CHUNK, r0, r1, row);
+            for (size_t t = 0; t < T; t++)
+                xp_swiglu(b->gate + t * F + (size_t)r0, g + t * ROW_CHUNK, u + t * ROW_CHUNK,
+                          (size_t)(r1 - r0));
+        }
+        free(g);
+    }
+    return ok ? XP_OK : XP_ENOMEM;
 }
 
 /* The down projection of the activation, added to x. */
@@ -254,8 +281,7 @@ int xp_fast_ffn_row(const xp_model *m, xp_fast_batch *b, uint32_t l, int64_t row
 
 void xp_fast_batch_free(xp_fast_batch *b)
 {
-    float *all[] = {b->x, b->xb, b->q, b->k, b->v, b->att, b->o, b->gate, b->up, b->cos_v,
-                    b->sin_v};
+    float *all[] = {b->x, b->xb, b->q, b->k, b->v, b->att, b->o, b->gate, b->cos_v, b->sin_v};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     free(b->tok);
@@ -268,10 +294,9 @@ int xp_fast_batch_alloc(const xp_shape *s, size_t T, xp_fast_batch *b)
 {
     size_t qd = (size_t)s->n_head * s->head_dim, kvd = (size_t)s->n_head_kv * s->head_dim;
     size_t half = s->head_dim / 2;
-    size_t sizes[] = {s->n_embd, s->n_embd, qd, kvd, kvd, qd, s->n_embd, s->n_ff, s->n_ff,
-                      half, half};
-    float **ptrs[] = {&b->x, &b->xb, &b->q, &b->k, &b->v, &b->att, &b->o, &b->gate, &b->up,
-                      &b->cos_v, &b->sin_v};
+    size_t sizes[] = {s->n_embd, s->n_embd, qd, kvd, kvd, qd, s->n_embd, s->n_ff, half, half};
+    float **ptrs[] = {&b->x,   &b->xb,  &b->q,    &b->k,    &b->v,
+                      &b->att, &b->o,   &b->gate, &b->cos_v, &b->sin_v};
     int ok = 1;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         ok &= (*ptrs[i] = malloc((T ? T : 1) * sizes[i] * sizeof(float))) != NULL;

@@ -199,7 +199,7 @@ Test(kernels, all_kernels_are_bit_identical_to_portable)
         memcpy(data + b * XP_Q1_0_BYTES, &d, 2);
     }
     xp_weight w = {"w", XP_TYPE_Q1_0, K, rows, row_bytes, data};
-    size_t counts[] = {1, 3, 15, 16, 17, 40, 49, 70, 100};
+    size_t counts[] = {1, 3, 7, 8, 15, 16, 17, 40, 49, 70, 100};
     int kernels_checked = 0;
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         size_t T = counts[c];

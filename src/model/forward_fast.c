@@ -18,9 +18,8 @@
 
 /* Rows [r0, r1) of W times every token, row r0 + j at y[t * ldy + j]: the quantised
  * kernel for Q1_0, fp32 otherwise (row: scratch of W's width, used only then). */
-static void product_rows(const xp_model *m, const xp_weight *w, const xp_qact *qa,
-                         const float *x, size_t T, float *y, size_t ldy, int64_t r0, int64_t r1,
-                         float *row)
+static void product_rows(const xp_model *m, const xp_weight *w, const xp_qact *qa, const float *x,
+                         size_t T, float *y, size_t ldy, int64_t r0, int64_t r1, float *row)
 {
     if (w->type == XP_TYPE_Q1_0) {
         xp_weight part = *w; /* the rows alone, as a matrix of their own */
@@ -32,8 +31,7 @@ static void product_rows(const xp_model *m, const xp_weight *w, const xp_qact *q
     for (int64_t r = r0; r < r1; r++) {
         xp_weight_row(w, r, row);
         for (size_t t = 0; t < T; t++)
-            y[t * ldy + (size_t)(r - r0)] = xp_dot_f32(row, x + t * (size_t)w->ne0,
-                                                       (size_t)w->ne0);
+            y[t * ldy + (size_t)(r - r0)] = xp_dot_f32(row, x + t * (size_t)w->ne0, (size_t)w->ne0);
     }
 }
 
@@ -70,8 +68,7 @@ static int quantize(const xp_model *m, xp_qact *qa, const float *x, size_t T, in
     return rc;
 }
 
-static void rmsnorm_rows(float *out, const float *x, const float *w, size_t T, size_t n,
-                         float eps)
+static void rmsnorm_rows(float *out, const float *x, const float *w, size_t T, size_t n, float eps)
 {
 #pragma omp parallel for schedule(static) if (T > 1)
     for (size_t t = 0; t < T; t++)
@@ -226,7 +223,8 @@ static int ffn_activation(const xp_model *m, uint32_t l, xp_fast_batch *b)
         ok = g != NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < chunks; c++) {
-            int64_t r0 = c * ROW_CHUNK, r1 = r0 + ROW_CHUNK < (int64_t)F ? r0 + ROW_CHUNK : (int64_t)F;
+            int64_t r0 = c * ROW_CHUNK,
+                    r1 = r0 + ROW_CHUNK < (int64_t)F ? r0 + ROW_CHUNK : (int64_t)F;
             if (!ok)
                 continue;
             product_rows(m, &L->gate, &b->qa, b->xb, T, g, ROW_CHUNK, r0, r1, row);
@@ -295,8 +293,8 @@ int xp_fast_batch_alloc(const xp_shape *s, size_t T, xp_fast_batch *b)
     size_t qd = (size_t)s->n_head * s->head_dim, kvd = (size_t)s->n_head_kv * s->head_dim;
     size_t half = s->head_dim / 2;
     size_t sizes[] = {s->n_embd, s->n_embd, qd, kvd, kvd, qd, s->n_embd, s->n_ff, half, half};
-    float **ptrs[] = {&b->x,   &b->xb,  &b->q,    &b->k,    &b->v,
-                      &b->att, &b->o,   &b->gate, &b->cos_v, &b->sin_v};
+    float **ptrs[] = {&b->x,   &b->xb, &b->q,    &b->k,     &b->v,
+                      &b->att, &b->o,  &b->gate, &b->cos_v, &b->sin_v};
     int ok = 1;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         ok &= (*ptrs[i] = malloc((T ? T : 1) * sizes[i] * sizeof(float))) != NULL;

@@ -63,8 +63,8 @@ void xp_qact_free(xp_qact *x)
     memset(x, 0, sizeof *x);
 }
 
-static void matmul_portable(const xp_weight *w, const xp_qact *x, float *y, size_t ldy,
-                            int64_t r0, int64_t r1)
+static void matmul_portable(const xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
+                            int64_t r1)
 {
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;

@@ -18,12 +18,12 @@
 struct xp_weight;
 
 typedef struct xp_qact {
-    size_t T;          /* tokens */
-    int64_t K, nb;     /* inputs per token, blocks per token (K / 128) */
-    int8_t *q;         /* [T][K] */
-    float *s;          /* [T][nb] */
-    int32_t *sum;      /* [T][nb] */
-    int8_t *packed;    /* a kernel's own layout of q, made by its prepare (or NULL) */
+    size_t T;       /* tokens */
+    int64_t K, nb;  /* inputs per token, blocks per token (K / 128) */
+    int8_t *q;      /* [T][K] */
+    float *s;       /* [T][nb] */
+    int32_t *sum;   /* [T][nb] */
+    int8_t *packed; /* a kernel's own layout of q, made by its prepare (or NULL) */
     size_t cap_T, cap_packed;
 } xp_qact;
 
@@ -35,14 +35,13 @@ typedef struct xp_kernels {
     /* Makes any layout the kernel wants from x->q (after quantisation); may be NULL. */
     int (*prepare)(xp_qact *x);
     /* y[t * ldy + r] for every token and r in [r0, r1) of a Q1_0 weight. */
-    void (*matmul)(const struct xp_weight *w, const xp_qact *x, float *y, size_t ldy,
-                   int64_t r0, int64_t r1);
+    void (*matmul)(const struct xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
+                   int64_t r1);
 } xp_kernels;
 
 /* Quantises T rows of K floats (K a multiple of 128) into x with k's quantiser, growing
  * x's buffers. */
-int xp_qact_quantize(xp_qact *x, const xp_kernels *k, const float *in, size_t T,
-                     int64_t K);
+int xp_qact_quantize(xp_qact *x, const xp_kernels *k, const float *in, size_t T, int64_t K);
 void xp_qact_free(xp_qact *x);
 
 const xp_kernels *xp_kernels_best(void);

@@ -1,10 +1,10 @@
 /* AVX-512 (BW + VNNI) kernels for 1-bit x int8 products, compiled for that target
  * function by function so the rest of the program runs on any x86-64. Two shapes of the
  * same arithmetic (kernels.h):
- *  - few tokens (decode): 16 rows in the 16 lanes. A row's sign bits become a byte mask,
+ *  - under 8 tokens (decode): 16 rows in the 16 lanes. A row's sign bits become a byte mask,
  *    VPDPBUSD sums the selected activations, and 16 rows' partial sums are reduced
  *    together by a transposing add tree;
- *  - many tokens (prefill, probe batches): 16 tokens in the lanes. Activations are packed
+ *  - 8 tokens or more (prefill, probe batches): 16 tokens in the lanes. Activations are packed
  *    once per matrix input as [token group][block][quad][16 tokens][4 bytes]; a tile of 4
  *    rows expands each block's sign bits into 0/2 byte patterns (a byte-masked move) as
  *    it reaches them, then one broadcast pattern times one packed vector is a VPDPBUSD of
@@ -63,7 +63,8 @@ TARGET static float quantize_block(const float *v, int8_t *q, int32_t *sum_out)
     for (int j = 0; j < XP_Q1_0_WEIGHTS; j += 16) {
         __m512 p = _mm512_mul_ps(_mm512_loadu_ps(v + j), _mm512_set1_ps(inv));
         __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(p), inf, _CMP_LT_OQ);
-        __m512i qi = _mm512_min_epi32(_mm512_max_epi32(_mm512_maskz_cvtps_epi32(finite, p), lo), hi);
+        __m512i qi =
+            _mm512_min_epi32(_mm512_max_epi32(_mm512_maskz_cvtps_epi32(finite, p), lo), hi);
         _mm_storeu_si128((__m128i *)(q + j), _mm512_cvtepi32_epi8(qi));
         sum = _mm512_add_epi32(sum, qi);
     }
@@ -78,9 +79,9 @@ TARGET static void rows16(const xp_weight *w, const xp_qact *x, float *y, size_t
     const uint8_t *base = w->data + (uint64_t)r0 * w->row_bytes;
     /* the 16 rows' scales are gathered (as dwords whose low half is d), not assembled from
      * scalar stores, which would stall store forwarding on every block */
-    const __m512i row_off = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
-                                                                 11, 12, 13, 14, 15),
-                                               _mm512_set1_epi32((int)w->row_bytes));
+    const __m512i row_off =
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                           _mm512_set1_epi32((int)w->row_bytes));
     for (size_t t = 0; t < x->T; t++) {
         const int8_t *q = x->q + t * (size_t)x->K;
         const float *s = x->s + t * (size_t)x->nb;
@@ -166,7 +167,7 @@ static int prepare(xp_qact *x)
  * sign bit 4k+i), so that a VPDPBUSD with it sums 2m directly. */
 #define NR 4 /* rows per tile */
 TARGET static inline __attribute__((always_inline)) void expand(const uint8_t *blk,
-                                                                 uint32_t pat[QUADS])
+                                                                uint32_t pat[QUADS])
 {
     const __m512i twos = _mm512_set1_epi8(2);
     uint64_t lo, hi;
@@ -181,43 +182,43 @@ TARGET static inline __attribute__((always_inline)) void expand(const uint8_t *b
  * buffer as the tile reaches it, then the int sums over the block, then the block's
  * float step. ng is a constant wherever this is inlined, so the unused groups cost
  * nothing. */
-#define DOT_ROW(r, k)                                                                          \
-    do {                                                                                       \
-        __m512i wv = _mm512_set1_epi32((int)pat[r][k]);                                        \
-        m##r##0 = _mm512_dpbusd_epi32(m##r##0, wv, a0);                                        \
-        if (ng > 1)                                                                            \
-            m##r##1 = _mm512_dpbusd_epi32(m##r##1, wv, a1);                                    \
-        if (ng > 2)                                                                            \
-            m##r##2 = _mm512_dpbusd_epi32(m##r##2, wv, a2);                                    \
+#define DOT_ROW(r, k)                                                                              \
+    do {                                                                                           \
+        __m512i wv = _mm512_set1_epi32((int)pat[r][k]);                                            \
+        m##r##0 = _mm512_dpbusd_epi32(m##r##0, wv, a0);                                            \
+        if (ng > 1)                                                                                \
+            m##r##1 = _mm512_dpbusd_epi32(m##r##1, wv, a1);                                        \
+        if (ng > 2)                                                                                \
+            m##r##2 = _mm512_dpbusd_epi32(m##r##2, wv, a2);                                        \
     } while (0)
-#define SCALE(r, g)                                                                            \
-    do {                                                                                       \
-        __m512 ds = _mm512_mul_ps(_mm512_set1_ps(d[r]), s##g);                                 \
-        __m512i iv = _mm512_sub_epi32(m##r##g, sum##g);                                        \
-        acc[r][g] = _mm512_fmadd_ps(ds, _mm512_cvtepi32_ps(iv), acc[r][g]);                    \
+#define SCALE(r, g)                                                                                \
+    do {                                                                                           \
+        __m512 ds = _mm512_mul_ps(_mm512_set1_ps(d[r]), s##g);                                     \
+        __m512i iv = _mm512_sub_epi32(m##r##g, sum##g);                                            \
+        acc[r][g] = _mm512_fmadd_ps(ds, _mm512_cvtepi32_ps(iv), acc[r][g]);                        \
     } while (0)
-#define SCALE_ROW(r)                                                                           \
-    do {                                                                                       \
-        SCALE(r, 0);                                                                           \
-        if (ng > 1)                                                                            \
-            SCALE(r, 1);                                                                       \
-        if (ng > 2)                                                                            \
-            SCALE(r, 2);                                                                       \
+#define SCALE_ROW(r)                                                                               \
+    do {                                                                                           \
+        SCALE(r, 0);                                                                               \
+        if (ng > 1)                                                                                \
+            SCALE(r, 1);                                                                           \
+        if (ng > 2)                                                                                \
+            SCALE(r, 2);                                                                           \
     } while (0)
 
 /* Writes 4 rows x 16 tokens (a[r] holds row r's tokens) as 16 runs of 4 floats, token t
  * at y + t * ldy, for the first n tokens. */
-TARGET static inline __attribute__((always_inline)) void store_4x16(const __m512 a[NR],
-                                                                     float *y, size_t ldy,
-                                                                     size_t n)
+TARGET static inline __attribute__((always_inline)) void store_4x16(const __m512 a[NR], float *y,
+                                                                    size_t ldy, size_t n)
 {
     __m512 p = _mm512_unpacklo_ps(a[0], a[1]), q = _mm512_unpackhi_ps(a[0], a[1]);
     __m512 u = _mm512_unpacklo_ps(a[2], a[3]), v = _mm512_unpackhi_ps(a[2], a[3]);
     /* 128-bit lane l of tok[i] holds token 4l + i's four rows */
-    __m512 tok[4] = {_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(p), _mm512_castps_pd(u))),
-                     _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(p), _mm512_castps_pd(u))),
-                     _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(q), _mm512_castps_pd(v))),
-                     _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(q), _mm512_castps_pd(v)))};
+    __m512 tok[4] = {
+        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(p), _mm512_castps_pd(u))),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(p), _mm512_castps_pd(u))),
+        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(q), _mm512_castps_pd(v))),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(q), _mm512_castps_pd(v)))};
     if (n == TG) {
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
@@ -237,9 +238,10 @@ TARGET static inline __attribute__((always_inline)) void store_4x16(const __m512
 
 /* Rows [r, r + NR) of w against ng packed token groups from p0 (gstride bytes apart),
  * the first n_tok of them written to y + t * ldy + r. */
-TARGET static inline __attribute__((always_inline)) void
-tile(const xp_weight *w, int64_t r, int64_t nb, const int8_t *p0, size_t gstride, float *y,
-     size_t ldy, size_t n_tok, const int ng)
+TARGET static inline __attribute__((always_inline)) void tile(const xp_weight *w, int64_t r,
+                                                              int64_t nb, const int8_t *p0,
+                                                              size_t gstride, float *y, size_t ldy,
+                                                              size_t n_tok, const int ng)
 {
     __m512 acc[NR][NG];
     for (int i = 0; i < NR; i++)
@@ -267,8 +269,8 @@ tile(const xp_weight *w, int64_t r, int64_t nb, const int8_t *p0, size_t gstride
             if (b + 1 < nb)
                 expand(blk + XP_Q1_0_BYTES, buf[(b + 1) & 1][i]);
         }
-        __m512i m00 = zero, m01 = zero, m02 = zero, m10 = zero, m11 = zero, m12 = zero,
-                m20 = zero, m21 = zero, m22 = zero, m30 = zero, m31 = zero, m32 = zero;
+        __m512i m00 = zero, m01 = zero, m02 = zero, m10 = zero, m11 = zero, m12 = zero, m20 = zero,
+                m21 = zero, m22 = zero, m30 = zero, m31 = zero, m32 = zero;
         _Pragma("GCC unroll 4") for (int k = 0; k < QUADS; k++)
         {
             __m512i a0 = _mm512_load_si512(pb0 + k * 64);
@@ -330,14 +332,12 @@ static void tokens_rows(const xp_weight *w, const xp_qact *x, float *y, size_t l
         const int8_t *p0 = x->packed + g * gstride;
         float *yg = y + g * TG * ldy;
         for (int64_t r = r0; r < r1; r += NR)
-            (ng == 3   ? tile3
-             : ng == 2 ? tile2
-                       : tile1)(w, r, nb, p0, gstride, yg, ldy, n_tok);
+            (ng == 3 ? tile3 : ng == 2 ? tile2 : tile1)(w, r, nb, p0, gstride, yg, ldy, n_tok);
     }
 }
 
-TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t ldy,
-                          int64_t r0, int64_t r1)
+TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
+                          int64_t r1)
 {
     int64_t r = r0;
     if (x->T >= TILE_MIN) {

@@ -182,68 +182,71 @@ Test(golden, small_untied_head_dim_not_embd_over_heads, .timeout = 300)
 /* ---- kernels ------------------------------------------------------------------------- */
 
 /* Every kernel computes the same bits as the portable one, on random weights and
- * activations, for token counts on both sides of the tiling thresholds and row ranges
- * with ragged ends. */
+ * activations, for token counts on both sides of the tiling thresholds, one to three
+ * blocks per row, and row ranges with ragged ends (one of two rows, one empty). */
 Test(kernels, all_kernels_are_bit_identical_to_portable)
 {
     xp_rng r;
     xp_rng_seed(&r, 99);
     const char *const *names = xp_kernels_available();
-    int64_t K = 384, rows = 77;
-    size_t row_bytes = (size_t)(K / 128) * XP_Q1_0_BYTES;
-    uint8_t *data = malloc((size_t)rows * row_bytes);
-    for (size_t i = 0; i < (size_t)rows * row_bytes; i++)
-        data[i] = (uint8_t)xp_rng_u64(&r);
-    for (int64_t b = 0; b < rows * (K / 128); b++) { /* sane fp16 scales, some subnormal */
-        uint16_t d = xp_f32_to_fp16((xp_rng_f32(&r) + 0.01f) * (b % 7 ? 0.1f : 1e-6f));
-        memcpy(data + b * XP_Q1_0_BYTES, &d, 2);
-    }
-    xp_weight w = {"w", XP_TYPE_Q1_0, K, rows, row_bytes, data};
+    const int64_t rows = 77, cuts[] = {0, 33, 35, 35, rows};
     size_t counts[] = {1, 3, 7, 8, 15, 16, 17, 40, 49, 70, 100};
     int kernels_checked = 0;
-    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
-        size_t T = counts[c];
-        float *x = malloc(T * (size_t)K * sizeof *x);
-        for (size_t i = 0; i < T * (size_t)K; i++)
-            x[i] = (xp_rng_f32(&r) - 0.5f) * (i % 128 == 5 ? 50.0f : 2.0f);
-        float *ref = calloc(T * (size_t)rows, sizeof *ref);
-        xp_qact qa = {0};
-        cr_assert_eq(xp_qact_quantize(&qa, &xp_kernels_portable, x, T, K), XP_OK);
-        xp_kernels_portable.matmul(&w, &qa, ref, (size_t)rows, 0, rows);
-        for (const char *const *n = names; *n; n++) {
-            const xp_kernels *k = xp_kernels_find(*n);
-            cr_assert(k);
-            if (k->prepare)
-                cr_assert_eq(k->prepare(&qa), XP_OK);
-            float *y = calloc(T * (size_t)rows, sizeof *y);
-            k->matmul(&w, &qa, y, (size_t)rows, 0, 33);
-            k->matmul(&w, &qa, y, (size_t)rows, 33, rows);
-            cr_assert(memcmp(y, ref, T * (size_t)rows * sizeof *y) == 0,
-                      "kernel %s differs from portable at T=%zu", *n, T);
-            free(y);
-            kernels_checked++;
+    for (int64_t K = 128; K <= 384; K += 128) {
+        size_t row_bytes = (size_t)(K / 128) * XP_Q1_0_BYTES;
+        uint8_t *data = malloc((size_t)rows * row_bytes); /* no slack after the last row */
+        for (size_t i = 0; i < (size_t)rows * row_bytes; i++)
+            data[i] = (uint8_t)xp_rng_u64(&r);
+        for (int64_t b = 0; b < rows * (K / 128); b++) { /* sane fp16 scales, some subnormal */
+            uint16_t d = xp_f32_to_fp16((xp_rng_f32(&r) + 0.01f) * (b % 7 ? 0.1f : 1e-6f));
+            memcpy(data + b * XP_Q1_0_BYTES, &d, 2);
         }
-        /* and the arithmetic is the documented one, from first principles */
-        for (size_t t = 0; t < T; t++)
-            for (int64_t row = 0; row < rows; row++) {
-                float acc = 0;
-                for (int64_t b = 0; b < K / 128; b++) {
-                    const uint8_t *blk = data + (size_t)row * row_bytes + (size_t)b * 18;
-                    int32_t dot = 0;
-                    for (int j = 0; j < 128; j++)
-                        dot += (xp_q1_0_weight(blk, j) > 0 ? 1 : -1) *
-                               qa.q[t * (size_t)K + (size_t)b * 128 + (size_t)j];
-                    float d = fabsf(xp_q1_0_weight(blk, 0));
-                    acc = fmaf(d * qa.s[t * (size_t)(K / 128) + (size_t)b], (float)dot, acc);
-                }
-                cr_assert(acc == ref[t * (size_t)rows + (size_t)row], "T=%zu row %lld", T,
-                          (long long)row);
+        xp_weight w = {"w", XP_TYPE_Q1_0, K, rows, row_bytes, data};
+        for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+            size_t T = counts[c];
+            float *x = malloc(T * (size_t)K * sizeof *x);
+            for (size_t i = 0; i < T * (size_t)K; i++)
+                x[i] = (xp_rng_f32(&r) - 0.5f) * (i % 128 == 5 ? 50.0f : 2.0f);
+            float *ref = calloc(T * (size_t)rows, sizeof *ref);
+            xp_qact qa = {0};
+            cr_assert_eq(xp_qact_quantize(&qa, &xp_kernels_portable, x, T, K), XP_OK);
+            xp_kernels_portable.matmul(&w, &qa, ref, (size_t)rows, 0, rows);
+            for (const char *const *n = names; *n; n++) {
+                const xp_kernels *k = xp_kernels_find(*n);
+                cr_assert(k);
+                if (k->prepare)
+                    cr_assert_eq(k->prepare(&qa), XP_OK);
+                float *y = calloc(T * (size_t)rows, sizeof *y);
+                for (size_t i = 0; i + 1 < sizeof cuts / sizeof cuts[0]; i++)
+                    k->matmul(&w, &qa, y, (size_t)rows, cuts[i], cuts[i + 1]);
+                cr_assert(memcmp(y, ref, T * (size_t)rows * sizeof *y) == 0,
+                          "kernel %s differs from portable at T=%zu, K=%lld", *n, T,
+                          (long long)K);
+                free(y);
+                kernels_checked++;
             }
-        xp_qact_free(&qa);
-        free(x), free(ref);
+            /* and the arithmetic is the documented one, from first principles */
+            for (size_t t = 0; t < T; t++)
+                for (int64_t row = 0; row < rows; row++) {
+                    float acc = 0;
+                    for (int64_t b = 0; b < K / 128; b++) {
+                        const uint8_t *blk = data + (size_t)row * row_bytes + (size_t)b * 18;
+                        int32_t dot = 0;
+                        for (int j = 0; j < 128; j++)
+                            dot += (xp_q1_0_weight(blk, j) > 0 ? 1 : -1) *
+                                   qa.q[t * (size_t)K + (size_t)b * 128 + (size_t)j];
+                        float d = fabsf(xp_q1_0_weight(blk, 0));
+                        acc = fmaf(d * qa.s[t * (size_t)(K / 128) + (size_t)b], (float)dot, acc);
+                    }
+                    cr_assert(acc == ref[t * (size_t)rows + (size_t)row], "T=%zu row %lld", T,
+                              (long long)row);
+                }
+            xp_qact_free(&qa);
+            free(x), free(ref);
+        }
+        free(data);
     }
     cr_log_info("%d kernel runs bit-identical to the portable kernel", kernels_checked);
-    free(data);
 }
 
 /* Every kernel's quantiser gives the portable one's bytes, on random blocks and on the
@@ -267,6 +270,11 @@ Test(kernels, quantisers_are_bit_identical_to_portable)
         x[640 + j] = (float)(j % 5) * 1e-41f;
     x[768 + 4] = 100.0f, x[768 + 90] = -100.0f;                 /* block 6 */
     x[896] = -0.0f;
+    for (int j = 0; j < 128; j++)                               /* block 8: all -0 */
+        x[1024 + j] = -0.0f;
+    x[1152] = INFINITY;                                         /* block 9: inf first */
+    for (int j = 0; j < 128; j++)                               /* block 10: tiny normals, */
+        x[1280 + j] = (float)(j % 3) * 1e-37f;                  /* 127 / max overflows */
     xp_qact ref = {0};
     cr_assert_eq(xp_qact_quantize(&ref, &xp_kernels_portable, x, 2, K), XP_OK);
     int checked = 0;

@@ -20,7 +20,8 @@ static float quantize_portable(const float *v, int8_t *q, int32_t *sum_out)
     float inv = amax > 0 ? 127.0f / amax : 0.0f;
     int32_t sum = 0;
     for (int j = 0; j < XP_Q1_0_WEIGHTS; j++) {
-        int32_t qi = (int32_t)lrintf(v[j] * inv);
+        float p = v[j] * inv; /* finite p is within +-127 (and a little) */
+        int32_t qi = isfinite(p) ? (int32_t)lrintf(p) : 0;
         qi = qi > 127 ? 127 : qi < -127 ? -127 : qi;
         q[j] = (int8_t)qi;
         sum += qi;

@@ -19,6 +19,10 @@
 #include "model/kernels.h"
 #include "model/model.h"
 
+/* MAXPS is not commutative where a NaN is involved, which the quantiser relies on */
+#if defined(__FAST_MATH__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__)
+#error "the kernels need IEEE semantics: build without -ffast-math"
+#endif
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
 #define QUADS (XP_Q1_0_WEIGHTS / 4)
 #define TG 16 /* tokens per group (lanes) */

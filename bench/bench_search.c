@@ -5,10 +5,11 @@
  * probe's sequences in one token trie run as one packed batch, runs from the flip's
  * layer or its MLP, LM head only where a gap reads it) against the naive one (each
  * sequence alone, every layer, the full LM head at every position), which give the same
- * gaps: the patches of both are compared after the same iterations. 2 threads, on synthetic Bonsai shapes with the real tokenizer.
- * Usage: bench_search [SHAPE...]   (default: bonsai-1.7b bonsai-8b)
+ * gaps: the patches of both are compared after the same iterations. 2 threads, on synthetic Bonsai
+ * shapes with the real tokenizer. Usage: bench_search [SHAPE...]   (default: bonsai-1.7b bonsai-8b)
  * Environment: XP_BENCH_ITERS (fast iterations, default 20), XP_BENCH_NAIVE_ITERS
- * (default 2), XP_SHARED (the shared folder, default ../shared), XP_BIN. */
+ * (default 4: one candidate is a noisy comparison), XP_SHARED (the shared folder, default
+ * ../shared), XP_BIN. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,8 @@ static void load(xp_model *m, const char *path, xp_probe_set **s, xp_probe_token
 }
 
 typedef struct timing {
-    double *secs;          /* per iteration, the baseline measurement excluded */
-    bool *screened_at;     /* per iteration: rejected by screening alone */
+    double *secs;      /* per iteration, the baseline measurement excluded */
+    bool *screened_at; /* per iteration: rejected by screening alone */
     size_t iters, probes, accepted, screened, tokens;
     char id[65];
 } timing;
@@ -122,10 +123,12 @@ int main(int argc, char **argv)
     struct stat st;
     if (stat(train, &st) != 0) {
         printf("search benchmark skipped: %s is missing (it needs the shared fixtures beside "
-               "the clone)\n", train);
+               "the clone)\n",
+               train);
         return 0;
     }
-    size_t iters = env_count("XP_BENCH_ITERS", 20), naive_iters = env_count("XP_BENCH_NAIVE_ITERS", 2);
+    size_t iters = env_count("XP_BENCH_ITERS", 20),
+           naive_iters = env_count("XP_BENCH_NAIVE_ITERS", 4);
     omp_set_num_threads(2);
     mkdir("build/bench", 0777);
     printf("search benchmark, Bankai-like: 60 calculus targets, 5 knowledge controls, rows of "
@@ -136,7 +139,8 @@ int main(int argc, char **argv)
         char path[256], cmd[1024];
         snprintf(path, sizeof path, "build/bench/%s-vocab.gguf", shapes[si]);
         if (stat(path, &st) != 0) {
-            snprintf(cmd, sizeof cmd, "%s synth -q --shape %s --seed 1 -o %s", bin, shapes[si], path);
+            snprintf(cmd, sizeof cmd, "%s synth -q --shape %s --seed 1 -o %s", bin, shapes[si],
+                     path);
             if (system(cmd) != 0)
                 die(cmd, NULL);
         }
@@ -158,7 +162,8 @@ int main(int argc, char **argv)
         timing fs = run(m, tt, ts->n, ct, cs->n, naive_iters, false, gf);
         timing nv = run(m, tt, ts->n, ct, cs->n, naive_iters, true, gn);
         printf("%-12s tokens per full measurement: %zu fast (what probes and answers share run "
-               "once), %zu naive (each sequence whole)\n", shapes[si], f.tokens, nv.tokens);
+               "once), %zu naive (each sequence whole)\n",
+               shapes[si], f.tokens, nv.tokens);
         timing *rows[] = {&f, &nv};
         const char *names[] = {"fast", "naive"};
         for (int k = 0; k < 2; k++) {
@@ -170,11 +175,14 @@ int main(int argc, char **argv)
         }
         bool same = !strcmp(fs.id, nv.id) && !memcmp(gf, gn, n * sizeof *gf);
         char full[32], screen[32];
-        printf("%-12s fast/naive on the same %zu candidates: %.1fx (a full measurement %s, a "
-               "screening %s); both %s (patch %.12s)\n", shapes[si], naive_iters,
-               sum(nv.secs, nv.iters) / sum(fs.secs, fs.iters),
+        printf("%-12s fast/naive on the same %zu candidates: %.1fx (a full measurement %s: "
+               "%.2f s against %.2f s; a screening %s: %.2f s against %.2f s); both %s "
+               "(patch %.12s)\n",
+               shapes[si], naive_iters, sum(nv.secs, nv.iters) / sum(fs.secs, fs.iters),
                ratio(full, sizeof full, mean_of(&nv, false), mean_of(&fs, false)),
+               mean_of(&fs, false), mean_of(&nv, false),
                ratio(screen, sizeof screen, mean_of(&nv, true), mean_of(&fs, true)),
+               mean_of(&fs, true), mean_of(&nv, true),
                same ? "kept the same flips with bit-identical gaps" : "DIFFER",
                fs.id[0] ? fs.id : "-");
         free(f.secs), free(fs.secs), free(nv.secs);
@@ -187,7 +195,8 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < hs->n; i++)
             pos += hb[i] > 0;
         printf("%-12s held-out: %zu of %zu probes with gap > 0 on the base (random weights: "
-               "only speed means anything here)\n", shapes[si], pos, hs->n);
+               "only speed means anything here)\n",
+               shapes[si], pos, hs->n);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         printf("%-12s peak RSS so far %.0f MiB\n", shapes[si], (double)ru.ru_maxrss / 1024.0);

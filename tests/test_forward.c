@@ -411,6 +411,72 @@ Test(fast_vs_plain, within_tolerance_across_shapes, .timeout = 300)
     }
 }
 
+/* A model whose matrices are stored as F32 (the same values: a Q1_0 weight is +-d,
+ * exact in float) takes the fast path's float products, fused MLP step included, and
+ * gives the plain path's logits up to the order of float sums: every matrix of the
+ * small random model is written out as F32 and both paths run 1 and 13 tokens. */
+Test(fast_vs_plain, float_matrices_take_the_float_products)
+{
+    char src[512], dst[600];
+    xp_model_close(random_model("small", small_shape(), 17));
+    snprintf(src, sizeof src, "%s/fwd-small-17.gguf", xp_test_env("XP_TMP", "/tmp"));
+    snprintf(dst, sizeof dst, "%s/fwd-small-17-f32.gguf", xp_test_env("XP_TMP", "/tmp"));
+    xp_gguf *g;
+    xp_err err = {0};
+    cr_assert_eq(xp_gguf_open(&g, src, &err), XP_OK, "%s", err.msg);
+    xp_gguf_writer *w = xp_gguf_writer_new();
+    int rc = xp_gguf_writer_set_version(w, g->version);
+    for (size_t i = 0; i < g->n_kv && !rc; i++)
+        rc = xp_gguf_writer_set(w, g->kv[i].key, &g->kv[i].value, &err);
+    float **rows = calloc(g->n_tensors, sizeof *rows);
+    int converted = 0;
+    for (size_t i = 0; i < g->n_tensors && !rc; i++) {
+        const xp_gguf_tensor *t = &g->tensors[i];
+        const void *data = t->data;
+        uint32_t type = t->type;
+        if (t->type == XP_TYPE_Q1_0) {
+            uint64_t row_bytes = xp_tensor_row_bytes(t->type, t->ne[0]);
+            rows[i] = malloc((size_t)(t->ne[0] * t->ne[1]) * sizeof **rows);
+            for (int64_t r = 0; r < t->ne[1]; r++)
+                for (int64_t j = 0; j < t->ne[0]; j++)
+                    rows[i][r * t->ne[0] + j] = xp_q1_0_weight(
+                        t->data + (uint64_t)r * row_bytes + (uint64_t)(j / 128) * 18,
+                        (int)(j % 128));
+            data = rows[i], type = XP_TYPE_F32;
+            converted++;
+        }
+        rc = xp_gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, type, data, NULL, NULL,
+                                       &err);
+    }
+    cr_assert_eq(rc, XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_gguf_writer_write(w, dst, &err), XP_OK, "%s", err.msg);
+    cr_assert_geq(converted, 2 * 7 + 1, "every matrix of both layers and the embedding");
+    xp_gguf_writer_free(w);
+    for (size_t i = 0; i < g->n_tensors; i++)
+        free(rows[i]);
+    free(rows);
+    xp_gguf_close(g);
+    xp_model *m = open_model(dst);
+    xp_rng r;
+    xp_rng_seed(&r, 4);
+    for (size_t n = 1; n <= 13; n += 12) {
+        int32_t *tok = random_tokens(&r, n, 1000);
+        float *plain = run(m, XP_PATH_PLAIN, tok, n, true);
+        float *fast = run(m, XP_PATH_FAST, tok, n, true);
+        double worst = 0, scale = 0;
+        for (size_t j = 0; j < n * 1000; j++) {
+            worst = fmax(worst, fabs(fast[j] - plain[j]));
+            scale = fmax(scale, fabs(plain[j]));
+        }
+        cr_expect(worst <= 1e-4 * (scale + 1), "%zu tokens: max |fast-plain| %g, max |logit| %g",
+                  n, worst, scale);
+        cr_log_info("float matrices, %zu tokens: max |fast - plain| %.3g with max |logit| %.2f",
+                    n, worst, scale);
+        free(tok), free(plain), free(fast);
+    }
+    xp_model_close(m);
+}
+
 /* ---- KV cache --------------------------------------------------------------------- */
 
 Test(kv_cache, prefill_then_decode_equals_one_pass_bit_for_bit)

@@ -59,15 +59,6 @@ static int matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, cons
 /* Loops over tokens wake the thread team only when there is more than one token: when
  * decoding, each wake-up of sleeping threads costs more than the loop itself. */
 
-/* Quantises T rows of x (K wide) for the Q1_0 matrices that read them. */
-static int quantize(const xp_model *m, xp_qact *qa, const float *x, size_t T, int64_t K)
-{
-    int rc = xp_qact_quantize(qa, m->kern, x, T, K);
-    if (!rc && m->kern->prepare)
-        rc = m->kern->prepare(qa);
-    return rc;
-}
-
 static void rmsnorm_rows(float *out, const float *x, const float *w, size_t T, size_t n, float eps)
 {
 #pragma omp parallel for schedule(static) if (T > 1)
@@ -185,7 +176,7 @@ static int attention_block(const xp_model *m, uint32_t l, xp_fast_batch *b, bool
     size_t qd = (size_t)s->n_head * s->head_dim, kvd = (size_t)s->n_head_kv * s->head_dim;
     int rc;
     rmsnorm_rows(b->xb, b->x, L->attn_norm, T, E, s->rms_eps);
-    if ((rc = quantize(m, &b->qa, b->xb, T, (int64_t)E)))
+    if ((rc = xp_qact_quantize(&b->qa, m->kern, b->xb, T, (int64_t)E)))
         return rc;
     if ((rc = matmul(m, &L->wq, &b->qa, b->xb, T, b->q, qd)) ||
         (rc = matmul(m, &L->wk, &b->qa, b->xb, T, b->k, kvd)) ||
@@ -195,7 +186,8 @@ static int attention_block(const xp_model *m, uint32_t l, xp_fast_batch *b, bool
     if (trim)
         keep_out_only(m, b);
     T = b->T;
-    if ((rc = attend(m, l, b)) || (rc = quantize(m, &b->qa, b->att, T, (int64_t)qd)) ||
+    if ((rc = attend(m, l, b)) ||
+        (rc = xp_qact_quantize(&b->qa, m->kern, b->att, T, (int64_t)qd)) ||
         (rc = matmul(m, &L->wo, &b->qa, b->att, T, b->o, E)))
         return rc;
     add_rows(b->x, b->o, T * E);
@@ -211,7 +203,7 @@ static int ffn_activation(const xp_model *m, uint32_t l, xp_fast_batch *b)
     const xp_layer *L = &m->layers[l];
     size_t T = b->T, E = s->n_embd, F = s->n_ff;
     rmsnorm_rows(b->xb, b->x, L->ffn_norm, T, E, s->rms_eps);
-    int rc = quantize(m, &b->qa, b->xb, T, (int64_t)E);
+    int rc = xp_qact_quantize(&b->qa, m->kern, b->xb, T, (int64_t)E);
     if (rc)
         return rc;
     int64_t chunks = ((int64_t)F + ROW_CHUNK - 1) / ROW_CHUNK;
@@ -244,7 +236,7 @@ static int ffn_down(const xp_model *m, uint32_t l, xp_fast_batch *b)
     const xp_shape *s = &m->shape;
     size_t T = b->T, E = s->n_embd;
     int rc;
-    if ((rc = quantize(m, &b->qa, b->gate, T, (int64_t)s->n_ff)) ||
+    if ((rc = xp_qact_quantize(&b->qa, m->kern, b->gate, T, (int64_t)s->n_ff)) ||
         (rc = matmul(m, &m->layers[l].down, &b->qa, b->gate, T, b->o, E)))
         return rc;
     add_rows(b->x, b->o, T * E);
@@ -364,7 +356,7 @@ int xp_fast_head(const xp_model *m, xp_fast_batch *b, const size_t *at, size_t n
     for (size_t i = 0; i < n_at; i++)
         xp_rmsnorm(b->xb + i * s->n_embd, b->x + at[i] * s->n_embd, m->output_norm, s->n_embd,
                    s->rms_eps);
-    int rc = quantize(m, &b->qa, b->xb, n_at, (int64_t)s->n_embd);
+    int rc = xp_qact_quantize(&b->qa, m->kern, b->xb, n_at, (int64_t)s->n_embd);
     if (rc)
         return rc;
     if (!rows)

@@ -55,7 +55,7 @@ int xp_qact_quantize(xp_qact *x, const xp_kernels *k, const float *in, size_t T,
             size_t i = t * (size_t)nb + (size_t)b;
             x->s[i] = block(in + i * XP_Q1_0_WEIGHTS, x->q + i * XP_Q1_0_WEIGHTS, &x->sum[i]);
         }
-    return XP_OK;
+    return k->prepare ? k->prepare(x) : XP_OK;
 }
 
 void xp_qact_free(xp_qact *x)

@@ -32,7 +32,8 @@ typedef struct xp_kernels {
     /* Quantises one 128-block of v into q and *sum, returning the scale, with the same
      * bits as the portable quantiser (NULL: the portable one). */
     float (*quantize_block)(const float *v, int8_t *q, int32_t *sum);
-    /* Makes any layout the kernel wants from x->q (after quantisation); may be NULL. */
+    /* Makes any layout the kernel wants from x->q; may be NULL. xp_qact_quantize calls
+     * it. */
     int (*prepare)(xp_qact *x);
     /* y[t * ldy + r] for every token and r in [r0, r1) of a Q1_0 weight. */
     void (*matmul)(const struct xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
@@ -40,7 +41,8 @@ typedef struct xp_kernels {
 } xp_kernels;
 
 /* Quantises T rows of K floats (K a multiple of 128) into x with k's quantiser, growing
- * x's buffers. */
+ * x's buffers, and makes k's own layout of them: x is then ready for k's matmul (and
+ * the portable one's, which reads q). */
 int xp_qact_quantize(xp_qact *x, const xp_kernels *k, const float *in, size_t T, int64_t K);
 void xp_qact_free(xp_qact *x);
 

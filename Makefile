@@ -71,19 +71,23 @@ $(eval $(call flavour,$(BUILD)/asan,$(SAN)))
 TEST_ENV := OMP_WAIT_POLICY=passive XP_SHARED=$(SHARED) XP_BIN=$(ROOT)/$(BUILD)/xorpatch XP_ROOT=$(ROOT) \
             XP_CACHE=$(CACHE) XP_TMP=$(ROOT)/$(BUILD)/tmp
 TEST_JOBS ?= 2
+# Criterion tells why a test was skipped only when verbose; the run's progress lines are
+# dropped so that skips, failures and the totals remain.
+TEST_FLAGS := --jobs $(TEST_JOBS) --verbose
+TEST_QUIET := grep -v -E '^\[(RUN |PASS)\]|^\[====\] Running'
 
 test: deps npm-cache test-plain test-asan
 
 test-plain: $(BUILD)/test_xorpatch $(BUILD)/xorpatch
 	@rm -rf $(BUILD)/tmp && mkdir -p $(BUILD)/tmp
-	$(TEST_ENV) $(BUILD)/test_xorpatch --jobs $(TEST_JOBS)
+	set -o pipefail; $(TEST_ENV) $(BUILD)/test_xorpatch $(TEST_FLAGS) 2>&1 | $(TEST_QUIET)
 
 test-asan: $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch
 	@rm -rf $(BUILD)/asan/tmp && mkdir -p $(BUILD)/asan/tmp
 	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	LSAN_OPTIONS=exitcode=0 \
 	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
-	  $(BUILD)/asan/test_xorpatch --jobs $(TEST_JOBS) 2>&1 | tee $(BUILD)/asan/test.log
+	  $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) 2>&1 | tee $(BUILD)/asan/test.log | $(TEST_QUIET)
 	@scripts/check-leaks.sh $(BUILD)/asan/test.log
 
 # ---- the main job on the built-in default model ---------------------------------------

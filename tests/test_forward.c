@@ -438,10 +438,8 @@ Test(fast_vs_plain, float_matrices_take_the_float_products)
             uint64_t row_bytes = xp_tensor_row_bytes(t->type, t->ne[0]);
             rows[i] = malloc((size_t)(t->ne[0] * t->ne[1]) * sizeof **rows);
             for (int64_t r = 0; r < t->ne[1]; r++)
-                for (int64_t j = 0; j < t->ne[0]; j++)
-                    rows[i][r * t->ne[0] + j] = xp_q1_0_weight(
-                        t->data + (uint64_t)r * row_bytes + (uint64_t)(j / 128) * 18,
-                        (int)(j % 128));
+                xp_q1_0_dequant_row(t->data + (uint64_t)r * row_bytes, t->ne[0],
+                                    rows[i] + r * t->ne[0]);
             data = rows[i], type = XP_TYPE_F32;
             converted++;
         }

@@ -1182,6 +1182,9 @@ typedef struct xp_train_opts {
     float lr, lr_min, weight_decay, clip, beta1, beta2;
     bool quantise;       /* forward through Q1_0 weights (true), or the latent fp32 ones
                           * (false: a smooth function, for gradient checks) */
+    const char *focus_task; /* if set, the first focus_steps steps draw only this task's */
+    uint32_t focus_steps;   /* items: a skill that needs many examples forms before the
+                             * mix dilutes it */
 } xp_train_opts;
 
 /* Defaults of the shipped tiny model (shape "tiny"). */

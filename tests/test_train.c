@@ -324,6 +324,59 @@ Test(train, loss_starts_at_log_vocab_and_falls)
     fixture_close(&f);
 }
 
+/* Predicted tokens of each of a run's first `steps` batches. */
+static void batch_tokens(fixture *f, const xp_train_opts *o, uint32_t steps, size_t *tokens)
+{
+    xp_trainer *t = new_trainer(f, o);
+    xp_err err = {0};
+    xp_train_stats st;
+    for (uint32_t i = 0; i < steps; i++) {
+        cr_assert_eq(xp_trainer_step(t, &st, &err), XP_OK, "%s", err.msg);
+        tokens[i] = st.tokens;
+    }
+    xp_trainer_free(t);
+}
+
+/* A focus stage draws only the focus task's items: with one training item of that task,
+ * every batch of the stage predicts the same tokens (the batch size times that item's
+ * answer), which a batch drawn from the whole corpus does not; after the stage, batches
+ * draw from the whole corpus again. A focus task with no training items is refused. */
+Test(train, focus_steps_draw_only_the_focus_task, .timeout = 120)
+{
+    fixture f;
+    fixture_open(&f);
+    xp_train_opts o;
+    small_opts(&o, true);
+    o.steps = 12;
+    size_t plain[12], verbatim[12], arith[12];
+    batch_tokens(&f, &o, 12, plain);
+    o.focus_task = "verbatim";
+    o.focus_steps = 6;
+    batch_tokens(&f, &o, 12, verbatim);
+    o.focus_task = "arith"; /* one training item: "12 - 5 =" is held out */
+    batch_tokens(&f, &o, 12, arith);
+    bool plain_varies = false, after_varies = false;
+    for (int i = 1; i < 6; i++) {
+        cr_expect_eq(verbatim[i], verbatim[0], "focus step %d: %zu tokens, step 0: %zu", i,
+                     verbatim[i], verbatim[0]);
+        cr_expect_eq(arith[i], arith[0]);
+        plain_varies |= plain[i] != plain[0];
+    }
+    cr_expect(plain_varies, "batches of the whole corpus all predicted %zu tokens", plain[0]);
+    cr_expect_gt(verbatim[0], arith[0], "the chat item's answer is the longer");
+    for (int i = 6; i < 12; i++)
+        after_varies |= verbatim[i] != verbatim[0];
+    cr_expect(after_varies, "after the focus stage batches still drew only its task");
+
+    o.focus_task = "poetry";
+    xp_trainer *t = NULL;
+    xp_err err = {0};
+    cr_expect_eq(xp_trainer_new(&t, &o, f.tok, f.c, &err), XP_EINVAL);
+    cr_expect(t == NULL);
+    cr_expect(strstr(err.msg, "poetry") != NULL, "%s", err.msg);
+    fixture_close(&f);
+}
+
 static bool has_prompt(const xp_corpus *c, const char *prompt, bool heldout)
 {
     for (size_t i = 0; i < c->n; i++)
@@ -456,8 +509,8 @@ Test(corpus, read_refuses_bad_lines)
     unlink(path);
 }
 
-/* The commands: the same corpus bytes for the same seed, and a short training run
- * giving the same GGUF bytes on one and on two threads. */
+/* The commands: the same corpus bytes for the same seed, and a short training run (with
+ * a focus stage) giving the same GGUF bytes on one and on two threads. */
 Test(train, commands_are_deterministic, .timeout = 240)
 {
     char dir[512], cmd[4096];
@@ -468,7 +521,7 @@ Test(train, commands_are_deterministic, .timeout = 240)
              "%s/b.jsonl -q && cmp %s/a.jsonl %s/b.jsonl", bin, dir, bin, dir, dir, dir);
     cr_assert_eq(xp_test_run(cmd, NULL, NULL, NULL), 0, "%s", cmd);
     const char *shape = "--layers 1 --embd 128 --ff 128 --heads 2 --kv-heads 1 --steps 2 "
-                        "--batch 4 --warmup 1";
+                        "--batch 4 --warmup 1 --focus verbatim --focus-steps 1";
     snprintf(cmd, sizeof cmd, "%s train --corpus %s/a.jsonl %s -t 1 -q -o %s/one.gguf && "
              "%s train --corpus %s/a.jsonl %s -t 2 -q -o %s/two.gguf && cmp %s/one.gguf "
              "%s/two.gguf", bin, dir, shape, dir, bin, dir, shape, dir, dir, dir);
@@ -479,6 +532,13 @@ Test(train, commands_are_deterministic, .timeout = 240)
     snprintf(cmd, sizeof cmd, "%s train --corpus %s/a.jsonl -o %s/x.gguf --steps 0", bin, dir,
              dir);
     cr_expect_eq(xp_test_run(cmd, NULL, NULL, NULL), 1, "a zero step count is a usage error");
+    const char *bad_focus[] = {"--focus verbatim", "--focus-steps 5",
+                               "--focus verbatim --focus-steps 5 --steps 5"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd, "%s train --corpus %s/a.jsonl -o %s/x.gguf %s", bin, dir,
+                 dir, bad_focus[i]);
+        cr_expect_eq(xp_test_run(cmd, NULL, NULL, NULL), 1, "a usage error: %s", bad_focus[i]);
+    }
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
 }

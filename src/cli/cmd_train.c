@@ -30,6 +30,9 @@ static const char usage[] =
     "  --wd X               AdamW weight decay on matrices and embedding (default 0.05)\n"
     "  --clip X             global gradient-norm clip (default 1; 0 = off)\n"
     "  --seed N             initial weights and batch order (default 1)\n"
+    "  --focus TASK, --focus-steps N\n"
+    "                       the first N steps draw only items of TASK (a corpus task name\n"
+    "                       such as verbatim), the rest draw from all (default: off)\n"
     "  --layers N, --embd N, --ff N, --heads N, --kv-heads N, --head-dim N\n"
     "                       the shape (default 4, 256, 768, 4, 2, 64)\n"
     "  --checkpoint FILE    save weights and optimiser state here\n"
@@ -56,7 +59,7 @@ static int run(int argc, char **argv)
 {
     enum { O_CORPUS = 256, O_STEPS, O_BATCH, O_WARMUP, O_LAYERS, O_EMBD, O_FF, O_HEADS, O_KV,
            O_HEAD_DIM, O_CKPT_EVERY, O_LOG_EVERY, O_LR, O_LR_MIN, O_WD, O_CLIP, O_SEED,
-           O_CKPT, O_RESUME, O_TOKENIZER, O_STOP_AFTER };
+           O_CKPT, O_RESUME, O_TOKENIZER, O_STOP_AFTER, O_FOCUS, O_FOCUS_STEPS };
     static const struct option opts[] = {
         {"corpus", required_argument, 0, O_CORPUS}, {"steps", required_argument, 0, O_STEPS},
         {"batch", required_argument, 0, O_BATCH},   {"warmup", required_argument, 0, O_WARMUP},
@@ -70,6 +73,8 @@ static int run(int argc, char **argv)
         {"seed", required_argument, 0, O_SEED},     {"checkpoint", required_argument, 0, O_CKPT},
         {"resume", no_argument, 0, O_RESUME},       {"tokenizer", required_argument, 0, O_TOKENIZER},
         {"stop-after", required_argument, 0, O_STOP_AFTER},
+        {"focus", required_argument, 0, O_FOCUS},
+        {"focus-steps", required_argument, 0, O_FOCUS_STEPS},
         {"output", required_argument, 0, 'o'},      {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -121,6 +126,13 @@ static int run(int argc, char **argv)
                 return cli_usage_error("train", "--stop-after needs a positive integer, not '%s'",
                                        optarg);
             break;
+        case O_FOCUS: o.focus_task = optarg; break;
+        case O_FOCUS_STEPS:
+            if ((v = cli_parse_count(optarg)) < 0)
+                return cli_usage_error("train", "--focus-steps needs a positive integer, not "
+                                       "'%s'", optarg);
+            o.focus_steps = (uint32_t)v;
+            break;
         case 'o': out = optarg; break;
         case 't':
             if ((rc = cli_set_threads("train", optarg)) >= 0)
@@ -137,6 +149,11 @@ static int run(int argc, char **argv)
         return cli_usage_error("train", "--corpus FILE and -o OUT.gguf are required");
     if (resume && !ckpt)
         return cli_usage_error("train", "--resume needs --checkpoint FILE");
+    if (!o.focus_task != !o.focus_steps)
+        return cli_usage_error("train", "--focus TASK and --focus-steps N go together");
+    if (o.focus_steps >= o.steps)
+        return cli_usage_error("train", "--focus-steps (%u) must be fewer than --steps (%u)",
+                               o.focus_steps, o.steps);
 
     xp_err err = {0};
     xp_vocab *vocab = NULL;

@@ -43,6 +43,8 @@ struct xp_trainer {
     int32_t **doc_ids;
     size_t *doc_len;
     size_t *doc_from; /* first token whose prediction is trained: the answer's first */
+    size_t n_focus;   /* training documents of the focus task, and their indices */
+    size_t *focus;
     size_t n_par;
     float *p, *grad, *m, *v;
     float *w, *wt; /* the forward weights (dequantised), and matrices transposed */
@@ -754,6 +756,8 @@ static void adamw(xp_trainer *t, float lr, float clip_scale)
 static size_t batch_doc(const xp_trainer *t, uint32_t step, uint32_t j)
 {
     uint64_t h = mix64(t->o.seed ^ mix64(((uint64_t)step << 20) ^ j ^ 0x62617463680000ull));
+    if (step < t->o.focus_steps)
+        return t->focus[h % t->n_focus];
     return (size_t)(h % t->n_docs);
 }
 
@@ -876,7 +880,8 @@ int xp_trainer_new(xp_trainer **out, const xp_train_opts *o, const xp_tokenizer 
     t->doc_ids = xp_calloc(c->n, sizeof *t->doc_ids);
     t->doc_len = xp_calloc(c->n, sizeof *t->doc_len);
     t->doc_from = xp_calloc(c->n, sizeof *t->doc_from);
-    if (!t->local || !t->doc_ids || !t->doc_len || !t->doc_from) {
+    t->focus = xp_calloc(c->n, sizeof *t->focus);
+    if (!t->local || !t->doc_ids || !t->doc_len || !t->doc_from || !t->focus) {
         rc = xp_err_set(err, XP_ENOMEM, "train: out of memory");
         goto fail;
     }
@@ -896,12 +901,19 @@ int xp_trainer_new(xp_trainer **out, const xp_train_opts *o, const xp_tokenizer 
             goto fail;
         }
         if (!c->docs[i].heldout && from < n) {
+            if (o->focus_task && !strcmp(c->docs[i].task, o->focus_task))
+                t->focus[t->n_focus++] = t->n_docs;
             t->doc_ids[t->n_docs] = ids;
             t->doc_from[t->n_docs] = from;
             t->doc_len[t->n_docs++] = n;
         } else {
             free(ids);
         }
+    }
+    if (o->focus_steps && !t->n_focus) {
+        rc = xp_err_set(err, XP_EINVAL, "train: the corpus has no training items of the "
+                        "focus task '%s'", o->focus_task ? o->focus_task : "");
+        goto fail;
     }
     const char *markers[] = {"<|im_end|>", "<|endoftext|>"};
     for (size_t i = 0; i < 2; i++) {
@@ -950,6 +962,7 @@ void xp_trainer_free(xp_trainer *t)
     free(t->doc_ids);
     free(t->doc_len);
     free(t->doc_from);
+    free(t->focus);
     free(t->used);
     free(t->local);
     float *bufs[] = {t->p, t->grad, t->m, t->v, t->w, t->wt, t->rope_cos, t->rope_sin};
@@ -1076,10 +1089,13 @@ int xp_trainer_export(xp_trainer *t, const xp_vocab *v, const char *path, xp_err
         free(data);
         return xp_err_set(err, XP_ENOMEM, "export: out of memory");
     }
-    char desc[256];
-    snprintf(desc, sizeof desc, "xorpatch train seed=%llu steps=%u batch=%u lr=%g: tiny "
+    char desc[320], focus[96] = "";
+    if (t->o.focus_steps)
+        snprintf(focus, sizeof focus, " focus=%.64s:%u", t->o.focus_task, t->o.focus_steps);
+    snprintf(desc, sizeof desc, "xorpatch train seed=%llu steps=%u batch=%u lr=%g%s: tiny "
              "quantisation-aware trained model, %zu trained embedding rows",
-             (unsigned long long)t->o.seed, t->step, t->o.batch, (double)t->o.lr, t->n_used);
+             (unsigned long long)t->o.seed, t->step, t->o.batch, (double)t->o.lr, focus,
+             t->n_used);
     xp_shape s = t->s;
     int rc = xp_qwen3_write_metadata(w, &s, "xorpatch tiny-bonsai (trained Qwen3 Q1_0)", desc,
                                      err);

@@ -1211,7 +1211,8 @@ void xp_trainer_free(xp_trainer *t);
 int xp_trainer_step(xp_trainer *t, xp_train_stats *st, xp_err *err);
 uint32_t xp_trainer_steps_done(const xp_trainer *t);
 /* Checkpoint: weights, optimiser moments and step; resuming gives the same bits as a
- * run that never stopped. Load refuses a checkpoint of another shape or vocabulary. */
+ * run that never stopped. Load refuses a checkpoint of another shape or vocabulary,
+ * seed, or schedule (steps, batch, learning rates, focus). */
 int xp_trainer_save(const xp_trainer *t, const char *path, xp_err *err);
 int xp_trainer_load(xp_trainer *t, const char *path, xp_err *err);
 /* The training-time forward pass of one sequence from position 0: n_vocab logits per

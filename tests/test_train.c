@@ -292,6 +292,21 @@ Test(train, resume_equals_uninterrupted_run, .timeout = 120)
                  "resumed run differs from the uninterrupted one");
     xp_trainer_free(t);
 
+    /* a checkpoint of another schedule (steps, or a focus stage) is refused: resuming
+     * would continue batches and learning rates the run did not start */
+    xp_train_opts other = o;
+    other.steps = o.steps + 1;
+    t = new_trainer(&f, &other);
+    cr_expect_eq(xp_trainer_load(t, ckpt, &err), XP_EINVAL);
+    cr_expect(strstr(err.msg, "other steps") != NULL, "%s", err.msg);
+    xp_trainer_free(t);
+    other = o;
+    other.focus_task = "arith";
+    other.focus_steps = 1;
+    t = new_trainer(&f, &other);
+    cr_expect_eq(xp_trainer_load(t, ckpt, &err), XP_EINVAL, "a focus stage the run had not");
+    xp_trainer_free(t);
+
     /* a checkpoint of another shape is refused, with a reason */
     o.shape.n_layer = 1;
     t = new_trainer(&f, &o);

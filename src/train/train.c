@@ -17,6 +17,7 @@
 
 #include "core/alloc.h"
 #include "core/file.h"
+#include "core/strmap.h"
 #include "model/metadata.h"
 #include "model/ops.h"
 
@@ -976,18 +977,38 @@ void xp_trainer_free(xp_trainer *t)
 
 /* ---- checkpoints ------------------------------------------------------------------ */
 
-static const char ckpt_magic[8] = {'X', 'P', 'T', 'R', 'A', 'I', 'N', '1'};
+static const char ckpt_magic[8] = {'X', 'P', 'T', 'R', 'A', 'I', 'N', '2'};
 
 typedef struct ckpt_head {
     char magic[8];
     uint32_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, step, pad;
     uint64_t n_vocab, n_used, n_par, seed;
+    uint64_t schedule; /* schedule_hash of the options */
 } ckpt_head;
+
+/* A hash of every option the batches and learning rates of later steps depend on
+ * besides the seed, so a run resumed with other options is refused rather than left to
+ * continue a schedule it did not start. */
+static uint64_t schedule_hash(const xp_train_opts *o)
+{
+    uint8_t buf[128];
+    size_t n = 0;
+    const uint32_t u[] = {o->steps, o->batch, o->warmup, o->focus_steps};
+    const float f[] = {o->lr, o->lr_min, o->weight_decay, o->clip, o->beta1, o->beta2};
+    memcpy(buf, u, sizeof u);
+    n += sizeof u;
+    memcpy(buf + n, f, sizeof f);
+    n += sizeof f;
+    uint64_t h = xp_hash_bytes(buf, n);
+    const char *task = o->focus_steps && o->focus_task ? o->focus_task : "";
+    return h ^ mix64(xp_hash_bytes(task, strlen(task)));
+}
 
 int xp_trainer_save(const xp_trainer *t, const char *path, xp_err *err)
 {
     ckpt_head h = {{0}, t->s.n_layer, t->s.n_embd, t->s.n_ff, t->s.n_head, t->s.n_head_kv,
-                   t->s.head_dim, t->step, 0, t->s.n_vocab, t->n_used, t->n_par, t->o.seed};
+                   t->s.head_dim, t->step, 0, t->s.n_vocab, t->n_used, t->n_par, t->o.seed,
+                   schedule_hash(&t->o)};
     memcpy(h.magic, ckpt_magic, 8);
     size_t len = sizeof h + t->n_used * sizeof(int32_t) + 3 * t->n_par * sizeof(float);
     uint8_t *buf = malloc(len);
@@ -1017,7 +1038,8 @@ int xp_trainer_load(xp_trainer *t, const char *path, xp_err *err)
     size_t want = sizeof h + t->n_used * sizeof(int32_t) + 3 * t->n_par * sizeof(float);
     if (len < sizeof h || memcmp(buf, ckpt_magic, 8) != 0) {
         free(buf);
-        return xp_err_set(err, XP_EFORMAT, "%s: not an xorpatch training checkpoint", path);
+        return xp_err_set(err, XP_EFORMAT, "%s: not an xorpatch training checkpoint of this "
+                          "version", path);
     }
     memcpy(&h, buf, sizeof h);
     if (h.n_layer != t->s.n_layer || h.n_embd != t->s.n_embd || h.n_ff != t->s.n_ff ||
@@ -1035,6 +1057,12 @@ int xp_trainer_load(xp_trainer *t, const char *path, xp_err *err)
         return xp_err_set(err, XP_EINVAL, "%s: the checkpoint was trained with seed %llu, not "
                           "%llu (its batches would not continue)", path,
                           (unsigned long long)h.seed, (unsigned long long)t->o.seed);
+    }
+    if (h.schedule != schedule_hash(&t->o)) {
+        free(buf);
+        return xp_err_set(err, XP_EINVAL, "%s: the checkpoint was trained with other steps, "
+                          "batch, learning-rate schedule or focus (resuming would mix two "
+                          "schedules)", path);
     }
     const uint8_t *p = (const uint8_t *)buf + sizeof h + t->n_used * sizeof(int32_t);
     float *parts[] = {t->p, t->m, t->v};

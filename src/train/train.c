@@ -991,15 +991,12 @@ typedef struct ckpt_head {
  * continue a schedule it did not start. */
 static uint64_t schedule_hash(const xp_train_opts *o)
 {
-    uint8_t buf[128];
-    size_t n = 0;
     const uint32_t u[] = {o->steps, o->batch, o->warmup, o->focus_steps};
     const float f[] = {o->lr, o->lr_min, o->weight_decay, o->clip, o->beta1, o->beta2};
+    uint8_t buf[sizeof u + sizeof f];
     memcpy(buf, u, sizeof u);
-    n += sizeof u;
-    memcpy(buf + n, f, sizeof f);
-    n += sizeof f;
-    uint64_t h = xp_hash_bytes(buf, n);
+    memcpy(buf + sizeof u, f, sizeof f);
+    uint64_t h = xp_hash_bytes(buf, sizeof buf);
     const char *task = o->focus_steps && o->focus_task ? o->focus_task : "";
     return h ^ mix64(xp_hash_bytes(task, strlen(task)));
 }

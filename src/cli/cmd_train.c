@@ -59,8 +59,8 @@ static int parse_f(const char *s, float *out)
 static int run(int argc, char **argv)
 {
     enum { O_CORPUS = 256, O_STEPS, O_BATCH, O_WARMUP, O_LAYERS, O_EMBD, O_FF, O_HEADS, O_KV,
-           O_HEAD_DIM, O_CKPT_EVERY, O_LOG_EVERY, O_LR, O_LR_MIN, O_WD, O_CLIP, O_SEED,
-           O_CKPT, O_RESUME, O_TOKENIZER, O_STOP_AFTER, O_FOCUS, O_FOCUS_STEPS };
+           O_HEAD_DIM, O_CKPT_EVERY, O_LOG_EVERY, O_STOP_AFTER, O_FOCUS_STEPS, O_LR, O_LR_MIN,
+           O_WD, O_CLIP, O_SEED, O_CKPT, O_RESUME, O_TOKENIZER, O_FOCUS };
     static const struct option opts[] = {
         {"corpus", required_argument, 0, O_CORPUS}, {"steps", required_argument, 0, O_STEPS},
         {"batch", required_argument, 0, O_BATCH},   {"warmup", required_argument, 0, O_WARMUP},
@@ -69,13 +69,13 @@ static int run(int argc, char **argv)
         {"kv-heads", required_argument, 0, O_KV},   {"head-dim", required_argument, 0, O_HEAD_DIM},
         {"checkpoint-every", required_argument, 0, O_CKPT_EVERY},
         {"log-every", required_argument, 0, O_LOG_EVERY},
+        {"stop-after", required_argument, 0, O_STOP_AFTER},
+        {"focus-steps", required_argument, 0, O_FOCUS_STEPS},
         {"lr", required_argument, 0, O_LR},         {"lr-min", required_argument, 0, O_LR_MIN},
         {"wd", required_argument, 0, O_WD},         {"clip", required_argument, 0, O_CLIP},
         {"seed", required_argument, 0, O_SEED},     {"checkpoint", required_argument, 0, O_CKPT},
         {"resume", no_argument, 0, O_RESUME},       {"tokenizer", required_argument, 0, O_TOKENIZER},
-        {"stop-after", required_argument, 0, O_STOP_AFTER},
         {"focus", required_argument, 0, O_FOCUS},
-        {"focus-steps", required_argument, 0, O_FOCUS_STEPS},
         {"output", required_argument, 0, 'o'},      {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -88,7 +88,7 @@ static int run(int argc, char **argv)
     optind = 1;
     while ((opt = getopt_long(argc, argv, "o:t:qh", opts, NULL)) != -1) {
         long v = 0;
-        if (opt >= O_STEPS && opt <= O_LOG_EVERY && (v = cli_parse_count(optarg)) < 0)
+        if (opt >= O_STEPS && opt <= O_FOCUS_STEPS && (v = cli_parse_count(optarg)) < 0)
             return cli_usage_error("train", "--%s needs a positive integer, not '%s'",
                                    opts[opt - O_CORPUS].name, optarg);
         float f = 0;
@@ -122,18 +122,9 @@ static int run(int argc, char **argv)
         case O_CKPT: ckpt = optarg; break;
         case O_RESUME: resume = true; break;
         case O_TOKENIZER: tokenizer = optarg; break;
-        case O_STOP_AFTER:
-            if ((stop_after = cli_parse_count(optarg)) < 0)
-                return cli_usage_error("train", "--stop-after needs a positive integer, not '%s'",
-                                       optarg);
-            break;
+        case O_STOP_AFTER: stop_after = v; break;
+        case O_FOCUS_STEPS: o.focus_steps = (uint32_t)v; break;
         case O_FOCUS: o.focus_task = optarg; break;
-        case O_FOCUS_STEPS:
-            if ((v = cli_parse_count(optarg)) < 0)
-                return cli_usage_error("train", "--focus-steps needs a positive integer, not "
-                                       "'%s'", optarg);
-            o.focus_steps = (uint32_t)v;
-            break;
         case 'o': out = optarg; break;
         case 't':
             if ((rc = cli_set_threads("train", optarg)) >= 0)

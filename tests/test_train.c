@@ -474,6 +474,39 @@ Test(corpus, deterministic_and_held_out_content_stays_out)
     xp_corpus_free(c);
 }
 
+/* Sentences in a verbatim item's passage (each ends with ". " or ".\n"). */
+static unsigned passage_sentences(const xp_doc *d)
+{
+    const char *p = strstr(d->prompt, "Passage: ");
+    unsigned n = 0;
+    for (; p && *p && *p != '\n'; p++)
+        n += *p == '.';
+    return n;
+}
+
+Test(corpus, held_out_passages_are_longer_than_training_ones)
+{
+    xp_corpus *c;
+    xp_err err = {0};
+    cr_assert_eq(xp_corpus_generate(&c, 1, &err), XP_OK, "%s", err.msg);
+    size_t n_train = 0, n_held = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        const xp_doc *d = &c->docs[i];
+        if (strcmp(d->task, "verbatim"))
+            continue;
+        unsigned want = d->heldout ? 5 : 3;
+        cr_expect_eq(passage_sentences(d), want, "%s passage with %u sentences, not %u: %s",
+                     d->heldout ? "held-out" : "training", passage_sentences(d), want,
+                     d->prompt);
+        *(d->heldout ? &n_held : &n_train) += 1;
+        /* the answer is one of the passage's sentences, verbatim */
+        cr_expect(strstr(d->prompt, d->answer), "answer not in the passage: %s", d->answer);
+    }
+    cr_expect_gt(n_train, 0);
+    cr_expect_gt(n_held, 0);
+    xp_corpus_free(c);
+}
+
 Test(corpus, derivative_answers_are_right)
 {
     xp_corpus *a;

@@ -257,12 +257,19 @@ static void sentence(char *out, size_t size, xp_rng *r, size_t animal, size_t pl
              colours[xp_rng_below(r, COUNT(colours))], places[place]);
 }
 
-static void verbatim(builder *b, xp_rng *r, int n_sent, size_t n_train, size_t n_held)
+/* Training passages have three sentences, held-out ones five: copying a sentence out of a
+ * longer passage than any seen in training is part of what held-out items test. */
+enum { TRAIN_SENTENCES = 3, HELD_SENTENCES = 5 };
+
+static void verbatim(builder *b, xp_rng *r, size_t n_train, size_t n_held)
 {
     size_t got_train = 0, got_held = 0;
+    /* training items first: the held-out ones draw after them, so their length does not
+     * change which training passages a seed gives */
     while (got_train < n_train || got_held < n_held) {
         bool want_held = got_train >= n_train;
-        size_t an[3], pl[3];
+        int n_sent = want_held ? HELD_SENTENCES : TRAIN_SENTENCES;
+        size_t an[HELD_SENTENCES], pl[HELD_SENTENCES];
         /* different animals; the asked-about sentence (index `ask`) has a held-out pair in
          * held-out items only, and no training item has any held-out pair */
         for (int i = 0; i < n_sent; i++) {
@@ -284,7 +291,7 @@ static void verbatim(builder *b, xp_rng *r, int n_sent, size_t n_train, size_t n
         }
         if (!ok)
             continue;
-        char s[3][96], user[512], prompt[768];
+        char s[HELD_SENTENCES][96], user[768], prompt[1024];
         size_t len = 0;
         for (int i = 0; i < n_sent; i++) {
             sentence(s[i], sizeof s[i], r, an[i], pl[i]);
@@ -321,7 +328,7 @@ int xp_corpus_generate(xp_corpus **out, uint64_t seed, xp_err *err)
     derivatives(&b, &r, 2, 2900, 300);
     primes(&b, 6, 3);
     controls(&b, 64);
-    verbatim(&b, &r, 3, 3000, 200);
+    verbatim(&b, &r, 3000, 200);
     if (b.failed) {
         xp_corpus_free(b.c);
         return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");

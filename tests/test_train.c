@@ -682,3 +682,53 @@ Test(train, probe_sets_are_well_formed, .timeout = 240)
     xp_tokenizer_free(tok);
     xp_vocab_free(v);
 }
+
+/* The shipped model and its probe sets belong together and meet the aim: probes measured
+ * afresh on models/tiny-bonsai.gguf are the shipped files byte for byte, every task's
+ * held-out greedy accuracy lies within 50-85%, and all 60 controls are answered right. */
+Test(train, shipped_model_meets_the_aim_with_its_probes, .timeout = 240)
+{
+    const char *root = xp_test_env("XP_ROOT", ".");
+    char model[4096], dir[512];
+    snprintf(model, sizeof model, "%s/models/tiny-bonsai.gguf", root);
+    struct stat sb;
+    cr_assert_eq(stat(model, &sb), 0, "%s is missing", model);
+    cr_expect_leq(sb.st_size, 16 << 20, "%s is %lld bytes, over 16 MiB", model,
+                  (long long)sb.st_size);
+    xp_err err = {0};
+    xp_model *m;
+    cr_assert_eq(xp_model_open(&m, model, &err), XP_OK, "%s", err.msg);
+    xp_corpus *c;
+    cr_assert_eq(xp_corpus_generate(&c, 1, &err), XP_OK, "%s", err.msg);
+    xp_test_tmp_path(dir, sizeof dir, "shipped-probes");
+    xp_probe_task_stats st[8];
+    size_t n_st = 8;
+    cr_assert_eq(xp_tiny_probes_write(m, c, 1, dir, st, &n_st, &err), XP_OK, "%s", err.msg);
+    for (size_t i = 0; i < n_st; i++)
+        cr_expect(100 * st[i].heldout_right >= 50 * st[i].heldout_n &&
+                      100 * st[i].heldout_right <= 85 * st[i].heldout_n,
+                  "%s: %u of %u held-out probes right, outside 50-85%%", st[i].task,
+                  st[i].heldout_right, st[i].heldout_n);
+    const char *files[] = {"train.json", "heldout.json", "controls.json", "verbatim_train.json",
+                           "verbatim_heldout.json"};
+    for (int f = 0; f < 5; f++) {
+        char fresh[700], shipped[4200];
+        snprintf(fresh, sizeof fresh, "%s/%s", dir, files[f]);
+        snprintf(shipped, sizeof shipped, "%s/probes/tiny/%s", root, files[f]);
+        char *a = xp_test_slurp(fresh), *b = xp_test_slurp(shipped);
+        cr_assert(a && b, "%s or %s is missing", fresh, shipped);
+        cr_expect_str_eq(a, b, "%s is not what the shipped model gives", shipped);
+        if (f == 2) {
+            xp_probe_set *set;
+            cr_assert_eq(xp_probe_set_load(&set, fresh, &err), XP_OK, "%s", err.msg);
+            cr_expect_eq(set->n, 60, "%zu of 60 controls right", set->n);
+            xp_probe_set_free(set);
+        }
+        free(a);
+        free(b);
+        unlink(fresh);
+    }
+    rmdir(dir);
+    xp_corpus_free(c);
+    xp_model_close(m);
+}

@@ -817,10 +817,10 @@ void xp_train_opts_default(xp_train_opts *o)
     xp_shape_preset("tiny", &o->shape, NULL);
     o->shape.n_ctx = 1024; /* what the corpus needs, with room: the trained context */
     o->seed = 1;
-    o->steps = 3000;
+    o->steps = 4200;
     o->batch = 48;
     o->warmup = 60;
-    o->lr = 3e-3f;
+    o->lr = 1e-3f;
     o->lr_min = 1e-4f;
     o->weight_decay = 0.05f;
     o->clip = 1.0f;

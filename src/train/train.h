@@ -1,6 +1,8 @@
-/* The trainer's insides that its tests look at: the parameter table, and the loss and
- * gradient of a given batch without an optimiser step, for gradient checks against
- * finite differences. */
+/* The trainer's insides: what its files share (the trainer, a batch and its activations,
+ * and the parts of a step: schedule, quantiser, matrix products, forward and backward
+ * passes) and what its tests look at (the parameter table, and the loss and gradient of
+ * a given batch without an optimiser step, for gradient checks against finite
+ * differences). */
 #ifndef XP_TRAIN_TRAIN_H
 #define XP_TRAIN_TRAIN_H
 #include "xorpatch.h"
@@ -26,4 +28,90 @@ size_t xpt_n_used(const xp_trainer *t, const int32_t **ids);
  * quantiser when quantising), left in xpt_grads. */
 int xpt_loss_grad(xp_trainer *t, const int32_t *const *seqs, const size_t *lens, size_t n,
                   double *loss, xp_err *err);
+
+/* ---- shared by the trainer's files ------------------------------------------------ */
+
+/* Where a layer's tensors start in the flat parameter array. */
+typedef struct xpt_layer_off {
+    size_t attn_norm, wq, wk, wv, wo, q_norm, k_norm, ffn_norm, gate, up, down;
+} xpt_layer_off;
+
+/* Activations of one batch, kept for the backward pass (all [tokens x width]). */
+typedef struct xpt_acts {
+    size_t cap_t, cap_p;
+    float *x, *xn1, *qp, *kp, *q, *k, *v, *a, *xm, *xn2, *g, *u, *h; /* per layer */
+    float *xf, *logits, *p;                                        /* p: attention */
+    /* gradients, one layer at a time */
+    float *dx, *dxm, *dxn, *dq, *dk, *dv, *da, *dg, *du, *dh, *dlogits;
+} xpt_acts;
+
+/* The trainer: the options, the training documents, the parameters with their gradient
+ * and AdamW moments, and the forward weights of the current step. */
+struct xp_trainer {
+    xp_train_opts o;
+    xp_shape s;
+    size_t n_used;
+    int32_t *used;  /* sorted token ids with a trained row */
+    int32_t *local; /* n_vocab: row of a token in the trained embedding, or -1 */
+    size_t n_docs;  /* training documents */
+    int32_t **doc_ids;
+    size_t *doc_len;
+    size_t *doc_from; /* first token whose prediction is trained: the answer's first */
+    size_t n_focus;   /* training documents of the focus task, and their indices */
+    size_t *focus;
+    size_t n_par;
+    float *p, *grad, *m, *v;
+    float *w, *wt; /* the forward weights (dequantised), and matrices transposed */
+    xpt_tensor *tens;
+    size_t n_tens;
+    xpt_layer_off *L;
+    size_t emb, out_norm;
+    uint32_t step;
+    size_t rope_max;
+    float *rope_cos, *rope_sin;
+    xpt_acts a;
+};
+
+/* The sequences of one forward (and backward) pass, packed one after another. */
+typedef struct xpt_batch {
+    size_t n, T, P;
+    const int32_t *const *ids;
+    const size_t *len;
+    const size_t *from;     /* per sequence, the first token predicted; NULL: from 1 */
+    size_t *start, *pstart; /* first token, first attention score of each sequence */
+} xpt_batch;
+
+/* Initialisation and the schedule (schedule.c): a 64-bit mixer (splitmix64's finaliser),
+ * the learning rate of a step, document j of a step's batch, and the hash of the
+ * options the schedule depends on besides the seed. */
+uint64_t xpt_mix64(uint64_t z);
+float xpt_lr_at(const xp_train_opts *o, uint32_t step);
+size_t xpt_batch_doc(const xp_trainer *t, uint32_t step, uint32_t j);
+uint64_t xpt_schedule_hash(const xp_train_opts *o);
+
+/* The quantiser (quantise.c): this step's forward weights into t->w and t->wt, and the
+ * Q1_0 bytes of n latent weights. */
+void xpt_prepare_weights(xp_trainer *t);
+void xpt_quantise_tensor(const float *w, size_t n, uint8_t *out);
+
+/* Matrix products (matmul.c): y += a x; Y[t] = W X[t] with W transposed (wt: [k][n]);
+ * dX[t] += W^T dY[t] (w: [n][k]); dW[r] += sum over t of dY[t][r] X[t]. */
+void xpt_axpy(float *restrict y, float a, const float *restrict x, size_t n);
+void xpt_mm_fwd(float *y, const float *x, const float *wt, size_t T, size_t k, size_t n);
+void xpt_mm_bwd_x(float *dx, const float *dy, const float *w, size_t T, size_t k, size_t n);
+void xpt_mm_bwd_w(float *dw, const float *dy, const float *x, size_t T, size_t k, size_t n);
+
+/* Batches and the forward pass (forward.c): a batch of n sequences (from: the first token
+ * each predicts, NULL: from 1) with room for its activations; the forward pass; and the
+ * mean cross-entropy of the predicted tokens, its gradient at the logits left in
+ * t->a.dlogits. */
+int xpt_batch_init(xp_trainer *t, xpt_batch *b, const int32_t *const *ids, const size_t *len,
+                   const size_t *from, size_t n, xp_err *err);
+void xpt_batch_free(xpt_batch *b);
+void xpt_acts_free(xpt_acts *a);
+void xpt_forward(xp_trainer *t, const xpt_batch *b);
+double xpt_softmax_loss(xp_trainer *t, const xpt_batch *b, size_t *n_pred);
+
+/* The backward pass (backward.c): every parameter's gradient into t->grad. */
+void xpt_backward(xp_trainer *t, const xpt_batch *b);
 #endif

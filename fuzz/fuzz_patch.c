@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "patch/patch_internal.h"
-
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \

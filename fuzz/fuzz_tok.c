@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tok/tok_internal.h"
-
 #ifndef XP_DEFAULT_CACHE
 #define XP_DEFAULT_CACHE ".cache"
 #endif

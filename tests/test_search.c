@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "model/model.h"
 #include "search/search_int.h"
 #include "testutil.h"
 #include "xorpatch.h"

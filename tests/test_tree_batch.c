@@ -9,7 +9,6 @@
 
 #include "core/rng.h"
 #include "model/model.h"
-#include "model/tree_batch.h"
 #include "testutil.h"
 #include "xorpatch.h"
 

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "tok/tok_internal.h"
 
 static const char usage[] =
     "Usage: xorpatch tokenize -m MODEL [--special] [--decode] < lines\n"

@@ -12,8 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/rng.h"
-#include "model/model.h"
-#include "search/search_int.h"
+#include "xorpatch/eval.h"
 
 static const int mlp_projs[] = {XP_PROJ_GATE, XP_PROJ_UP, XP_PROJ_DOWN};
 #define N_MLP 3
@@ -122,11 +121,11 @@ int xp_exp_random_mlp_patch(xp_model *m, int kind, size_t count, uint64_t seed, 
     if (kind != XP_FLIP_MASK && kind != XP_FLIP_ROW && kind != XP_FLIP_BLOCK)
         return xp_err_set(err, XP_EINVAL, "random MLP flips are bits, rows or blocks, not kind %d",
                           kind);
-    uint32_t n_layer = m->shape.n_layer;
+    uint32_t n_layer = xp_model_shape(m)->n_layer;
     uint64_t total = 0;
     for (uint32_t l = 0; l < n_layer; l++)
         for (int j = 0; j < N_MLP; j++) {
-            const xp_weight *w = xp_proj_weight(&m->layers[l], mlp_projs[j]);
+            const xp_weight *w = xp_proj_weight(xp_model_layer(m, l), mlp_projs[j]);
             if (w->type != XP_TYPE_Q1_0)
                 return xp_err_set(err, XP_EINVAL, "%s is %s, not Q1_0: its bits cannot be "
                                   "flipped", w->name, xp_tensor_type_name(w->type));
@@ -157,7 +156,7 @@ int xp_exp_random_mlp_patch(xp_model *m, int kind, size_t count, uint64_t seed, 
     uint64_t first = 0;
     for (uint32_t l = 0; l < n_layer && !rc; l++)
         for (int j = 0; j < N_MLP && !rc; j++) {
-            const xp_weight *w = xp_proj_weight(&m->layers[l], mlp_projs[j]);
+            const xp_weight *w = xp_proj_weight(xp_model_layer(m, l), mlp_projs[j]);
             uint64_t end = first + items_of(w, kind);
             char name[64];
             tensor_name(name, sizeof name, l, mlp_projs[j]);
@@ -253,9 +252,9 @@ int xp_exp_random_flips(xp_model *m, const int32_t *ids, size_t n_ids,
 int xp_exp_layer_patch(xp_model *m, uint32_t layer, unsigned projs, xp_patch **out, xp_err *err)
 {
     *out = NULL;
-    if (layer >= m->shape.n_layer)
+    if (layer >= xp_model_shape(m)->n_layer)
         return xp_err_set(err, XP_EINVAL, "layer %u is not below the model's %u layers", layer,
-                          m->shape.n_layer);
+                          xp_model_shape(m)->n_layer);
     if (!projs)
         projs = 1u << XP_PROJ_GATE | 1u << XP_PROJ_UP | 1u << XP_PROJ_DOWN;
     xp_patch *p;
@@ -265,7 +264,7 @@ int xp_exp_layer_patch(xp_model *m, uint32_t layer, unsigned projs, xp_patch **o
     for (int proj = 0; proj < XP_N_PROJ && !rc; proj++) {
         if (!(projs & (1u << proj)))
             continue;
-        const xp_weight *w = xp_proj_weight(&m->layers[layer], proj);
+        const xp_weight *w = xp_proj_weight(xp_model_layer(m, layer), proj);
         char name[64];
         tensor_name(name, sizeof name, layer, proj);
         for (int64_t r = 0; r < w->ne1 && !rc; r++)
@@ -326,7 +325,7 @@ void xp_scale_vs_random_free(xp_scale_vs_random *r)
 
 static double candidate_scale(xp_model *m, const xp_candidate *c)
 {
-    const xp_weight *w = xp_proj_weight(&m->layers[c->layer], c->proj);
+    const xp_weight *w = xp_proj_weight(xp_model_layer(m, c->layer), c->proj);
     return c->kind == XP_FLIP_ROW ? fabs(xp_q1_0_row_mean_scale(w->data, w->ne0, c->index))
                                   : fabs(xp_q1_0_block_scale(w->data, c->index));
 }
@@ -339,9 +338,9 @@ int xp_exp_scale_vs_random(xp_model *m, const xp_probe_tokens *pt, size_t n,
     if (samples == 0)
         return xp_err_set(err, XP_EINVAL, "scale-vs-random needs at least one sample");
     for (size_t i = 0; i < o->n_layers; i++)
-        if (o->layers[i] >= m->shape.n_layer)
+        if (o->layers[i] >= xp_model_shape(m)->n_layer)
             return xp_err_set(err, XP_EINVAL, "layer %u is not below the model's %u layers",
-                              o->layers[i], m->shape.n_layer);
+                              o->layers[i], xp_model_shape(m)->n_layer);
     out->n_probes = n;
     out->base = xp_calloc(n + 1, sizeof *out->base);
     double *g = xp_calloc(n + 1, sizeof *g);
@@ -353,18 +352,12 @@ int xp_exp_scale_vs_random(xp_model *m, const xp_probe_tokens *pt, size_t n,
             rc = xp_err_set(err, XP_ENOMEM, "out of memory");
     if (!rc)
         rc = xp_probe_gaps(m, pt, n, o->metric, out->base, err);
-    uint32_t layers[m->shape.n_layer + 1];
-    size_t n_layers = xp_search_layers(m, o, layers);
     /* both samples of equal size: the smaller candidate space decides */
     size_t drawn[2] = {0, 0};
     for (int k = 0; k < 2 && !rc; k++) {
         xp_search_opts ok = *o;
         ok.proposal = k == 0 ? XP_PROPOSE_SCALE : XP_PROPOSE_UNIFORM;
-        xp_proposer prop;
-        rc = xp_proposer_init(&prop, m, &ok, layers, n_layers, err);
-        while (!rc && drawn[k] < samples && xp_proposer_next(&prop, &out->cand[k][drawn[k]]))
-            drawn[k]++;
-        xp_proposer_free(&prop);
+        rc = xp_search_propose(m, &ok, samples, out->cand[k], &drawn[k], err);
     }
     out->samples = drawn[0] < drawn[1] ? drawn[0] : drawn[1];
     for (int k = 0; k < 2 && !rc; k++) {
@@ -452,18 +445,18 @@ int xp_exp_randomize_mlp_signs(xp_model *m, uint64_t seed, xp_err *err)
 {
     xp_rng rng;
     xp_rng_seed(&rng, seed);
-    for (uint32_t l = 0; l < m->shape.n_layer; l++)
+    for (uint32_t l = 0; l < xp_model_shape(m)->n_layer; l++)
         for (int j = 0; j < N_MLP; j++) {
-            const xp_weight *w = xp_proj_weight(&m->layers[l], mlp_projs[j]);
+            const xp_weight *w = xp_proj_weight(xp_model_layer(m, l), mlp_projs[j]);
             if (w->type != XP_TYPE_Q1_0)
                 return xp_err_set(err, XP_EINVAL, "%s is %s, not Q1_0: its bits cannot be "
                                   "flipped", w->name, xp_tensor_type_name(w->type));
         }
     /* every bit of a random byte is an independent fair coin: XOR flips each sign with
      * probability 1/2, and the two scale bytes of each block are skipped */
-    for (uint32_t l = 0; l < m->shape.n_layer; l++)
+    for (uint32_t l = 0; l < xp_model_shape(m)->n_layer; l++)
         for (int j = 0; j < N_MLP; j++) {
-            const xp_weight *w = xp_proj_weight(&m->layers[l], mlp_projs[j]);
+            const xp_weight *w = xp_proj_weight(xp_model_layer(m, l), mlp_projs[j]);
             uint64_t blocks = (uint64_t)w->ne0 * (uint64_t)w->ne1 / XP_Q1_0_WEIGHTS;
             for (uint64_t b = 0; b < blocks; b++) {
                 uint8_t *qs = w->data + b * XP_Q1_0_BYTES + 2;
@@ -491,7 +484,7 @@ int xp_exp_null_baseline(xp_model *m, xp_model *random, const xp_probe_tokens *t
 {
     memset(out, 0, sizeof *out);
     const xp_gguf *a = xp_model_gguf(m), *b = xp_model_gguf(random);
-    const xp_shape *sa = &m->shape, *sb = &random->shape;
+    const xp_shape *sa = xp_model_shape(m), *sb = xp_model_shape(random);
     if (m == random || a->file_size != b->file_size || a->n_tensors != b->n_tensors ||
         sa->n_layer != sb->n_layer || sa->n_embd != sb->n_embd || sa->n_ff != sb->n_ff ||
         sa->n_vocab != sb->n_vocab)

@@ -1,10 +1,11 @@
 /* The record of which patches are applied to a model's weights, by the identity of
  * their canonical flips: the model owns one, and the patch layer fills it as it flips
- * bits, so a second application of the same patch can be refused. */
+ * bits (through xp_model_patch_log), so a second application of the same patch can be
+ * refused. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "xorpatch.h"
+#include "model/model.h"
 
 void xp_patch_log_init(xp_patch_log *log)
 {
@@ -26,3 +27,6 @@ long xp_patch_log_find(const xp_patch_log *log, const char *flips_sha256)
             return (long)i;
     return -1;
 }
+
+const xp_patch_log *xp_model_patches(const xp_model *m) { return &m->applied; }
+xp_patch_log *xp_model_patch_log(xp_model *m) { return &m->applied; }

@@ -12,7 +12,6 @@
 
 #include "model/forward.h"
 #include "model/kernels.h"
-#include "model/ops.h"
 
 #define ROW_CHUNK 64
 

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "model/forward.h"
-#include "model/ops.h"
 
 /* out[r] = W[r] . x for every row r, each sum in index order. Eight rows go together,
  * their weights interleaved, so the CPU can overlap eight independent sums; no row's

@@ -1,5 +1,5 @@
-/* The general.* and qwen3.* keys of a Qwen3 Q1_0 GGUF (see metadata.h). */
-#include "model/metadata.h"
+/* The general.* and qwen3.* keys of a Qwen3 Q1_0 GGUF (declared in xorpatch/model.h). */
+#include "xorpatch/model.h"
 
 int xp_qwen3_write_metadata(xp_gguf_writer *w, const xp_shape *s, const char *name,
                             const char *description, xp_err *err)

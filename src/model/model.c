@@ -195,6 +195,7 @@ int xp_model_open(xp_model **out, const char *path, xp_err *err)
 const xp_shape *xp_model_shape(const xp_model *m) { return &m->shape; }
 const xp_tokenizer *xp_model_tokenizer(const xp_model *m) { return m->tok; }
 xp_gguf *xp_model_gguf(xp_model *m) { return m->g; }
+xp_layer *xp_model_layer(const xp_model *m, uint32_t layer) { return &m->layers[layer]; }
 const char *xp_model_kernel(const xp_model *m) { return m->kern->name; }
 
 int xp_model_set_kernel(xp_model *m, const char *name, xp_err *err)

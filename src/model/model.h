@@ -1,24 +1,11 @@
 /* The model's insides, shared by the forward paths, the KV cache and generation: the
- * bound weights of every layer (views into the GGUF map), norm weights as fp32 copies,
- * and the kernel table chosen at open. */
+ * bound weights of every layer (views into the GGUF map, whose types the layers above
+ * see in xorpatch/model.h), norm weights as fp32 copies, and the kernel table chosen at
+ * open. */
 #ifndef XP_MODEL_H
 #define XP_MODEL_H
 #include "model/kernels.h"
 #include "xorpatch.h"
-
-/* A 2-D weight in the map: ne0 inputs (columns), ne1 outputs (rows). */
-typedef struct xp_weight {
-    const char *name;
-    uint32_t type;
-    int64_t ne0, ne1;
-    uint64_t row_bytes;
-    uint8_t *data;
-} xp_weight;
-
-typedef struct xp_layer {
-    float *attn_norm, *q_norm, *k_norm, *ffn_norm; /* fp32 copies */
-    xp_weight wq, wk, wv, wo, gate, up, down;
-} xp_layer;
 
 struct xp_model {
     xp_gguf *g;

@@ -1,6 +1,7 @@
-/* Shared fp32 layer operations (see ops.h). Loops run in index order without reassociation
- * (the build forbids contraction and fast-math), so each result is fixed by its inputs. */
-#include "model/ops.h"
+/* Shared fp32 layer operations (declared in xorpatch/model.h). Loops run in index order
+ * without reassociation (the build forbids contraction and fast-math), so each result is
+ * fixed by its inputs. */
+#include "xorpatch/model.h"
 
 #include <math.h>
 #include <string.h>

@@ -13,7 +13,6 @@
 
 #include "core/alloc.h"
 #include "core/strmap.h"
-#include "model/metadata.h"
 
 typedef struct synth_ctx {
     const xp_shape *shape;

@@ -1,15 +1,15 @@
-/* Token tries as one packed batch that is run again and again (tree_batch.h). The
- * sequences are put in token order; each shares with the one before it their longest
- * common start, so the tokens a run computes are exactly the trie's nodes. A sequence
- * computes its positions from that shared length on, in a cache of its own whose first
- * positions are forked, at every layer, from the sequence before (forks run in order, so
- * that one is complete when it is copied). A full run numbers the nodes in packing order;
- * the kept residuals are per node, so a run over some items gathers their nodes' rows. */
+/* Token tries as one packed batch that is run again and again (declared in
+ * xorpatch/model.h). The sequences are put in token order; each shares with the one
+ * before it their longest common start, so the tokens a run computes are exactly the
+ * trie's nodes. A sequence computes its positions from that shared length on, in a cache
+ * of its own whose first positions are forked, at every layer, from the sequence before
+ * (forks run in order, so that one is complete when it is copied). A full run numbers the
+ * nodes in packing order; the kept residuals are per node, so a run over some items
+ * gathers their nodes' rows. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/forward.h"
-#include "model/tree_batch.h"
 
 /* Outputs per LM-head pass: enough tokens for the kernels to run at full speed, few
  * enough that a full vocabulary of logits for them stays small. */

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "model/model.h"
 #include "patch/patch_internal.h"
 
 static void xor_mask(uint8_t *qs, const uint8_t mask[16])
@@ -130,12 +129,10 @@ int xp_patch_revert(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err)
 
 int xp_model_patch_apply(xp_model *m, xp_patch *p, xp_err *err)
 {
-    return xp_patch_apply(m->g, p, &m->applied, err);
+    return xp_patch_apply(xp_model_gguf(m), p, xp_model_patch_log(m), err);
 }
 
 int xp_model_patch_revert(xp_model *m, xp_patch *p, xp_err *err)
 {
-    return xp_patch_revert(m->g, p, &m->applied, err);
+    return xp_patch_revert(xp_model_gguf(m), p, xp_model_patch_log(m), err);
 }
-
-const xp_patch_log *xp_model_patches(const xp_model *m) { return &m->applied; }

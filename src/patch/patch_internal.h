@@ -42,7 +42,6 @@ int xp_patch_encode(const xp_patch *p, unsigned flags, uint8_t **buf, size_t *le
                     xp_err *err);
 int xp_patch_decode(xp_patch **out, const uint8_t *buf, size_t len, const char *where,
                     xp_err *err);
-bool xp_patch_is_binary(const void *buf, size_t len);
 
 /* The provenance fields as one JSON object (for the binary format) and back. */
 cJSON *xp_patch_provenance_json(const xp_patch *p);

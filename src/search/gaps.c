@@ -25,8 +25,9 @@ int xp_gauge_init(xp_gauge *g, xp_model *m, const xp_probe_tokens **pt, size_t n
     bool token_gap = metric == XP_METRIC_TOKEN_GAP;
     for (size_t i = 0; i < n; i++) {
         const xp_probe_tokens *p = pt[i];
-        bool ids_ok = p->gap_id[0] >= 0 && (uint64_t)p->gap_id[0] < m->shape.n_vocab &&
-                      p->gap_id[1] >= 0 && (uint64_t)p->gap_id[1] < m->shape.n_vocab;
+        uint64_t V = xp_model_shape(m)->n_vocab;
+        bool ids_ok = p->gap_id[0] >= 0 && (uint64_t)p->gap_id[0] < V && p->gap_id[1] >= 0 &&
+                      (uint64_t)p->gap_id[1] < V;
         if (p->n_prompt == 0 || (token_gap ? !ids_ok : !p->n_answer[0] || !p->n_answer[1]))
             return xp_err_set(err, XP_EINVAL, "probe %zu has an empty prompt, an empty answer "
                               "or a token_gap id outside the vocabulary", i);
@@ -124,7 +125,7 @@ static int item_gap(void *ctx, size_t s, const float *full, const float *subset)
 {
     gap_sink *k = ctx;
     xp_gauge *g = k->g;
-    size_t i = k->sel ? k->sel[s] : s, V = g->m->shape.n_vocab;
+    size_t i = k->sel ? k->sel[s] : s, V = xp_model_shape(g->m)->n_vocab;
     const xp_probe_tokens *p = g->pt[i];
     float first[2] = {subset[g->row_of[2 * i]], subset[g->row_of[2 * i + 1]]};
     const float *own[2] = {NULL, NULL};
@@ -140,7 +141,7 @@ static int item_gap(void *ctx, size_t s, const float *full, const float *subset)
 /* The naive way: each answer's sequence alone, logits at every position. */
 static int naive_gap(xp_gauge *g, const xp_probe_tokens *p, double *gap, xp_err *err)
 {
-    size_t V = g->m->shape.n_vocab, n_ans = g->metric == XP_METRIC_TOKEN_GAP ? 0 : 2;
+    size_t V = xp_model_shape(g->m)->n_vocab, n_ans = g->metric == XP_METRIC_TOKEN_GAP ? 0 : 2;
     size_t longest = p->n_prompt + (n_ans ? (p->n_answer[0] > p->n_answer[1] ? p->n_answer[0]
                                                                             : p->n_answer[1])
                                           : 0);

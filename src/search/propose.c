@@ -41,7 +41,7 @@ int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,
         for (int proj = 0; proj < XP_N_PROJ; proj++) {
             if (!(projs & (1u << proj)))
                 continue;
-            xp_weight *w = xp_proj_weight(&m->layers[layers[li]], proj);
+            xp_weight *w = xp_proj_weight(xp_model_layer(m, layers[li]), proj);
             if (w->type != XP_TYPE_Q1_0)
                 return xp_err_set(err, XP_EINVAL, "%s is %s, not Q1_0: its bits cannot be "
                                   "flipped", w->name, xp_tensor_type_name(w->type));
@@ -171,7 +171,7 @@ bool xp_proposer_next(xp_proposer *p, xp_candidate *c)
 
 void xp_candidate_flip(xp_model *m, const xp_candidate *c)
 {
-    xp_weight *w = xp_proj_weight(&m->layers[c->layer], c->proj);
+    xp_weight *w = xp_proj_weight(xp_model_layer(m, c->layer), c->proj);
     if (c->kind == XP_FLIP_ROW)
         xp_q1_0_flip_row(w->data, w->ne0, c->index);
     else if (c->kind == XP_FLIP_BLOCK)
@@ -182,7 +182,7 @@ void xp_candidate_flip(xp_model *m, const xp_candidate *c)
 
 xp_tree_change xp_candidate_change(const xp_model *m, const xp_candidate *c)
 {
-    const xp_weight *w = xp_proj_weight(&m->layers[c->layer], c->proj);
+    const xp_weight *w = xp_proj_weight(xp_model_layer(m, c->layer), c->proj);
     int64_t row = c->kind == XP_FLIP_ROW ? c->index : c->index / (w->ne0 / XP_Q1_0_WEIGHTS);
     int kind = c->proj == XP_PROJ_GATE || c->proj == XP_PROJ_UP ? XP_CHANGE_FFN_ROW
                : c->proj == XP_PROJ_DOWN                        ? XP_CHANGE_DOWN

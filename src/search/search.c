@@ -72,15 +72,16 @@ static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
         return xp_err_set(err, XP_EINVAL, "an auto-stop window of %zu iterations is more than "
                           "the 1,000,000 allowed", o->stop_window);
     for (size_t i = 0; i < o->n_layers; i++)
-        if (o->layers[i] >= m->shape.n_layer)
+        if (o->layers[i] >= xp_model_shape(m)->n_layer)
             return xp_err_set(err, XP_EINVAL, "layer %u is not below the model's %u layers",
-                              o->layers[i], m->shape.n_layer);
+                              o->layers[i], xp_model_shape(m)->n_layer);
     return XP_OK;
 }
 
 size_t xp_search_layers(const xp_model *m, const xp_search_opts *o, uint32_t *out)
 {
-    uint32_t n_layer = m->shape.n_layer, def[] = {1, 2, 3, 4, n_layer >= 2 ? n_layer - 2 : 0};
+    uint32_t n_layer = xp_model_shape(m)->n_layer;
+    uint32_t def[] = {1, 2, 3, 4, n_layer >= 2 ? n_layer - 2 : 0};
     const uint32_t *src = o->layers ? o->layers : def;
     size_t n = o->layers ? o->n_layers : 5, k = 0;
     for (uint32_t l = 0; l < n_layer; l++)
@@ -90,6 +91,20 @@ size_t xp_search_layers(const xp_model *m, const xp_search_opts *o, uint32_t *ou
                 break;
             }
     return k;
+}
+
+int xp_search_propose(xp_model *m, const xp_search_opts *o, size_t n, xp_candidate *out,
+                      size_t *n_out, xp_err *err)
+{
+    uint32_t layers[xp_model_shape(m)->n_layer + 1];
+    size_t n_layers = xp_search_layers(m, o, layers);
+    xp_proposer p;
+    *n_out = 0;
+    int rc = xp_proposer_init(&p, m, o, layers, n_layers, err);
+    while (!rc && *n_out < n && xp_proposer_next(&p, &out[*n_out]))
+        (*n_out)++;
+    xp_proposer_free(&p);
+    return rc;
 }
 
 static cJSON *settings_json(const xp_search_opts *o, const uint32_t *layers, size_t n_layers)
@@ -284,7 +299,7 @@ static int flip_candidate(const xp_patch *p, const xp_flip *f, const xp_model *m
         for (int i = 0; i < XP_N_PROJ; i++)
             if (!strcmp(proj, xp_proj_tensor(i)))
                 proj_i = i;
-    if (proj_i < 0 || layer >= m->shape.n_layer ||
+    if (proj_i < 0 || layer >= xp_model_shape(m)->n_layer ||
         (f->kind != XP_FLIP_ROW && f->kind != XP_FLIP_BLOCK && f->kind != XP_FLIP_SCALE))
         return xp_err_set(err, XP_EINVAL, "%s: flip %u on %s is not a row, block or scale flip "
                           "of a layer's projection, so a search cannot continue from it",
@@ -298,7 +313,7 @@ static int flip_candidate(const xp_patch *p, const xp_flip *f, const xp_model *m
 static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
 {
     int rc = xp_patch_bind(p, xp_model_gguf(r->m), err);
-    uint32_t lowest = r->m->shape.n_layer;
+    uint32_t n_layer = xp_model_shape(r->m)->n_layer, lowest = n_layer;
     for (size_t i = 0; i < p->n_flips && !rc; i++) {
         xp_candidate c;
         if (!(rc = flip_candidate(p, &p->flips[i], r->m, &c, err)) &&
@@ -344,7 +359,7 @@ static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
             xp_proposer_mark(&r->prop, &r->kept[i]);
     }
     cJSON_Delete(s);
-    xp_tree_change from = {lowest < r->m->shape.n_layer ? lowest : 0, XP_CHANGE_LAYER, 0};
+    xp_tree_change from = {lowest < n_layer ? lowest : 0, XP_CHANGE_LAYER, 0};
     rc = xp_gauge_run(&r->gauge, NULL, 0, &from, r->cur, err);
     if (!rc)
         xp_gauge_commit(&r->gauge);
@@ -479,7 +494,7 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         return xp_err_set(err, XP_EINVAL, "the search needs at least one target probe");
     double t_start = now();
     run r = {.m = m, .o = o, .nt = n_targets, .nc = n_controls, .n = n_targets + n_controls};
-    uint32_t layers[m->shape.n_layer + 1];
+    uint32_t layers[xp_model_shape(m)->n_layer + 1];
     size_t n_layers = xp_search_layers(m, o, layers);
     unsigned mlp = 1u << XP_PROJ_GATE | 1u << XP_PROJ_UP | 1u << XP_PROJ_DOWN;
     const xp_probe_tokens **pt = malloc((r.n + 1) * sizeof *pt);

@@ -1,7 +1,7 @@
-/* Internal pieces of the tokenizer layer shared by its files: the text clean-up that
- * every input goes through before BPE (WHATWG replacement of ill-formed UTF-8, NFC),
- * GPT-2's byte-to-unicode alphabet, and the merge table with the BPE merge loop.
- * Nothing here is part of the public API; tests and the fuzzer may include it. */
+/* Internal pieces of the tokenizer layer shared by its files: GPT-2's byte-to-unicode
+ * alphabet with the UTF-8 steps it needs, and the merge table with the BPE merge loop
+ * (the text clean-up every input goes through before BPE is public, in xorpatch/tok.h).
+ * Nothing here is part of the public API; tests may include it. */
 #ifndef XP_TOK_INTERNAL_H
 #define XP_TOK_INTERNAL_H
 #include <stdbool.h>
@@ -11,17 +11,6 @@
 #include "xorpatch.h"
 
 /* ---- text ---------------------------------------------------------------------- */
-
-/* Replaces each maximal ill-formed subsequence of s with U+FFFD, exactly as the WHATWG
- * UTF-8 decoder does. When s is already valid, *out is NULL and nothing is allocated;
- * otherwise *out is a malloc'd copy of *out_len bytes (plus a NUL). Returns 0 or
- * XP_ENOMEM. */
-int xp_tok_utf8_sanitize(const char *s, size_t len, char **out, size_t *out_len);
-
-/* NFC of valid UTF-8. Like sanitize, *out stays NULL when the text is already in NFC
- * by a cheap test (no code point at or above U+0300). Returns 0, XP_ENOMEM, or
- * XP_EINTERNAL when utf8proc refuses text that sanitize produced. */
-int xp_tok_nfc(const char *s, size_t len, char **out, size_t *out_len);
 
 /* GPT-2's alphabet: byte b is written as the code point xp_tok_byte_cp(b) (printable
  * bytes as themselves, the rest moved to U+0100 and up) so BPE never sees whitespace or

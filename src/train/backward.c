@@ -7,7 +7,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "model/ops.h"
 
 /* ---- norms ------------------------------------------------------------------------ */
 

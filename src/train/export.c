@@ -8,7 +8,6 @@
 #include <stdlib.h>
 
 #include "core/alloc.h"
-#include "model/metadata.h"
 
 int xp_trainer_export(xp_trainer *t, const xp_vocab *v, const char *path, xp_err *err)
 {

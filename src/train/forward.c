@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "model/ops.h"
 
 /* ---- batch memory ----------------------------------------------------------------- */
 

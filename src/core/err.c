@@ -1,7 +1,7 @@
 /* Error values: a code plus a message that names the file, offset or field and what
  * was expected. Library functions fill an xp_err and return the code; only the CLI
  * prints it. */
-#include "xorpatch.h"
+#include "xorpatch/core.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@
 #define XP_CORE_FILE_H
 #include <stddef.h>
 
-#include "xorpatch.h"
+#include "xorpatch/core.h"
 
 /* *buf is malloc'd with a NUL after the len bytes. */
 int xp_read_file(const char *path, char **buf, size_t *len, xp_err *err);

@@ -1,6 +1,6 @@
 /* IEEE half and bfloat16 conversions, bit-exact and independent of the CPU's F16C:
  * a Q1_0 scale is an fp16 and a scale-bit flip must mean the same on every machine. */
-#include "xorpatch.h"
+#include "xorpatch/core.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* SHA-256 fingerprints through OpenSSL's EVP interface: a patch names its base model
  * by the digest of the unpatched file. */
-#include "xorpatch.h"
+#include "xorpatch/core.h"
 
 #include <errno.h>
 #include <openssl/evp.h>

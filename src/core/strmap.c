@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xorpatch.h"
+#include "xorpatch/core.h"
 
 uint64_t xp_hash_bytes(const void *p, size_t len)
 {

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "xorpatch.h"
+#include "xorpatch/eval.h"
 
 void xp_eval_free(xp_eval *e)
 {

@@ -4,7 +4,7 @@
  * its null-baseline acceptance rates, a GSM8K comparison) in tests/test_eval.c. */
 #include <math.h>
 
-#include "xorpatch.h"
+#include "xorpatch/eval.h"
 
 #define Z95 1.959963984540054
 

@@ -9,7 +9,7 @@
 
 #include "core/alloc.h"
 #include "core/file.h"
-#include "xorpatch.h"
+#include "xorpatch/eval.h"
 
 void xp_task_set_free(xp_task_set *t)
 {

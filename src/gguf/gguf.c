@@ -3,7 +3,7 @@
  * it is used: a lying count can neither crash the reader nor make it allocate more
  * than the file could describe. Each failure names the file, the byte offset, the
  * field, what was expected and what was found. */
-#include "xorpatch.h"
+#include "xorpatch/gguf.h"
 
 #include <errno.h>
 #include <stdarg.h>

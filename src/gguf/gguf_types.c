@@ -2,7 +2,7 @@
  * 31-33, 36-38) and unassigned ones are absent, so a file using them is refused. */
 #include "gguf/gguf_types.h"
 
-#include "xorpatch.h"
+#include "xorpatch/gguf.h"
 
 static const xp_ggml_type_info types[] = {
     [0] = {"f32", 1, 4},        [1] = {"f16", 1, 2},        [2] = {"q4_0", 32, 18},

@@ -4,7 +4,7 @@
  * ggml pads them, so llama.cpp loads what we write. The file is written beside its
  * target under a temporary name, flushed to disk and renamed over: a failed or killed
  * write never leaves a half file at the target path. */
-#include "xorpatch.h"
+#include "xorpatch/gguf.h"
 
 #include <errno.h>
 #include <libgen.h>

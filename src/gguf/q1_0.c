@@ -2,7 +2,7 @@
  * bits, LSB first; a set bit is +d). These are the only primitives a patch needs:
  * because a weight is one bit, flipping a row negates that row's dot product exactly,
  * and applying any flip twice restores the bytes. */
-#include "xorpatch.h"
+#include "xorpatch/gguf.h"
 
 #include <math.h>
 #include <string.h>

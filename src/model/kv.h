@@ -6,7 +6,7 @@
 #define XP_KV_H
 #include <stddef.h>
 
-#include "xorpatch.h"
+#include "xorpatch/model.h"
 
 struct xp_kv {
     size_t cap, len, dim, layers;

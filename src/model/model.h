@@ -5,7 +5,7 @@
 #ifndef XP_MODEL_H
 #define XP_MODEL_H
 #include "model/kernels.h"
-#include "xorpatch.h"
+#include "xorpatch/model.h"
 
 struct xp_model {
     xp_gguf *g;

@@ -2,7 +2,7 @@
  * one it trains) and the reading of a GGUF's qwen3.* keys, with every value checked
  * against what the engine can run. head_dim comes from qwen3.attention.key_length
  * because it is not n_embd / n_head on every model. */
-#include "xorpatch.h"
+#include "xorpatch/model.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * drawn from a counter-based generator keyed by (seed, tensor name, block index), so any
  * byte range of any tensor can be produced independently, in parallel and in any chunking,
  * and the same seed always gives the same file. */
-#include "xorpatch.h"
+#include "xorpatch/model.h"
 
 #include <math.h>
 #include <stdio.h>

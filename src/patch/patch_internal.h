@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "core/file.h"
-#include "xorpatch.h"
+#include "xorpatch/patch.h"
 
 /* The largest row or block index any patch may name (2^40 blocks would be 18 TB of one
  * tensor): one bound for every format, and small enough for JSON's doubles. */

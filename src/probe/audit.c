@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "xorpatch.h"
+#include "xorpatch/probe.h"
 
 void xp_audit_free(xp_audit *a)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "xorpatch.h"
+#include "xorpatch/probe.h"
 
 /* Prompts per chunk: bounded by the caches' memory and by the logits rows of a step
  * (600 KB each on Qwen3). A decode step reads every weight once for the whole chunk, so

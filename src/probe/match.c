@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "xorpatch.h"
+#include "xorpatch/probe.h"
 
 /* SPEC §2 normalisation: whitespace dropped, lowercase, ()[]{}* dropped, √ → sqrt. */
 static char *math_normalise(const char *s)

@@ -14,7 +14,7 @@
 #include "core/alloc.h"
 #include "core/file.h"
 #include "core/rng.h"
-#include "xorpatch.h"
+#include "xorpatch/probe.h"
 
 #define MAX_PROBE_FILE (64 << 20)
 

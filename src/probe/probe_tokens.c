@@ -9,7 +9,7 @@
 
 #include "core/alloc.h"
 #include "core/lse.h"
-#include "xorpatch.h"
+#include "xorpatch/probe.h"
 
 /* Batch limits: logits rows cost n_vocab floats each (600 KB on Qwen3), so a chunk of
  * probes is cut at ROWS wanted rows (150 MB) or TOKENS tokens, whichever comes first;

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "xorpatch.h"
+#include "xorpatch/tok.h"
 
 /* ---- text ---------------------------------------------------------------------- */
 

@@ -12,7 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/file.h"
-#include "xorpatch.h"
+#include "xorpatch/tok.h"
 
 /* The pre-tokenizer split of Qwen2 and Qwen3, the only one this tokenizer implements;
  * tokenizer.json must carry exactly this pattern. */

@@ -5,7 +5,7 @@
  * property of their content (an operand pair, a polynomial, a number, a sentence's
  * subject and place), so a held-out item is never a training item in another template.
  * The corpus is read and written as JSON lines. */
-#include "xorpatch.h"
+#include "xorpatch/train.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * written in the Bankai list format with the model's own wrong answer as the distractor
  * where it errs (a contrast the model actually considers) and a near miss where it is
  * right. Controls are capitals and facts the model answers right. */
-#include "xorpatch.h"
+#include "xorpatch/train.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>

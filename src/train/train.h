@@ -5,7 +5,7 @@
  * differences). */
 #ifndef XP_TRAIN_TRAIN_H
 #define XP_TRAIN_TRAIN_H
-#include "xorpatch.h"
+#include "xorpatch/train.h"
 
 /* One named parameter tensor inside the flat parameter array. */
 typedef struct xpt_tensor {

@@ -1,6 +1,7 @@
-# xorpatch build. `make` builds build/xorpatch and build/libxorpatch.a; `make test` runs
-# the Criterion suite, then the same suite under AddressSanitizer + UBSan; `make demo`
-# runs the main job on the built-in default model; `make bench` and `make fuzz` measure.
+# xorpatch build. `make` builds build/xorpatch and build/libxorpatch.a; `make test` checks
+# that the layers only point down (`make check-layers`), then runs the Criterion suite,
+# then the same suite under AddressSanitizer + UBSan; `make demo` runs the main job on the
+# built-in default model; `make bench` and `make fuzz` measure.
 # Missing Debian packages are installed (or named) by scripts/deps.sh first.
 
 SHELL    := bash
@@ -27,7 +28,7 @@ BENCH_SRC:= $(sort $(wildcard bench/*.c))
 # $(call objs,DIR,SOURCES)
 objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-.PHONY: all deps test test-plain test-asan demo bench fuzz clean npm-cache tiny-model
+.PHONY: all deps test test-plain test-asan check-layers demo bench fuzz clean npm-cache tiny-model
 
 all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a
 
@@ -39,7 +40,7 @@ npm-cache:
 
 # ---- one set of rules per build flavour (plain, asan) --------------------------------
 define flavour
-$(1)/obj/%.o: %.c $$(wildcard include/*.h src/*/*.h tests/*.h)
+$(1)/obj/%.o: %.c $$(wildcard include/*.h include/xorpatch/*.h src/*/*.h tests/*.h)
 	@mkdir -p $$(dir $$@)
 	@echo "  CC      $$@"
 	@$$(CC) $$(CFLAGS) $(2) $$(PKG_CFLAGS) -MMD -c $$< -o $$@
@@ -76,13 +77,18 @@ TEST_JOBS ?= 2
 TEST_FLAGS := --jobs $(TEST_JOBS) --verbose
 TEST_QUIET := grep -v -E '^\[(RUN |PASS)\]|^\[====\] Running'
 
-test: deps npm-cache test-plain test-asan
+test: deps npm-cache check-layers test-plain test-asan
 
-test-plain: $(BUILD)/test_xorpatch $(BUILD)/xorpatch
+# Layers only point down: the #include lines of src/, include/ and fuzz/ against the
+# layer order in scripts/check-layers.sh. The suites wait for it.
+check-layers:
+	@scripts/check-layers.sh
+
+test-plain: check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch
 	@rm -rf $(BUILD)/tmp && mkdir -p $(BUILD)/tmp
 	set -o pipefail; $(TEST_ENV) $(BUILD)/test_xorpatch $(TEST_FLAGS) 2>&1 | $(TEST_QUIET)
 
-test-asan: $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch
+test-asan: check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch
 	@rm -rf $(BUILD)/asan/tmp && mkdir -p $(BUILD)/asan/tmp
 	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	LSAN_OPTIONS=exitcode=0 \

@@ -154,7 +154,7 @@ static void layer_bwd(xp_trainer *t, const xpt_batch *b, uint32_t l)
                     a->dxn + i * d, d, eps);
 }
 
-void xpt_backward(xp_trainer *t, const xpt_batch *b)
+static void backward(xp_trainer *t, const xpt_batch *b)
 {
     const xp_shape *s = &t->s;
     xpt_acts *a = &t->a;
@@ -181,6 +181,15 @@ void xpt_backward(xp_trainer *t, const xpt_batch *b)
         }
 }
 
+double xpt_batch_grad(xp_trainer *t, const xpt_batch *b, size_t *n_pred)
+{
+    xpt_prepare_weights(t);
+    xpt_forward(t, b);
+    double loss = xpt_softmax_loss(t, b, n_pred);
+    backward(t, b);
+    return loss;
+}
+
 int xpt_loss_grad(xp_trainer *t, const int32_t *const *seqs, const size_t *lens, size_t n,
                   double *loss, xp_err *err)
 {
@@ -188,10 +197,7 @@ int xpt_loss_grad(xp_trainer *t, const int32_t *const *seqs, const size_t *lens,
     int rc = xpt_batch_init(t, &b, seqs, lens, NULL, n, err);
     if (!rc) {
         size_t n_pred;
-        xpt_prepare_weights(t);
-        xpt_forward(t, &b);
-        *loss = xpt_softmax_loss(t, &b, &n_pred);
-        xpt_backward(t, &b);
+        *loss = xpt_batch_grad(t, &b, &n_pred);
     }
     xpt_batch_free(&b);
     return rc;

@@ -51,10 +51,7 @@ int xp_trainer_step(xp_trainer *t, xp_train_stats *st, xp_err *err)
     int rc = xpt_batch_init(t, &b, ids, len, from, B, err);
     if (!rc) {
         size_t n_pred;
-        xpt_prepare_weights(t);
-        xpt_forward(t, &b);
-        double loss = xpt_softmax_loss(t, &b, &n_pred);
-        xpt_backward(t, &b);
+        double loss = xpt_batch_grad(t, &b, &n_pred);
         double ss = 0;
         for (size_t i = 0; i < t->n_par; i++)
             ss += (double)t->grad[i] * t->grad[i];

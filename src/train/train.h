@@ -112,6 +112,7 @@ void xpt_acts_free(xpt_acts *a);
 void xpt_forward(xp_trainer *t, const xpt_batch *b);
 double xpt_softmax_loss(xp_trainer *t, const xpt_batch *b, size_t *n_pred);
 
-/* The backward pass (backward.c): every parameter's gradient into t->grad. */
-void xpt_backward(xp_trainer *t, const xpt_batch *b);
+/* The loss of a batch and every parameter's gradient (backward.c): this step's weights,
+ * the forward pass, the loss, and the backward pass into t->grad. Returns the loss. */
+double xpt_batch_grad(xp_trainer *t, const xpt_batch *b, size_t *n_pred);
 #endif

@@ -11,56 +11,22 @@
 #include "core/alloc.h"
 #include "patch/patch_internal.h"
 
-const char *const xp_proj_gguf[XP_N_PROJ] = {"attn_q", "attn_k",  "attn_v",  "attn_output",
-                                             "ffn_gate", "ffn_up", "ffn_down"};
-const char *const xp_proj_mlx[XP_N_PROJ] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                            "gate_proj", "up_proj", "down_proj"};
-
 #define MAX_NAME 63
-
-int xp_patch_split_name(const char *name, uint32_t *layer)
-{
-    if (strncmp(name, "blk.", 4) != 0)
-        return -1;
-    const char *p = name + 4;
-    uint64_t l = 0;
-    if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9'))
-        return -1;
-    while (*p >= '0' && *p <= '9') {
-        l = l * 10 + (uint64_t)(*p++ - '0');
-        if (l > UINT32_MAX)
-            return -1;
-    }
-    if (*p++ != '.')
-        return -1;
-    for (int i = 0; i < XP_N_PROJ; i++) {
-        size_t n = strlen(xp_proj_gguf[i]);
-        if (strncmp(p, xp_proj_gguf[i], n) == 0 && strcmp(p + n, ".weight") == 0) {
-            *layer = (uint32_t)l;
-            return i;
-        }
-    }
-    return -1;
-}
 
 /* A tensor's [ne0, ne1] in a named shape's model; XP_ENOTFOUND when the shape has no such
  * Q1_0 matrix. */
 static int shape_tensor(const xp_shape *s, const char *name, int64_t *ne0, int64_t *ne1)
 {
-    int64_t q = (int64_t)s->n_head * s->head_dim, kv = (int64_t)s->n_head_kv * s->head_dim;
     if (strcmp(name, "token_embd.weight") == 0 ||
         (strcmp(name, "output.weight") == 0 && !s->tied_output)) {
         *ne0 = s->n_embd, *ne1 = (int64_t)s->n_vocab;
         return XP_OK;
     }
     uint32_t layer;
-    int proj = xp_patch_split_name(name, &layer);
+    int proj = xp_tensor_name_parse(name, &layer);
     if (proj < 0 || layer >= s->n_layer)
         return XP_ENOTFOUND;
-    const int64_t shapes[XP_N_PROJ][2] = {{s->n_embd, q},  {s->n_embd, kv},   {s->n_embd, kv},
-                                          {q, s->n_embd},  {s->n_embd, s->n_ff},
-                                          {s->n_embd, s->n_ff}, {s->n_ff, s->n_embd}};
-    *ne0 = shapes[proj][0], *ne1 = shapes[proj][1];
+    xp_proj_shape(s, proj, ne0, ne1);
     return XP_OK;
 }
 

@@ -8,7 +8,8 @@
  *   [len, bytes]                provenance: one JSON object
  *   n_tensors, then per tensor in name order:
  *     tag                       0: literal name (len, bytes); 1..7: blk.{layer}.{proj}.weight
- *     [layer]                   with tags 1..7 (proj = tag - 1 in xp_proj_gguf order)
+ *     [layer]                   with tags 1..7 (tag - 1: the projection's file_order, so
+ *                               attn_q is 1 and ffn_down 7)
  *     [ne0 / 128, ne1]          with flag 8; 0, 0 when unknown
  *     n_row n_block n_scale n_mask n_row_group
  *     rows, blocks              ascending, delta coded (first value, then gap - 1)
@@ -120,9 +121,9 @@ static int hex_to_bytes(const char *hex, uint8_t out[32])
 static void put_tensor_name(out *o, const char *name)
 {
     uint32_t layer;
-    int proj = xp_patch_split_name(name, &layer);
+    int proj = xp_tensor_name_parse(name, &layer);
     if (proj >= 0) {
-        put_v(o, (uint64_t)proj + 1);
+        put_v(o, (uint64_t)xp_proj_info_of(proj)->file_order + 1);
         put_v(o, layer);
     } else {
         put_v(o, 0);
@@ -292,8 +293,8 @@ static int get_tensor_name(in *c, char name[64])
     if (tag) {
         if ((rc = get_max(c, 99999, &layer, "tensor layer")))
             return rc;
-        snprintf(name, 64, "blk.%llu.%s.weight", (unsigned long long)layer,
-                 xp_proj_gguf[tag - 1]);
+        xp_tensor_name(name, 64, (uint32_t)layer,
+                       xp_proj_tensor(xp_proj_at_file_order((int)tag - 1)));
         return XP_OK;
     }
     if ((rc = get_bytes(c, &s, &n, 63, "tensor name")))
@@ -303,7 +304,7 @@ static int get_tensor_name(in *c, char name[64])
     memcpy(name, s, n);
     name[n] = '\0';
     uint32_t l;
-    if (xp_patch_split_name(name, &l) >= 0)
+    if (xp_tensor_name_parse(name, &l) >= 0)
         return bad(c, at, "tensor name", "a projection name must use its short tag");
     return XP_OK;
 }

@@ -1,6 +1,5 @@
-/* What the patch files share and do not export: the projection-name tables of the
- * foreign formats, the limits every format shares, the binary codec's entry points, the
- * record string and a few cJSON helpers. */
+/* What the patch files share and do not export: the limits every format shares, the
+ * binary codec's entry points, the record string and a few cJSON helpers. */
 #ifndef XP_PATCH_INTERNAL_H
 #define XP_PATCH_INTERNAL_H
 #include <cjson/cJSON.h>
@@ -20,16 +19,6 @@
  * bounds how many block flips one row flip can become, so a small file cannot expand
  * into millions of flips. Shapes learnt from a model are not limited. */
 #define XP_PATCH_MAX_COLUMNS (1 << 20)
-
-/* The seven projection matrices of a Qwen3 layer, in the order the binary format numbers
- * them (tensor name "blk.{layer}.{gguf}.weight"; Bankai v1 calls them by MLX names). */
-#define XP_N_PROJ 7
-extern const char *const xp_proj_gguf[XP_N_PROJ];
-extern const char *const xp_proj_mlx[XP_N_PROJ];
-
-/* Splits "blk.{layer}.{proj}.weight" with a known projection: returns the projection's
- * number (0..6) and the layer, or -1. */
-int xp_patch_split_name(const char *name, uint32_t *layer);
 
 /* Name of the file (or "<memory>") a patch's messages cite. */
 const char *xp_patch_where(const xp_patch *p);

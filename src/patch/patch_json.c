@@ -87,19 +87,29 @@ static int member_uint(const cJSON *o, const char *key, uint64_t max, uint64_t *
     return XP_OK;
 }
 
-/* The number of a projection given as an MLX name (q_proj ...) or a GGUF one
- * (attn_q, optionally with ".weight"), or -1. */
-static int find_proj(const char *s, bool mlx, bool gguf)
+/* The number of a projection given by its GGUF name, with ".weight" (Neagari's) or
+ * without, or when mlx also by its MLX name (Bankai's); -1 when none. */
+static int find_proj(const char *s, bool mlx)
 {
-    for (int i = 0; i < XP_N_PROJ; i++) {
-        if (mlx && strcmp(s, xp_proj_mlx[i]) == 0)
-            return i;
-        size_t n = strlen(xp_proj_gguf[i]);
-        if (gguf && strncmp(s, xp_proj_gguf[i], n) == 0 &&
-            (s[n] == '\0' || strcmp(s + n, ".weight") == 0))
-            return i;
-    }
-    return -1;
+    int k = xp_proj_find(s, XP_NAMING_GGUF);
+    if (k < 0)
+        k = xp_proj_find(s, XP_NAMING_NEAGARI);
+    if (k < 0 && mlx)
+        k = xp_proj_find(s, XP_NAMING_MLX);
+    return k;
+}
+
+/* Every projection's name in a vocabulary, "a, b, ... f or g", for messages. */
+static const char *proj_list(int naming, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (int i = 0; i < XP_N_PROJ && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%s",
+                              i == 0              ? ""
+                              : i < XP_N_PROJ - 1 ? ", "
+                                                  : " or ",
+                              xp_proj_info_of(i)->name[naming]);
+    return buf;
 }
 
 /* ---- Bankai v1 and Neagari v2 ------------------------------------------------- */
@@ -119,16 +129,14 @@ static int foreign_flip(xp_patch *p, const cJSON *f, size_t i, bool v2, const ch
     const cJSON *proj = cJSON_GetObjectItemCaseSensitive(f, "proj");
     if (!cJSON_IsString(proj))
         return fail(err, where, "%s: \"proj\" must be a string naming a projection", path);
-    int k = find_proj(proj->valuestring, !v2, true);
+    int k = find_proj(proj->valuestring, !v2);
+    char names[160];
     if (k < 0)
         return fail(err, where, "%s: unknown projection \"%s\" (expected %s)", path,
                     proj->valuestring,
-                    v2 ? "ffn_gate.weight, ffn_up.weight, ffn_down.weight, attn_q.weight, "
-                         "attn_k.weight, attn_v.weight or attn_output.weight"
-                       : "gate_proj, up_proj, down_proj, q_proj, k_proj, v_proj or o_proj");
-    char tensor[64];
-    snprintf(tensor, sizeof tensor, "blk.%llu.%s.weight", (unsigned long long)layer,
-             xp_proj_gguf[k]);
+                    proj_list(v2 ? XP_NAMING_NEAGARI : XP_NAMING_MLX, names, sizeof names));
+    char tensor[XP_TENSOR_NAME_MAX];
+    xp_tensor_name(tensor, sizeof tensor, (uint32_t)layer, xp_proj_tensor(k));
     xp_flip fl = {0};
     if (!v2) {
         if ((rc = member_uint(f, "row", MAX_INDEX, &row, where, path, err)))
@@ -779,12 +787,18 @@ static cJSON *own_json(const xp_patch *p)
 static int layer_proj(const xp_patch *p, const xp_flip *f, const char *fmt, uint32_t *layer,
                       int *proj, xp_err *err)
 {
-    *proj = xp_patch_split_name(p->tensors[f->tensor].name, layer);
+    *proj = xp_tensor_name_parse(p->tensors[f->tensor].name, layer);
     if (*proj >= 0)
         return XP_OK;
-    return xp_err_set(err, XP_EINVAL, "%s: flip on '%s' does not fit %s, which names only "
-                      "blk.N.{attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down}.weight",
-                      xp_patch_where(p), p->tensors[f->tensor].name, fmt);
+    char names[96];
+    size_t n = 0;
+    for (int i = 0; i < XP_N_PROJ; i++)
+        n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? "," : "",
+                              xp_proj_tensor(xp_proj_at_file_order(i)));
+    return xp_err_set(err, XP_EINVAL,
+                      "%s: flip on '%s' does not fit %s, which names only "
+                      "blk.N.{%s}.weight",
+                      xp_patch_where(p), p->tensors[f->tensor].name, fmt, names);
 }
 
 static int unfit(const xp_patch *p, const xp_flip *f, const char *fmt, const char *why,
@@ -829,7 +843,7 @@ static int v1_json(const xp_patch *p, cJSON **out, xp_err *err)
                          ? "a block needs the tensor's row length (give the model)"
                          : "it holds only row flips and blocks within rows", err);
         }
-        cJSON *e = foreign_flip_json(layer, xp_proj_mlx[proj]);
+        cJSON *e = foreign_flip_json(layer, xp_proj_info_of(proj)->name[XP_NAMING_MLX]);
         if (f->kind == XP_FLIP_ROW) {
             cJSON_AddNumberToObject(e, "row", (double)f->index);
         } else if (f->kind == XP_FLIP_ROW_GROUP) {
@@ -889,8 +903,7 @@ static int v2_json(const xp_patch *p, cJSON **out, xp_err *err)
         }
         if (layer < 256)
             layers_seen[layer / 64] |= (uint64_t)1 << (layer % 64);
-        char projname[32];
-        snprintf(projname, sizeof projname, "%s.weight", xp_proj_gguf[proj]);
+        const char *projname = xp_proj_info_of(proj)->name[XP_NAMING_NEAGARI];
         int64_t first = f->index, last = f->index;
         if (f->kind == XP_FLIP_ROW)
             first = f->index * per, last = first + per - 1;

@@ -13,12 +13,6 @@
  * almost always succeeds, so this many failures means almost none is left. */
 #define MAX_DRAWS 4096
 
-xp_weight *xp_proj_weight(xp_layer *L, int proj)
-{
-    xp_weight *w[XP_N_PROJ] = {&L->gate, &L->up, &L->down, &L->wq, &L->wk, &L->wv, &L->wo};
-    return w[proj];
-}
-
 static bool by_rows(const xp_proposer *p) { return p->granularity == XP_GRAN_ROW; }
 
 int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,

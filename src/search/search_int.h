@@ -41,8 +41,6 @@ void xp_proposer_free(xp_proposer *p);
 bool xp_proposer_next(xp_proposer *p, xp_candidate *c);
 /* Marks a candidate as tried (for a resumed patch's flips). */
 void xp_proposer_mark(xp_proposer *p, const xp_candidate *c);
-/* The weight of projection proj (enum xp_proj) of a layer. */
-xp_weight *xp_proj_weight(xp_layer *L, int proj);
 /* Flips the candidate in the model's weights; a second call undoes it. */
 void xp_candidate_flip(xp_model *m, const xp_candidate *c);
 

@@ -84,21 +84,21 @@ static int layout(xp_trainer *t)
         return XP_ENOMEM;
     t->emb = add_tensor(t, "token_embd.weight", s->n_embd, (int64_t)t->n_used, true);
     char nm[48];
-#define T(field, suffix, ne0, ne1, q)                                                      \
-    (snprintf(nm, sizeof nm, "blk.%u." suffix, l), L->field = add_tensor(t, nm, ne0, ne1, q))
+#define T(field, tensor, ne0, ne1, q)                                                              \
+    (xp_tensor_name(nm, sizeof nm, l, tensor), L->field = add_tensor(t, nm, ne0, ne1, q))
     for (uint32_t l = 0; l < s->n_layer; l++) {
         layer_off *L = &t->L[l];
-        T(attn_norm, "attn_norm.weight", s->n_embd, 0, false);
-        T(wq, "attn_q.weight", s->n_embd, (int64_t)qd, true);
-        T(wk, "attn_k.weight", s->n_embd, (int64_t)kvd, true);
-        T(wv, "attn_v.weight", s->n_embd, (int64_t)kvd, true);
-        T(wo, "attn_output.weight", (int64_t)qd, s->n_embd, true);
-        T(q_norm, "attn_q_norm.weight", s->head_dim, 0, false);
-        T(k_norm, "attn_k_norm.weight", s->head_dim, 0, false);
-        T(ffn_norm, "ffn_norm.weight", s->n_embd, 0, false);
-        T(gate, "ffn_gate.weight", s->n_embd, s->n_ff, true);
-        T(up, "ffn_up.weight", s->n_embd, s->n_ff, true);
-        T(down, "ffn_down.weight", s->n_ff, s->n_embd, true);
+        T(attn_norm, "attn_norm", s->n_embd, 0, false);
+        T(wq, "attn_q", s->n_embd, (int64_t)qd, true);
+        T(wk, "attn_k", s->n_embd, (int64_t)kvd, true);
+        T(wv, "attn_v", s->n_embd, (int64_t)kvd, true);
+        T(wo, "attn_output", (int64_t)qd, s->n_embd, true);
+        T(q_norm, "attn_q_norm", s->head_dim, 0, false);
+        T(k_norm, "attn_k_norm", s->head_dim, 0, false);
+        T(ffn_norm, "ffn_norm", s->n_embd, 0, false);
+        T(gate, "ffn_gate", s->n_embd, s->n_ff, true);
+        T(up, "ffn_up", s->n_embd, s->n_ff, true);
+        T(down, "ffn_down", s->n_ff, s->n_embd, true);
     }
 #undef T
     t->out_norm = add_tensor(t, "output_norm.weight", s->n_embd, 0, false);

@@ -568,18 +568,6 @@ int xp_patch_bind_shape(xp_patch *p, const xp_shape *s, xp_err *err)
     return bind_with(p, preset_shape, s, "the model shape", err);
 }
 
-int xp_patch_flips_sha256(xp_patch *p, char hex[65], xp_err *err)
-{
-    int rc = xp_patch_normalize(p, err);
-    uint8_t *buf;
-    size_t len;
-    if (rc || (rc = xp_patch_encode(p, 0, &buf, &len, err)))
-        return rc;
-    xp_sha256_hex(buf, len, hex);
-    free(buf);
-    return XP_OK;
-}
-
 /* ---- statistics ---------------------------------------------------------------- */
 
 static void count(const xp_patch *p, const xp_flip *f, xp_patch_stats *s)

@@ -155,3 +155,50 @@ Test(names, malformed_names_are_refused)
     cr_expect_eq(xp_tensor_name_parse("blk.0.attn_output.weight", &layer), XP_PROJ_O);
     cr_expect_eq(layer, 0);
 }
+
+/* The foreign codecs list the vocabulary in their messages. */
+static void expect_refusal(const char *json, const char *message)
+{
+    xp_patch *p = NULL;
+    xp_err err = {0};
+    cr_expect_eq(xp_patch_parse(&p, json, strlen(json), "t.json", &err), XP_EFORMAT, "%s", json);
+    cr_expect_str_eq(err.msg, message);
+    xp_patch_free(p);
+}
+
+Test(names, foreign_formats_name_the_projections_they_take)
+{
+    expect_refusal("{\"version\":1,\"flips\":[{\"layer\":1,\"proj\":\"gate\",\"row\":3}]}",
+                   "t.json: flips[0]: unknown projection \"gate\" (expected gate_proj, up_proj, "
+                   "down_proj, q_proj, k_proj, v_proj or o_proj)");
+    expect_refusal("{\"version\":2,\"flips\":[{\"layer\":1,\"proj\":\"q_proj\",\"group\":3}]}",
+                   "t.json: flips[0]: unknown projection \"q_proj\" (expected ffn_gate.weight, "
+                   "ffn_up.weight, ffn_down.weight, attn_q.weight, attn_k.weight, attn_v.weight "
+                   "or attn_output.weight)");
+    /* Bankai takes every spelling of a projection, Neagari the GGUF ones */
+    const char *const bankai[] = {"up_proj", "ffn_up", "ffn_up.weight"};
+    for (size_t i = 0; i < 3; i++) {
+        char json[160];
+        snprintf(json, sizeof json,
+                 "{\"version\":%d,\"flips\":[{\"layer\":2,\"proj\":\"%s\",\"row\":5,\"group\":5}]}",
+                 i == 0 ? 1 : 2, bankai[i]);
+        xp_patch *p;
+        xp_err err = {0};
+        cr_assert_eq(xp_patch_parse(&p, json, strlen(json), "t.json", &err), XP_OK, "%s", err.msg);
+        cr_expect_str_eq(p->tensors[0].name, "blk.2.ffn_up.weight");
+        xp_patch_free(p);
+    }
+    xp_patch *p;
+    xp_err err = {0};
+    cr_assert_eq(xp_patch_new(&p, &err), XP_OK);
+    cr_assert_eq(xp_patch_add_row(p, "blk.1.attn_norm.weight", 0, &err), XP_OK);
+    cr_assert_eq(xp_patch_normalize(p, &err), XP_OK);
+    uint8_t *buf;
+    size_t len;
+    cr_expect_eq(xp_patch_serialize(p, XP_PATCH_BANKAI_V1, &buf, &len, &err), XP_EINVAL);
+    cr_expect_str_eq(err.msg, "<patch>: flip on 'blk.1.attn_norm.weight' does not fit "
+                              "bankai_row_xor_v1, which names only "
+                              "blk.N.{attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down}"
+                              ".weight");
+    xp_patch_free(p);
+}

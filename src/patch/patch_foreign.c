@@ -5,7 +5,7 @@
 
 #include "patch/patch_foreign.h"
 
-int xp_foreign_read(xp_patch *p, const cJSON *root, xp_foreign_part_fn search,
+int xp_foreign_read(xp_patch *p, const cJSON *root, int format, xp_foreign_part_fn search,
                     xp_foreign_flip_fn flip, const char *where, xp_err *err)
 {
     const cJSON *flips = cJSON_GetObjectItemCaseSensitive(root, "flips");
@@ -20,6 +20,8 @@ int xp_foreign_read(xp_patch *p, const cJSON *root, xp_foreign_part_fn search,
     size_t i = 0;
     for (const cJSON *f = flips->child; f && !rc; f = f->next, i++)
         rc = flip(p, f, i, where, err);
+    if (!rc)
+        p->format = format;
     return rc;
 }
 

@@ -6,13 +6,13 @@
 #define XP_PATCH_FOREIGN_H
 #include "patch/patch_internal.h"
 
-/* Reads a foreign file into p: "flips" (an array), the strings "name", "description" and
- * "base_model", then the format's own description of its search (search), then each
- * flip (flip, with its position). */
+/* Reads a foreign file of format (enum xp_patch_format) into p: "flips" (an array), the
+ * strings "name", "description" and "base_model", then the format's own description of
+ * its search (search), then each flip (flip, with its position). */
 typedef int (*xp_foreign_part_fn)(xp_patch *p, const cJSON *root, const char *where, xp_err *err);
 typedef int (*xp_foreign_flip_fn)(xp_patch *p, const cJSON *f, size_t i, const char *where,
                                   xp_err *err);
-int xp_foreign_read(xp_patch *p, const cJSON *root, xp_foreign_part_fn search,
+int xp_foreign_read(xp_patch *p, const cJSON *root, int format, xp_foreign_part_fn search,
                     xp_foreign_flip_fn flip, const char *where, xp_err *err);
 /* The start of flip i (f): an object (else an error naming its "layer", "proj" and key),
  * its "layer" and its "proj", by GGUF name with or without ".weight" and with mlx also by

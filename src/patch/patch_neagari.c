@@ -74,10 +74,7 @@ static int read_search(xp_patch *p, const cJSON *root, const char *where, xp_err
 
 int xp_patch_neagari_read(xp_patch *p, const cJSON *root, const char *where, xp_err *err)
 {
-    int rc = xp_foreign_read(p, root, read_search, read_flip, where, err);
-    if (!rc)
-        p->format = XP_PATCH_NEAGARI_V2;
-    return rc;
+    return xp_foreign_read(p, root, XP_PATCH_NEAGARI_V2, read_search, read_flip, where, err);
 }
 
 /* Why Neagari v2 cannot hold a flip (per: the tensor's blocks per row), or NULL. */

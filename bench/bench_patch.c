@@ -53,11 +53,11 @@ static xp_patch *hundred_rows(void)
     p->name = strdup("bench-100-rows");
     xp_rng r;
     xp_rng_seed(&r, 100);
-    const int layers[] = {1, 2, 3, 4, 34};
+    const uint32_t layers[] = {1, 2, 3, 4, 34};
     while (p->n_flips < 100) {
-        char t[64];
-        snprintf(t, sizeof t, "blk.%d.%s.weight", layers[xp_rng_below(&r, 5)],
-                 xp_rng_below(&r, 2) ? "ffn_gate" : "ffn_up");
+        char t[XP_TENSOR_NAME_MAX];
+        xp_tensor_name(t, sizeof t, layers[xp_rng_below(&r, 5)],
+                       xp_proj_tensor(xp_rng_below(&r, 2) ? XP_PROJ_GATE : XP_PROJ_UP));
         check(xp_patch_add_row(p, t, (int64_t)xp_rng_below(&r, 12288), &err), &err);
         check(xp_patch_normalize(p, &err), &err);
     }

@@ -32,6 +32,69 @@ int xp_shape_from_gguf(const xp_gguf *g, xp_shape *out, xp_err *err);
  * n_head*head_dim multiples of 128; heads divisible by KV heads; ...). */
 int xp_shape_check(const xp_shape *s, xp_err *err);
 
+/* ---- tensor names: the projections of a layer ------------------------------- */
+
+/* The seven projection matrices of a Qwen3 layer, numbered in the order of the --proj
+ * names gate,up,down,q,k,v,o (a set of them is the bits 1 << XP_PROJ_*). */
+enum xp_proj {
+    XP_PROJ_GATE = 0,
+    XP_PROJ_UP,
+    XP_PROJ_DOWN,
+    XP_PROJ_Q,
+    XP_PROJ_K,
+    XP_PROJ_V,
+    XP_PROJ_O,
+    XP_N_PROJ
+};
+/* The vocabularies a projection is named in: the GGUF tensor's ("ffn_gate", of the
+ * tensor blk.L.ffn_gate.weight), MLX's as Bankai v1 patches use it ("gate_proj"),
+ * Neagari v2 patches' ("ffn_gate.weight") and the command line's ("gate"). */
+enum xp_naming {
+    XP_NAMING_GGUF = 0,
+    XP_NAMING_MLX,
+    XP_NAMING_NEAGARI,
+    XP_NAMING_CLI,
+    XP_N_NAMINGS
+};
+/* The widths of a layer as the model shape names them: n_embd, n_ff, n_head * head_dim
+ * (queries) and n_head_kv * head_dim (keys and values). */
+enum xp_dim { XP_DIM_EMBD = 0, XP_DIM_FF, XP_DIM_Q, XP_DIM_KV };
+
+/* One projection: its names, its role, and its place in a file. */
+typedef struct xp_proj_info {
+    const char *name[XP_N_NAMINGS]; /* indexed by enum xp_naming */
+    bool mlp;                       /* part of the MLP, else of attention */
+    uint8_t in, out;                /* enum xp_dim of its input (columns, ne0) and output
+                                       (rows, ne1): an MLP projection whose output is n_ff
+                                       (gate, up) makes one activation column per row */
+    uint8_t file_order;             /* 0..6: its place among a layer's projections in a GGUF
+                                       file, llama.cpp's order q, k, v, o, gate, up, down */
+} xp_proj_info;
+
+/* The entry of a projection, or NULL when proj is not one. */
+const xp_proj_info *xp_proj_info_of(int proj);
+/* The projection whose file_order is order, or -1. */
+int xp_proj_at_file_order(int order);
+/* The projection a name stands for in one vocabulary (enum xp_naming), or -1. */
+int xp_proj_find(const char *name, int naming);
+/* The names asked most: the command line's and the GGUF tensor's ("?" when proj is not a
+ * projection), and the projection of a command-line name (-1 when none). */
+const char *xp_proj_name(int proj);      /* "gate", "up", ... "o" */
+const char *xp_proj_tensor(int proj);    /* "ffn_gate", "ffn_up", ... "attn_output" */
+int xp_proj_from_name(const char *name); /* NULL is no name */
+/* A projection's [ne0, ne1] (columns, rows) in a model of shape s. */
+void xp_proj_shape(const xp_shape *s, int proj, int64_t *ne0, int64_t *ne1);
+
+/* A layer's tensor is named "blk.LAYER.NAME.weight", NAME a projection's GGUF name or a
+ * norm's ("attn_norm", "attn_q_norm", "attn_k_norm", "ffn_norm"). xp_tensor_name writes
+ * it (and returns its length, as snprintf does: XP_TENSOR_NAME_MAX bytes hold every
+ * projection's and norm's); xp_tensor_name_parse reads a projection's back: its number
+ * (enum xp_proj) and *layer, or -1 for any name but exactly "blk.", a decimal layer below
+ * 2^32 without leading zeros, ".", a projection's GGUF name and ".weight". */
+#define XP_TENSOR_NAME_MAX 64
+int xp_tensor_name(char *out, size_t size, uint32_t layer, const char *name);
+int xp_tensor_name_parse(const char *name, uint32_t *layer);
+
 /* ---- the model and its forward pass --------------------------------------- */
 
 /* A Qwen3 model over a mapped GGUF: hyper-parameters, every tensor bound and checked,

@@ -18,13 +18,14 @@ extern "C" {
  * 0..15 of a block's fp16 scale (byte bit/8, bit bit%8). Mask: an explicit 128-bit mask
  * XORed into a block's sign bytes. Row-group: a block named as (row, group within the
  * row), as Bankai v1 files name it; it becomes a block flip once the tensor's row length
- * is known (xp_patch_bind*). */
+ * is known (xp_patch_bind*). Each kind is one entry of the table xp_flip_kind_of reads. */
 enum xp_flip_kind {
     XP_FLIP_ROW = 0,
     XP_FLIP_BLOCK = 1,
     XP_FLIP_SCALE = 2,
     XP_FLIP_MASK = 3,
     XP_FLIP_ROW_GROUP = 4,
+    XP_N_FLIP_KINDS
 };
 
 typedef struct xp_flip {
@@ -36,6 +37,27 @@ typedef struct xp_flip {
     uint8_t bit;      /* SCALE: 0..15 */
     uint8_t mask[16]; /* MASK: XORed into the 16 sign bytes */
 } xp_flip;
+/* What a flip kind is and does, in one place (src/patch/flip.c): its names, how it
+ * changes the bytes of a Q1_0 tensor of ne0 columns (index in range), how many bits,
+ * which bytes, and which output row, which is what lets the search rerun less after it
+ * (a row of an MLP gate or up projection is one column of the activation). */
+typedef struct xp_flip_kind_info {
+    const char *name; /* in text: "row", "block", "scale bit", "mask", "row group" */
+    const char *key;  /* xorpatch/1's flip list and stats key: "rows", "blocks", ... */
+    bool by_row;      /* index is a row (else a block of the tensor) */
+    /* XORs the flip into the tensor: applying it twice restores the bytes */
+    void (*apply)(uint8_t *tensor, int64_t ne0, const xp_flip *f);
+    /* weight sign and scale bits it changes; false when that takes ne0 and ne0 is 0 */
+    bool (*bits)(const xp_flip *f, int64_t ne0, uint64_t *n);
+    /* the bytes of the tensor it lies in: [*off, *off + *len) */
+    void (*span)(const xp_flip *f, int64_t ne0, uint64_t *off, uint64_t *len);
+    /* the one output row it changes (-1 when it would change more than one) */
+    int64_t (*row)(const xp_flip *f, int64_t ne0);
+    /* one flip for messages: "row 17", "scale bit 3 of block 9", "row 4 group 2" */
+    void (*describe)(const xp_flip *f, char *out, size_t size);
+} xp_flip_kind_info;
+/* The entry of kind (enum xp_flip_kind), or NULL when it is none. */
+const xp_flip_kind_info *xp_flip_kind_of(int kind);
 
 typedef struct xp_patch_tensor {
     char *name;
@@ -110,7 +132,13 @@ int xp_patch_flips_sha256(xp_patch *p, char hex[65], xp_err *err);
 /* Per-tensor counts; bits is every weight sign and scale bit the patch flips (row flips
  * count ne0 bits, so bits is 0 with bits_known false while the shape is unknown). */
 typedef struct xp_patch_stats {
-    uint64_t rows, blocks, scale_bits, masks, row_groups, flips;
+    union {
+        struct {
+            uint64_t rows, blocks, scale_bits, masks, row_groups;
+        };
+        uint64_t by_kind[XP_N_FLIP_KINDS]; /* the same counts by enum xp_flip_kind */
+    };
+    uint64_t flips;
     uint64_t bits;
     bool bits_known;
     uint64_t weights; /* ne0 * ne1 when the shape is known */

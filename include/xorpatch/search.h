@@ -20,18 +20,12 @@ extern "C" {
 enum xp_fitness { XP_FITNESS_MEAN = 0, XP_FITNESS_MIN, XP_FITNESS_BORDERLINE, XP_FITNESS_FOCUSED };
 enum xp_granularity { XP_GRAN_ROW = 0, XP_GRAN_BLOCK, XP_GRAN_SCALE_BIT };
 enum xp_proposal { XP_PROPOSE_SCALE = 0, XP_PROPOSE_UNIFORM };
-/* The projections of a layer, in the order of the --proj names gate,up,down,q,k,v,o. */
-enum xp_proj { XP_PROJ_GATE = 0, XP_PROJ_UP, XP_PROJ_DOWN, XP_PROJ_Q, XP_PROJ_K, XP_PROJ_V,
-               XP_PROJ_O, XP_N_PROJ };
 const char *xp_fitness_name(int f);         /* "mean", "min", "borderline", "focused" */
 int xp_fitness_from_name(const char *name); /* -1 when unknown; likewise below */
 const char *xp_granularity_name(int g);     /* "row", "block", "scale-bit" */
 int xp_granularity_from_name(const char *name);
 const char *xp_proposal_name(int p);        /* "scale", "uniform" */
 int xp_proposal_from_name(const char *name);
-const char *xp_proj_name(int proj);         /* "gate", "up", ... */
-const char *xp_proj_tensor(int proj);       /* "ffn_gate", "ffn_up", ... "attn_output" */
-int xp_proj_from_name(const char *name);
 
 /* One candidate flip: a row (XP_FLIP_ROW), a block (XP_FLIP_BLOCK) or one bit of a
  * block's fp16 scale (XP_FLIP_SCALE) of tensor blk.LAYER.<proj>.weight. */
@@ -118,7 +112,8 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
 
 /* The weight of projection proj (enum xp_proj) of a layer. */
 xp_weight *xp_proj_weight(xp_layer *L, int proj);
-/* Flips the candidate in the model's weights; a second call undoes it. */
+/* Flips the candidate in the model's weights, as its kind's entry applies it; a second
+ * call undoes it. */
 void xp_candidate_flip(xp_model *m, const xp_candidate *c);
 /* The first n candidates a search with o proposes on the model as it is (its layers,
  * projections, granularity, proposal and seed; fewer when they run out first): *n_out of

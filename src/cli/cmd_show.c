@@ -51,21 +51,12 @@ static uint64_t model_weights(const char *model, const char *shape)
     return total;
 }
 
-static const char *const projs[] = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                    "ffn_gate", "ffn_up", "ffn_down"};
-#define N_PROJ 7
-
-/* Layer and projection of a tensor "blk.L.P.weight", or -1. */
+/* Layer of a tensor "blk.L.P.weight" and its projection's place in a file's order
+ * (attn_q first), which is the order of the columns; or -1. */
 static int split(const char *name, unsigned *layer)
 {
-    char proj[32];
-    int end = 0;
-    if (sscanf(name, "blk.%u.%31[a-z_].weight%n", layer, proj, &end) != 2 || name[end])
-        return -1;
-    for (int i = 0; i < N_PROJ; i++)
-        if (strcmp(proj, projs[i]) == 0)
-            return i;
-    return -1;
+    int proj = xp_tensor_name_parse(name, layer);
+    return proj < 0 ? -1 : xp_proj_info_of(proj)->file_order;
 }
 
 typedef struct sizes {
@@ -131,8 +122,8 @@ static void show_text(xp_patch *p, uint64_t weights)
 
     /* per layer and projection: flips (bits) */
     printf("\n%-8s", "layer");
-    for (int k = 0; k < N_PROJ; k++)
-        printf(" %12s", projs[k]);
+    for (int k = 0; k < XP_N_PROJ; k++)
+        printf(" %12s", xp_proj_tensor(xp_proj_at_file_order(k)));
     printf(" %14s\n", "bits");
     unsigned max_layer = 0;
     for (size_t t = 0; t < p->n_tensors; t++) {
@@ -141,7 +132,7 @@ static void show_text(xp_patch *p, uint64_t weights)
             max_layer = l;
     }
     for (unsigned l = 0; l <= max_layer; l++) {
-        uint64_t flips[N_PROJ] = {0}, bits = 0;
+        uint64_t flips[XP_N_PROJ] = {0}, bits = 0;
         bool any = false, known = true;
         for (size_t t = 0; t < p->n_tensors; t++) {
             unsigned tl;
@@ -155,7 +146,7 @@ static void show_text(xp_patch *p, uint64_t weights)
         if (!any)
             continue;
         printf("%-8u", l);
-        for (int k = 0; k < N_PROJ; k++)
+        for (int k = 0; k < XP_N_PROJ; k++)
             printf(" %12s", flips[k] ? cli_thousands(flips[k], a, sizeof a) : ".");
         printf(" %14s\n", known ? cli_thousands(bits, b, sizeof b) : "?");
     }
@@ -222,7 +213,7 @@ static cJSON *show_json(xp_patch *p, uint64_t weights)
         }
         xp_patch_stats ts;
         xp_patch_tensor_stats(p, t, &ts);
-        cJSON *pe = cJSON_AddObjectToObject(e, projs[k]);
+        cJSON *pe = cJSON_AddObjectToObject(e, xp_proj_tensor(xp_proj_at_file_order(k)));
         cJSON_AddNumberToObject(pe, "flips", (double)ts.flips);
         if (ts.bits_known)
             cJSON_AddNumberToObject(pe, "bits", (double)ts.bits);

@@ -20,15 +20,10 @@ static void map_flips(const xp_patch *p, flip_map *fm)
 {
     memset(fm, 0, sizeof *fm);
     for (size_t i = 0; p && i < p->n_flips; i++) {
-        unsigned layer;
-        char proj[32];
-        if (sscanf(p->tensors[p->flips[i].tensor].name, "blk.%u.%31[a-z_].weight", &layer,
-                   proj) != 2)
+        uint32_t layer;
+        int pi = xp_tensor_name_parse(p->tensors[p->flips[i].tensor].name, &layer);
+        if (pi < 0)
             continue;
-        int pi = -1;
-        for (int k = 0; k < XP_N_PROJ; k++)
-            if (!strcmp(proj, xp_proj_tensor(k)))
-                pi = k;
         size_t li = 0;
         while (li < fm->n_layers && fm->layers[li] != layer)
             li++;

@@ -37,7 +37,7 @@ void xp_delta_stats_of(const double *base, const double *after, size_t n, xp_del
 
 static void tensor_name(char *buf, size_t size, uint32_t layer, int proj)
 {
-    snprintf(buf, size, "blk.%u.%s.weight", layer, xp_proj_tensor(proj));
+    xp_tensor_name(buf, size, layer, xp_proj_tensor(proj));
 }
 
 /* Applies p, measures the probes, reverts p (also when the measurement fails). */

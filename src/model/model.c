@@ -4,7 +4,6 @@
  * file's private map; only the small norm vectors are converted to fp32 copies. */
 #include "model/model.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,25 +83,32 @@ void xp_weight_row(const xp_weight *w, int64_t r, float *out)
     }
 }
 
+xp_weight *xp_proj_weight(xp_layer *L, int proj)
+{
+    xp_weight *w[XP_N_PROJ] = {&L->gate, &L->up, &L->down, &L->wq, &L->wk, &L->wv, &L->wo};
+    return w[proj];
+}
+
 static int bind_layer(const xp_gguf *g, const xp_shape *s, uint32_t l, xp_layer *L, xp_err *err)
 {
-    char name[64];
-    int64_t q = (int64_t)s->n_head * s->head_dim, kv = (int64_t)s->n_head_kv * s->head_dim;
-#define NAME(suffix) (snprintf(name, sizeof name, "blk.%u." suffix, l), name)
+    char name[XP_TENSOR_NAME_MAX];
+#define NAME(norm) (xp_tensor_name(name, sizeof name, l, norm), name)
     int rc;
-    if ((rc = bind_vector(g, NAME("attn_norm.weight"), s->n_embd, &L->attn_norm, err)) ||
-        (rc = bind_vector(g, NAME("attn_q_norm.weight"), s->head_dim, &L->q_norm, err)) ||
-        (rc = bind_vector(g, NAME("attn_k_norm.weight"), s->head_dim, &L->k_norm, err)) ||
-        (rc = bind_vector(g, NAME("ffn_norm.weight"), s->n_embd, &L->ffn_norm, err)) ||
-        (rc = bind_matrix(g, NAME("attn_q.weight"), s->n_embd, q, &L->wq, err)) ||
-        (rc = bind_matrix(g, NAME("attn_k.weight"), s->n_embd, kv, &L->wk, err)) ||
-        (rc = bind_matrix(g, NAME("attn_v.weight"), s->n_embd, kv, &L->wv, err)) ||
-        (rc = bind_matrix(g, NAME("attn_output.weight"), q, s->n_embd, &L->wo, err)) ||
-        (rc = bind_matrix(g, NAME("ffn_gate.weight"), s->n_embd, s->n_ff, &L->gate, err)) ||
-        (rc = bind_matrix(g, NAME("ffn_up.weight"), s->n_embd, s->n_ff, &L->up, err)) ||
-        (rc = bind_matrix(g, NAME("ffn_down.weight"), s->n_ff, s->n_embd, &L->down, err)))
+    if ((rc = bind_vector(g, NAME("attn_norm"), s->n_embd, &L->attn_norm, err)) ||
+        (rc = bind_vector(g, NAME("attn_q_norm"), s->head_dim, &L->q_norm, err)) ||
+        (rc = bind_vector(g, NAME("attn_k_norm"), s->head_dim, &L->k_norm, err)) ||
+        (rc = bind_vector(g, NAME("ffn_norm"), s->n_embd, &L->ffn_norm, err)))
         return rc;
 #undef NAME
+    /* in a file's order (q, k, v, o, gate, up, down): the first missing one is named */
+    for (int i = 0; i < XP_N_PROJ; i++) {
+        int proj = xp_proj_at_file_order(i);
+        int64_t ne0, ne1;
+        xp_proj_shape(s, proj, &ne0, &ne1);
+        xp_tensor_name(name, sizeof name, l, xp_proj_tensor(proj));
+        if ((rc = bind_matrix(g, name, ne0, ne1, xp_proj_weight(L, proj), err)))
+            return rc;
+    }
     return XP_OK;
 }
 

@@ -103,29 +103,32 @@ static int add(xp_gguf_writer *w, synth_ctx *c, const char *name, int64_t ne0, i
                                      NULL, fill, c, err);
 }
 
+static int add_proj(xp_gguf_writer *w, synth_ctx *c, uint32_t layer, int proj, xp_err *err)
+{
+    char name[XP_TENSOR_NAME_MAX];
+    int64_t ne0, ne1;
+    xp_tensor_name(name, sizeof name, layer, xp_proj_tensor(proj));
+    xp_proj_shape(c->shape, proj, &ne0, &ne1);
+    return add(w, c, name, ne0, ne1, err);
+}
+
 static int add_tensors(xp_gguf_writer *w, synth_ctx *c, xp_err *err)
 {
     const xp_shape *s = c->shape;
-    int64_t q = (int64_t)s->n_head * s->head_dim, kv = (int64_t)s->n_head_kv * s->head_dim;
     int rc = add(w, c, "token_embd.weight", s->n_embd, (int64_t)s->n_vocab, err);
-    char name[64];
-#define ADD(suffix, ne0, ne1)                                                                   \
-    (snprintf(name, sizeof name, "blk.%u." suffix, l), add(w, c, name, ne0, ne1, err))
+    char name[XP_TENSOR_NAME_MAX];
+#define NORM(norm, n) (xp_tensor_name(name, sizeof name, l, norm), add(w, c, name, n, 0, err))
     for (uint32_t l = 0; l < s->n_layer && !rc; l++) {
-        if ((rc = ADD("attn_norm.weight", s->n_embd, 0)) ||
-            (rc = ADD("attn_q.weight", s->n_embd, q)) ||
-            (rc = ADD("attn_k.weight", s->n_embd, kv)) ||
-            (rc = ADD("attn_v.weight", s->n_embd, kv)) ||
-            (rc = ADD("attn_output.weight", q, s->n_embd)) ||
-            (rc = ADD("attn_q_norm.weight", s->head_dim, 0)) ||
-            (rc = ADD("attn_k_norm.weight", s->head_dim, 0)) ||
-            (rc = ADD("ffn_norm.weight", s->n_embd, 0)) ||
-            (rc = ADD("ffn_gate.weight", s->n_embd, s->n_ff)) ||
-            (rc = ADD("ffn_up.weight", s->n_embd, s->n_ff)))
+        if ((rc = NORM("attn_norm", s->n_embd)) || (rc = add_proj(w, c, l, XP_PROJ_Q, err)) ||
+            (rc = add_proj(w, c, l, XP_PROJ_K, err)) || (rc = add_proj(w, c, l, XP_PROJ_V, err)) ||
+            (rc = add_proj(w, c, l, XP_PROJ_O, err)) || (rc = NORM("attn_q_norm", s->head_dim)) ||
+            (rc = NORM("attn_k_norm", s->head_dim)) || (rc = NORM("ffn_norm", s->n_embd)) ||
+            (rc = add_proj(w, c, l, XP_PROJ_GATE, err)) ||
+            (rc = add_proj(w, c, l, XP_PROJ_UP, err)))
             break;
-        rc = ADD("ffn_down.weight", s->n_ff, s->n_embd);
+        rc = add_proj(w, c, l, XP_PROJ_DOWN, err);
     }
-#undef ADD
+#undef NORM
     if (!rc)
         rc = add(w, c, "output_norm.weight", s->n_embd, 0, err);
     if (!rc && !s->tied_output)

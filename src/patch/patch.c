@@ -11,56 +11,22 @@
 #include "core/alloc.h"
 #include "patch/patch_internal.h"
 
-const char *const xp_proj_gguf[XP_N_PROJ] = {"attn_q", "attn_k",  "attn_v",  "attn_output",
-                                             "ffn_gate", "ffn_up", "ffn_down"};
-const char *const xp_proj_mlx[XP_N_PROJ] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                            "gate_proj", "up_proj", "down_proj"};
-
 #define MAX_NAME 63
-
-int xp_patch_split_name(const char *name, uint32_t *layer)
-{
-    if (strncmp(name, "blk.", 4) != 0)
-        return -1;
-    const char *p = name + 4;
-    uint64_t l = 0;
-    if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9'))
-        return -1;
-    while (*p >= '0' && *p <= '9') {
-        l = l * 10 + (uint64_t)(*p++ - '0');
-        if (l > UINT32_MAX)
-            return -1;
-    }
-    if (*p++ != '.')
-        return -1;
-    for (int i = 0; i < XP_N_PROJ; i++) {
-        size_t n = strlen(xp_proj_gguf[i]);
-        if (strncmp(p, xp_proj_gguf[i], n) == 0 && strcmp(p + n, ".weight") == 0) {
-            *layer = (uint32_t)l;
-            return i;
-        }
-    }
-    return -1;
-}
 
 /* A tensor's [ne0, ne1] in a named shape's model; XP_ENOTFOUND when the shape has no such
  * Q1_0 matrix. */
 static int shape_tensor(const xp_shape *s, const char *name, int64_t *ne0, int64_t *ne1)
 {
-    int64_t q = (int64_t)s->n_head * s->head_dim, kv = (int64_t)s->n_head_kv * s->head_dim;
     if (strcmp(name, "token_embd.weight") == 0 ||
         (strcmp(name, "output.weight") == 0 && !s->tied_output)) {
         *ne0 = s->n_embd, *ne1 = (int64_t)s->n_vocab;
         return XP_OK;
     }
     uint32_t layer;
-    int proj = xp_patch_split_name(name, &layer);
+    int proj = xp_tensor_name_parse(name, &layer);
     if (proj < 0 || layer >= s->n_layer)
         return XP_ENOTFOUND;
-    const int64_t shapes[XP_N_PROJ][2] = {{s->n_embd, q},  {s->n_embd, kv},   {s->n_embd, kv},
-                                          {q, s->n_embd},  {s->n_embd, s->n_ff},
-                                          {s->n_embd, s->n_ff}, {s->n_ff, s->n_embd}};
-    *ne0 = shapes[proj][0], *ne1 = shapes[proj][1];
+    xp_proj_shape(s, proj, ne0, ne1);
     return XP_OK;
 }
 
@@ -99,44 +65,16 @@ const char *xp_patch_where(const xp_patch *p)
     return p->path ? p->path : p->name ? p->name : "<patch>";
 }
 
-static const char *const kind_names[] = {"row", "block", "scale bit", "mask", "row group"};
-
 void xp_flip_describe(const xp_patch *p, const xp_flip *f, char *out, size_t size)
 {
     const char *t = f->tensor < p->n_tensors ? p->tensors[f->tensor].name : "?";
-    switch (f->kind) {
-    case XP_FLIP_ROW:
-        snprintf(out, size, "%s row %lld", t, (long long)f->index);
-        break;
-    case XP_FLIP_SCALE:
-        snprintf(out, size, "%s scale bit %u of block %lld", t, f->bit, (long long)f->index);
-        break;
-    case XP_FLIP_ROW_GROUP:
-        snprintf(out, size, "%s row %lld group %u", t, (long long)f->index, f->group);
-        break;
-    default:
-        snprintf(out, size, "%s %s %lld", t, kind_names[f->kind], (long long)f->index);
-    }
-}
-
-/* Bits a flip changes (a row needs ne0: 0 while unknown). */
-static uint64_t flip_bits(const xp_patch *p, const xp_flip *f)
-{
-    switch (f->kind) {
-    case XP_FLIP_ROW:
-        return (uint64_t)p->tensors[f->tensor].ne0;
-    case XP_FLIP_BLOCK:
-    case XP_FLIP_ROW_GROUP:
-        return XP_Q1_0_WEIGHTS;
-    case XP_FLIP_SCALE:
-        return 1;
-    default: {
-        uint64_t n = 0;
-        for (int i = 0; i < 16; i++)
-            n += (uint64_t)__builtin_popcount(f->mask[i]);
-        return n;
-    }
-    }
+    const xp_flip_kind_info *k = xp_flip_kind_of(f->kind);
+    char what[96];
+    if (k)
+        k->describe(f, what, sizeof what);
+    else
+        snprintf(what, sizeof what, "flip of kind %u", f->kind);
+    snprintf(out, size, "%s %s", t, what);
 }
 
 static int tensor_slot(xp_patch *p, const char *name, uint32_t *idx, xp_err *err)
@@ -168,7 +106,7 @@ int xp_patch_add(xp_patch *p, const char *tensor, const xp_flip *f, xp_err *err)
     if (len == 0 || len > MAX_NAME)
         return xp_err_set(err, XP_EINVAL, "%s: flip %zu: tensor name '%s' must have 1 to %d "
                           "bytes", xp_patch_where(p), p->n_flips, tensor, MAX_NAME);
-    if (f->kind > XP_FLIP_ROW_GROUP)
+    if (!xp_flip_kind_of(f->kind))
         return xp_err_set(err, XP_EINVAL, "%s: flip %zu: kind %u is not a flip kind",
                           xp_patch_where(p), p->n_flips, f->kind);
     if (f->index < 0 || f->index > XP_PATCH_MAX_INDEX)
@@ -324,9 +262,10 @@ static int check_range(const xp_patch *p, const xp_flip *f, xp_err *err)
     if (!t->ne0)
         return XP_OK;
     int64_t per = t->ne0 / XP_Q1_0_WEIGHTS, blocks = per * t->ne1;
+    bool by_row = xp_flip_kind_of(f->kind)->by_row;
     char d[160];
     xp_flip_describe(p, f, d, sizeof d);
-    if ((f->kind == XP_FLIP_ROW || f->kind == XP_FLIP_ROW_GROUP) && f->index >= t->ne1)
+    if (by_row && f->index >= t->ne1)
         return xp_err_set(err, XP_EINVAL, "%s: flip %u (%s): row out of range: the tensor has "
                           "%lld rows (0 to %lld)", xp_patch_where(p), f->src, d,
                           (long long)t->ne1, (long long)t->ne1 - 1);
@@ -334,7 +273,7 @@ static int check_range(const xp_patch *p, const xp_flip *f, xp_err *err)
         return xp_err_set(err, XP_EINVAL, "%s: flip %u (%s): group out of range: a row of the "
                           "tensor has %lld blocks (0 to %lld)", xp_patch_where(p), f->src, d,
                           (long long)per, (long long)per - 1);
-    if (f->kind != XP_FLIP_ROW && f->kind != XP_FLIP_ROW_GROUP && f->index >= blocks) {
+    if (!by_row && f->index >= blocks) {
         return xp_err_set(err, XP_EINVAL, "%s: flip %u (%s): block out of range: the tensor has "
                           "%lld blocks (0 to %lld; %lld rows of %lld)", xp_patch_where(p), f->src,
                           d, (long long)blocks, (long long)blocks - 1, (long long)t->ne1,
@@ -629,34 +568,17 @@ int xp_patch_bind_shape(xp_patch *p, const xp_shape *s, xp_err *err)
     return bind_with(p, preset_shape, s, "the model shape", err);
 }
 
-int xp_patch_flips_sha256(xp_patch *p, char hex[65], xp_err *err)
-{
-    int rc = xp_patch_normalize(p, err);
-    uint8_t *buf;
-    size_t len;
-    if (rc || (rc = xp_patch_encode(p, 0, &buf, &len, err)))
-        return rc;
-    xp_sha256_hex(buf, len, hex);
-    free(buf);
-    return XP_OK;
-}
-
 /* ---- statistics ---------------------------------------------------------------- */
 
 static void count(const xp_patch *p, const xp_flip *f, xp_patch_stats *s)
 {
-    const xp_patch_tensor *t = &p->tensors[f->tensor];
+    uint64_t bits;
     s->flips++;
-    switch (f->kind) {
-    case XP_FLIP_ROW: s->rows++; break;
-    case XP_FLIP_BLOCK: s->blocks++; break;
-    case XP_FLIP_SCALE: s->scale_bits++; break;
-    case XP_FLIP_MASK: s->masks++; break;
-    default: s->row_groups++;
-    }
-    if (f->kind == XP_FLIP_ROW && !t->ne0)
+    s->by_kind[f->kind]++;
+    if (xp_flip_kind_of(f->kind)->bits(f, p->tensors[f->tensor].ne0, &bits))
+        s->bits += bits;
+    else
         s->bits_known = false;
-    s->bits += flip_bits(p, f);
 }
 
 void xp_patch_tensor_stats(const xp_patch *p, size_t tensor, xp_patch_stats *s)

@@ -10,12 +10,6 @@
 #include "core/alloc.h"
 #include "patch/patch_internal.h"
 
-static void xor_mask(uint8_t *qs, const uint8_t mask[16])
-{
-    for (int i = 0; i < XP_Q1_0_QS; i++)
-        qs[i] ^= mask[i];
-}
-
 /* XORs every flip into the tensors (bound, so every index is in range). */
 static int flip_all(xp_gguf *g, const xp_patch *p, xp_err *err)
 {
@@ -33,23 +27,7 @@ static int flip_all(xp_gguf *g, const xp_patch *p, xp_err *err)
             ne0 = t->ne[0];
             current = f->tensor;
         }
-        switch (f->kind) {
-        case XP_FLIP_ROW:
-            xp_q1_0_flip_row(data, ne0, f->index);
-            break;
-        case XP_FLIP_BLOCK:
-            xp_q1_0_flip_block(data, f->index);
-            break;
-        case XP_FLIP_SCALE:
-            xp_q1_0_flip_scale_bit(data, f->index, f->bit);
-            break;
-        case XP_FLIP_MASK:
-            xor_mask(data + f->index * XP_Q1_0_BYTES + 2, f->mask);
-            break;
-        default:
-            return xp_err_set(err, XP_EINTERNAL, "%s: unresolved row group after binding",
-                              xp_patch_where(p));
-        }
+        xp_flip_kind_of(f->kind)->apply(data, ne0, f);
     }
     return XP_OK;
 }

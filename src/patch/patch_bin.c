@@ -8,7 +8,8 @@
  *   [len, bytes]                provenance: one JSON object
  *   n_tensors, then per tensor in name order:
  *     tag                       0: literal name (len, bytes); 1..7: blk.{layer}.{proj}.weight
- *     [layer]                   with tags 1..7 (proj = tag - 1 in xp_proj_gguf order)
+ *     [layer]                   with tags 1..7 (tag - 1: the projection's file_order, so
+ *                               attn_q is 1 and ffn_down 7)
  *     [ne0 / 128, ne1]          with flag 8; 0, 0 when unknown
  *     n_row n_block n_scale n_mask n_row_group
  *     rows, blocks              ascending, delta coded (first value, then gap - 1)
@@ -19,7 +20,8 @@
  *
  * A 93-row patch on Bonsai 8B takes a few bytes per flip (Bankai's format: 12). Decoding
  * checks every field against what remains of the input and names the offset of the
- * first bad one; it never trusts a count. */
+ * first bad one; it never trusts a count. The SHA-256 of the encoding of the canonical
+ * flips alone (no optional part) is a patch's identity, the same in every format. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,10 @@ static const uint8_t MAGIC[8] = {'X', 'P', 'A', 'T', 'C', 'H', 0, 1};
 #define TRAILER 8
 #define MAX_INDEX XP_PATCH_MAX_INDEX
 #define MAX_DIM (INT64_C(1) << 31)
+/* The flip kinds version 1 lists per tensor, in enum order: a new kind needs a new version
+ * (or a place in this one) before it can be encoded. */
+#define KINDS 5
+_Static_assert(XP_N_FLIP_KINDS == KINDS, "the binary format lists every flip kind");
 
 /* Unsigned LEB128: the bytes written (at most 10). */
 static size_t varint_put(uint8_t *out, uint64_t v)
@@ -69,13 +75,13 @@ bool xp_patch_is_binary(const void *buf, size_t len)
 
 /* ---- encoding ------------------------------------------------------------------ */
 
-typedef struct out {
+typedef struct bin_out {
     uint8_t *p;
     size_t n, cap;
     bool oom;
-} out;
+} bin_out;
 
-static void put(out *o, const void *src, size_t n)
+static void put(bin_out *o, const void *src, size_t n)
 {
     if (o->oom)
         return;
@@ -94,13 +100,13 @@ static void put(out *o, const void *src, size_t n)
     o->n += n;
 }
 
-static void put_v(out *o, uint64_t v)
+static void put_v(bin_out *o, uint64_t v)
 {
     uint8_t b[10];
     put(o, b, varint_put(b, v));
 }
 
-static void put_bytes(out *o, const void *s, size_t n)
+static void put_bytes(bin_out *o, const void *s, size_t n)
 {
     put_v(o, n);
     put(o, s, n);
@@ -117,12 +123,12 @@ static int hex_to_bytes(const char *hex, uint8_t out[32])
     return 0;
 }
 
-static void put_tensor_name(out *o, const char *name)
+static void put_tensor_name(bin_out *o, const char *name)
 {
     uint32_t layer;
-    int proj = xp_patch_split_name(name, &layer);
+    int proj = xp_tensor_name_parse(name, &layer);
     if (proj >= 0) {
-        put_v(o, (uint64_t)proj + 1);
+        put_v(o, (uint64_t)xp_proj_info_of(proj)->file_order + 1);
         put_v(o, layer);
     } else {
         put_v(o, 0);
@@ -131,7 +137,7 @@ static void put_tensor_name(out *o, const char *name)
 }
 
 /* Flips of one tensor of one kind: [from, to) in the canonical order. */
-static void put_kind(out *o, const xp_flip *f, size_t n, int kind)
+static void put_kind(bin_out *o, const xp_flip *f, size_t n, int kind)
 {
     uint64_t prev = 0;
     bool first = true;
@@ -179,7 +185,7 @@ int xp_patch_encode(const xp_patch *p, unsigned flags, uint8_t **buf, size_t *le
         if (!prov)
             flags &= ~(unsigned)XP_BIN_PROVENANCE;
     }
-    out o = {0};
+    bin_out o = {0};
     put(&o, MAGIC, sizeof MAGIC);
     put_v(&o, flags);
     if (flags & XP_BIN_BASE)
@@ -197,16 +203,16 @@ int xp_patch_encode(const xp_patch *p, unsigned flags, uint8_t **buf, size_t *le
             put_v(&o, (uint64_t)p->tensors[t].ne0 / XP_Q1_0_WEIGHTS);
             put_v(&o, (uint64_t)p->tensors[t].ne1);
         }
-        size_t start[XP_FLIP_ROW_GROUP + 2];
-        for (int k = 0; k <= XP_FLIP_ROW_GROUP; k++) {
+        size_t start[KINDS + 1];
+        for (int k = 0; k < KINDS; k++) {
             start[k] = i;
             while (i < p->n_flips && p->flips[i].tensor == t && p->flips[i].kind == k)
                 i++;
         }
-        start[XP_FLIP_ROW_GROUP + 1] = i;
-        for (int k = 0; k <= XP_FLIP_ROW_GROUP; k++)
+        start[KINDS] = i;
+        for (int k = 0; k < KINDS; k++)
             put_v(&o, start[k + 1] - start[k]);
-        for (int k = 0; k <= XP_FLIP_ROW_GROUP; k++)
+        for (int k = 0; k < KINDS; k++)
             put_kind(&o, p->flips + start[k], start[k + 1] - start[k], k);
     }
     if (i != p->n_flips) {
@@ -232,19 +238,19 @@ int xp_patch_encode(const xp_patch *p, unsigned flags, uint8_t **buf, size_t *le
 
 /* ---- decoding ------------------------------------------------------------------ */
 
-typedef struct in {
+typedef struct bin_in {
     const uint8_t *p;
     size_t len, off;
     const char *where;
     xp_err *err;
-} in;
+} bin_in;
 
-static int bad(in *c, size_t at, const char *field, const char *what)
+static int bad(bin_in *c, size_t at, const char *field, const char *what)
 {
     return xp_err_set(c->err, XP_EFORMAT, "%s: offset %zu: %s: %s", c->where, at, field, what);
 }
 
-static int get_v(in *c, uint64_t *v, const char *field)
+static int get_v(bin_in *c, uint64_t *v, const char *field)
 {
     size_t n = varint_get(c->p + c->off, c->len - c->off, v);
     if (!n)
@@ -256,7 +262,7 @@ static int get_v(in *c, uint64_t *v, const char *field)
 }
 
 /* A varint that must be at most max. */
-static int get_max(in *c, uint64_t max, uint64_t *v, const char *field)
+static int get_max(bin_in *c, uint64_t max, uint64_t *v, const char *field)
 {
     size_t at = c->off;
     int rc = get_v(c, v, field);
@@ -269,7 +275,7 @@ static int get_max(in *c, uint64_t max, uint64_t *v, const char *field)
     return rc;
 }
 
-static int get_bytes(in *c, const uint8_t **s, uint64_t *n, uint64_t max, const char *field)
+static int get_bytes(bin_in *c, const uint8_t **s, uint64_t *n, uint64_t max, const char *field)
 {
     int rc = get_max(c, max, n, field);
     if (rc)
@@ -281,7 +287,7 @@ static int get_bytes(in *c, const uint8_t **s, uint64_t *n, uint64_t max, const 
     return XP_OK;
 }
 
-static int get_tensor_name(in *c, char name[64])
+static int get_tensor_name(bin_in *c, char name[64])
 {
     size_t at = c->off;
     uint64_t tag, layer, n;
@@ -290,10 +296,10 @@ static int get_tensor_name(in *c, char name[64])
     if (rc)
         return rc;
     if (tag) {
-        if ((rc = get_max(c, 99999, &layer, "tensor layer")))
+        if ((rc = get_max(c, XP_PATCH_MAX_LAYER, &layer, "tensor layer")))
             return rc;
-        snprintf(name, 64, "blk.%llu.%s.weight", (unsigned long long)layer,
-                 xp_proj_gguf[tag - 1]);
+        xp_tensor_name(name, 64, (uint32_t)layer,
+                       xp_proj_tensor(xp_proj_at_file_order((int)tag - 1)));
         return XP_OK;
     }
     if ((rc = get_bytes(c, &s, &n, 63, "tensor name")))
@@ -303,13 +309,13 @@ static int get_tensor_name(in *c, char name[64])
     memcpy(name, s, n);
     name[n] = '\0';
     uint32_t l;
-    if (xp_patch_split_name(name, &l) >= 0)
+    if (xp_tensor_name_parse(name, &l) >= 0)
         return bad(c, at, "tensor name", "a projection name must use its short tag");
     return XP_OK;
 }
 
 /* Reads one kind's flips of one tensor into the patch. */
-static int get_kind(in *c, xp_patch *p, const char *name, int kind, uint64_t count)
+static int get_kind(bin_in *c, xp_patch *p, const char *name, int kind, uint64_t count)
 {
     uint64_t prev = 0, prev_group = 0;
     for (uint64_t i = 0; i < count; i++) {
@@ -349,7 +355,7 @@ static int get_kind(in *c, xp_patch *p, const char *name, int kind, uint64_t cou
     return XP_OK;
 }
 
-static int decode(in *c, xp_patch *p)
+static int decode(bin_in *c, xp_patch *p)
 {
     int rc;
     uint64_t flags, n, n_tensors;
@@ -418,14 +424,17 @@ static int decode(in *c, xp_patch *p)
                 return bad(c, at, "tensor shape", "columns and rows must both be known or "
                            "both be 0");
         }
-        uint64_t counts[XP_FLIP_ROW_GROUP + 1];
-        for (int k = 0; k <= XP_FLIP_ROW_GROUP; k++)
+        uint64_t counts[KINDS];
+        for (int k = 0; k < KINDS; k++)
             if ((rc = get_max(c, c->len - c->off, &counts[k], "flip count")))
                 return rc;
-        if (!(counts[0] | counts[1] | counts[2] | counts[3] | counts[4]))
+        uint64_t any = 0;
+        for (int k = 0; k < KINDS; k++)
+            any |= counts[k];
+        if (!any)
             return bad(c, at, "flip count", "a tensor without flips");
         size_t first = p->n_flips;
-        for (int k = 0; k <= XP_FLIP_ROW_GROUP; k++)
+        for (int k = 0; k < KINDS; k++)
             if ((rc = get_kind(c, p, name, k, counts[k])))
                 return rc;
         xp_patch_tensor *pt = &p->tensors[p->flips[first].tensor];
@@ -451,7 +460,7 @@ int xp_patch_decode(xp_patch **out, const uint8_t *buf, size_t len, const char *
     int rc = xp_patch_new(&p, err);
     if (rc)
         return rc;
-    in c = {buf, len, 0, where, err};
+    bin_in c = {buf, len, 0, where, err};
     p->format = XP_PATCH_BINARY;
     if (!(p->path = xp_strdup(where))) {
         xp_patch_free(p);
@@ -466,5 +475,17 @@ int xp_patch_decode(xp_patch **out, const uint8_t *buf, size_t len, const char *
         return xp_err_set(err, XP_EFORMAT, "%s: the patch has no flips", where);
     }
     *out = p;
+    return XP_OK;
+}
+
+int xp_patch_flips_sha256(xp_patch *p, char hex[65], xp_err *err)
+{
+    int rc = xp_patch_normalize(p, err);
+    uint8_t *buf;
+    size_t len;
+    if (rc || (rc = xp_patch_encode(p, 0, &buf, &len, err)))
+        return rc;
+    xp_sha256_hex(buf, len, hex);
+    free(buf);
     return XP_OK;
 }

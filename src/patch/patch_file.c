@@ -285,15 +285,9 @@ static int plan_flips(plan *pl, const xp_gguf *g, const xp_patch *p, xp_err *err
     for (size_t i = 0; i < p->n_flips && !rc; i++) {
         const xp_flip *f = &p->flips[i];
         const xp_gguf_tensor *t = xp_gguf_tensor_by_name(g, p->tensors[f->tensor].name);
-        uint64_t base = g->data_offset + t->offset, b = (uint64_t)f->index * XP_Q1_0_BYTES;
-        uint64_t per = (uint64_t)t->ne[0] / XP_Q1_0_WEIGHTS;
-        if (f->kind == XP_FLIP_ROW)
-            rc = plan_add(pl, base + (uint64_t)f->index * per * XP_Q1_0_BYTES,
-                          per * XP_Q1_0_BYTES, err);
-        else if (f->kind == XP_FLIP_SCALE)
-            rc = plan_add(pl, base + b + f->bit / 8, 1, err);
-        else
-            rc = plan_add(pl, base + b + 2, XP_Q1_0_QS, err);
+        uint64_t off, len;
+        xp_flip_kind_of(f->kind)->span(f, t->ne[0], &off, &len);
+        rc = plan_add(pl, g->data_offset + t->offset + off, len, err);
     }
     return rc;
 }

@@ -29,16 +29,6 @@ static int bad(xp_err *err, const xp_gguf *g, const char *what)
                       XP_PATCH_RECORD_KEY, what);
 }
 
-static bool is_hex64(const char *s)
-{
-    if (strlen(s) != 64)
-        return false;
-    for (int i = 0; i < 64; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 /* One record entry: decodes its patch and checks the identity it claims. */
 static int read_entry(const xp_gguf *g, const cJSON *e, size_t i, xp_patch **out, xp_err *err)
 {
@@ -48,7 +38,7 @@ static int read_entry(const xp_gguf *g, const cJSON *e, size_t i, xp_patch **out
     const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(e, "patch");
     snprintf(what, sizeof what, "patches[%zu] needs the strings name, flips_sha256 and patch", i);
     if (!cJSON_IsString(name) || !cJSON_IsString(id) || !cJSON_IsString(b64) ||
-        !is_hex64(id->valuestring))
+        !xp_hex64_valid(id->valuestring))
         return bad(err, g, what);
     size_t n = strlen(b64->valuestring);
     uint8_t *bin = malloc(n / 4 * 3 + 3);
@@ -108,7 +98,7 @@ int xp_patch_record_read(const xp_gguf *g, xp_patch_record *rec, bool *present, 
         rc = bad(err, g, "expected one JSON object padded with spaces");
     else if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, RECORD_FORMAT) != 0)
         rc = bad(err, g, "\"format\" must be \"" RECORD_FORMAT "\"");
-    else if (!cJSON_IsString(base) || !is_hex64(base->valuestring))
+    else if (!cJSON_IsString(base) || !xp_hex64_valid(base->valuestring))
         rc = bad(err, g, "\"base_sha256\" must be 64 lowercase hex digits");
     else if (!cJSON_IsArray(list))
         rc = bad(err, g, "\"patches\" must be an array");

@@ -11,9 +11,6 @@
 static const char *const fitness_names[] = {"mean", "min", "borderline", "focused"};
 static const char *const granularity_names[] = {"row", "block", "scale-bit"};
 static const char *const proposal_names[] = {"scale", "uniform"};
-static const char *const proj_names[] = {"gate", "up", "down", "q", "k", "v", "o"};
-static const char *const proj_tensors[] = {"ffn_gate", "ffn_up", "ffn_down", "attn_q",
-                                           "attn_k", "attn_v", "attn_output"};
 
 static int find(const char *const *names, int n, const char *name)
 {
@@ -36,12 +33,6 @@ static int find(const char *const *names, int n, const char *name)
 NAMED(xp_fitness_name, xp_fitness_from_name, fitness_names)
 NAMED(xp_granularity_name, xp_granularity_from_name, granularity_names)
 NAMED(xp_proposal_name, xp_proposal_from_name, proposal_names)
-NAMED(xp_proj_name, xp_proj_from_name, proj_names)
-
-const char *xp_proj_tensor(int proj)
-{
-    return proj >= 0 && proj < XP_N_PROJ ? proj_tensors[proj] : "?";
-}
 
 /* λ · mean over controls of max(0, b − g). */
 static double control_penalty(const xp_fitness_ctx *f, const double *g)

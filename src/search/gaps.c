@@ -212,6 +212,19 @@ size_t xp_gauge_tokens(const xp_gauge *g)
     return t;
 }
 
+xp_tree_change xp_candidate_change(const xp_model *m, const xp_candidate *c)
+{
+    const xp_weight *w = xp_proj_weight(xp_model_layer(m, c->layer), c->proj);
+    const xp_proj_info *proj = xp_proj_info_of(c->proj);
+    xp_flip f = xp_candidate_as_flip(c);
+    int64_t row = xp_flip_kind_of(c->kind)->row(&f, w->ne0);
+    int kind = !proj->mlp                           ? XP_CHANGE_LAYER
+               : proj->in == XP_DIM_FF              ? XP_CHANGE_DOWN
+               : proj->out == XP_DIM_FF && row >= 0 ? XP_CHANGE_FFN_ROW
+                                                    : XP_CHANGE_LAYER;
+    return (xp_tree_change){c->layer, kind, row};
+}
+
 void xp_gauge_commit(xp_gauge *g)
 {
     if (g->tb)

@@ -13,12 +13,6 @@
  * almost always succeeds, so this many failures means almost none is left. */
 #define MAX_DRAWS 4096
 
-xp_weight *xp_proj_weight(xp_layer *L, int proj)
-{
-    xp_weight *w[XP_N_PROJ] = {&L->gate, &L->up, &L->down, &L->wq, &L->wk, &L->wv, &L->wo};
-    return w[proj];
-}
-
 static bool by_rows(const xp_proposer *p) { return p->granularity == XP_GRAN_ROW; }
 
 int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,
@@ -169,25 +163,16 @@ bool xp_proposer_next(xp_proposer *p, xp_candidate *c)
     return false;
 }
 
+xp_flip xp_candidate_as_flip(const xp_candidate *c)
+{
+    return (xp_flip){.kind = c->kind, .index = c->index, .bit = c->bit};
+}
+
 void xp_candidate_flip(xp_model *m, const xp_candidate *c)
 {
     xp_weight *w = xp_proj_weight(xp_model_layer(m, c->layer), c->proj);
-    if (c->kind == XP_FLIP_ROW)
-        xp_q1_0_flip_row(w->data, w->ne0, c->index);
-    else if (c->kind == XP_FLIP_BLOCK)
-        xp_q1_0_flip_block(w->data, c->index);
-    else
-        xp_q1_0_flip_scale_bit(w->data, c->index, c->bit);
-}
-
-xp_tree_change xp_candidate_change(const xp_model *m, const xp_candidate *c)
-{
-    const xp_weight *w = xp_proj_weight(xp_model_layer(m, c->layer), c->proj);
-    int64_t row = c->kind == XP_FLIP_ROW ? c->index : c->index / (w->ne0 / XP_Q1_0_WEIGHTS);
-    int kind = c->proj == XP_PROJ_GATE || c->proj == XP_PROJ_UP ? XP_CHANGE_FFN_ROW
-               : c->proj == XP_PROJ_DOWN                        ? XP_CHANGE_DOWN
-                                                                : XP_CHANGE_LAYER;
-    return (xp_tree_change){c->layer, kind, row};
+    xp_flip f = xp_candidate_as_flip(c);
+    xp_flip_kind_of(c->kind)->apply(w->data, w->ne0, &f);
 }
 
 unsigned xp_search_projs(const xp_search_opts *o)

@@ -228,8 +228,8 @@ static int make_patch(run *r, xp_patch **out, xp_err *err)
     int rc = xp_patch_new(&p, err);
     for (size_t i = 0; i < r->n_kept && !rc; i++) {
         const xp_candidate *c = &r->kept[i];
-        char tensor[64];
-        snprintf(tensor, sizeof tensor, "blk.%u.%s.weight", c->layer, xp_proj_tensor(c->proj));
+        char tensor[XP_TENSOR_NAME_MAX];
+        xp_tensor_name(tensor, sizeof tensor, c->layer, xp_proj_tensor(c->proj));
         rc = c->kind == XP_FLIP_ROW     ? xp_patch_add_row(p, tensor, c->index, err)
              : c->kind == XP_FLIP_BLOCK ? xp_patch_add_block(p, tensor, c->index, err)
                                         : xp_patch_add_scale_bit(p, tensor, c->index, c->bit, err);
@@ -292,13 +292,8 @@ static int flip_candidate(const xp_patch *p, const xp_flip *f, const xp_model *m
                           xp_candidate *c, xp_err *err)
 {
     const char *name = p->tensors[f->tensor].name;
-    unsigned layer;
-    char proj[32];
-    int proj_i = -1;
-    if (sscanf(name, "blk.%u.%31[a-z_].weight", &layer, proj) == 2)
-        for (int i = 0; i < XP_N_PROJ; i++)
-            if (!strcmp(proj, xp_proj_tensor(i)))
-                proj_i = i;
+    uint32_t layer;
+    int proj_i = xp_tensor_name_parse(name, &layer);
     if (proj_i < 0 || layer >= xp_model_shape(m)->n_layer ||
         (f->kind != XP_FLIP_ROW && f->kind != XP_FLIP_BLOCK && f->kind != XP_FLIP_SCALE))
         return xp_err_set(err, XP_EINVAL, "%s: flip %u on %s is not a row, block or scale flip "

@@ -39,6 +39,8 @@ void xp_proposer_free(xp_proposer *p);
 bool xp_proposer_next(xp_proposer *p, xp_candidate *c);
 /* Marks a candidate as tried (for a resumed patch's flips). */
 void xp_proposer_mark(xp_proposer *p, const xp_candidate *c);
+/* The candidate as a flip of its tensor (kind, index, bit). */
+xp_flip xp_candidate_as_flip(const xp_candidate *c);
 
 /* The projections a search with o flips, as bits 1 << enum xp_proj (default gate, up). */
 unsigned xp_search_projs(const xp_search_opts *o);
@@ -91,7 +93,9 @@ int xp_gauge_run(xp_gauge *g, const size_t *sel, size_t n_sel, const xp_tree_cha
                  double *gaps, xp_err *err);
 /* Tokens a run over every probe computes. */
 size_t xp_gauge_tokens(const xp_gauge *g);
-/* What flipping candidate c changes, for xp_gauge_run. */
+/* What flipping candidate c changes, for xp_gauge_run: when its kind changes one output
+ * row of an MLP projection whose rows are activation columns (gate, up), that row;
+ * within the MLP's down projection, the down projection; else the whole layer. */
 xp_tree_change xp_candidate_change(const xp_model *m, const xp_candidate *c);
 /* The weights of the last run over every probe are kept (see xp_tree_batch_commit). */
 void xp_gauge_commit(xp_gauge *g);

@@ -36,21 +36,21 @@ static int layout(xp_trainer *t)
         return XP_ENOMEM;
     t->emb = add_tensor(t, "token_embd.weight", s->n_embd, (int64_t)t->n_used, true);
     char nm[48];
-#define T(field, suffix, ne0, ne1, q)                                                      \
-    (snprintf(nm, sizeof nm, "blk.%u." suffix, l), L->field = add_tensor(t, nm, ne0, ne1, q))
+#define T(field, tensor, ne0, ne1, q)                                                              \
+    (xp_tensor_name(nm, sizeof nm, l, tensor), L->field = add_tensor(t, nm, ne0, ne1, q))
     for (uint32_t l = 0; l < s->n_layer; l++) {
-        xpt_layer_off *L = &t->L[l];
-        T(attn_norm, "attn_norm.weight", s->n_embd, 0, false);
-        T(wq, "attn_q.weight", s->n_embd, (int64_t)qd, true);
-        T(wk, "attn_k.weight", s->n_embd, (int64_t)kvd, true);
-        T(wv, "attn_v.weight", s->n_embd, (int64_t)kvd, true);
-        T(wo, "attn_output.weight", (int64_t)qd, s->n_embd, true);
-        T(q_norm, "attn_q_norm.weight", s->head_dim, 0, false);
-        T(k_norm, "attn_k_norm.weight", s->head_dim, 0, false);
-        T(ffn_norm, "ffn_norm.weight", s->n_embd, 0, false);
-        T(gate, "ffn_gate.weight", s->n_embd, s->n_ff, true);
-        T(up, "ffn_up.weight", s->n_embd, s->n_ff, true);
-        T(down, "ffn_down.weight", s->n_ff, s->n_embd, true);
+        layer_off *L = &t->L[l];
+        T(attn_norm, "attn_norm", s->n_embd, 0, false);
+        T(wq, xp_proj_tensor(XP_PROJ_Q), s->n_embd, (int64_t)qd, true);
+        T(wk, xp_proj_tensor(XP_PROJ_K), s->n_embd, (int64_t)kvd, true);
+        T(wv, xp_proj_tensor(XP_PROJ_V), s->n_embd, (int64_t)kvd, true);
+        T(wo, xp_proj_tensor(XP_PROJ_O), (int64_t)qd, s->n_embd, true);
+        T(q_norm, "attn_q_norm", s->head_dim, 0, false);
+        T(k_norm, "attn_k_norm", s->head_dim, 0, false);
+        T(ffn_norm, "ffn_norm", s->n_embd, 0, false);
+        T(gate, xp_proj_tensor(XP_PROJ_GATE), s->n_embd, s->n_ff, true);
+        T(up, xp_proj_tensor(XP_PROJ_UP), s->n_embd, s->n_ff, true);
+        T(down, xp_proj_tensor(XP_PROJ_DOWN), s->n_ff, s->n_embd, true);
     }
 #undef T
     t->out_norm = add_tensor(t, "output_norm.weight", s->n_embd, 0, false);
@@ -75,7 +75,9 @@ static void init_params(xp_trainer *t)
     for (size_t i = 0; i < t->n_tens; i++) {
         const xpt_tensor *x = &t->tens[i];
         float std = 0.02f;
-        if (strstr(x->name, "attn_output") || strstr(x->name, "ffn_down"))
+        uint32_t layer;
+        int proj = xp_tensor_name_parse(x->name, &layer);
+        if (proj >= 0 && xp_proj_info_of(proj)->out == XP_DIM_EMBD)
             std /= sqrtf(2.0f * (float)t->s.n_layer);
         for (size_t j = 0; j < x->n; j++)
             t->p[x->off + j] = x->quantised ? std * normal_at(seed, x->off + j) : 1.0f;

@@ -1,0 +1,108 @@
+/* What the JSON codecs share: printing, integers checked on cJSON numbers (JSON has only
+ * doubles), members taken into a patch with an error that names the file and the key,
+ * strict key lists, and the check of a SHA-256 in hex. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "patch/patch_internal.h"
+
+char *xp_json_print(const cJSON *item) { return item ? cJSON_PrintUnformatted(item) : NULL; }
+
+int xp_json_uint(const cJSON *item, uint64_t max, uint64_t *out)
+{
+    if (!cJSON_IsNumber(item))
+        return 0;
+    double d = item->valuedouble;
+    /* doubles hold integers exactly up to 2^53 */
+    if (!(d >= 0) || d != floor(d) || d > 9007199254740992.0 || d > (double)max)
+        return 0;
+    *out = (uint64_t)d;
+    return 1;
+}
+
+bool xp_hex64_valid(const char *s)
+{
+    if (strlen(s) != 64)
+        return false;
+    for (int i = 0; i < 64; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+int xp_json_fail(xp_err *err, const char *where, const char *fmt, ...)
+{
+    char what[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return xp_err_set(err, XP_EFORMAT, "%s: %s", where, what);
+}
+
+int xp_json_oom(xp_err *err, const char *where)
+{
+    return xp_err_set(err, XP_ENOMEM, "%s: out of memory", where);
+}
+
+int xp_json_take_string(const cJSON *o, const char *key, char **dst, const char *where, xp_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v)
+        return XP_OK;
+    if (!cJSON_IsString(v))
+        return xp_json_fail(err, where, "\"%s\" must be a string", key);
+    free(*dst);
+    if (!(*dst = xp_strdup(v->valuestring)))
+        return xp_json_oom(err, where);
+    return XP_OK;
+}
+
+int xp_json_take_object(const cJSON *o, const char *key, char **dst, const char *where, xp_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v)
+        return XP_OK;
+    if (!cJSON_IsObject(v))
+        return xp_json_fail(err, where, "\"%s\" must be an object", key);
+    free(*dst);
+    if (!(*dst = xp_json_print(v)))
+        return xp_json_oom(err, where);
+    return XP_OK;
+}
+
+int xp_json_member_uint(const cJSON *o, const char *key, uint64_t max, uint64_t *out,
+                        const char *where, const char *path, xp_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v)
+        return xp_json_fail(err, where, "%s: \"%s\" is missing", path, key);
+    if (!xp_json_uint(v, max, out))
+        return xp_json_fail(err, where, "%s: \"%s\" must be an integer from 0 to %llu", path, key,
+                            (unsigned long long)max);
+    return XP_OK;
+}
+
+int xp_json_check_keys(const cJSON *o, const char *const *allowed, const char *where,
+                       const char *path, xp_err *err)
+{
+    for (const cJSON *c = o->child; c; c = c->next) {
+        bool ok = false;
+        for (size_t i = 0; allowed[i] && !ok; i++)
+            ok = strcmp(c->string, allowed[i]) == 0;
+        if (!ok)
+            return xp_json_fail(err, where, "%s: unknown key \"%s\"", path, c->string);
+    }
+    return XP_OK;
+}
+
+void xp_json_add_text(cJSON *o, const char *key, const char *text)
+{
+    cJSON *v = text ? cJSON_Parse(text) : NULL;
+    if (v)
+        cJSON_AddItemToObject(o, key, v);
+}

@@ -1258,4 +1258,7 @@ int xp_tiny_probes_write(xp_model *m, const xp_corpus *c, uint64_t seed, const c
 #ifdef __cplusplus
 }
 #endif
+
+/* The application as library calls: search, pipeline, experiment and bench-task jobs. */
+#include "xorpatch/job.h"
 #endif

@@ -1,5 +1,5 @@
-/* The search command's options and run, shared with `pipeline`, which runs the same
- * search once per domain, and its settings and option-value parsers, shared with
+/* The search command's options, shared with `pipeline`, which runs the same search
+ * once per domain, and its settings and option-value parsers, shared with
  * `experiment`. */
 #ifndef XP_CLI_CMD_SEARCH_H
 #define XP_CLI_CMD_SEARCH_H
@@ -51,7 +51,5 @@ int cli_search_setting(const char *cmd, int opt, const char *arg, xp_search_opts
 /* Parses the search options into a (defaults set by the caller); -1 to go on, else an
  * exit code. */
 int cli_search_parse(int argc, char **argv, cli_search_args *a);
-/* Loads the probes, audits, searches, writes the patch, log and report. */
-int cli_search_run(cli_search_args *a, xp_model *m, xp_search_result *res, xp_err *err);
 
 #endif

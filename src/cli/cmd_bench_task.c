@@ -1,12 +1,14 @@
 /* `xorpatch bench-task`: a task benchmark (JSONL, one {"prompt", "answer"} per line)
  * run greedily without and with patches, scored exactly (GSM8K-style final number, or a
- * letter choice), with the paired statistics eval reports. */
+ * letter choice), with the paired statistics eval reports. This file parses the options
+ * (loading the patches as it goes) and runs the bench-task job (xorpatch/job.h) with a
+ * progress bar, its text or JSON on stdout. */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_job.h"
 #include "cli/cmd_patch_util.h"
-#include "cli/cmd_probe_util.h"
 
 static const char usage[] =
     "Usage: xorpatch bench-task -m MODEL --tasks FILE.jsonl [-p PATCH ...] [options]\n"
@@ -103,62 +105,18 @@ static int run(int argc, char **argv)
         rc = cli_usage_error("bench-task", "unexpected argument '%s'", argv[optind]);
     else if (!model || !tasks)
         rc = cli_usage_error("bench-task", "-m MODEL and --tasks FILE are required");
-    xp_model *m = NULL;
-    if (rc < 0 && (rc = cli_open_model(model, kernel, &m)) == EXIT_OK)
-        rc = -1;
     if (rc >= 0) {
         cli_patches_free(&list);
         return rc;
     }
-    xp_task_set *t = NULL;
-    xp_task_result r = {0};
-    rc = xp_task_set_load(&t, tasks, kind, &err);
-    if (!rc && limit && (size_t)limit < t->n) {
-        for (size_t i = (size_t)limit; i < t->n; i++)
-            free(t->prompts[i]), free(t->answers[i]);
-        t->n = (size_t)limit;
-    }
-    cli_progress bar;
-    cli_progress_start(&bar, "bench-task");
-    to.progress = cli_progress_update;
-    to.progress_ctx = &bar;
-    double t0 = cli_now();
-    if (!rc)
-        rc = xp_task_run(m, t, list.p, list.n, &to, &r, &err);
-    cli_progress_end(&bar);
-    const char *kname = t && t->kind == XP_TASK_CHOICE ? "choice" : "number";
-    if (!rc && json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "tasks", tasks);
-        cJSON_AddStringToObject(o, "kind", kname);
-        cJSON *pn = cJSON_AddArrayToObject(o, "patches");
-        for (size_t i = 0; i < list.n; i++)
-            cJSON_AddItemToArray(pn, cJSON_CreateString(list.p[i]->name ? list.p[i]->name
-                                                                        : list.p[i]->path));
-        cJSON_AddItemToObject(o, "summary", cli_paired_json(&r.paired));
-        cJSON *items = cJSON_AddArrayToObject(o, "items");
-        for (size_t i = 0; i < t->n; i++) {
-            cJSON *e = cJSON_CreateObject(), *rt = cJSON_AddArrayToObject(e, "right");
-            cJSON *out = cJSON_AddArrayToObject(e, "output");
-            cJSON_AddStringToObject(e, "answer", t->answers[i]);
-            for (int k = 0; k < 2; k++) {
-                cJSON_AddItemToArray(rt, cJSON_CreateBool(r.right[k][i]));
-                cJSON_AddItemToArray(out, cJSON_CreateString(r.output[k][i]));
-            }
-            cJSON_AddItemToArray(items, e);
-        }
-        cli_print_json(o);
-    } else if (!rc) {
-        printf("%s: %zu tasks scored by %s; %s\n", tasks, t->n, kname,
-               list.n ? "without and with the patches" : "base only");
-        cli_paired_print(&r.paired, "tasks", list.n > 0);
-    }
-    if (!rc)
-        cli_note("%zu tasks in %.1f s", t->n, cli_now() - t0);
-    xp_task_result_free(&r);
-    xp_task_set_free(t);
+    xp_bench_task_job job = {.model_path = model, .kernel = kernel, .tasks = tasks,
+                             .kind = kind, .limit = (size_t)limit, .patches = list.p,
+                             .n_patches = list.n, .opts = to, .json = json, .out = stdout};
+    cli_job_view view;
+    cli_job_view_init(&view);
+    rc = xp_bench_task_job_run(&job, &view.cb, &err);
+    cli_job_view_end(&view);
     cli_patches_free(&list);
-    xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
 

@@ -158,6 +158,16 @@ int xp_bench_task_job_run(const xp_bench_task_job *job, const xp_job_callbacks *
 
 /* ---- what the jobs share with other front ends ---------------------------------- */
 
+/* Patch arguments as a growing list: files in any format, or Neagari directories (each
+ * of their patches); a manifest step whose file is absent is said as a note. */
+typedef struct xp_job_patches {
+    xp_patch **p;
+    size_t n;
+} xp_job_patches;
+int xp_job_patches_add(xp_job_patches *list, const char *path, const xp_job_callbacks *cb,
+                       xp_err *err);
+void xp_job_patches_free(xp_job_patches *list);
+
 /* The base fingerprint of a model file: its record's base when it carries one, else the
  * SHA-256 of the file. */
 int xp_job_base_sha256(const char *path, const xp_gguf *g, char sha[65], xp_err *err);

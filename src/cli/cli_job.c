@@ -26,17 +26,29 @@ static void progress(void *ctx, const char *stage, uint64_t done, uint64_t total
         bar_clear(v);
 }
 
-static void message(void *ctx, int level, const char *text)
+static void note(void *ctx, int level, const char *text)
 {
-    (void)level; /* notes and warnings alike: on stderr unless quiet */
-    bar_clear(ctx);
+    (void)ctx, (void)level; /* notes and warnings alike: on stderr unless quiet */
     cli_note("%s", text);
 }
 
-void cli_job_view_init(cli_job_view *v)
+const xp_job_callbacks cli_job_notes = {.message = note};
+
+static void message(void *ctx, int level, const char *text)
+{
+    bar_clear(ctx);
+    note(ctx, level, text);
+}
+
+const xp_job_callbacks *cli_job_view_init(cli_job_view *v)
 {
     memset(v, 0, sizeof *v);
     v->cb = (xp_job_callbacks){progress, NULL, message, v};
+    return &v->cb;
 }
 
-void cli_job_view_end(cli_job_view *v) { bar_clear(v); }
+int cli_job_view_end(cli_job_view *v, int rc, const xp_err *err)
+{
+    bar_clear(v);
+    return rc ? cli_fail(err) : EXIT_OK;
+}

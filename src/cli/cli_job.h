@@ -5,14 +5,19 @@
 #include "cli/cli.h"
 
 typedef struct cli_job_view {
-    xp_job_callbacks cb; /* what to give the job */
+    xp_job_callbacks cb;
     cli_progress bar;
     char stage[64]; /* the bar's label ("" when none is drawn) */
     uint64_t last;  /* the bar's last count */
 } cli_job_view;
 
-/* Callbacks that draw and say it (quiet and terminal rules as cli_note and the bar). */
-void cli_job_view_init(cli_job_view *v);
-/* Clears a bar still drawn. */
-void cli_job_view_end(cli_job_view *v);
+/* Callbacks that draw and say it (quiet and terminal rules as cli_note and the bar):
+ * what to give the job. */
+const xp_job_callbacks *cli_job_view_init(cli_job_view *v);
+/* After the job: clears a bar still drawn, prints the job's error when rc is one, and
+ * returns the exit code. */
+int cli_job_view_end(cli_job_view *v, int rc, const xp_err *err);
+
+/* Callbacks that only say the messages, as notes (for a call outside a job's run). */
+extern const xp_job_callbacks cli_job_notes;
 #endif

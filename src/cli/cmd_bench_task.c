@@ -9,6 +9,7 @@
 
 #include "cli/cli_job.h"
 #include "cli/cmd_patch_util.h"
+#include "cli/cmd_search.h"
 
 static const char usage[] =
     "Usage: xorpatch bench-task -m MODEL --tasks FILE.jsonl [-p PATCH ...] [options]\n"
@@ -54,13 +55,12 @@ static int run(int argc, char **argv)
     const char *model = NULL, *tasks = NULL, *kernel = NULL;
     xp_task_opts to = {.max_tokens = 256};
     int kind = XP_TASK_AUTO, opt, rc;
-    long limit = 0;
+    size_t limit = 0;
     bool json = false;
     cli_patches list = {0};
     xp_err err = {0};
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:p:n:t:qh", opts, NULL)) != -1) {
-        long v;
         rc = -1;
         switch (opt) {
         case 'm': model = optarg; break;
@@ -79,17 +79,9 @@ static int run(int argc, char **argv)
             break;
         case O_CHAT: to.chat = true; break;
         case O_SYSTEM: to.system = optarg; break;
-        case 'n':
-            if ((v = cli_parse_count(optarg)) < 0)
-                rc = cli_usage_error("bench-task", "-n needs a positive count, not '%s'", optarg);
-            to.max_tokens = (size_t)v;
-            break;
+        case 'n': rc = cli_count_option("bench-task", "-n", optarg, &to.max_tokens); break;
         case O_STOPNL: to.stop_newline = true; break;
-        case O_LIMIT:
-            if ((limit = cli_parse_count(optarg)) < 0)
-                rc = cli_usage_error("bench-task", "--limit needs a positive count, not '%s'",
-                                     optarg);
-            break;
+        case O_LIMIT: rc = cli_count_option("bench-task", "--limit", optarg, &limit); break;
         case O_JSON: json = true; break;
         case O_KERNEL: kernel = optarg; break;
         case 't': rc = cli_set_threads("bench-task", optarg); break;
@@ -110,14 +102,12 @@ static int run(int argc, char **argv)
         return rc;
     }
     xp_bench_task_job job = {.model_path = model, .kernel = kernel, .tasks = tasks,
-                             .kind = kind, .limit = (size_t)limit, .patches = list.p,
+                             .kind = kind, .limit = limit, .patches = list.p,
                              .n_patches = list.n, .opts = to, .json = json, .out = stdout};
     cli_job_view view;
-    cli_job_view_init(&view);
-    rc = xp_bench_task_job_run(&job, &view.cb, &err);
-    cli_job_view_end(&view);
+    rc = xp_bench_task_job_run(&job, cli_job_view_init(&view), &err);
     cli_patches_free(&list);
-    return rc ? cli_fail(&err) : EXIT_OK;
+    return cli_job_view_end(&view, rc, &err);
 }
 
 const cli_command cli_bench_task = {"bench-task", "a JSONL task benchmark without and with "

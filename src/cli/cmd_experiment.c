@@ -114,18 +114,12 @@ static const struct {
 #define MAX_PATCHES 64
 
 typedef struct args {
-    int exp;
-    const char *model, *probes, *text;
+    xp_experiment_job job; /* what the options set; the lists below are its storage */
     const char *patches[MAX_PATCHES];
-    size_t n_patches;
-    bool json, force, given[N_OPT_IDS];
-    xp_metric metric;
-    uint64_t seed;
-    size_t counts[MAX_LIST], n_counts;
+    size_t counts[MAX_LIST];
     int kinds[3];
-    size_t n_kinds, trials, ctx, max_chunks, samples;
-    uint32_t layers[256];  /* search.layers, when given */
-    xp_search_opts search; /* scale-vs-random and null-baseline */
+    uint32_t layers[256];  /* job.search.layers, when given */
+    bool given[N_OPT_IDS];
 } args;
 
 /* "10,100,1000" (0 allowed) into counts; count or -1. */
@@ -167,14 +161,13 @@ static long parse_strategies(const char *s, int *out)
     return n ? (long)n : -1;
 }
 
-static int parse_count_opt(const char *what, const char *s, size_t *out, bool zero_ok)
+/* The name of an option that takes a value, for messages. */
+static const char *option_name(int opt)
 {
-    long v = cli_parse_count(s);
-    if (v < 0 && !(zero_ok && !strcmp(s, "0")))
-        return cli_usage_error("experiment", "%s needs a %scount, not '%s'", what,
-                               zero_ok ? "" : "positive ", s);
-    *out = v < 0 ? 0 : (size_t)v;
-    return -1;
+    for (size_t i = 0; i < sizeof uses / sizeof *uses; i++)
+        if (uses[i].opt == opt)
+            return uses[i].name;
+    return "?";
 }
 
 /* Parses argv into a; -1 to go on, else an exit code. */
@@ -193,7 +186,8 @@ static int parse(int argc, char **argv, args *a)
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *cmd = "experiment";
-    xp_search_opts *o = &a->search;
+    xp_experiment_job *j = &a->job;
+    xp_search_opts *o = &j->search;
     int opt, rc;
     long v;
     optind = 1;
@@ -203,61 +197,56 @@ static int parse(int argc, char **argv, args *a)
         if (opt >= O_PROBES && opt < N_OPT_IDS)
             a->given[opt] = true;
         switch (opt) {
-        case 'm': a->model = optarg; break;
-        case O_PROBES: a->probes = optarg; break;
+        case 'm': j->model_path = optarg; break;
+        case O_PROBES: j->probes = optarg; break;
         case O_METRIC:
             if ((rc = cli_metric(cmd, optarg)) < 0)
                 return EXIT_USAGE;
             if (rc == XP_METRIC_GENERATION)
                 return cli_usage_error(cmd, "experiments measure gaps: --metric must be "
                                        "seq_logprob or token_gap");
-            a->metric = o->metric = (xp_metric)rc;
+            j->metric = o->metric = (xp_metric)rc;
             break;
         case O_SEED: {
             char *end;
-            a->seed = o->seed = strtoull(optarg, &end, 10);
+            j->seed = o->seed = strtoull(optarg, &end, 10);
             if (!*optarg || *end || optarg[0] == '-')
                 return cli_usage_error(cmd, "--seed needs a non-negative integer");
             break;
         }
-        case O_JSON: a->json = true; break;
-        case O_TEXT: a->text = optarg; break;
+        case O_JSON: j->json = true; break;
+        case O_TEXT: j->text = optarg; break;
         case O_COUNTS:
             if ((v = parse_counts(optarg, a->counts)) < 0)
                 return cli_usage_error(cmd, "--counts needs a list of counts like 0,10,100 "
                                        "(at most %d), not '%s'", MAX_LIST, optarg);
-            a->n_counts = (size_t)v;
+            j->n_counts = (size_t)v;
             break;
         case O_STRATEGY:
             if ((v = parse_strategies(optarg, a->kinds)) < 0)
                 return cli_usage_error(cmd, "--strategy needs a list of distinct bit, row "
                                        "and block, not '%s'", optarg);
-            a->n_kinds = (size_t)v;
+            j->n_kinds = (size_t)v;
             break;
         case O_TRIALS:
-            if ((rc = parse_count_opt("--trials", optarg, &a->trials, false)) >= 0)
-                return rc;
-            break;
         case O_CTX:
-            if ((rc = parse_count_opt("--ctx", optarg, &a->ctx, false)) >= 0)
+        case O_MAX_CHUNKS:
+        case O_SAMPLES: {
+            size_t *n = opt == O_TRIALS ? &j->trials
+                        : opt == O_CTX ? &j->ctx
+                        : opt == O_MAX_CHUNKS ? &j->max_chunks : &j->samples;
+            if ((rc = cli_count_option(cmd, option_name(opt), optarg, n)) >= 0)
                 return rc;
-            if (a->ctx < 2)
+            if (opt == O_CTX && j->ctx < 2)
                 return cli_usage_error(cmd, "--ctx needs a count of at least 2");
             break;
-        case O_MAX_CHUNKS:
-            if ((rc = parse_count_opt("--max-chunks", optarg, &a->max_chunks, false)) >= 0)
-                return rc;
-            break;
-        case O_SAMPLES:
-            if ((rc = parse_count_opt("--samples", optarg, &a->samples, false)) >= 0)
-                return rc;
-            break;
+        }
         case O_PATCH:
-            if (a->n_patches == MAX_PATCHES)
+            if (j->n_patches == MAX_PATCHES)
                 return cli_usage_error(cmd, "at most %d patches", MAX_PATCHES);
-            a->patches[a->n_patches++] = optarg;
+            a->patches[j->n_patches++] = optarg;
             break;
-        case O_FORCE: a->force = true; break;
+        case O_FORCE: j->force = true; break;
         case 't':
             if ((rc = cli_set_threads(cmd, optarg)) >= 0)
                 return rc;
@@ -275,68 +264,45 @@ static int parse(int argc, char **argv, args *a)
                                "scale-vs-random, stacking or null-baseline");
     if (optind + 1 < argc)
         return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
-    if ((a->exp = xp_experiment_from_name(argv[optind])) < 0)
+    if ((j->experiment = xp_experiment_from_name(argv[optind])) < 0)
         return cli_usage_error(cmd, "unknown experiment '%s' (random-flips, layer-map, "
                                "scale-vs-random, stacking or null-baseline)", argv[optind]);
     for (size_t i = 0; i < sizeof uses / sizeof *uses; i++)
-        if (a->given[uses[i].opt] && !(uses[i].exps & 1u << a->exp))
+        if (a->given[uses[i].opt] && !(uses[i].exps & 1u << j->experiment))
             return cli_usage_error(cmd, "%s is not an option of %s", uses[i].name,
-                                   xp_experiment_name(a->exp));
-    if (a->exp == XP_EXP_SCALE_VS_RANDOM && o->granularity == XP_GRAN_SCALE_BIT)
+                                   xp_experiment_name(j->experiment));
+    if (j->experiment == XP_EXP_SCALE_VS_RANDOM && o->granularity == XP_GRAN_SCALE_BIT)
         return cli_usage_error(cmd, "scale-vs-random compares rows or blocks: --granularity "
                                "must be row or block");
-    if (!a->model)
+    if (!j->model_path)
         return cli_usage_error(cmd, "-m MODEL is required");
-    if (a->exp == XP_EXP_RANDOM_FLIPS ? !a->text : !a->probes)
-        return cli_usage_error(cmd, "%s needs %s", xp_experiment_name(a->exp),
-                               a->exp == XP_EXP_RANDOM_FLIPS ? "--text FILE" : "--probes FILE");
-    if (a->exp == XP_EXP_STACKING && a->n_patches < 2)
+    if (j->experiment == XP_EXP_RANDOM_FLIPS ? !j->text : !j->probes)
+        return cli_usage_error(cmd, "%s needs %s", xp_experiment_name(j->experiment),
+                               j->experiment == XP_EXP_RANDOM_FLIPS ? "--text FILE" : "--probes FILE");
+    if (j->experiment == XP_EXP_STACKING && j->n_patches < 2)
         return cli_usage_error(cmd, "stacking needs two patches or more (-p A -p B)");
     return -1;
 }
 
 static int run(int argc, char **argv)
 {
-    args a = {.metric = XP_METRIC_SEQ_LOGPROB,
-              .seed = 1,
-              .trials = 1,
-              .samples = 20,
+    args a = {.job = {.metric = XP_METRIC_SEQ_LOGPROB, .seed = 1, .n_counts = 3, .n_kinds = 3,
+                      .trials = 1, .samples = 20, .out = stdout},
               .counts = {10, 100, 1000},
-              .n_counts = 3,
-              .kinds = {XP_FLIP_MASK, XP_FLIP_ROW, XP_FLIP_BLOCK},
-              .n_kinds = 3};
-    xp_search_opts_default(&a.search);
-    a.search.iterations = 100;
-    a.search.checkpoint_every = 0;
+              .kinds = {XP_FLIP_MASK, XP_FLIP_ROW, XP_FLIP_BLOCK}};
+    a.job.counts = a.counts;
+    a.job.kinds = a.kinds;
+    a.job.patches = a.patches;
+    xp_search_opts_default(&a.job.search);
+    a.job.search.iterations = 100;
+    a.job.search.checkpoint_every = 0;
     int rc = parse(argc, argv, &a);
     if (rc >= 0)
         return rc;
-    xp_experiment_job job = {.experiment = a.exp,
-                             .model_path = a.model,
-                             .probes = a.probes,
-                             .metric = a.metric,
-                             .seed = a.seed,
-                             .json = a.json,
-                             .text = a.text,
-                             .counts = a.counts,
-                             .n_counts = a.n_counts,
-                             .kinds = a.kinds,
-                             .n_kinds = a.n_kinds,
-                             .trials = a.trials,
-                             .ctx = a.ctx,
-                             .max_chunks = a.max_chunks,
-                             .samples = a.samples,
-                             .patches = a.patches,
-                             .n_patches = a.n_patches,
-                             .force = a.force,
-                             .search = a.search,
-                             .out = stdout};
     cli_job_view view;
-    cli_job_view_init(&view);
     xp_err err = {0};
-    rc = xp_experiment_job_run(&job, &view.cb, &err);
-    cli_job_view_end(&view);
-    return rc ? cli_fail(&err) : EXIT_OK;
+    rc = xp_experiment_job_run(&a.job, cli_job_view_init(&view), &err);
+    return cli_job_view_end(&view, rc, &err);
 }
 
 const cli_command cli_experiment = {

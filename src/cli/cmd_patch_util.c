@@ -7,32 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_job.h"
+
 int cli_patches_add(cli_patches *list, const char *path, xp_err *err)
 {
-    xp_patch **ps;
-    size_t n, missing;
-    int rc = xp_patch_read_all(&ps, &n, &missing, path, err);
-    if (rc)
-        return rc;
-    xp_patch **all = realloc(list->p, (list->n + n) * sizeof *all);
-    if (!all) {
-        xp_patch_list_free(ps, n);
-        return xp_err_set(err, XP_ENOMEM, "out of memory");
-    }
-    memcpy(all + list->n, ps, n * sizeof *ps);
-    free(ps);
-    list->p = all;
-    list->n += n;
-    if (missing)
-        cli_note("%s: its manifest names %zu step(s) whose patch file is not in the directory; "
-                 "using the %zu that are", path, missing, n);
-    return XP_OK;
+    return xp_job_patches_add(list, path, &cli_job_notes, err);
 }
 
 void cli_patches_free(cli_patches *list)
 {
-    xp_patch_list_free(list->p, list->n);
-    memset(list, 0, sizeof *list);
+    xp_job_patches_free(list);
 }
 
 int cli_patches_layout(xp_patch *const *ps, size_t n, const char *model, const char *shape,

@@ -58,11 +58,9 @@ static int run(int argc, char **argv)
                            .layers_given = a.layers_set,
                            .out = stdout};
     cli_job_view view;
-    cli_job_view_init(&view);
     xp_err err = {0};
-    rc = xp_pipeline_job_run(&job, &view.cb, &err);
-    cli_job_view_end(&view);
-    return rc ? cli_fail(&err) : EXIT_OK;
+    rc = xp_pipeline_job_run(&job, cli_job_view_init(&view), &err);
+    return cli_job_view_end(&view, rc, &err);
 }
 
 const cli_command cli_pipeline = {"pipeline",

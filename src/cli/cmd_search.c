@@ -89,6 +89,15 @@ int cli_parse_double(const char *s, double *out)
     return 0;
 }
 
+int cli_count_option(const char *cmd, const char *name, const char *arg, size_t *out)
+{
+    long v = cli_parse_count(arg);
+    if (v < 0)
+        return cli_usage_error(cmd, "%s needs a positive count, not '%s'", name, arg);
+    *out = (size_t)v;
+    return -1;
+}
+
 long cli_parse_layers(const char *s, uint32_t *out, size_t cap)
 {
     size_t n = 0;
@@ -138,6 +147,7 @@ int cli_search_setting(const char *cmd, int opt, const char *arg, xp_search_opts
                        uint32_t *layers, size_t cap)
 {
     long v;
+    int rc;
     switch (opt) {
     case CLI_SET_FITNESS:
         if ((o->fitness = xp_fitness_from_name(arg)) < 0)
@@ -156,10 +166,7 @@ int cli_search_setting(const char *cmd, int opt, const char *arg, xp_search_opts
             return cli_usage_error(cmd, "--proposal must be scale or uniform");
         return 0;
     case CLI_SET_ITER:
-        if ((v = cli_parse_count(arg)) < 0)
-            return cli_usage_error(cmd, "--iterations needs a positive count, not '%s'", arg);
-        o->iterations = (size_t)v;
-        return 0;
+        return (rc = cli_count_option(cmd, "--iterations", arg, &o->iterations)) >= 0 ? rc : 0;
     case CLI_SET_SCREEN:
         if (strcmp(arg, "0") && cli_parse_count(arg) < 0)
             return cli_usage_error(cmd, "--screen needs a count (0 = off), not '%s'", arg);
@@ -329,13 +336,11 @@ static int run(int argc, char **argv)
                          .opts = a.opts,
                          .report = cli.quiet ? NULL : stdout};
     cli_job_view view;
-    cli_job_view_init(&view);
     xp_err err = {0};
     xp_search_job_result res;
-    rc = xp_search_job_run(&job, &view.cb, &res, &err);
-    cli_job_view_end(&view);
+    rc = xp_search_job_run(&job, cli_job_view_init(&view), &res, &err);
     xp_search_job_result_free(&res);
-    return rc ? cli_fail(&err) : EXIT_OK;
+    return cli_job_view_end(&view, rc, &err);
 }
 
 const cli_command cli_search = {"search", "search a sparse XOR patch that fixes target probes",

@@ -21,12 +21,14 @@ typedef struct cli_search_args {
     xp_search_opts opts;
 } cli_search_args;
 
-/* Option values the search and the experiments share; 0 / a count when s is one, else
- * -1. A finite number; "1-4,26" into at most cap layers; "gate,up" into 1 << XP_PROJ_*
- * bits. */
+/* Option values the job commands share; 0 / a count when s is one, else -1. A finite
+ * number; "1-4,26" into at most cap layers; "gate,up" into 1 << XP_PROJ_* bits. */
 int cli_parse_double(const char *s, double *out);
 long cli_parse_layers(const char *s, uint32_t *out, size_t cap);
 int cli_parse_projs(const char *s, unsigned *mask);
+/* NAME's value ARG as a positive count into out: -1, or after a usage error its exit
+ * code. */
+int cli_count_option(const char *cmd, const char *name, const char *arg, size_t *out);
 
 /* The search settings that `search`, `pipeline` and `experiment` all take: their
  * getopt_long values and table entries. */

@@ -44,8 +44,7 @@ static void put_json(FILE *out, const xp_bench_task_job *job, const xp_task_set 
     cJSON_Delete(o);
 }
 
-int xp_bench_task_job_run(const xp_bench_task_job *job, const xp_job_callbacks *cb,
-                          xp_err *err)
+int xp_bench_task_job_run(const xp_bench_task_job *job, const xp_job_callbacks *cb, xp_err *err)
 {
     if (!job->model_path || !job->tasks)
         return xp_err_set(err, XP_EINVAL, "a task benchmark needs a model file and tasks");

@@ -277,15 +277,15 @@ static const char *patch_name(const xp_stacking *r, xp_patch *const *ps, size_t 
 static int stacking(exp_run *e, xp_err *err)
 {
     const xp_experiment_job *j = e->job;
-    job_patches list = {0};
+    xp_job_patches list = {0};
     int rc = XP_OK;
     for (size_t i = 0; i < j->n_patches && !rc; i++)
-        rc = job_patches_add(&list, j->patches[i], e->cb, err);
+        rc = xp_job_patches_add(&list, j->patches[i], e->cb, err);
     xp_stacking r = {0};
     if (!rc)
         rc = xp_exp_stacking(e->m, e->pt, e->n, j->metric, list.p, list.n, j->force, &r, err);
     if (rc) {
-        job_patches_free(&list);
+        xp_job_patches_free(&list);
         return rc;
     }
     size_t base_right = right_at_base(r.base, e->n);
@@ -326,7 +326,7 @@ static int stacking(exp_run *e, xp_err *err)
                 (unsigned long long)(r.bits_in - r.bits_out), r.interaction);
     }
     xp_stacking_free(&r);
-    job_patches_free(&list);
+    xp_job_patches_free(&list);
     return XP_OK;
 }
 

@@ -1,6 +1,7 @@
 /* The plumbing every job shares (job_int.h): messages and progress through the caller's
- * callbacks, the model a job runs on, patch arguments, and the one writer of the patches
- * a job makes with what such a patch records about its making (job.h). */
+ * callbacks, the model a job runs on, its hooks into a search, and the one writer of the
+ * patches a job makes; and for every front end (job.h) patch arguments and what a patch
+ * this program makes records about its making. */
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 
 #include "job/job_int.h"
+#include "job/search_log.h"
 
 static void say(const xp_job_callbacks *cb, int level, const char *fmt, va_list ap)
 {
@@ -70,7 +72,8 @@ void job_model_release(xp_model *given, xp_model *m)
         xp_model_close(m);
 }
 
-int job_patches_add(job_patches *list, const char *path, const xp_job_callbacks *cb, xp_err *err)
+int xp_job_patches_add(xp_job_patches *list, const char *path, const xp_job_callbacks *cb,
+                       xp_err *err)
 {
     xp_patch **ps;
     size_t n, missing;
@@ -94,7 +97,7 @@ int job_patches_add(job_patches *list, const char *path, const xp_job_callbacks 
     return XP_OK;
 }
 
-void job_patches_free(job_patches *list)
+void xp_job_patches_free(xp_job_patches *list)
 {
     xp_patch_list_free(list->p, list->n);
     memset(list, 0, sizeof *list);
@@ -166,4 +169,28 @@ int job_patch_write(const job_patch_out *o, xp_patch *p, xp_err *err)
         p->architecture = xp_job_architecture_json(o->base);
     }
     return xp_patch_write(p, o->format, o->path, err);
+}
+
+static void search_iter(void *ctx, const xp_search_iter *it)
+{
+    job_search *s = ctx;
+    if (s->log)
+        search_log_write(s->log, it);
+    const xp_job_callbacks *cb = s->stage.cb;
+    if (cb && cb->on_iter)
+        cb->on_iter(cb->ctx, it);
+    job_stage_progress(&s->stage, it->iter, s->total);
+}
+
+static int search_write(void *ctx, xp_patch *p, xp_err *err)
+{
+    job_search *s = ctx;
+    return job_patch_write(&s->out, p, err);
+}
+
+void job_search_hook(job_search *s, xp_search_opts *o)
+{
+    o->on_iter = search_iter;
+    o->write_patch = search_write;
+    o->ctx = s;
 }

@@ -1,6 +1,6 @@
 /* What the jobs share inside the job layer: telling the caller (messages and progress
  * through its callbacks), the model a job runs on (the caller's, or one it opens), the
- * one writer of the patches a job makes, and loading patch arguments. */
+ * one writer of the patches a job makes, and a job's hooks into a search. */
 #ifndef XP_JOB_INT_H
 #define XP_JOB_INT_H
 #include "xorpatch.h"
@@ -36,12 +36,16 @@ typedef struct job_patch_out {
 } job_patch_out;
 int job_patch_write(const job_patch_out *o, xp_patch *p, xp_err *err);
 
-/* Reads patch arguments (files in any format, or Neagari directories: each of their
- * patches) into a growing list; a manifest step whose file is absent is said. */
-typedef struct job_patches {
-    xp_patch **p;
-    size_t n;
-} job_patches;
-int job_patches_add(job_patches *list, const char *path, const xp_job_callbacks *cb, xp_err *err);
-void job_patches_free(job_patches *list);
+/* What a job hooks into a search: each iteration goes to its log (when it keeps one), to
+ * the caller's on_iter and as the stage's progress; the patches go to the job's writer. */
+struct search_log;
+typedef struct job_search {
+    job_stage stage;
+    size_t total;           /* the iterations, for the progress */
+    struct search_log *log; /* NULL: none */
+    job_patch_out out;
+} job_search;
+/* Points o's on_iter, write_patch and ctx at s. */
+void job_search_hook(job_search *s, xp_search_opts *o);
+
 #endif

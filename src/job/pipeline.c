@@ -70,24 +70,8 @@ typedef struct pipeline {
     const char **after; /* the names of the earlier steps' patches */
     char base_sha[65];
     cJSON *summary, *jsteps;
-    job_stage stage;
-    size_t total;
-    job_patch_out patch_out;
+    job_search search;
 } pipeline;
-
-static void on_iter(void *ctx, const xp_search_iter *it)
-{
-    pipeline *pl = ctx;
-    if (pl->cb && pl->cb->on_iter)
-        pl->cb->on_iter(pl->cb->ctx, it);
-    job_stage_progress(&pl->stage, it->iter, pl->total);
-}
-
-static int write_patch(void *ctx, xp_patch *p, xp_err *err)
-{
-    pipeline *pl = ctx;
-    return job_patch_write(&pl->patch_out, p, err);
-}
 
 static int load_step(pipeline *pl, step *st, const char *file, xp_err *err)
 {
@@ -147,20 +131,17 @@ static int run_step(pipeline *pl, size_t k, xp_err *err)
         if (pl->steps[i].patch && pl->steps[i].patch->n_flips)
             pl->after[n_after++] = pl->steps[i].patch->name;
     xp_search_provenance pv = {.has_after = true, .after = pl->after, .n_after = n_after};
-    pl->patch_out = (job_patch_out){path, XP_PATCH_JSON, NULL, xp_model_gguf(pl->m)};
-    pl->stage = (job_stage){pl->cb, name};
-    pl->total = o.iterations;
+    pl->search = (job_search){
+        {pl->cb, name}, o.iterations, NULL, {path, XP_PATCH_JSON, NULL, xp_model_gguf(pl->m)}};
     o.name = name;
     o.base_sha256 = pl->base_sha;
-    o.write_patch = write_patch;
     o.provenance = &pv;
-    o.on_iter = on_iter;
-    o.ctx = pl;
+    job_search_hook(&pl->search, &o);
     job_note(pl->cb,
              "step %zu: %s, %zu targets, %zu controls (%zu promoted), lambda %g, %zu "
              "iterations",
              k + 1, name, st->targets->n, nc, pl->n_promoted, o.lambda, o.iterations);
-    job_stage_start(&pl->stage, pl->total);
+    job_stage_start(&pl->search.stage, pl->search.total);
     xp_search_result r;
     if ((rc = xp_search_run(pl->m, st->t, st->targets->n, pl->ctl, nc, &o, NULL, &r, err)))
         return rc;

@@ -121,29 +121,6 @@ static size_t probe_files(const xp_search_job *job, xp_search_file files[3])
 
 /* ---- the run ---- */
 
-typedef struct run {
-    const xp_job_callbacks *cb;
-    search_log log;
-    job_stage stage;
-    size_t total;
-    job_patch_out patch_out;
-} run;
-
-static void on_iter(void *ctx, const xp_search_iter *it)
-{
-    run *r = ctx;
-    search_log_write(&r->log, it);
-    if (r->cb && r->cb->on_iter)
-        r->cb->on_iter(r->cb->ctx, it);
-    job_stage_progress(&r->stage, it->iter, r->total);
-}
-
-static int write_patch(void *ctx, xp_patch *p, xp_err *err)
-{
-    run *r = ctx;
-    return job_patch_write(&r->patch_out, p, err);
-}
-
 static char *with_suffix(const char *path, const char *suffix)
 {
     size_t n = strlen(path), k = strlen(suffix);
@@ -193,7 +170,8 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
     xp_search_result *res = &out->search;
     xp_search_opts o = job->opts;
     probes p = {0};
-    run r = {.cb = cb, .stage = {cb, "search"}, .total = o.iterations};
+    search_log log = {0};
+    job_search js = {.stage = {cb, "search"}, .total = o.iterations, .log = &log};
     xp_patch *resume = NULL;
     xp_eval ev[4] = {{0}};
     xp_model *m = NULL;
@@ -225,7 +203,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
                         "is %.12s...): a search cannot continue from it",
                         job->resume, resume->base_sha256, base_sha);
     if (!rc)
-        rc = search_log_open(&r.log, log_path, resume != NULL, err);
+        rc = search_log_open(&log, log_path, resume != NULL, err);
     if (!rc) {
         const char *slash = strrchr(job->out, '/');
         snprintf(stem, sizeof stem, "%s", slash ? slash + 1 : job->out);
@@ -234,21 +212,18 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
             *dot = 0;
         pv = (xp_search_provenance){
             .files = files, .n_files = probe_files(job, files), .result = true};
-        r.patch_out =
-            (job_patch_out){job->out, xp_job_patch_format(job->out), NULL, xp_model_gguf(m)};
+        js.out = (job_patch_out){job->out, xp_job_patch_format(job->out), NULL, xp_model_gguf(m)};
         o.name = job->name ? job->name : stem;
         o.base_sha256 = base_sha;
-        o.write_patch = write_patch;
         o.provenance = &pv;
-        o.on_iter = on_iter;
-        o.ctx = &r;
+        job_search_hook(&js, &o);
         job_note(cb,
                  "search: %zu targets, %zu controls, %s, fitness %s, %s flips, %zu "
                  "iterations%s",
                  p.targets->n, p.n_ctl, xp_metric_name(o.metric), xp_fitness_name(o.fitness),
                  xp_granularity_name(o.granularity), o.iterations,
                  o.naive ? ", naive measurement" : "");
-        job_stage_start(&r.stage, r.total);
+        job_stage_start(&js.stage, js.total);
         rc = xp_search_run(m, p.t, p.targets->n, p.ctl, p.n_ctl, &o, resume, res, err);
         if (!rc && resume && res->resumed_at)
             job_note(cb, "resumed %s exactly after its iteration %zu", job->resume,
@@ -259,10 +234,10 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
                      "its %zu flips were a starting point, iterations counted from 1",
                      job->resume, resume->n_flips);
     }
-    int lrc = r.log.path ? search_log_close(&r.log, rc ? NULL : err) : XP_OK;
+    int lrc = log.path ? search_log_close(&log, rc ? NULL : err) : XP_OK;
     rc = rc ? rc : lrc;
     if (!rc && res->resumed_at) /* the earlier part of the curve, from the log */
-        search_log_reread(&r.log, res->resumed_at);
+        search_log_reread(&log, res->resumed_at);
     if (!rc) {
         out->written = res->patch->n_flips > 0;
         if (!out->written)
@@ -280,8 +255,14 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
             evaluated[i] = !rc;
         }
     if (!rc) {
-        search_report sr = {job->model_path, job->out,        &o,   res, r.log.iters, r.log.n,
-                            p.target_names,  p.control_names, {{0}}};
+        search_report sr = {.model = job->model_path,
+                            .patch_path = job->out,
+                            .opts = &o,
+                            .res = res,
+                            .iters = log.iters,
+                            .n_iters = log.n,
+                            .target_names = p.target_names,
+                            .control_names = p.control_names};
         for (int i = 0; i < 4; i++)
             sr.sets[i] = (search_report_set){labels[i], sets[i], evaluated[i] ? &ev[i] : NULL};
         if (!(rc = report(job, &sr, out, err)))
@@ -291,7 +272,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
     }
     for (int i = 0; i < 4; i++)
         xp_eval_free(&ev[i]);
-    search_log_free(&r.log);
+    search_log_free(&log);
     free(log_path);
     free(html);
     xp_patch_free(resume);

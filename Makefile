@@ -1,7 +1,8 @@
 # xorpatch build. `make` builds build/xorpatch and build/libxorpatch.a; `make test` checks
 # that the layers only point down (`make check-layers`), then runs the Criterion suite,
-# then the same suite under AddressSanitizer + UBSan; `make demo` runs the main job on the
-# built-in default model; `make bench` and `make fuzz` measure.
+# then the same suite under AddressSanitizer + UBSan; `make examples` builds the programs
+# in examples/ against the library; `make demo` runs the main job on the built-in default
+# model; `make bench` and `make fuzz` measure.
 # Missing Debian packages are installed (or named) by scripts/deps.sh first.
 
 SHELL    := bash
@@ -24,11 +25,12 @@ LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 BENCH_SRC:= $(sort $(wildcard bench/*.c))
+EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 
 # $(call objs,DIR,SOURCES)
 objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-.PHONY: all deps test test-plain test-asan check-layers demo bench fuzz clean npm-cache tiny-model
+.PHONY: all deps test test-plain test-asan check-layers examples demo bench fuzz clean npm-cache tiny-model
 
 all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a
 
@@ -57,6 +59,13 @@ $(1)/xorpatch: $$(call objs,$(1),$$(CLI_SRC)) $(1)/libxorpatch.a
 $(1)/test_xorpatch: $$(call objs,$(1),$$(TEST_SRC)) $(1)/libxorpatch.a
 	@echo "  LD      $$@"
 	@$$(CC) $$(CFLAGS) $(2) -o $$@ $$^ $$(LDLIBS) -lcriterion
+
+# An example sees the public headers only, as a program outside the tree would.
+$(1)/examples/%: examples/%.c $(1)/libxorpatch.a $$(wildcard include/*.h include/*/*.h)
+	@mkdir -p $$(dir $$@)
+	@echo "  LD      $$@"
+	@$$(CC) $$(filter-out -Isrc,$$(CFLAGS)) $(2) $$(PKG_CFLAGS) -o $$@ $$< $(1)/libxorpatch.a \
+	  $$(LDLIBS)
 endef
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -65,12 +74,15 @@ $(eval $(call flavour,$(BUILD)/asan,$(SAN)))
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
+examples: $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+
 # Tests find the test data and tools through the environment; tests that need
 # ../shared skip (and say why) when it is absent.
 # Passive waiting: two test processes share the cores, and spinning OpenMP threads
 # would starve each other.
 TEST_ENV := OMP_WAIT_POLICY=passive XP_SHARED=$(SHARED) XP_BIN=$(ROOT)/$(BUILD)/xorpatch XP_ROOT=$(ROOT) \
-            XP_CACHE=$(CACHE) XP_TMP=$(ROOT)/$(BUILD)/tmp
+            XP_CACHE=$(CACHE) XP_TMP=$(ROOT)/$(BUILD)/tmp \
+            XP_EXAMPLES=$(ROOT)/$(BUILD)/examples
 TEST_JOBS ?= 2
 # Criterion tells why a test was skipped only when verbose; the run's progress lines are
 # dropped so that skips, failures and the totals remain.
@@ -84,15 +96,17 @@ test: deps npm-cache check-layers test-plain test-asan
 check-layers:
 	@scripts/check-layers.sh
 
-test-plain: check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch
+test-plain: check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples
 	@rm -rf $(BUILD)/tmp && mkdir -p $(BUILD)/tmp
 	set -o pipefail; $(TEST_ENV) $(BUILD)/test_xorpatch $(TEST_FLAGS) 2>&1 | $(TEST_QUIET)
 
-test-asan: check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch
+test-asan: check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch \
+           $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
 	@rm -rf $(BUILD)/asan/tmp && mkdir -p $(BUILD)/asan/tmp
 	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	LSAN_OPTIONS=exitcode=0 \
 	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
+	  XP_EXAMPLES=$(ROOT)/$(BUILD)/asan/examples \
 	  $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) 2>&1 | tee $(BUILD)/asan/test.log | $(TEST_QUIET)
 	@scripts/check-leaks.sh $(BUILD)/asan/test.log
 

@@ -20,5 +20,6 @@
 #include "xorpatch/train.h"
 #include "xorpatch/search.h"
 #include "xorpatch/eval.h"
+#include "xorpatch/job.h"
 
 #endif

@@ -244,6 +244,8 @@ typedef struct xp_layer {
 /* The weights of layer `layer` (below n_layer). Views of the map, which a flip changes
  * whether or not the model is const. */
 xp_layer *xp_model_layer(const xp_model *m, uint32_t layer);
+/* The weight of projection proj (enum xp_proj) of a layer. */
+xp_weight *xp_proj_weight(xp_layer *L, int proj);
 /* The log of the patches applied to the model, which the patch layer keeps. */
 xp_patch_log *xp_model_patch_log(xp_model *m);
 

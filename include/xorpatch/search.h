@@ -46,6 +46,23 @@ typedef struct xp_search_iter {
     size_t n_flips;          /* kept so far */
 } xp_search_iter;
 
+/* Where a search's patch came from, recorded in its search JSON after the settings and
+ * the state (xp_search_opts.provenance). */
+typedef struct xp_search_file {
+    const char *role;            /* "targets", "controls", "heldout" */
+    const char *path;
+    char sha256[65];             /* of the file ("" when it could not be read) */
+} xp_search_file;
+typedef struct xp_search_provenance {
+    const xp_search_file *files; /* "probe_files" (the key is left out when n_files is 0) */
+    size_t n_files;
+    bool has_after;              /* "after": the patches the base carried during the search */
+    const char *const *after;
+    size_t n_after;
+    bool result;                 /* the final patch's "result": iterations, accepted,
+                                    screened_out, seconds, auto_stopped */
+} xp_search_provenance;
+
 typedef struct xp_search_opts {
     xp_metric metric;            /* seq_logprob or token_gap */
     int fitness;                 /* enum xp_fitness */
@@ -74,10 +91,14 @@ typedef struct xp_search_opts {
                                     checkpoint_every iterations (and at the end) */
     size_t checkpoint_every;
     int checkpoint_format;       /* enum xp_patch_format of the checkpoints */
+    int (*write_patch)(void *ctx, xp_patch *p, xp_err *err); /* when set, writes the
+                                    checkpoints and the final patch (ctx below) in place of
+                                    checkpoint and checkpoint_format */
+    const xp_search_provenance *provenance; /* recorded in the patch; NULL: none */
     const char *name;            /* the patch's name, and its base model's SHA-256 */
     const char *base_sha256;
     void (*on_iter)(void *ctx, const xp_search_iter *it);
-    void *ctx;
+    void *ctx;                   /* for on_iter and write_patch */
 } xp_search_opts;
 void xp_search_opts_default(xp_search_opts *o);
 
@@ -110,8 +131,6 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
 /* What the experiments build on (not a stable API): candidates drawn as a search draws
  * them, and flipped as it flips them. */
 
-/* The weight of projection proj (enum xp_proj) of a layer. */
-xp_weight *xp_proj_weight(xp_layer *L, int proj);
 /* Flips the candidate in the model's weights, as its kind's entry applies it; a second
  * call undoes it. */
 void xp_candidate_flip(xp_model *m, const xp_candidate *c);

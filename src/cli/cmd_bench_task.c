@@ -1,12 +1,15 @@
 /* `xorpatch bench-task`: a task benchmark (JSONL, one {"prompt", "answer"} per line)
  * run greedily without and with patches, scored exactly (GSM8K-style final number, or a
- * letter choice), with the paired statistics eval reports. */
+ * letter choice), with the paired statistics eval reports. This file parses the options
+ * (loading the patches as it goes) and runs the bench-task job (xorpatch/job.h) with a
+ * progress bar, its text or JSON on stdout. */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_job.h"
 #include "cli/cmd_patch_util.h"
-#include "cli/cmd_probe_util.h"
+#include "cli/cmd_search.h"
 
 static const char usage[] =
     "Usage: xorpatch bench-task -m MODEL --tasks FILE.jsonl [-p PATCH ...] [options]\n"
@@ -52,13 +55,12 @@ static int run(int argc, char **argv)
     const char *model = NULL, *tasks = NULL, *kernel = NULL;
     xp_task_opts to = {.max_tokens = 256};
     int kind = XP_TASK_AUTO, opt, rc;
-    long limit = 0;
+    size_t limit = 0;
     bool json = false;
     cli_patches list = {0};
     xp_err err = {0};
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:p:n:t:qh", opts, NULL)) != -1) {
-        long v;
         rc = -1;
         switch (opt) {
         case 'm': model = optarg; break;
@@ -77,17 +79,9 @@ static int run(int argc, char **argv)
             break;
         case O_CHAT: to.chat = true; break;
         case O_SYSTEM: to.system = optarg; break;
-        case 'n':
-            if ((v = cli_parse_count(optarg)) < 0)
-                rc = cli_usage_error("bench-task", "-n needs a positive count, not '%s'", optarg);
-            to.max_tokens = (size_t)v;
-            break;
+        case 'n': rc = cli_count_option("bench-task", "-n", optarg, &to.max_tokens); break;
         case O_STOPNL: to.stop_newline = true; break;
-        case O_LIMIT:
-            if ((limit = cli_parse_count(optarg)) < 0)
-                rc = cli_usage_error("bench-task", "--limit needs a positive count, not '%s'",
-                                     optarg);
-            break;
+        case O_LIMIT: rc = cli_count_option("bench-task", "--limit", optarg, &limit); break;
         case O_JSON: json = true; break;
         case O_KERNEL: kernel = optarg; break;
         case 't': rc = cli_set_threads("bench-task", optarg); break;
@@ -103,63 +97,17 @@ static int run(int argc, char **argv)
         rc = cli_usage_error("bench-task", "unexpected argument '%s'", argv[optind]);
     else if (!model || !tasks)
         rc = cli_usage_error("bench-task", "-m MODEL and --tasks FILE are required");
-    xp_model *m = NULL;
-    if (rc < 0 && (rc = cli_open_model(model, kernel, &m)) == EXIT_OK)
-        rc = -1;
     if (rc >= 0) {
         cli_patches_free(&list);
         return rc;
     }
-    xp_task_set *t = NULL;
-    xp_task_result r = {0};
-    rc = xp_task_set_load(&t, tasks, kind, &err);
-    if (!rc && limit && (size_t)limit < t->n) {
-        for (size_t i = (size_t)limit; i < t->n; i++)
-            free(t->prompts[i]), free(t->answers[i]);
-        t->n = (size_t)limit;
-    }
-    cli_progress bar;
-    cli_progress_start(&bar, "bench-task");
-    to.progress = cli_progress_update;
-    to.progress_ctx = &bar;
-    double t0 = cli_now();
-    if (!rc)
-        rc = xp_task_run(m, t, list.p, list.n, &to, &r, &err);
-    cli_progress_end(&bar);
-    const char *kname = t && t->kind == XP_TASK_CHOICE ? "choice" : "number";
-    if (!rc && json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "tasks", tasks);
-        cJSON_AddStringToObject(o, "kind", kname);
-        cJSON *pn = cJSON_AddArrayToObject(o, "patches");
-        for (size_t i = 0; i < list.n; i++)
-            cJSON_AddItemToArray(pn, cJSON_CreateString(list.p[i]->name ? list.p[i]->name
-                                                                        : list.p[i]->path));
-        cJSON_AddItemToObject(o, "summary", cli_paired_json(&r.paired));
-        cJSON *items = cJSON_AddArrayToObject(o, "items");
-        for (size_t i = 0; i < t->n; i++) {
-            cJSON *e = cJSON_CreateObject(), *rt = cJSON_AddArrayToObject(e, "right");
-            cJSON *out = cJSON_AddArrayToObject(e, "output");
-            cJSON_AddStringToObject(e, "answer", t->answers[i]);
-            for (int k = 0; k < 2; k++) {
-                cJSON_AddItemToArray(rt, cJSON_CreateBool(r.right[k][i]));
-                cJSON_AddItemToArray(out, cJSON_CreateString(r.output[k][i]));
-            }
-            cJSON_AddItemToArray(items, e);
-        }
-        cli_print_json(o);
-    } else if (!rc) {
-        printf("%s: %zu tasks scored by %s; %s\n", tasks, t->n, kname,
-               list.n ? "without and with the patches" : "base only");
-        cli_paired_print(&r.paired, "tasks", list.n > 0);
-    }
-    if (!rc)
-        cli_note("%zu tasks in %.1f s", t->n, cli_now() - t0);
-    xp_task_result_free(&r);
-    xp_task_set_free(t);
+    xp_bench_task_job job = {.model_path = model, .kernel = kernel, .tasks = tasks,
+                             .kind = kind, .limit = limit, .patches = list.p,
+                             .n_patches = list.n, .opts = to, .json = json, .out = stdout};
+    cli_job_view view;
+    rc = xp_bench_task_job_run(&job, cli_job_view_init(&view), &err);
     cli_patches_free(&list);
-    xp_model_close(m);
-    return rc ? cli_fail(&err) : EXIT_OK;
+    return cli_job_view_end(&view, rc, &err);
 }
 
 const cli_command cli_bench_task = {"bench-task", "a JSONL task benchmark without and with "

@@ -2,39 +2,21 @@
  * options and the crash-test hook (see cmd_patch_util.h). */
 #include "cli/cmd_patch_util.h"
 
-#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "cli/cli_job.h"
 
 int cli_patches_add(cli_patches *list, const char *path, xp_err *err)
 {
-    xp_patch **ps;
-    size_t n, missing;
-    int rc = xp_patch_read_all(&ps, &n, &missing, path, err);
-    if (rc)
-        return rc;
-    xp_patch **all = realloc(list->p, (list->n + n) * sizeof *all);
-    if (!all) {
-        xp_patch_list_free(ps, n);
-        return xp_err_set(err, XP_ENOMEM, "out of memory");
-    }
-    memcpy(all + list->n, ps, n * sizeof *ps);
-    free(ps);
-    list->p = all;
-    list->n += n;
-    if (missing)
-        cli_note("%s: its manifest names %zu step(s) whose patch file is not in the directory; "
-                 "using the %zu that are", path, missing, n);
-    return XP_OK;
+    return xp_job_patches_add(list, path, &cli_job_notes, err);
 }
 
 void cli_patches_free(cli_patches *list)
 {
-    xp_patch_list_free(list->p, list->n);
-    memset(list, 0, sizeof *list);
+    xp_job_patches_free(list);
 }
 
 int cli_patches_layout(xp_patch *const *ps, size_t n, const char *model, const char *shape,
@@ -57,12 +39,6 @@ int cli_patches_layout(xp_patch *const *ps, size_t n, const char *model, const c
     return rc;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 int cli_patch_out_format(const char *command, const char *to, const char *path)
 {
     if (to) {
@@ -72,7 +48,7 @@ int cli_patch_out_format(const char *command, const char *to, const char *path)
                             "binary-compact, bankai-v1 or neagari-v2)", to);
         return f;
     }
-    return ends_with(path, ".xpb") ? XP_PATCH_BINARY : XP_PATCH_JSON;
+    return xp_job_patch_format(path);
 }
 
 static void crash_step(void *ctx)
@@ -99,52 +75,17 @@ void cli_patch_file_opts(xp_patch_file_opts *o, bool force, cli_progress *bar)
 
 int cli_model_base(const char *path, const xp_gguf *g, char sha[65], xp_err *err)
 {
-    xp_patch_record rec;
-    bool present;
-    int rc = xp_patch_record_read(g, &rec, &present, err);
-    if (rc)
-        return rc;
-    if (present)
-        memcpy(sha, rec.base_sha256, 65);
-    xp_patch_record_free(&rec);
-    return present ? XP_OK : xp_sha256_file(path, sha, err);
+    return xp_job_base_sha256(path, g, sha, err);
 }
 
 void cli_patch_stamp(xp_patch *p, const char *name)
 {
-    char created[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (name) {
-        free(p->name);
-        p->name = strdup(name);
-    }
-    free(p->tool);
-    free(p->created);
-    p->tool = strdup("xorpatch " XP_VERSION);
-    p->created = strdup(created);
+    xp_job_stamp(p, name);
 }
 
 char *cli_architecture_json(const xp_gguf *g)
 {
-    xp_shape s;
-    if (xp_shape_from_gguf(g, &s, NULL) != XP_OK)
-        return NULL;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "architecture", "qwen3");
-    cJSON_AddNumberToObject(o, "n_layer", s.n_layer);
-    cJSON_AddNumberToObject(o, "n_embd", s.n_embd);
-    cJSON_AddNumberToObject(o, "n_ff", s.n_ff);
-    cJSON_AddNumberToObject(o, "n_head", s.n_head);
-    cJSON_AddNumberToObject(o, "n_head_kv", s.n_head_kv);
-    cJSON_AddNumberToObject(o, "head_dim", s.head_dim);
-    cJSON_AddNumberToObject(o, "n_vocab", (double)s.n_vocab);
-    cJSON_AddBoolToObject(o, "tied_output", s.tied_output);
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return text;
+    return xp_job_architecture_json(g);
 }
 
 const char *cli_thousands(uint64_t v, char *buf, size_t size)

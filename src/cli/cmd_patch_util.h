@@ -7,10 +7,7 @@
 #include "cli/cli.h"
 
 /* Growing list of loaded patches. */
-typedef struct cli_patches {
-    xp_patch **p;
-    size_t n;
-} cli_patches;
+typedef xp_job_patches cli_patches;
 
 /* The arguments apply and revert share: -m FILE, -p PATCH..., -o OUT or --in-place,
  * --force, -q, -h. */

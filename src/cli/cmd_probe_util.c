@@ -28,31 +28,7 @@ int cli_metric(const char *command, const char *name)
 
 const char *cli_quote(const char *s, size_t max, char *buf, size_t size)
 {
-    if (!s) {
-        snprintf(buf, size, "-");
-        return buf;
-    }
-    size_t n = 0, chars = 0;
-    while (s[n] && chars < max) { /* whole UTF-8 characters */
-        n++;
-        while ((s[n] & 0xC0) == 0x80)
-            n++;
-        chars++;
-    }
-    char *cut = malloc(n + 1);
-    if (!cut) {
-        snprintf(buf, size, "?");
-        return buf;
-    }
-    memcpy(cut, s, n);
-    cut[n] = '\0';
-    cJSON *j = cJSON_CreateString(cut);
-    char *q = j ? cJSON_PrintUnformatted(j) : NULL;
-    snprintf(buf, size, "%s%s", q ? q : "?", s[n] ? "…" : "");
-    free(q);
-    cJSON_Delete(j);
-    free(cut);
-    return buf;
+    return xp_text_quote(s, max, buf, size);
 }
 
 const char *cli_token_text(const xp_tokenizer *t, int32_t id, char *buf, size_t size)
@@ -68,52 +44,17 @@ const char *cli_token_text(const xp_tokenizer *t, int32_t id, char *buf, size_t 
     return buf;
 }
 
-static cJSON *rate_json(size_t k, size_t n, double lo, double hi)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "right", (double)k);
-    cJSON_AddNumberToObject(o, "rate", n ? (double)k / (double)n : 0);
-    cJSON_AddNumberToObject(o, "lo", lo);
-    cJSON_AddNumberToObject(o, "hi", hi);
-    return o;
-}
-
 cJSON *cli_paired_json(const xp_paired *p)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "n", (double)p->n);
-    cJSON_AddNumberToObject(o, "fixed", (double)p->fixed);
-    cJSON_AddNumberToObject(o, "broke", (double)p->broke);
-    cJSON_AddNumberToObject(o, "stayed_right", (double)p->stayed_right);
-    cJSON_AddNumberToObject(o, "stayed_wrong", (double)p->stayed_wrong);
-    cJSON *acc = cJSON_AddObjectToObject(o, "accuracy");
-    cJSON_AddItemToObject(acc, "base", rate_json(p->stayed_right + p->broke, p->n, p->lo[0], p->hi[0]));
-    cJSON_AddItemToObject(acc, "patched",
-                          rate_json(p->stayed_right + p->fixed, p->n, p->lo[1], p->hi[1]));
-    cJSON_AddNumberToObject(o, "mcnemar_p", p->mcnemar_p);
-    cJSON *d = cJSON_AddObjectToObject(o, "diff");
-    cJSON_AddNumberToObject(d, "value", p->diff);
-    cJSON_AddNumberToObject(d, "lo", p->diff_lo);
-    cJSON_AddNumberToObject(d, "hi", p->diff_hi);
-    return o;
+    return xp_paired_json(p);
 }
 
 void cli_paired_print(const xp_paired *p, const char *label, bool patched)
 {
-    size_t rb = p->stayed_right + p->broke, rp = p->stayed_right + p->fixed;
-    printf("  accuracy  base    %4zu/%-4zu %5.1f%%  95%% CI [%5.1f%%, %5.1f%%]\n", rb, p->n,
-           100 * p->acc[0], 100 * p->lo[0], 100 * p->hi[0]);
-    if (!patched)
-        return;
-    printf("            patched %4zu/%-4zu %5.1f%%  95%% CI [%5.1f%%, %5.1f%%]\n", rp, p->n,
-           100 * p->acc[1], 100 * p->lo[1], 100 * p->hi[1]);
-    printf("  %s: %zu fixed, %zu broke, %zu stayed right, %zu stayed wrong\n", label, p->fixed,
-           p->broke, p->stayed_right, p->stayed_wrong);
-    printf("  paired difference %+.1f pp, 95%% CI [%+.1f, %+.1f] pp; exact McNemar p = %.3g\n",
-           100 * p->diff, 100 * p->diff_lo, 100 * p->diff_hi, p->mcnemar_p);
+    xp_paired_print(stdout, p, label, patched);
 }
 
 const char *cli_outcome(bool before, bool after)
 {
-    return before ? (after ? "stayed right" : "broke") : (after ? "fixed" : "stayed wrong");
+    return xp_outcome_name(before, after);
 }

@@ -1,21 +1,17 @@
-/* `xorpatch search`: the main job. Loads the model and the probes, audits the targets
- * (dead ones are refused), runs the greedy search with a progress bar and a JSONL log of
- * every iteration, writes the patch with its provenance (checkpointed as it goes, so a
- * killed search resumes with --resume), then evaluates the patch on the targets, the
- * controls and the held-out probes and reports it as text and as an HTML page. */
-#include <cjson/cJSON.h>
+/* `xorpatch search`: the main job, from the command line. This file parses the options
+ * (and the search settings `pipeline` and `experiment` share), runs the search job with
+ * a progress bar and notes on stderr and the text report on stdout, and maps its outcome
+ * to an exit code; the job itself (audit, search, log, checkpoints and resume, patch,
+ * evaluation, reports) is the library's (xorpatch/job.h). */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "cli/cmd_patch_util.h"
+#include "cli/cli_job.h"
 #include "cli/cmd_probe_util.h"
 #include "cli/cmd_search.h"
-#include "cli/search_report.h"
-#include "core/file.h"
 
 static const char usage[] =
     "Usage: xorpatch search -m MODEL --probes FILE -o PATCH [options]\n"
@@ -93,6 +89,15 @@ int cli_parse_double(const char *s, double *out)
     return 0;
 }
 
+int cli_count_option(const char *cmd, const char *name, const char *arg, size_t *out)
+{
+    long v = cli_parse_count(arg);
+    if (v < 0)
+        return cli_usage_error(cmd, "%s needs a positive count, not '%s'", name, arg);
+    *out = (size_t)v;
+    return -1;
+}
+
 long cli_parse_layers(const char *s, uint32_t *out, size_t cap)
 {
     size_t n = 0;
@@ -136,295 +141,13 @@ int cli_parse_projs(const char *s, unsigned *mask)
     return *mask ? 0 : -1;
 }
 
-/* ---- the iteration log and the progress bar ---- */
-
-typedef struct run_log {
-    FILE *f;
-    const char *path;
-    bool trim;          /* resuming: drop the log's lines from the first new iteration on */
-    cli_progress bar;
-    size_t total;
-    xp_search_iter *iters;
-    size_t n, cap;
-    bool failed;
-} run_log;
-
-static cJSON *iter_json(const xp_search_iter *it)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "iter", (double)it->iter);
-    cJSON_AddNumberToObject(o, "layer", it->cand.layer);
-    cJSON_AddStringToObject(o, "proj", xp_proj_name(it->cand.proj));
-    cJSON_AddStringToObject(o, "kind", it->cand.kind == XP_FLIP_ROW     ? "row"
-                                       : it->cand.kind == XP_FLIP_BLOCK ? "block"
-                                                                        : "scale");
-    cJSON_AddNumberToObject(o, "index", (double)it->cand.index);
-    if (it->cand.kind == XP_FLIP_SCALE)
-        cJSON_AddNumberToObject(o, "bit", it->cand.bit);
-    if (isnan(it->fitness))
-        cJSON_AddNullToObject(o, "fitness");
-    else
-        cJSON_AddNumberToObject(o, "fitness", it->fitness);
-    if (isnan(it->best))
-        cJSON_AddNullToObject(o, "best");
-    else
-        cJSON_AddNumberToObject(o, "best", it->best);
-    cJSON_AddBoolToObject(o, "accepted", it->accepted);
-    cJSON_AddBoolToObject(o, "screened", it->screened);
-    cJSON_AddNumberToObject(o, "probes", (double)it->probes_run);
-    cJSON_AddNumberToObject(o, "seconds", it->seconds);
-    cJSON_AddNumberToObject(o, "flips", (double)it->n_flips);
-    return o;
-}
-
-static void remember(run_log *l, const xp_search_iter *it)
-{
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 256;
-        xp_search_iter *v = realloc(l->iters, cap * sizeof *v);
-        if (!v)
-            return;
-        l->iters = v;
-        l->cap = cap;
-    }
-    l->iters[l->n++] = *it;
-}
-
-/* Keeps the lines of the log before iteration `first` (a resumed run repeats the ones
- * after its checkpoint; a run started afresh from a patch repeats them all). */
-static void trim_log(run_log *l, size_t first)
-{
-    fclose(l->f);
-    l->f = NULL;
-    FILE *in = fopen(l->path, "r");
-    char *buf = NULL, *line = NULL;
-    size_t len = 0, cap = 0;
-    FILE *out = open_memstream(&buf, &len);
-    while (in && out && getline(&line, &cap, in) > 0) {
-        cJSON *o = cJSON_Parse(line);
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, "iter");
-        if (cJSON_IsNumber(it) && it->valuedouble < (double)first)
-            fputs(line, out);
-        cJSON_Delete(o);
-    }
-    free(line);
-    if (in)
-        fclose(in);
-    if (!out || fclose(out) || xp_write_file_atomic(l->path, buf ? buf : "", len, NULL))
-        l->failed = true;
-    free(buf);
-    if (!(l->f = fopen(l->path, "a")))
-        l->failed = true;
-}
-
-static void on_iter(void *ctx, const xp_search_iter *it)
-{
-    run_log *l = ctx;
-    if (l->trim) {
-        trim_log(l, it->iter);
-        l->trim = false;
-    }
-    if (!l->f)
-        return;
-    remember(l, it);
-    cJSON *o = iter_json(it);
-    char *line = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!line || fprintf(l->f, "%s\n", line) < 0 || fflush(l->f))
-        l->failed = true;
-    free(line);
-    cli_progress_update(&l->bar, it->iter, l->total);
-}
-
-/* A resumed search's earlier iterations, from its log (for the report's curves). */
-static void reread_log(run_log *l, const char *path, size_t upto)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    char *line = NULL;
-    size_t cap = 0;
-    while (getline(&line, &cap, f) > 0) {
-        cJSON *o = cJSON_Parse(line);
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, "iter");
-        if (cJSON_IsNumber(it) && it->valuedouble >= 1 && (size_t)it->valuedouble <= upto) {
-            xp_search_iter r = {.iter = (size_t)it->valuedouble};
-            const cJSON *v;
-            r.fitness = cJSON_IsNumber(v = cJSON_GetObjectItem(o, "fitness")) ? v->valuedouble : NAN;
-            r.best = cJSON_IsNumber(v = cJSON_GetObjectItem(o, "best")) ? v->valuedouble : NAN;
-            r.accepted = cJSON_IsTrue(cJSON_GetObjectItem(o, "accepted"));
-            r.screened = cJSON_IsTrue(cJSON_GetObjectItem(o, "screened"));
-            r.seconds = cJSON_IsNumber(v = cJSON_GetObjectItem(o, "seconds")) ? v->valuedouble : 0;
-            r.n_flips = cJSON_IsNumber(v = cJSON_GetObjectItem(o, "flips")) ? (size_t)v->valuedouble : 0;
-            r.cand.layer = cJSON_IsNumber(v = cJSON_GetObjectItem(o, "layer")) ? (uint32_t)v->valuedouble : 0;
-            v = cJSON_GetObjectItem(o, "proj");
-            r.cand.proj = (uint8_t)(cJSON_IsString(v) && xp_proj_from_name(v->valuestring) >= 0
-                                        ? xp_proj_from_name(v->valuestring) : 0);
-            remember(l, &r);
-        }
-        cJSON_Delete(o);
-    }
-    free(line);
-    fclose(f);
-}
-
-/* ---- probes ---- */
-
-typedef struct probes {
-    xp_probe_set *file, *targets, *promoted, *controls, *heldout;
-    xp_probe_tokens *t, *p, *c, *h;
-    xp_probe_tokens *ctl;  /* promoted then --controls, shallow copies */
-    size_t n_ctl;
-    const char **target_names, **control_names;
-} probes;
-
-static void probes_free(probes *p)
-{
-    xp_probe_set *sets[] = {p->file, p->targets, p->promoted, p->controls, p->heldout};
-    xp_probe_tokens *toks[] = {NULL, p->t, p->p, p->c, p->h};
-    for (int i = 0; i < 5; i++) {
-        if (toks[i])
-            xp_probe_tokens_free(toks[i], sets[i]->n);
-        xp_probe_set_free(sets[i]);
-    }
-    free(p->ctl);
-    free(p->target_names);
-    free(p->control_names);
-}
-
-static int tokenize(xp_model *m, xp_probe_set *s, xp_probe_tokens **pt, xp_err *err)
-{
-    return s ? xp_probe_tokenize(s, xp_model_tokenizer(m), pt, err) : XP_OK;
-}
-
-static int load_probes(xp_model *m, const char *path, const char *controls, const char *heldout,
-                       probes *p, xp_err *err)
-{
-    int rc = xp_probe_set_load(&p->file, path, err);
-    if (!rc)
-        rc = xp_probe_set_select_role(p->file, XP_ROLE_TARGET, &p->targets, err);
-    if (!rc)
-        rc = xp_probe_set_select_role(p->file, XP_ROLE_CONTROL, &p->promoted, err);
-    if (!rc && controls)
-        rc = xp_probe_set_load(&p->controls, controls, err);
-    if (!rc && heldout)
-        rc = xp_probe_set_load(&p->heldout, heldout, err);
-    if (!rc && !(rc = tokenize(m, p->targets, &p->t, err)) &&
-        !(rc = tokenize(m, p->promoted, &p->p, err)) && !(rc = tokenize(m, p->controls, &p->c, err)))
-        rc = tokenize(m, p->heldout, &p->h, err);
-    if (rc)
-        return rc;
-    size_t np = p->promoted->n, nc = p->controls ? p->controls->n : 0;
-    p->n_ctl = np + nc;
-    p->ctl = calloc(p->n_ctl + 1, sizeof *p->ctl);
-    p->target_names = calloc(p->targets->n + 1, sizeof *p->target_names);
-    p->control_names = calloc(p->n_ctl + 1, sizeof *p->control_names);
-    if (!p->ctl || !p->target_names || !p->control_names)
-        return xp_err_set(err, XP_ENOMEM, "out of memory");
-    for (size_t i = 0; i < p->targets->n; i++)
-        p->target_names[i] = p->targets->probes[i].name;
-    for (size_t i = 0; i < p->n_ctl; i++) {
-        p->ctl[i] = i < np ? p->p[i] : p->c[i - np];
-        p->control_names[i] = i < np ? p->promoted->probes[i].name
-                                     : p->controls->probes[i - np].name;
-    }
-    if (p->targets->n == 0)
-        return xp_err_set(err, XP_EINVAL, "%s: no target probes", path);
-    return XP_OK;
-}
-
-/* The audit before the search: dead targets refused unless allowed. */
-static int audit_targets(xp_model *m, const probes *p, xp_metric metric, bool allow_dead,
-                         xp_err *err)
-{
-    xp_audit a;
-    int rc = xp_probe_audit(m, p->targets, p->t, metric, false, &a, err);
-    if (rc)
-        return rc;
-    cli_note("audit: %zu targets, %zu dead under %s (%zu under the single-token rule), %zu "
-             "already solved, %zu where the model's next token is not a measured one",
-             a.n, a.dead, xp_metric_name(metric), a.dead_token_gap, a.solved, a.not_emitted);
-    if (a.dead && !allow_dead) {
-        char names[512] = "";
-        size_t len = 0, shown = 0;
-        for (size_t i = 0; i < a.n && len < sizeof names - 64; i++)
-            if (a.probes[i].dead && shown++ < 8)
-                len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "",
-                                        p->targets->probes[i].name);
-        rc = xp_err_set(err, XP_EINVAL, "%zu dead target probe%s (%s%s): their answers cannot "
-                        "be told apart under %s, so no flip can move them; fix or drop them, "
-                        "or pass --allow-dead", a.dead, a.dead == 1 ? "" : "s", names,
-                        a.dead > shown ? ", ..." : "", xp_metric_name(metric));
-    }
-    xp_audit_free(&a);
-    return rc;
-}
-
-/* ---- provenance ---- */
-
-static void add_file(cJSON *arr, const char *role, const char *path)
-{
-    if (!path)
-        return;
-    char sha[65] = "";
-    xp_sha256_file(path, sha, NULL);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "role", role);
-    cJSON_AddStringToObject(o, "path", path);
-    cJSON_AddStringToObject(o, "sha256", sha);
-    cJSON_AddItemToArray(arr, o);
-}
-
-/* Adds the probe files and the outcome to the patch's search JSON. */
-static void provenance(xp_patch *patch, const xp_search_result *r, const char *probes_path,
-                       const char *controls, const char *heldout)
-{
-    cJSON *s = patch->search ? cJSON_Parse(patch->search) : cJSON_CreateObject();
-    if (!s)
-        return;
-    cJSON *files = cJSON_AddArrayToObject(s, "probe_files");
-    add_file(files, "targets", probes_path);
-    add_file(files, "controls", controls);
-    add_file(files, "heldout", heldout);
-    cJSON *res = cJSON_AddObjectToObject(s, "result");
-    cJSON_AddNumberToObject(res, "iterations", (double)r->iterations);
-    cJSON_AddNumberToObject(res, "accepted", (double)r->accepted);
-    cJSON_AddNumberToObject(res, "screened_out", (double)r->screened_out);
-    cJSON_AddNumberToObject(res, "seconds", r->seconds);
-    cJSON_AddBoolToObject(res, "auto_stopped", r->auto_stopped);
-    char *text = cJSON_PrintUnformatted(s);
-    cJSON_Delete(s);
-    if (text) {
-        free(patch->search);
-        patch->search = text;
-    }
-}
-
 /* ---- the command ---- */
-
-static char *with_suffix(const char *path, const char *suffix)
-{
-    size_t n = strlen(path), k = strlen(suffix);
-    char *s = malloc(n + k + 1);
-    if (s)
-        memcpy(s, path, n), memcpy(s + n, suffix, k + 1);
-    return s;
-}
-
-static int evaluate(xp_model *m, xp_probe_set *s, const xp_probe_tokens *pt, xp_patch *patch,
-                    const xp_search_opts *o, bool generate, xp_eval *out, xp_err *err)
-{
-    memset(out, 0, sizeof *out);
-    if (!s || s->n == 0)
-        return XP_OK;
-    xp_eval_opts eo = {.metric = o->metric, .generate = generate};
-    return xp_eval_run(m, s, pt, &patch, 1, &eo, out, err);
-}
 
 int cli_search_setting(const char *cmd, int opt, const char *arg, xp_search_opts *o,
                        uint32_t *layers, size_t cap)
 {
     long v;
+    int rc;
     switch (opt) {
     case CLI_SET_FITNESS:
         if ((o->fitness = xp_fitness_from_name(arg)) < 0)
@@ -443,10 +166,7 @@ int cli_search_setting(const char *cmd, int opt, const char *arg, xp_search_opts
             return cli_usage_error(cmd, "--proposal must be scale or uniform");
         return 0;
     case CLI_SET_ITER:
-        if ((v = cli_parse_count(arg)) < 0)
-            return cli_usage_error(cmd, "--iterations needs a positive count, not '%s'", arg);
-        o->iterations = (size_t)v;
-        return 0;
+        return (rc = cli_count_option(cmd, "--iterations", arg, &o->iterations)) >= 0 ? rc : 0;
     case CLI_SET_SCREEN:
         if (strcmp(arg, "0") && cli_parse_count(arg) < 0)
             return cli_usage_error(cmd, "--screen needs a count (0 = off), not '%s'", arg);
@@ -592,119 +312,6 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
     return -1;
 }
 
-int cli_search_run(cli_search_args *a, xp_model *m, xp_search_result *res, xp_err *err)
-{
-    xp_search_opts *o = &a->opts;
-    probes p = {0};
-    run_log log = {0};
-    xp_patch *resume = NULL;
-    xp_eval ev[4] = {{0}};
-    char *log_path = a->log ? strdup(a->log) : with_suffix(a->out, ".log.jsonl");
-    char *html = a->report ? strdup(a->report) : with_suffix(a->out, ".html");
-    char base_sha[65] = "";
-    memset(res, 0, sizeof *res);
-    int rc = log_path && html ? XP_OK : xp_err_set(err, XP_ENOMEM, "out of memory");
-    if (!rc)
-        rc = load_probes(m, a->probes, a->controls, a->heldout, &p, err);
-    if (!rc)
-        rc = audit_targets(m, &p, o->metric, a->allow_dead, err);
-    if (!rc && a->resume)
-        rc = xp_patch_read(&resume, a->resume, err);
-    if (!rc)
-        rc = cli_model_base(a->model, xp_model_gguf(m), base_sha, err);
-    if (!rc && resume && resume->base_sha256[0] && strcmp(resume->base_sha256, base_sha))
-        rc = xp_err_set(err, XP_EINVAL, "%s was made for another base model (%.12s..., this one "
-                        "is %.12s...): a search cannot continue from it", a->resume,
-                        resume->base_sha256, base_sha);
-    log.path = log_path;
-    log.trim = resume != NULL;
-    if (!rc && !(log.f = fopen(log_path, resume ? "a" : "w")))
-        rc = xp_err_set(err, XP_EIO, "%s: cannot write the log", log_path);
-    if (!rc) {
-        const char *slash = strrchr(a->out, '/');
-        char stem[256];
-        snprintf(stem, sizeof stem, "%s", slash ? slash + 1 : a->out);
-        char *dot = strrchr(stem, '.');
-        if (dot && dot != stem)
-            *dot = 0;
-        o->name = a->name ? a->name : stem;
-        o->base_sha256 = base_sha;
-        o->checkpoint = a->out;
-        o->checkpoint_format = cli_patch_out_format(a->command, NULL, a->out);
-        o->on_iter = on_iter;
-        o->ctx = &log;
-        log.total = o->iterations;
-        cli_note("search: %zu targets, %zu controls, %s, fitness %s, %s flips, %zu iterations%s",
-                 p.targets->n, p.n_ctl, xp_metric_name(o->metric), xp_fitness_name(o->fitness),
-                 xp_granularity_name(o->granularity), o->iterations,
-                 o->naive ? ", naive measurement" : "");
-        cli_progress_start(&log.bar, "search");
-        rc = xp_search_run(m, p.t, p.targets->n, p.ctl, p.n_ctl, o, resume, res, err);
-        cli_progress_end(&log.bar);
-        if (!rc && resume && res->resumed_at)
-            cli_note("resumed %s exactly after its iteration %zu", a->resume, res->resumed_at);
-        else if (!rc && resume)
-            cli_note("%s is not a checkpoint of this search (base, settings and probes): its "
-                     "%zu flips were a starting point, iterations counted from 1", a->resume,
-                     resume->n_flips);
-    }
-    if (log.f && fclose(log.f) && !rc)
-        rc = xp_err_set(err, XP_EIO, "%s: cannot write the log", log_path);
-    if (!rc && log.failed)
-        rc = xp_err_set(err, XP_EIO, "%s: cannot write the log", log_path);
-    if (!rc && res->resumed_at) { /* the earlier part of the curve, from the log */
-        run_log old = {0};
-        reread_log(&old, log_path, res->resumed_at);
-        for (size_t i = 0; i < log.n; i++)
-            remember(&old, &log.iters[i]);
-        free(log.iters);
-        log.iters = old.iters;
-        log.n = old.n;
-    }
-    if (!rc) {
-        cli_patch_stamp(res->patch, NULL);
-        res->patch->architecture = cli_architecture_json(xp_model_gguf(m));
-        provenance(res->patch, res, a->probes, a->controls, a->heldout);
-        if (res->patch->n_flips == 0)
-            cli_note("no flip was kept: %s is not written", a->out);
-        else {
-            int fmt = cli_patch_out_format(a->command, NULL, a->out);
-            rc = xp_patch_write(res->patch, fmt, a->out, err);
-        }
-    }
-    /* evaluated apart: targets, the probe file's promoted controls, --controls, held-out */
-    static const char *const labels[4] = {"targets", "promoted controls", "controls",
-                                          "held-out"};
-    xp_probe_set *sets[4] = {p.targets, p.promoted, p.controls, p.heldout};
-    const xp_probe_tokens *toks[4] = {p.t, p.p, p.c, p.h};
-    bool evaluated[4] = {false};
-    for (int i = 0; i < 4 && !rc && res->patch->n_flips; i++)
-        if (sets[i] && sets[i]->n) {
-            cli_note("evaluating %s ...", labels[i]);
-            rc = evaluate(m, sets[i], toks[i], res->patch, o, !a->no_eval, &ev[i], err);
-            evaluated[i] = !rc;
-        }
-    if (!rc) {
-        search_report r = {a->model, a->out, o, res, log.iters, log.n, p.target_names,
-                           p.control_names, {{0}}};
-        for (int i = 0; i < 4; i++)
-            r.sets[i] = (search_report_set){labels[i], sets[i], evaluated[i] ? &ev[i] : NULL};
-        if (!cli.quiet)
-            search_report_print(stdout, &r);
-        rc = search_report_html(html, &r, err);
-        if (!rc)
-            cli_note("wrote %s, %s and %s", a->out, log_path, html);
-    }
-    for (int i = 0; i < 4; i++)
-        xp_eval_free(&ev[i]);
-    free(log.iters);
-    free(log_path);
-    free(html);
-    xp_patch_free(resume);
-    probes_free(&p);
-    return rc;
-}
-
 static int run(int argc, char **argv)
 {
     cli_search_args a = {.command = "search", .self = &cli_search};
@@ -714,15 +321,26 @@ static int run(int argc, char **argv)
         return rc;
     if (!a.model || !a.probes || !a.out)
         return cli_usage_error("search", "-m MODEL, --probes FILE and -o PATCH are required");
-    xp_model *m;
-    if ((rc = cli_open_model(a.model, a.kernel, &m)))
-        return rc;
+    xp_search_job job = {.model_path = a.model,
+                         .kernel = a.kernel,
+                         .probes = a.probes,
+                         .controls = a.controls,
+                         .heldout = a.heldout,
+                         .out = a.out,
+                         .name = a.name,
+                         .log = a.log,
+                         .html = a.report,
+                         .resume = a.resume,
+                         .allow_dead = a.allow_dead,
+                         .no_eval = a.no_eval,
+                         .opts = a.opts,
+                         .report = cli.quiet ? NULL : stdout};
+    cli_job_view view;
     xp_err err = {0};
-    xp_search_result res;
-    rc = cli_search_run(&a, m, &res, &err);
-    xp_search_result_free(&res);
-    xp_model_close(m);
-    return rc ? cli_fail(&err) : EXIT_OK;
+    xp_search_job_result res;
+    rc = xp_search_job_run(&job, cli_job_view_init(&view), &res, &err);
+    xp_search_job_result_free(&res);
+    return cli_job_view_end(&view, rc, &err);
 }
 
 const cli_command cli_search = {"search", "search a sparse XOR patch that fixes target probes",

@@ -1,5 +1,5 @@
-/* The search command's options and run, shared with `pipeline`, which runs the same
- * search once per domain, and its settings and option-value parsers, shared with
+/* The search command's options, shared with `pipeline`, which runs the same search
+ * once per domain, and its settings and option-value parsers, shared with
  * `experiment`. */
 #ifndef XP_CLI_CMD_SEARCH_H
 #define XP_CLI_CMD_SEARCH_H
@@ -21,12 +21,14 @@ typedef struct cli_search_args {
     xp_search_opts opts;
 } cli_search_args;
 
-/* Option values the search and the experiments share; 0 / a count when s is one, else
- * -1. A finite number; "1-4,26" into at most cap layers; "gate,up" into 1 << XP_PROJ_*
- * bits. */
+/* Option values the job commands share; 0 / a count when s is one, else -1. A finite
+ * number; "1-4,26" into at most cap layers; "gate,up" into 1 << XP_PROJ_* bits. */
 int cli_parse_double(const char *s, double *out);
 long cli_parse_layers(const char *s, uint32_t *out, size_t cap);
 int cli_parse_projs(const char *s, unsigned *mask);
+/* NAME's value ARG as a positive count into out: -1, or after a usage error its exit
+ * code. */
+int cli_count_option(const char *cmd, const char *name, const char *arg, size_t *out);
 
 /* The search settings that `search`, `pipeline` and `experiment` all take: their
  * getopt_long values and table entries. */
@@ -51,7 +53,5 @@ int cli_search_setting(const char *cmd, int opt, const char *arg, xp_search_opts
 /* Parses the search options into a (defaults set by the caller); -1 to go on, else an
  * exit code. */
 int cli_search_parse(int argc, char **argv, cli_search_args *a);
-/* Loads the probes, audits, searches, writes the patch, log and report. */
-int cli_search_run(cli_search_args *a, xp_model *m, xp_search_result *res, xp_err *err);
 
 #endif

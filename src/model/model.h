@@ -18,8 +18,6 @@ struct xp_model {
     xp_patch_log applied; /* patches flipped into the map, in order */
 };
 
-/* The weight of projection proj (enum xp_proj) of a layer. */
-xp_weight *xp_proj_weight(xp_layer *L, int proj);
 /* Row r of any supported weight type as fp32 (ne0 values). */
 void xp_weight_row(const xp_weight *w, int64_t r, float *out);
 #endif

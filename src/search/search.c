@@ -221,8 +221,38 @@ static int keep(run *r, const xp_candidate *c)
     return XP_OK;
 }
 
-/* The patch of the kept flips, with the settings, the state and the outcome. */
-static int make_patch(run *r, xp_patch **out, xp_err *err)
+/* The caller's record of where the run came from; `done` (the final patch only) gives
+ * the outcome. */
+static void add_provenance(cJSON *s, const xp_search_provenance *pv, const xp_search_result *done)
+{
+    if (pv->n_files) {
+        cJSON *files = cJSON_AddArrayToObject(s, "probe_files");
+        for (size_t i = 0; i < pv->n_files; i++) {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "role", pv->files[i].role);
+            cJSON_AddStringToObject(f, "path", pv->files[i].path);
+            cJSON_AddStringToObject(f, "sha256", pv->files[i].sha256);
+            cJSON_AddItemToArray(files, f);
+        }
+    }
+    if (pv->has_after) {
+        cJSON *after = cJSON_AddArrayToObject(s, "after");
+        for (size_t i = 0; i < pv->n_after; i++)
+            cJSON_AddItemToArray(after, cJSON_CreateString(pv->after[i]));
+    }
+    if (pv->result && done) {
+        cJSON *res = cJSON_AddObjectToObject(s, "result");
+        cJSON_AddNumberToObject(res, "iterations", (double)done->iterations);
+        cJSON_AddNumberToObject(res, "accepted", (double)done->accepted);
+        cJSON_AddNumberToObject(res, "screened_out", (double)done->screened_out);
+        cJSON_AddNumberToObject(res, "seconds", done->seconds);
+        cJSON_AddBoolToObject(res, "auto_stopped", done->auto_stopped);
+    }
+}
+
+/* The patch of the kept flips, with the settings, the state and the provenance; done:
+ * the outcome, for the final patch (NULL for a checkpoint). */
+static int make_patch(run *r, const xp_search_result *done, xp_patch **out, xp_err *err)
 {
     xp_patch *p;
     int rc = xp_patch_new(&p, err);
@@ -262,6 +292,8 @@ static int make_patch(run *r, xp_patch **out, xp_err *err)
     cJSON_AddNumberToObject(s, "best_fitness", r->best);
     cJSON_AddNumberToObject(s, "targets", (double)r->nt);
     cJSON_AddNumberToObject(s, "controls", (double)r->nc);
+    if (r->o->provenance)
+        add_provenance(s, r->o->provenance, done);
     p->search = cJSON_PrintUnformatted(s);
     cJSON_Delete(s);
     if (!p->name || !p->tool || !p->search) {
@@ -272,16 +304,27 @@ static int make_patch(run *r, xp_patch **out, xp_err *err)
     return XP_OK;
 }
 
+/* The one way a run's patch reaches a file, checkpoint or final: the caller's writer,
+ * else the checkpoint path. An empty patch is not a patch file: nothing kept yet,
+ * nothing to resume from. */
+static int write_patch(const run *r, xp_patch *p, xp_err *err)
+{
+    const xp_search_opts *o = r->o;
+    if (!p->n_flips)
+        return XP_OK;
+    if (o->write_patch)
+        return o->write_patch(o->ctx, p, err);
+    return o->checkpoint ? xp_patch_write(p, o->checkpoint_format, o->checkpoint, err) : XP_OK;
+}
+
 static int write_checkpoint(run *r, xp_err *err)
 {
-    if (!r->o->checkpoint)
+    if (!r->o->checkpoint && !r->o->write_patch)
         return XP_OK;
     xp_patch *p;
-    int rc = make_patch(r, &p, err);
+    int rc = make_patch(r, NULL, &p, err);
     if (!rc) {
-        /* an empty patch is not a patch file: nothing kept yet, nothing to resume from */
-        if (p->n_flips)
-            rc = xp_patch_write(p, r->o->checkpoint_format, r->o->checkpoint, err);
+        rc = write_patch(r, p, err);
         xp_patch_free(p);
     }
     return rc;
@@ -535,10 +578,16 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         if (!rc && o->checkpoint_every && r.iter % o->checkpoint_every == 0)
             rc = write_checkpoint(&r, err);
     }
-    if (!rc)
-        rc = write_checkpoint(&r, err);
-    if (!rc)
-        rc = make_patch(&r, &out->patch, err);
+    if (!rc) {
+        out->iterations = r.iter;
+        out->accepted = r.accepted;
+        out->screened_out = r.screened_out;
+        out->best = r.best;
+        out->seconds = now() - t_start;
+        /* the last checkpoint is the final patch */
+        if (!(rc = make_patch(&r, out, &out->patch, err)))
+            rc = write_patch(&r, out->patch, err);
+    }
     /* leave the model as it was given */
     for (size_t i = r.n_kept; i-- > 0;)
         xp_candidate_flip(m, &r.kept[i]);
@@ -548,11 +597,6 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         out->base_gaps = r.base;
         out->final_gaps = r.cur;
         r.base = r.cur = NULL;
-        out->iterations = r.iter;
-        out->accepted = r.accepted;
-        out->screened_out = r.screened_out;
-        out->best = r.best;
-        out->seconds = now() - t_start;
     } else {
         xp_patch_free(out->patch);
         out->patch = NULL;

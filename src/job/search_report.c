@@ -4,9 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cmd_probe_util.h"
-#include "cli/search_report.h"
 #include "core/file.h"
+#include "job/search_report.h"
 
 /* Flips kept per layer and projection, from the patch's tensor names. */
 typedef struct flip_map {
@@ -76,14 +75,12 @@ static double mean_of(const double *g, size_t n)
     return n ? s / (double)n : 0;
 }
 
-/* The statistics lines come from the probe commands' printer, which writes to stdout:
- * the text report with evaluations is for stdout only. */
 static void print_set(FILE *out, const search_report_set *rs)
 {
     const xp_eval *e = rs->eval;
     const xp_probe_set *s = rs->set;
     fprintf(out, "\n%s (%zu probes, %s):\n", rs->label, s->n, s->path ? s->path : "");
-    cli_paired_print(&e->overall, "probes", true);
+    xp_paired_print(out, &e->overall, "probes", true);
     size_t changed = 0;
     for (size_t i = 0; i < s->n; i++) {
         const xp_eval_probe *p = &e->probes[i];
@@ -93,8 +90,8 @@ static void print_set(FILE *out, const search_report_set *rs)
         if (!changed++)
             fprintf(out, "  changed:\n");
         fprintf(out, "    %-6s %-24s gap %+8.3f -> %+8.3f  %s -> %s\n",
-                cli_outcome(p->right[0], p->right[1]), s->probes[i].name, p->gap[0], p->gap[1],
-                cli_quote(p->output[0], 24, b, sizeof b), cli_quote(p->output[1], 24, a, sizeof a));
+                xp_outcome_name(p->right[0], p->right[1]), s->probes[i].name, p->gap[0], p->gap[1],
+                xp_text_quote(p->output[0], 24, b, sizeof b), xp_text_quote(p->output[1], 24, a, sizeof a));
     }
     if (!changed)
         fprintf(out, "  no probe changed outcome\n");
@@ -317,7 +314,7 @@ static void set_table(FILE *f, const search_report_set *rs)
                "<th>output before</th><th>output after</th><th>outcome</th></tr>\n");
     for (size_t i = 0; i < s->n; i++) {
         const xp_eval_probe *p = &e->probes[i];
-        const char *oc = cli_outcome(p->right[0], p->right[1]);
+        const char *oc = xp_outcome_name(p->right[0], p->right[1]);
         fprintf(f, "<tr class='%s'><td>", !strcmp(oc, "fixed") ? "fix" : !strcmp(oc, "broke")
                                                                             ? "broke" : "");
         esc(f, s->probes[i].name);

@@ -2,11 +2,11 @@
  * were kept where, and what changed on every probe (gaps, and generations judged by the
  * set's matcher) on the training targets, the controls and the held-out probes. As text
  * for a terminal, and as one self-contained HTML file with SVG charts. */
-#ifndef XP_CLI_SEARCH_REPORT_H
-#define XP_CLI_SEARCH_REPORT_H
+#ifndef XP_JOB_SEARCH_REPORT_H
+#define XP_JOB_SEARCH_REPORT_H
 #include <stdio.h>
 
-#include "xorpatch.h"
+#include "xorpatch/job.h"
 
 /* One probe set's before/after: the set and, when measured, its evaluation. */
 typedef struct search_report_set {

@@ -1,0 +1,196 @@
+/* xorpatch jobs — what the xorpatch commands do, as library calls.
+ *
+ * A job is the application around the engine: a search job loads and audits the
+ * probes, searches with checkpoints and a per-iteration log (resuming a killed run where
+ * it stopped), writes the patch with its provenance, evaluates it and writes the text
+ * and HTML reports; the pipeline, the experiments and the task benchmark likewise. A job
+ * takes a plain settings struct and tells its caller what happens through callbacks; it
+ * never prints (it writes text only to a FILE* its caller passes). The command-line
+ * front end, an HTTP server or any program linking libxorpatch runs the same job. */
+#ifndef XORPATCH_JOB_H
+#define XORPATCH_JOB_H
+
+#include <stdio.h>
+
+#include "xorpatch/eval.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- what a job tells its caller ---------------------------------------------- */
+
+/* A message's level: a note (what the job is doing, what it found) or a warning (what
+ * the caller may not have meant: a patch that is not a checkpoint, nothing kept). */
+enum xp_job_level { XP_JOB_NOTE = 0, XP_JOB_WARNING = 1 };
+
+/* Every callback may be NULL. A job calls progress at the start of a stage (done 0) and
+ * as it goes; stage names it ("search", a pipeline step's domain, "layer-map", ...). */
+typedef struct xp_job_callbacks {
+    void (*progress)(void *ctx, const char *stage, uint64_t done, uint64_t total);
+    void (*on_iter)(void *ctx, const xp_search_iter *it);    /* every search iteration */
+    void (*message)(void *ctx, int level, const char *text); /* one line, no newline */
+    void *ctx;
+} xp_job_callbacks;
+
+/* ---- the search job -------------------------------------------------------------- */
+
+/* xorpatch search. The model is opened from model_path (with kernel, when given) unless
+ * an open one is passed; model_path is needed either way (the base fingerprint, the
+ * report). The job sets the fields of opts that are its own (name, base_sha256,
+ * write_patch, provenance, on_iter, ctx); checkpoint and checkpoint_format are unused. */
+typedef struct xp_search_job {
+    xp_model *model; /* borrowed; NULL: the job opens model_path */
+    const char *model_path, *kernel;
+    const char *probes;   /* targets (a Neagari set's promoted controls become controls) */
+    const char *controls; /* probes to keep (NULL: only promoted ones) */
+    const char *heldout;  /* probes evaluated only at the end (NULL: none) */
+    const char *out;      /* the patch and its checkpoints (.xpb binary, else JSON) */
+    const char *name;     /* the patch's name (NULL: out's stem) */
+    const char *log;      /* per-iteration JSONL (NULL: OUT.log.jsonl) */
+    const char *html;     /* the HTML report (NULL: OUT.html) */
+    const char *resume;   /* a patch to go on from (NULL: a fresh search) */
+    bool allow_dead;      /* search even with dead targets */
+    bool no_eval;         /* gaps only at the end, no generations */
+    xp_search_opts opts;
+    FILE *report;     /* the text report goes here (NULL: nowhere) */
+    bool report_text; /* and, when set, into the result's report_text */
+} xp_search_job;
+
+typedef struct xp_search_job_result {
+    xp_search_result search; /* the patch (with its provenance), gaps and counts */
+    bool written;            /* the patch file was written (it has flips) */
+    char *report_text;       /* the text report, when asked for (malloc'd) */
+} xp_search_job_result;
+
+/* Runs the job: audit (dead targets refused unless allowed), search (checkpointed to out
+ * every opts.checkpoint_every iterations; the log trimmed to the resumed iteration),
+ * the patch written, the targets, controls and held-out probes evaluated before and
+ * after, the text report to job->report and the HTML report. */
+int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
+                      xp_search_job_result *out, xp_err *err);
+void xp_search_job_result_free(xp_search_job_result *r);
+
+/* ---- the pipeline job ------------------------------------------------------------ */
+
+/* xorpatch pipeline: one search per probe file, in order, each on the model patched by
+ * the steps before it; targets a step solves become controls of the later ones (at most
+ * promote_cap in all, first solved first). A Neagari file's search_config sets a step's
+ * lambda, iterations and layers unless the caller gave them. Writes
+ * OUT_DIR/step-K-DOMAIN.json per step, OUT_DIR/stacked.json and OUT_DIR/pipeline.json;
+ * a line per step and one for the stacked patch go to out. */
+typedef struct xp_pipeline_job {
+    xp_model *model; /* as in xp_search_job; patched during the run, then reverted */
+    const char *model_path, *kernel;
+    const char *const *files; /* the probe files, one step each */
+    size_t n_files;
+    const char *controls; /* probes every step keeps (NULL: none) */
+    const char *out_dir;  /* made when missing */
+    size_t promote_cap;
+    bool allow_dead;
+    xp_search_opts opts;                               /* as in xp_search_job */
+    bool lambda_given, iterations_given, layers_given; /* kept over a file's search_config */
+    FILE *out;                                         /* the step lines (NULL: nowhere) */
+} xp_pipeline_job;
+int xp_pipeline_job_run(const xp_pipeline_job *job, const xp_job_callbacks *cb, xp_err *err);
+
+/* ---- the experiments ------------------------------------------------------------- */
+
+/* xorpatch experiment NAME: the measurements of the experiments section of xorpatch.h
+ * run on files, their results written to out as a table or as one JSON object line. */
+enum xp_experiment {
+    XP_EXP_RANDOM_FLIPS = 0,
+    XP_EXP_LAYER_MAP,
+    XP_EXP_SCALE_VS_RANDOM,
+    XP_EXP_STACKING,
+    XP_EXP_NULL_BASELINE,
+    XP_N_EXPERIMENTS
+};
+const char *xp_experiment_name(int e);         /* "random-flips", "layer-map", ... */
+int xp_experiment_from_name(const char *name); /* -1 when unknown */
+
+typedef struct xp_experiment_job {
+    int experiment;  /* enum xp_experiment */
+    xp_model *model; /* as in xp_search_job (null-baseline opens a second copy) */
+    const char *model_path, *kernel;
+    const char *probes; /* every experiment but random-flips */
+    xp_metric metric;   /* seq_logprob or token_gap */
+    uint64_t seed;      /* random-flips, scale-vs-random, null-baseline (the
+                           searches'; seed + 1 randomises the copy) */
+    bool json;          /* one JSON object instead of the table */
+    /* random-flips */
+    const char *text;
+    const size_t *counts;
+    size_t n_counts;
+    const int *kinds; /* XP_FLIP_MASK (a bit), XP_FLIP_ROW, XP_FLIP_BLOCK */
+    size_t n_kinds, trials;
+    size_t ctx;        /* tokens per chunk (0: 512, or the whole text if shorter) */
+    size_t max_chunks; /* 0: all */
+    /* scale-vs-random */
+    size_t samples;
+    /* stacking: patch files or Neagari directories */
+    const char *const *patches;
+    size_t n_patches;
+    bool force;
+    /* layer-map (layers, projs), scale-vs-random and null-baseline */
+    xp_search_opts search;
+    FILE *out;
+} xp_experiment_job;
+int xp_experiment_job_run(const xp_experiment_job *job, const xp_job_callbacks *cb, xp_err *err);
+
+/* ---- the task benchmark ---------------------------------------------------------- */
+
+/* xorpatch bench-task: a JSONL task file run greedily without and with the patches,
+ * scored exactly, its paired statistics written to out as text or one JSON line. */
+typedef struct xp_bench_task_job {
+    xp_model *model; /* as in xp_search_job */
+    const char *model_path, *kernel;
+    const char *tasks;
+    int kind;                 /* enum xp_task_kind */
+    size_t limit;             /* only the first tasks (0: all) */
+    xp_patch *const *patches; /* applied in order, reverted after */
+    size_t n_patches;
+    xp_task_opts opts; /* its progress is the job's */
+    bool json;
+    FILE *out;
+} xp_bench_task_job;
+int xp_bench_task_job_run(const xp_bench_task_job *job, const xp_job_callbacks *cb, xp_err *err);
+
+/* ---- what the jobs share with other front ends ---------------------------------- */
+
+/* Patch arguments as a growing list: files in any format, or Neagari directories (each
+ * of their patches); a manifest step whose file is absent is said as a note. */
+typedef struct xp_job_patches {
+    xp_patch **p;
+    size_t n;
+} xp_job_patches;
+int xp_job_patches_add(xp_job_patches *list, const char *path, const xp_job_callbacks *cb,
+                       xp_err *err);
+void xp_job_patches_free(xp_job_patches *list);
+
+/* The base fingerprint of a model file: its record's base when it carries one, else the
+ * SHA-256 of the file. */
+int xp_job_base_sha256(const char *path, const xp_gguf *g, char sha[65], xp_err *err);
+/* Records on a patch this program makes how it was made: the name (when given), the
+ * tool and the time. */
+void xp_job_stamp(xp_patch *p, const char *name);
+/* The shape summary of a model as a JSON object text (malloc'd), or NULL. */
+char *xp_job_architecture_json(const xp_gguf *g);
+/* The format a patch is written in by its file name: .xpb binary, else xorpatch JSON. */
+int xp_job_patch_format(const char *path);
+
+/* Paired right/wrong statistics as text lines (label: "probes", "tasks"; without
+ * patched only the base accuracy) and as a JSON object (cJSON, the caller's). */
+void xp_paired_print(FILE *out, const xp_paired *p, const char *label, bool patched);
+struct cJSON;
+struct cJSON *xp_paired_json(const xp_paired *p);
+/* The outcome of one paired item: "fixed", "broke", "stayed right", "stayed wrong". */
+const char *xp_outcome_name(bool before, bool after);
+/* s as a JSON string literal cut to at most max characters (… marks a cut), into buf;
+ * NULL gives "-". */
+const char *xp_text_quote(const char *s, size_t max, char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,54 @@
+/* A job's callbacks for a terminal (cli_job.h): a stage's progress draws a bar labelled
+ * with it, a new stage (or a count going back) starts a fresh one, a finished stage
+ * clears it, and a message clears it before it is said. */
+#include <string.h>
+
+#include "cli/cli_job.h"
+
+static void bar_clear(cli_job_view *v)
+{
+    if (v->stage[0])
+        cli_progress_end(&v->bar);
+    v->stage[0] = 0;
+}
+
+static void progress(void *ctx, const char *stage, uint64_t done, uint64_t total)
+{
+    cli_job_view *v = ctx;
+    if (!v->stage[0] || strcmp(stage, v->stage) || done < v->last) {
+        bar_clear(v);
+        snprintf(v->stage, sizeof v->stage, "%s", stage);
+        cli_progress_start(&v->bar, v->stage);
+    }
+    v->last = done;
+    cli_progress_update(&v->bar, done, total);
+    if (total && done >= total)
+        bar_clear(v);
+}
+
+static void note(void *ctx, int level, const char *text)
+{
+    (void)ctx, (void)level; /* notes and warnings alike: on stderr unless quiet */
+    cli_note("%s", text);
+}
+
+const xp_job_callbacks cli_job_notes = {.message = note};
+
+static void message(void *ctx, int level, const char *text)
+{
+    bar_clear(ctx);
+    note(ctx, level, text);
+}
+
+const xp_job_callbacks *cli_job_view_init(cli_job_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->cb = (xp_job_callbacks){progress, NULL, message, v};
+    return &v->cb;
+}
+
+int cli_job_view_end(cli_job_view *v, int rc, const xp_err *err)
+{
+    bar_clear(v);
+    return rc ? cli_fail(err) : EXIT_OK;
+}

@@ -1,0 +1,23 @@
+/* The printing side of the commands that run a job (search, pipeline, experiment,
+ * bench-task): a progress bar per stage on stderr, and the job's messages as notes. */
+#ifndef XP_CLI_JOB_H
+#define XP_CLI_JOB_H
+#include "cli/cli.h"
+
+typedef struct cli_job_view {
+    xp_job_callbacks cb;
+    cli_progress bar;
+    char stage[64]; /* the bar's label ("" when none is drawn) */
+    uint64_t last;  /* the bar's last count */
+} cli_job_view;
+
+/* Callbacks that draw and say it (quiet and terminal rules as cli_note and the bar):
+ * what to give the job. */
+const xp_job_callbacks *cli_job_view_init(cli_job_view *v);
+/* After the job: clears a bar still drawn, prints the job's error when rc is one, and
+ * returns the exit code. */
+int cli_job_view_end(cli_job_view *v, int rc, const xp_err *err);
+
+/* Callbacks that only say the messages, as notes (for a call outside a job's run). */
+extern const xp_job_callbacks cli_job_notes;
+#endif

@@ -1,0 +1,167 @@
+/* The search job's iteration log (search_log.h): JSON lines with the documented keys
+ * {"iter", "layer", "proj", "kind", "index", "bit", "fitness", "best", "accepted",
+ * "screened", "probes", "seconds", "flips"}, fitness null when screening rejected the
+ * candidate. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/file.h"
+#include "job/search_log.h"
+
+static cJSON *iter_json(const xp_search_iter *it)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "iter", (double)it->iter);
+    cJSON_AddNumberToObject(o, "layer", it->cand.layer);
+    cJSON_AddStringToObject(o, "proj", xp_proj_name(it->cand.proj));
+    cJSON_AddStringToObject(o, "kind",
+                            it->cand.kind == XP_FLIP_ROW     ? "row"
+                            : it->cand.kind == XP_FLIP_BLOCK ? "block"
+                                                             : "scale");
+    cJSON_AddNumberToObject(o, "index", (double)it->cand.index);
+    if (it->cand.kind == XP_FLIP_SCALE)
+        cJSON_AddNumberToObject(o, "bit", it->cand.bit);
+    if (isnan(it->fitness))
+        cJSON_AddNullToObject(o, "fitness");
+    else
+        cJSON_AddNumberToObject(o, "fitness", it->fitness);
+    if (isnan(it->best))
+        cJSON_AddNullToObject(o, "best");
+    else
+        cJSON_AddNumberToObject(o, "best", it->best);
+    cJSON_AddBoolToObject(o, "accepted", it->accepted);
+    cJSON_AddBoolToObject(o, "screened", it->screened);
+    cJSON_AddNumberToObject(o, "probes", (double)it->probes_run);
+    cJSON_AddNumberToObject(o, "seconds", it->seconds);
+    cJSON_AddNumberToObject(o, "flips", (double)it->n_flips);
+    return o;
+}
+
+static void remember(search_log *l, const xp_search_iter *it)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        xp_search_iter *v = realloc(l->iters, cap * sizeof *v);
+        if (!v)
+            return;
+        l->iters = v;
+        l->cap = cap;
+    }
+    l->iters[l->n++] = *it;
+}
+
+int search_log_open(search_log *l, const char *path, bool resume, xp_err *err)
+{
+    memset(l, 0, sizeof *l);
+    l->path = path;
+    l->trim = resume;
+    if (!(l->f = fopen(path, resume ? "a" : "w")))
+        return xp_err_set(err, XP_EIO, "%s: cannot write the log", path);
+    return XP_OK;
+}
+
+/* Keeps the lines of the log before iteration `first` (a resumed run repeats the ones
+ * after its checkpoint; a run started afresh from a patch repeats them all). */
+static void trim(search_log *l, size_t first)
+{
+    fclose(l->f);
+    l->f = NULL;
+    FILE *in = fopen(l->path, "r");
+    char *buf = NULL, *line = NULL;
+    size_t len = 0, cap = 0;
+    FILE *out = open_memstream(&buf, &len);
+    while (in && out && getline(&line, &cap, in) > 0) {
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, "iter");
+        if (cJSON_IsNumber(it) && it->valuedouble < (double)first)
+            fputs(line, out);
+        cJSON_Delete(o);
+    }
+    free(line);
+    if (in)
+        fclose(in);
+    if (!out || fclose(out) || xp_write_file_atomic(l->path, buf ? buf : "", len, NULL))
+        l->failed = true;
+    free(buf);
+    if (!(l->f = fopen(l->path, "a")))
+        l->failed = true;
+}
+
+void search_log_write(search_log *l, const xp_search_iter *it)
+{
+    if (l->trim) {
+        trim(l, it->iter);
+        l->trim = false;
+    }
+    if (!l->f)
+        return;
+    remember(l, it);
+    cJSON *o = iter_json(it);
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!line || fprintf(l->f, "%s\n", line) < 0 || fflush(l->f))
+        l->failed = true;
+    free(line);
+}
+
+int search_log_close(search_log *l, xp_err *err)
+{
+    bool bad = l->f && fclose(l->f);
+    l->f = NULL;
+    if (bad || l->failed)
+        return xp_err_set(err, XP_EIO, "%s: cannot write the log", l->path);
+    return XP_OK;
+}
+
+static double number(const cJSON *o, const char *key, double missing)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : missing;
+}
+
+void search_log_reread(search_log *l, size_t upto)
+{
+    FILE *f = fopen(l->path, "r");
+    if (!f)
+        return;
+    search_log old = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, "iter");
+        if (cJSON_IsNumber(it) && it->valuedouble >= 1 && (size_t)it->valuedouble <= upto) {
+            xp_search_iter r = {.iter = (size_t)it->valuedouble};
+            r.fitness = number(o, "fitness", NAN);
+            r.best = number(o, "best", NAN);
+            r.accepted = cJSON_IsTrue(cJSON_GetObjectItem(o, "accepted"));
+            r.screened = cJSON_IsTrue(cJSON_GetObjectItem(o, "screened"));
+            r.seconds = number(o, "seconds", 0);
+            r.n_flips = (size_t)number(o, "flips", 0);
+            r.cand.layer = (uint32_t)number(o, "layer", 0);
+            const cJSON *v = cJSON_GetObjectItem(o, "proj");
+            int proj = cJSON_IsString(v) ? xp_proj_from_name(v->valuestring) : -1;
+            r.cand.proj = (uint8_t)(proj >= 0 ? proj : 0);
+            remember(&old, &r);
+        }
+        cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+    for (size_t i = 0; i < l->n; i++)
+        remember(&old, &l->iters[i]);
+    free(l->iters);
+    l->iters = old.iters;
+    l->n = old.n;
+    l->cap = old.cap;
+}
+
+void search_log_free(search_log *l)
+{
+    if (l->f)
+        fclose(l->f);
+    free(l->iters);
+    memset(l, 0, sizeof *l);
+}

@@ -1,0 +1,30 @@
+/* The search job's per-iteration log: one JSON line per iteration appended as the
+ * search goes (a resumed search first drops the lines a killed run wrote after its
+ * checkpoint), and every iteration kept in memory for the report's curves. */
+#ifndef XP_JOB_SEARCH_LOG_H
+#define XP_JOB_SEARCH_LOG_H
+#include <stdio.h>
+
+#include "xorpatch/job.h"
+
+typedef struct search_log {
+    FILE *f;
+    const char *path;
+    bool trim;             /* resuming: drop the lines from the first new iteration on */
+    bool failed;           /* a line could not be written */
+    xp_search_iter *iters; /* every iteration written (and, after search_log_reread, the
+                              resumed run's earlier ones first) */
+    size_t n, cap;
+} search_log;
+
+/* Opens path to append (resuming) or afresh. */
+int search_log_open(search_log *l, const char *path, bool resume, xp_err *err);
+/* One iteration: its line, and remembered. */
+void search_log_write(search_log *l, const xp_search_iter *it);
+/* Closes the file; an error when it or any line could not be written. */
+int search_log_close(search_log *l, xp_err *err);
+/* A resumed search's iterations 1..upto read back from the file, before the ones
+ * written by this run. */
+void search_log_reread(search_log *l, size_t upto);
+void search_log_free(search_log *l);
+#endif

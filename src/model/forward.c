@@ -2,7 +2,7 @@
  * caches to sequences that keep none, and runs the chosen path. */
 #include <stdlib.h>
 
-#include "model/forward.h"
+#include "model/forward_paths.h"
 
 size_t xp_forward_n_logits(const xp_seq *seqs, size_t n_seqs)
 {

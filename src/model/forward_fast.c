@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/forward.h"
+#include "model/forward_paths.h"
 #include "model/kernels.h"
 
 #define ROW_CHUNK 64

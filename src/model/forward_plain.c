@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/forward.h"
+#include "model/forward_paths.h"
 
 /* out[r] = W[r] . x for every row r, each sum in index order. Eight rows go together,
  * their weights interleaved, so the CPU can overlap eight independent sums; no row's

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/forward.h"
+#include "model/forward_paths.h"
 
 /* Outputs per LM-head pass: enough tokens for the kernels to run at full speed, few
  * enough that a full vocabulary of logits for them stays small. */

@@ -1,8 +1,8 @@
 /* The two forward paths behind xp_forward. Both receive validated sequences whose
  * caches (the caller's, or temporary ones) have room for the new tokens, and write the
  * wanted logits in order. */
-#ifndef XP_FORWARD_H
-#define XP_FORWARD_H
+#ifndef XP_FORWARD_PATHS_H
+#define XP_FORWARD_PATHS_H
 #include "model/kv.h"
 #include "model/model.h"
 

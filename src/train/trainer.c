@@ -39,7 +39,7 @@ static int layout(xp_trainer *t)
 #define T(field, tensor, ne0, ne1, q)                                                              \
     (xp_tensor_name(nm, sizeof nm, l, tensor), L->field = add_tensor(t, nm, ne0, ne1, q))
     for (uint32_t l = 0; l < s->n_layer; l++) {
-        layer_off *L = &t->L[l];
+        xpt_layer_off *L = &t->L[l];
         T(attn_norm, "attn_norm", s->n_embd, 0, false);
         T(wq, xp_proj_tensor(XP_PROJ_Q), s->n_embd, (int64_t)qd, true);
         T(wk, xp_proj_tensor(XP_PROJ_K), s->n_embd, (int64_t)kvd, true);

@@ -260,9 +260,8 @@ static int make_patch(run *r, const xp_search_result *done, xp_patch **out, xp_e
         const xp_candidate *c = &r->kept[i];
         char tensor[XP_TENSOR_NAME_MAX];
         xp_tensor_name(tensor, sizeof tensor, c->layer, xp_proj_tensor(c->proj));
-        rc = c->kind == XP_FLIP_ROW     ? xp_patch_add_row(p, tensor, c->index, err)
-             : c->kind == XP_FLIP_BLOCK ? xp_patch_add_block(p, tensor, c->index, err)
-                                        : xp_patch_add_scale_bit(p, tensor, c->index, c->bit, err);
+        xp_flip f = xp_candidate_as_flip(c);
+        rc = xp_patch_add(p, tensor, &f, err);
     }
     if (!rc)
         rc = xp_patch_bind(p, xp_model_gguf(r->m), err);

@@ -2,6 +2,8 @@
  * the progress bar and the vocabulary look-up used by several commands. */
 #include "cli/cli.h"
 
+#include "cli/options.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
@@ -154,10 +156,9 @@ long cli_parse_count(const char *s)
 
 int cli_set_threads(const char *command, const char *value)
 {
-    long n = cli_parse_count(value);
-    if (n < 1 || n > 1024)
-        return cli_usage_error(command, "-t needs a thread count from 1 to 1024, not '%s'",
-                               value);
+    uint64_t n;
+    if (cli_parse_int(command, CLI_O_THREADS, value, &n))
+        return EXIT_USAGE;
     omp_set_num_threads((int)n);
     return -1;
 }

@@ -3,12 +3,11 @@
  * with other engines. */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "cli/options.h"
 #include "core/file.h"
 
 static const char usage[] =
@@ -33,31 +32,40 @@ static const char usage[] =
     "  -q, --quiet        nothing on stderr but errors\n"
     "  -h, --help         this text\n";
 
-static int parse_ids(const char *s, int32_t **out, size_t *n)
+/* The prompt as token ids (--ids). */
+typedef struct id_list {
+    int32_t *v;
+    size_t n;
+} id_list;
+
+/* Takes "1,2,3" into an id_list (a cli_take_fn). */
+static int take_ids(const char *s, void *field)
 {
+    id_list *l = field;
     size_t cap = 16;
     int32_t *ids = malloc(cap * sizeof *ids);
-    *n = 0;
+    size_t n = 0;
     while (ids && *s) {
         char *end;
         errno = 0;
         long v = strtol(s, &end, 10);
         if (end == s || errno || v < 0 || v > INT32_MAX || (*end && *end != ','))
             break;
-        if (*n == cap) {
+        if (n == cap) {
             int32_t *b = realloc(ids, (cap *= 2) * sizeof *ids);
             if (!b)
                 break;
             ids = b;
         }
-        ids[(*n)++] = (int32_t)v;
+        ids[n++] = (int32_t)v;
         s = *end ? end + 1 : end;
     }
-    if (!ids || *s || !*n) {
+    if (!ids || *s || !n) {
         free(ids);
         return -1;
     }
-    *out = ids;
+    l->v = ids;
+    l->n = n;
     return 0;
 }
 
@@ -99,58 +107,46 @@ static void print_piece(const xp_tokenizer *tok, int32_t id)
     free(text);
 }
 
+typedef struct args {
+    const char *model, *prompt, *out, *kernel;
+    id_list ids;
+    bool special, all, json, plain;
+    size_t top;
+} args;
+
+static const cli_use uses[] = {
+    {CLI_O_MODEL, CLI_AT(args, model)},
+    {CLI_O_PROMPT, CLI_AT(args, prompt)},
+    {CLI_O_IDS, CLI_AT(args, ids), .take = take_ids},
+    {CLI_O_SPECIAL, CLI_AT(args, special)},
+    {CLI_O_TOP, CLI_AT(args, top)},
+    {CLI_O_ALL_POSITIONS, CLI_AT(args, all)},
+    {CLI_O_OUT, CLI_AT(args, out), .long_only = true},
+    {CLI_O_JSON, CLI_AT(args, json)},
+    {CLI_O_PLAIN, CLI_AT(args, plain)},
+    {CLI_O_KERNEL, CLI_AT(args, kernel)},
+    {.id = CLI_O_THREADS},
+};
+static const cli_spec spec = CLI_SPEC(&cli_logits, uses, false);
+
 static int run(int argc, char **argv)
 {
-    enum { O_IDS = 256, O_SPECIAL, O_TOP, O_ALL, O_OUT, O_JSON, O_PLAIN, O_KERNEL };
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},  {"prompt", required_argument, 0, 'p'},
-        {"ids", required_argument, 0, O_IDS},  {"special", no_argument, 0, O_SPECIAL},
-        {"top", required_argument, 0, O_TOP},  {"all-positions", no_argument, 0, O_ALL},
-        {"out", required_argument, 0, O_OUT},  {"json", no_argument, 0, O_JSON},
-        {"plain", no_argument, 0, O_PLAIN},    {"kernel", required_argument, 0, O_KERNEL},
-        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *model = NULL, *prompt = NULL, *ids_arg = NULL, *out_path = NULL, *kernel = NULL;
-    bool special = false, all = false, json = false;
-    xp_path path = XP_PATH_FAST;
-    long k = 10;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:p:t:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm': model = optarg; break;
-        case 'p': prompt = optarg; break;
-        case O_IDS: ids_arg = optarg; break;
-        case O_SPECIAL: special = true; break;
-        case O_TOP:
-            if ((k = cli_parse_count(optarg)) < 0)
-                return cli_usage_error("logits", "--top needs a positive count, not '%s'", optarg);
-            break;
-        case O_ALL: all = true; break;
-        case O_OUT: out_path = optarg; break;
-        case O_JSON: json = true; break;
-        case O_PLAIN: path = XP_PATH_PLAIN; break;
-        case O_KERNEL: kernel = optarg; break;
-        case 't':
-            if ((rc = cli_set_threads("logits", optarg)) >= 0)
-                return rc;
-            break;
-        default:
-            if ((rc = cli_common_option(&cli_logits, opt)) >= 0)
-                return rc;
-        }
+    args a = {.top = 10};
+    cli_parsed parsed;
+    int rc = cli_parse(&spec, argc, argv, &a, &parsed);
+    if (rc < 0 && (!a.model || !a.prompt == !a.ids.v))
+        rc = cli_usage_error("logits", "-m MODEL and one of -p TEXT or --ids LIST are required");
+    if (rc >= 0) {
+        free(a.ids.v);
+        return rc;
     }
-    if (optind < argc)
-        return cli_usage_error("logits", "unexpected argument '%s'", argv[optind]);
-    if (!model || !prompt == !ids_arg)
-        return cli_usage_error("logits", "-m MODEL and one of -p TEXT or --ids LIST are required");
-    int32_t *ids = NULL;
-    size_t n = 0;
-    if (ids_arg && parse_ids(ids_arg, &ids, &n))
-        return cli_usage_error("logits", "--ids needs comma-separated token ids, not '%s'",
-                               ids_arg);
+    const char *model = a.model, *prompt = a.prompt;
+    int32_t *ids = a.ids.v;
+    size_t n = a.ids.n, k = a.top;
+    xp_path path = a.plain ? XP_PATH_PLAIN : XP_PATH_FAST;
+    bool all = a.all;
     xp_model *m;
-    if ((rc = cli_open_model(model, kernel, &m))) {
+    if ((rc = cli_open_model(model, a.kernel, &m))) {
         free(ids);
         return rc;
     }
@@ -161,7 +157,7 @@ static int run(int argc, char **argv)
         if (!tok)
             rc = xp_err_set(&err, XP_EFORMAT, "%s has no tokenizer: give --ids", model);
         else
-            rc = xp_tokenize(tok, prompt, strlen(prompt), special, &ids, &n, &err);
+            rc = xp_tokenize(tok, prompt, strlen(prompt), a.special, &ids, &n, &err);
         if (!rc && n == 0)
             rc = xp_err_set(&err, XP_EINVAL, "the prompt has no tokens");
     }
@@ -180,18 +176,18 @@ static int run(int argc, char **argv)
         xp_seq seq = {NULL, ids, n, want};
         rc = xp_forward(m, path, &seq, 1, logits, &err);
     }
-    if (!rc && out_path)
-        rc = xp_write_file_atomic(out_path, logits, n_pos * V * sizeof *logits, &err);
-    top_entry *top = !rc ? malloc((size_t)k * sizeof *top) : NULL;
+    if (!rc && a.out)
+        rc = xp_write_file_atomic(a.out, logits, n_pos * V * sizeof *logits, &err);
+    top_entry *top = !rc ? malloc(k * sizeof *top) : NULL;
     if (!rc && !top)
         rc = xp_err_set(&err, XP_ENOMEM, "out of memory");
-    if (!rc && json) {
+    if (!rc && a.json) {
         cJSON *o = cJSON_CreateObject(), *toks = cJSON_AddArrayToObject(o, "tokens");
         cJSON *positions = cJSON_AddArrayToObject(o, "positions");
         for (size_t i = 0; i < n; i++)
             cJSON_AddItemToArray(toks, cJSON_CreateNumber(ids[i]));
         for (size_t p = 0; p < n_pos; p++) {
-            size_t kk = (size_t)k < V ? (size_t)k : V;
+            size_t kk = k < V ? k : V;
             top_k(logits + p * V, V, kk, top);
             cJSON *e = cJSON_CreateObject(), *arr;
             cJSON_AddNumberToObject(e, "pos", (double)(all ? p : n - 1));
@@ -207,7 +203,7 @@ static int run(int argc, char **argv)
         cli_print_json(o);
     } else if (!rc) {
         for (size_t p = 0; p < n_pos; p++) {
-            size_t pos = all ? p : n - 1, kk = (size_t)k < V ? (size_t)k : V;
+            size_t pos = all ? p : n - 1, kk = k < V ? k : V;
             printf("position %zu, token %d ", pos, ids[pos]);
             print_piece(tok, ids[pos]);
             printf("\n");

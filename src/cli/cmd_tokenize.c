@@ -2,11 +2,10 @@
  * Each input line is one JSON string (or, with --decode, one JSON array of ids); each
  * output line is the JSON array of ids (or the decoded JSON string). */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli/options.h"
 #include "tok/tok_internal.h"
 
 static const char usage[] =
@@ -86,39 +85,31 @@ static int decode_line(const xp_tokenizer *t, const cJSON *j, size_t line, xp_er
     return out ? XP_OK : xp_err_set(err, XP_ENOMEM, "stdin line %zu: out of memory", line);
 }
 
+typedef struct args {
+    const char *model;
+    bool special, decode;
+} args;
+
+static const cli_use uses[] = {
+    {CLI_O_MODEL, CLI_AT(args, model)},
+    {CLI_O_SPECIAL, CLI_AT(args, special)},
+    {CLI_O_DECODE, CLI_AT(args, decode)},
+};
+static const cli_spec spec = CLI_SPEC(&cli_tokenize, uses, false);
+
 static int run(int argc, char **argv)
 {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"special", no_argument, 0, 's'},
-                                         {"decode", no_argument, 0, 'd'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *model = NULL;
-    bool special = false, decode = false;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:qh", opts, NULL)) != -1) {
-        if (opt == 'm')
-            model = optarg;
-        else if (opt == 's')
-            special = true;
-        else if (opt == 'd')
-            decode = true;
-        else {
-            int rc = cli_common_option(&cli_tokenize, opt);
-            if (rc >= 0)
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("tokenize", "unexpected argument '%s'", argv[optind]);
-    if (!model)
+    args a = {0};
+    cli_parsed p;
+    int rc = cli_parse(&spec, argc, argv, &a, &p);
+    if (rc >= 0)
+        return rc;
+    if (!a.model)
         return cli_usage_error("tokenize", "-m MODEL is required");
     xp_err err = {0};
     xp_vocab *vocab = NULL;
     xp_tokenizer *t = NULL;
-    if (cli_load_vocab(model, &vocab, &err) || xp_tokenizer_new(&t, vocab, &err)) {
+    if (cli_load_vocab(a.model, &vocab, &err) || xp_tokenizer_new(&t, vocab, &err)) {
         xp_vocab_free(vocab);
         return cli_fail(&err);
     }
@@ -126,15 +117,15 @@ static int run(int argc, char **argv)
     char *line = NULL;
     size_t cap = 0, line_no = 0;
     ssize_t len;
-    int rc = XP_OK;
+    rc = XP_OK;
     while (!rc && (len = getline(&line, &cap, stdin)) >= 0) {
         line_no++;
         cJSON *j = cJSON_ParseWithLength(line, (size_t)len);
         if (!j)
             rc = xp_err_set(&err, XP_EFORMAT, "stdin line %zu: not valid JSON", line_no);
         else
-            rc = decode ? decode_line(t, j, line_no, &err)
-                        : encode_line(t, j, special, line_no, &err);
+            rc = a.decode ? decode_line(t, j, line_no, &err)
+                          : encode_line(t, j, a.special, line_no, &err);
         cJSON_Delete(j);
     }
     free(line);

@@ -2,11 +2,11 @@
  * a model's 1-bit weights — made by xorpatch or not — can be audited, shown, stacked and
  * reverted like any patch. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cmd_patch_util.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch diff A.gguf B.gguf -o PATCH [--to FORMAT] [--name NAME]\n"
@@ -25,36 +25,33 @@ static const char usage[] =
     "  -q, --quiet         nothing but results and errors\n"
     "  -h, --help          this text\n";
 
+typedef struct args {
+    const char *out, *to, *name;
+} args;
+
+static const cli_use uses[] = {
+    {CLI_O_OUTPUT, CLI_AT(args, out)},
+    {CLI_O_TO, CLI_AT(args, to)},
+    {CLI_O_NAME, CLI_AT(args, name)},
+};
+static const cli_spec spec = CLI_SPEC(&cli_diff, uses, true);
+
 static int run(int argc, char **argv)
 {
-    enum { O_TO = 256, O_NAME };
-    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
-                                         {"to", required_argument, 0, O_TO},
-                                         {"name", required_argument, 0, O_NAME},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *out = NULL, *to = NULL, *name = NULL;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
-        if (opt == 'o')
-            out = optarg;
-        else if (opt == O_TO)
-            to = optarg;
-        else if (opt == O_NAME)
-            name = optarg;
-        else if ((rc = cli_common_option(&cli_diff, opt)) >= 0)
-            return rc;
-    }
-    if (argc - optind != 2)
+    args o = {0};
+    cli_parsed parsed;
+    int rc = cli_parse(&spec, argc, argv, &o, &parsed);
+    if (rc >= 0)
+        return rc;
+    if (parsed.n_args != 2)
         return cli_usage_error("diff", "give exactly two files, A.gguf and B.gguf");
+    const char *out = o.out, *name = o.name;
     if (!out)
         return cli_usage_error("diff", "-o PATCH is required");
-    int format = cli_patch_out_format("diff", to, out);
+    int format = cli_patch_out_format("diff", o.to, out);
     if (format < 0)
         return EXIT_USAGE;
-    const char *a = argv[optind], *b = argv[optind + 1];
+    const char *a = parsed.args[0], *b = parsed.args[1];
     xp_err err = {0};
     xp_gguf *ga = NULL, *gb = NULL;
     xp_patch *p = NULL;

@@ -2,8 +2,9 @@
  * options and the crash-test hook (see cmd_patch_util.h). */
 #include "cli/cmd_patch_util.h"
 
+#include "cli/options.h"
+
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,54 +162,36 @@ const char *cli_thousands(uint64_t v, char *buf, size_t size)
     return buf;
 }
 
+int cli_patches_take(const char *path, void *list)
+{
+    xp_err err = {0};
+    return cli_patches_add(list, path, &err) ? cli_fail(&err) : 0;
+}
+
+static const cli_use file_uses[] = {
+    {CLI_O_MODEL, CLI_AT(cli_file_args, model)},
+    {CLI_O_PATCH, CLI_AT(cli_file_args, list), .take = cli_patches_take},
+    {CLI_O_OUTPUT, CLI_AT(cli_file_args, out)},
+    {CLI_O_IN_PLACE, CLI_AT(cli_file_args, in_place)},
+    {CLI_O_FORCE, CLI_AT(cli_file_args, force)},
+};
+
 int cli_file_args_parse(const cli_command *cmd, int argc, char **argv, const char *model_role,
                         bool need_patch, cli_file_args *a)
 {
-    enum { O_IN_PLACE = 256, O_FORCE };
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"patch", required_argument, 0, 'p'},
-                                         {"output", required_argument, 0, 'o'},
-                                         {"in-place", no_argument, 0, O_IN_PLACE},
-                                         {"force", no_argument, 0, O_FORCE},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    const cli_spec spec = CLI_SPEC(cmd, file_uses, false);
     memset(a, 0, sizeof *a);
-    xp_err err = {0};
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:p:o:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm': a->model = optarg; break;
-        case 'o': a->out = optarg; break;
-        case O_IN_PLACE: a->in_place = true; break;
-        case O_FORCE: a->force = true; break;
-        case 'p':
-            if (cli_patches_add(&a->list, optarg, &err)) {
-                cli_patches_free(&a->list);
-                return cli_fail(&err);
-            }
-            break;
-        default:
-            if ((rc = cli_common_option(cmd, opt)) >= 0) {
-                cli_patches_free(&a->list);
-                return rc;
-            }
-        }
-    }
-    char need_model[64];
-    snprintf(need_model, sizeof need_model, "-m %s is required", model_role);
-    const char *problem = optind < argc                ? "unexpected argument"
-                          : !a->model                  ? need_model
-                          : need_patch && !a->list.n   ? "give at least one -p PATCH"
-                          : !a->out == !a->in_place    ? "give -o OUT.gguf or --in-place (one of them)"
-                                                       : NULL;
-    if (problem) {
+    cli_parsed p;
+    int rc = cli_parse(&spec, argc, argv, a, &p);
+    if (rc < 0 && !a->model)
+        rc = cli_usage_error(cmd->name, "-m %s is required", model_role);
+    else if (rc < 0 && need_patch && !a->list.n)
+        rc = cli_usage_error(cmd->name, "give at least one -p PATCH");
+    else if (rc < 0 && !a->out == !a->in_place)
+        rc = cli_usage_error(cmd->name, "give -o OUT.gguf or --in-place (one of them)");
+    if (rc >= 0)
         cli_patches_free(&a->list);
-        return cli_usage_error(cmd->name, "%s%s%s", problem, optind < argc ? " " : "",
-                               optind < argc ? argv[optind] : "");
-    }
-    return -1;
+    return rc;
 }
 
 int cli_file_run(const char *label, cli_file_op op, const cli_file_args *a,

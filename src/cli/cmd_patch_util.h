@@ -35,6 +35,9 @@ int cli_file_run(const char *label, cli_file_op op, const cli_file_args *a,
 /* Reads one -p argument (a file, or a Neagari directory: each of its patches) and adds
  * what it holds to the list, noting manifest steps whose file is absent. */
 int cli_patches_add(cli_patches *list, const char *path, xp_err *err);
+/* The same as the option table's take function of -p PATCH into a cli_patches: 0, or
+ * the exit code after printing the error. */
+int cli_patches_take(const char *path, void *list);
 void cli_patches_free(cli_patches *list);
 
 /* Binds every patch to a layout: the model file when given, else the named shape

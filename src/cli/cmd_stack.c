@@ -1,10 +1,10 @@
 /* `xorpatch stack`: composes patches into one (XOR), reporting per tensor where they
  * overlap — flips present in two patches cancel, so stacking is not concatenation. */
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cmd_patch_util.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch stack PATCH PATCH ... -o OUT [--to FORMAT] [-m MODEL | --shape NAME]\n"
@@ -85,54 +85,45 @@ static void report(xp_patch *const *ps, size_t n, const xp_patch *out)
     free(rows);
 }
 
+typedef struct args {
+    const char *out, *to, *model, *shape, *name;
+    bool force;
+} args;
+
+static const cli_use uses[] = {
+    {CLI_O_OUTPUT, CLI_AT(args, out)},  {CLI_O_TO, CLI_AT(args, to)},
+    {CLI_O_MODEL, CLI_AT(args, model)}, {CLI_O_SHAPE, CLI_AT(args, shape)},
+    {CLI_O_FORCE, CLI_AT(args, force)}, {CLI_O_NAME, CLI_AT(args, name)},
+};
+static const cli_spec spec = CLI_SPEC(&cli_stack, uses, true);
+
 static int run(int argc, char **argv)
 {
-    enum { O_TO = 256, O_SHAPE, O_FORCE, O_NAME };
-    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
-                                         {"to", required_argument, 0, O_TO},
-                                         {"model", required_argument, 0, 'm'},
-                                         {"shape", required_argument, 0, O_SHAPE},
-                                         {"force", no_argument, 0, O_FORCE},
-                                         {"name", required_argument, 0, O_NAME},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *out = NULL, *to = NULL, *model = NULL, *shape = NULL, *name = NULL;
-    bool force = false;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "o:m:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'o': out = optarg; break;
-        case O_TO: to = optarg; break;
-        case 'm': model = optarg; break;
-        case O_SHAPE: shape = optarg; break;
-        case O_FORCE: force = true; break;
-        case O_NAME: name = optarg; break;
-        default:
-            if ((rc = cli_common_option(&cli_stack, opt)) >= 0)
-                return rc;
-        }
-    }
-    if (argc - optind < 2)
+    args a = {0};
+    cli_parsed p;
+    int rc = cli_parse(&spec, argc, argv, &a, &p);
+    if (rc >= 0)
+        return rc;
+    if (p.n_args < 2)
         return cli_usage_error("stack", "give at least two patches");
+    const char *out = a.out;
     if (!out)
         return cli_usage_error("stack", "-o OUT is required");
-    if (model && shape)
+    if (a.model && a.shape)
         return cli_usage_error("stack", "give -m or --shape, not both");
-    int format = cli_patch_out_format("stack", to, out);
+    int format = cli_patch_out_format("stack", a.to, out);
     if (format < 0)
         return EXIT_USAGE;
     cli_patches list = {0};
     xp_err err = {0};
     xp_patch *s = NULL;
     rc = XP_OK;
-    for (int i = optind; i < argc && !rc; i++)
-        rc = cli_patches_add(&list, argv[i], &err);
+    for (int i = 0; i < p.n_args && !rc; i++)
+        rc = cli_patches_add(&list, p.args[i], &err);
     if (!rc)
-        rc = cli_patches_layout(list.p, list.n, model, shape, &err);
+        rc = cli_patches_layout(list.p, list.n, a.model, a.shape, &err);
     if (!rc)
-        rc = xp_patch_stack(&s, list.p, list.n, force, &err);
+        rc = xp_patch_stack(&s, list.p, list.n, a.force, &err);
     if (!rc && !s->n_flips)
         rc = xp_err_set(&err, XP_EINVAL, "the patches cancel completely: the stack is empty, "
                         "nothing written");
@@ -146,7 +137,7 @@ static int run(int argc, char **argv)
                 strcat(joined, " + ");
             strcat(joined, list.p[i]->name ? list.p[i]->name : "?");
         }
-        cli_patch_stamp(s, name ? name : joined);
+        cli_patch_stamp(s, a.name ? a.name : joined);
         free(joined);
         rc = xp_patch_write(s, format, out, &err);
     }

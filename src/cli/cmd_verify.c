@@ -2,11 +2,11 @@
  * and reports the Hamming distance per tensor — what a deployer runs before trusting a
  * file someone else patched. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cmd_patch_util.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch verify -m PATCHED.gguf -b BASE.gguf [-p PATCH ...] [--json]\n"
@@ -69,48 +69,36 @@ static void print_json(const xp_verify_report *r, const char *fp_note)
     cli_print_json(o);
 }
 
+typedef struct args {
+    const char *model, *base;
+    cli_patches list;
+    bool json;
+} args;
+
+static const cli_use uses[] = {
+    {CLI_O_MODEL, CLI_AT(args, model)},
+    {CLI_O_BASE, CLI_AT(args, base)},
+    {CLI_O_PATCH, CLI_AT(args, list), .take = cli_patches_take},
+    {CLI_O_JSON, CLI_AT(args, json)},
+};
+static const cli_spec spec = CLI_SPEC(&cli_verify, uses, false);
+
 static int run(int argc, char **argv)
 {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"base", required_argument, 0, 'b'},
-                                         {"patch", required_argument, 0, 'p'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *model = NULL, *base = NULL;
-    bool json = false;
-    cli_patches list = {0};
+    args a = {0};
+    cli_parsed p;
+    int rc = cli_parse(&spec, argc, argv, &a, &p);
+    if (rc < 0 && !a.model)
+        rc = cli_usage_error("verify", "-m PATCHED.gguf is required");
+    else if (rc < 0 && !a.base)
+        rc = cli_usage_error("verify", "-b BASE.gguf is required");
+    if (rc >= 0) {
+        cli_patches_free(&a.list);
+        return rc;
+    }
+    const char *model = a.model, *base = a.base;
+    cli_patches list = a.list;
     xp_err err = {0};
-    int opt, rc = EXIT_OK;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:b:p:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm': model = optarg; break;
-        case 'b': base = optarg; break;
-        case 'j': json = true; break;
-        case 'p':
-            if (cli_patches_add(&list, optarg, &err)) {
-                cli_patches_free(&list);
-                return cli_fail(&err);
-            }
-            break;
-        default:
-            if ((rc = cli_common_option(&cli_verify, opt)) >= 0) {
-                cli_patches_free(&list);
-                return rc;
-            }
-        }
-    }
-    const char *problem = optind < argc ? "unexpected argument"
-                          : !model      ? "-m PATCHED.gguf is required"
-                          : !base       ? "-b BASE.gguf is required"
-                                        : NULL;
-    if (problem) {
-        cli_patches_free(&list);
-        return cli_usage_error("verify", "%s%s%s", problem, optind < argc ? " " : "",
-                               optind < argc ? argv[optind] : "");
-    }
     bool rec_m = false, rec_b = false, present = false;
     xp_gguf *gp = NULL, *gb = NULL;
     xp_patch_record rec = {0};
@@ -145,7 +133,7 @@ static int run(int argc, char **argv)
     if (!rc)
         rc = xp_patch_verify(gp, gb, ps, n, &r, &err);
     if (!rc) {
-        if (json)
+        if (a.json)
             print_json(&r, note);
         else
             print_text(&r, note);

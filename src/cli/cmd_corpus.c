@@ -1,11 +1,7 @@
 /* `xorpatch corpus`: writes the tiny model's deterministic training corpus, and, given
  * a trained model, its probe sets (train, held-out and control probes in the Bankai list
  * format) with the model's per-task greedy accuracy. */
-#include <getopt.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "cli/cli.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch corpus [--seed N] -o CORPUS.jsonl\n"
@@ -60,50 +56,34 @@ static int write_probes(const char *dir, const char *model_path, xp_corpus *c, u
     return EXIT_OK;
 }
 
+typedef struct args {
+    const char *out, *probes, *model, *corpus;
+    uint64_t seed;
+} args;
+
+static const cli_use uses[] = {
+    {CLI_O_SEED, CLI_AT(args, seed)},     {CLI_O_PROBES, CLI_AT(args, probes)},
+    {CLI_O_CORPUS, CLI_AT(args, corpus)}, {CLI_O_MODEL, CLI_AT(args, model)},
+    {CLI_O_OUTPUT, CLI_AT(args, out)},    {.id = CLI_O_THREADS},
+};
+static const cli_spec spec = CLI_SPEC(&cli_corpus, uses, false);
+
 static int run(int argc, char **argv)
 {
-    enum { O_SEED = 256, O_PROBES, O_CORPUS };
-    static const struct option opts[] = {
-        {"seed", required_argument, 0, O_SEED},     {"probes", required_argument, 0, O_PROBES},
-        {"corpus", required_argument, 0, O_CORPUS}, {"model", required_argument, 0, 'm'},
-        {"output", required_argument, 0, 'o'},      {"threads", required_argument, 0, 't'},
-        {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    const char *out = NULL, *probes = NULL, *model = NULL, *corpus_path = NULL;
-    uint64_t seed = 1;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "o:m:t:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case O_SEED: {
-            char *end;
-            seed = strtoull(optarg, &end, 10);
-            if (!*optarg || *end || optarg[0] == '-')
-                return cli_usage_error("corpus", "--seed needs a non-negative integer");
-            break;
-        }
-        case O_PROBES: probes = optarg; break;
-        case O_CORPUS: corpus_path = optarg; break;
-        case 'm': model = optarg; break;
-        case 'o': out = optarg; break;
-        case 't':
-            if ((rc = cli_set_threads("corpus", optarg)) >= 0)
-                return rc;
-            break;
-        default:
-            if ((rc = cli_common_option(&cli_corpus, opt)) >= 0)
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("corpus", "unexpected argument '%s'", argv[optind]);
+    args a = {.seed = 1};
+    cli_parsed p;
+    int rc = cli_parse(&spec, argc, argv, &a, &p);
+    if (rc >= 0)
+        return rc;
+    const char *out = a.out, *probes = a.probes;
+    uint64_t seed = a.seed;
     if (!out && !probes)
         return cli_usage_error("corpus", "-o CORPUS.jsonl or --probes DIR is required");
-    if (probes && !model)
+    if (probes && !a.model)
         return cli_usage_error("corpus", "--probes needs -m MODEL");
     xp_err err = {0};
     xp_corpus *c = NULL;
-    if (corpus_path ? xp_corpus_read(&c, corpus_path, &err) : xp_corpus_generate(&c, seed, &err))
+    if (a.corpus ? xp_corpus_read(&c, a.corpus, &err) : xp_corpus_generate(&c, seed, &err))
         return cli_fail(&err);
     rc = EXIT_OK;
     if (out) {
@@ -118,7 +98,7 @@ static int run(int argc, char **argv)
         }
     }
     if (!rc && probes)
-        rc = write_probes(probes, model, c, seed);
+        rc = write_probes(probes, a.model, c, seed);
     xp_corpus_free(c);
     return rc;
 }

@@ -2,8 +2,6 @@
  * the progress bar and the vocabulary look-up used by several commands. */
 #include "cli/cli.h"
 
-#include "cli/options.h"
-
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +12,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "cli/options.h"
 
 cli_settings cli;
 

@@ -51,10 +51,7 @@ static cJSON *audit_json(const xp_probe_set *s, const xp_audit *a)
     cJSON *probes = cJSON_AddArrayToObject(o, "probes");
     for (size_t i = 0; i < a->n; i++) {
         const xp_audit_probe *p = &a->probes[i];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", s->probes[i].name);
-        cJSON_AddStringToObject(e, "category", s->probes[i].category);
-        cJSON_AddStringToObject(e, "role", s->probes[i].role == XP_ROLE_CONTROL ? "control" : "target");
+        cJSON *e = cli_probe_json(&s->probes[i]);
         cJSON_AddBoolToObject(e, "dead", p->dead);
         cJSON_AddBoolToObject(e, "dead_token_gap", p->dead_token_gap);
         if (p->score.distractor_rank)
@@ -139,40 +136,24 @@ static void audit_print(const xp_probe_set *s, const xp_audit *a, const xp_token
            a->dead_token_gap, a->solved, a->not_emitted, a->one_contrast_categories, a->n_categories);
 }
 
-typedef struct args {
-    const char *model, *probes, *kernel;
-    int metric;
-    bool no_generate, json;
-    size_t max_tokens;
-} args;
+static const int options[] = {
+    CLI_O_MODEL, CLI_O_PROBES, CLI_O_METRIC, CLI_O_NO_GENERATE, CLI_O_MAX_TOKENS | CLI_LONG_ONLY,
+    CLI_O_JSON,  CLI_O_KERNEL, CLI_O_THREADS};
+CLI_COMMAND(cli_audit, "audit",
+            "what a probe set can measure: dead probes, ranks, solved, repeated contrasts", usage,
+            options, false, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_MODEL, CLI_AT(args, model)},
-    {CLI_O_PROBES, CLI_AT(args, probes)},
-    {CLI_O_METRIC, CLI_AT(args, metric)},
-    {CLI_O_NO_GENERATE, CLI_AT(args, no_generate)},
-    {CLI_O_MAX_TOKENS, CLI_AT(args, max_tokens), .long_only = true},
-    {CLI_O_JSON, CLI_AT(args, json)},
-    {CLI_O_KERNEL, CLI_AT(args, kernel)},
-    {.id = CLI_O_THREADS},
-};
-static const cli_spec spec = CLI_SPEC(&cli_audit, uses, false);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {.metric = XP_METRIC_SEQ_LOGPROB};
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc >= 0)
-        return rc;
-    const char *model = a.model, *probes = a.probes;
+    const char *model = v->model, *probes = v->probes;
     if (!model || !probes)
         return cli_usage_error("audit", "-m MODEL and --probes FILE are required");
-    if (a.no_generate && a.metric == XP_METRIC_GENERATION)
+    if (v->no_generate && v->metric == XP_METRIC_GENERATION)
         return cli_usage_error("audit", "--metric generation needs the greedy outputs: drop "
-                               "--no-generate");
+                                        "--no-generate");
     xp_model *m;
-    if ((rc = cli_open_model(model, a.kernel, &m)))
+    int rc = cli_open_model(model, v->kernel, &m);
+    if (rc)
         return rc;
     xp_err err = {0};
     xp_probe_set *s = NULL;
@@ -180,12 +161,12 @@ static int run(int argc, char **argv)
     xp_audit au = {0};
     double t0 = cli_now();
     rc = cli_probes_load(probes, m, &s, &pt, &err);
-    if (!rc && a.max_tokens)
-        s->max_tokens = a.max_tokens;
+    if (!rc && v->max_tokens)
+        s->max_tokens = v->max_tokens;
     if (!rc)
-        rc = xp_probe_audit(m, s, pt, (xp_metric)a.metric, !a.no_generate, &au, &err);
+        rc = xp_probe_audit(m, s, pt, (xp_metric)v->metric, !v->no_generate, &au, &err);
     if (!rc) {
-        if (a.json)
+        if (v->json)
             cli_print_json(audit_json(s, &au));
         else
             audit_print(s, &au, xp_model_tokenizer(m));
@@ -197,6 +178,3 @@ static int run(int argc, char **argv)
     xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_audit = {"audit", "what a probe set can measure: dead probes, ranks, "
-                               "solved, repeated contrasts", usage, run};

@@ -49,37 +49,22 @@ static int stamp_source(xp_patch *p, const char *in, xp_err *err)
     return XP_OK;
 }
 
-typedef struct args {
-    const char *out, *to, *model, *shape, *name;
-} args;
+static const int options[] = {CLI_O_OUTPUT, CLI_O_TO, CLI_O_MODEL, CLI_O_SHAPE, CLI_O_NAME};
+CLI_COMMAND(cli_convert, "convert",
+            "convert a patch between formats (xorpatch JSON / binary, Bankai v1, Neagari v2)",
+            usage, options, true, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_OUTPUT, CLI_AT(args, out)},  {CLI_O_TO, CLI_AT(args, to)},
-    {CLI_O_MODEL, CLI_AT(args, model)}, {CLI_O_SHAPE, CLI_AT(args, shape)},
-    {CLI_O_NAME, CLI_AT(args, name)},
-};
-static const cli_spec spec = CLI_SPEC(&cli_convert, uses, true);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {0};
-    cli_parsed parsed;
-    int rc = cli_parse(&spec, argc, argv, &a, &parsed);
-    if (rc >= 0)
-        return rc;
-    if (parsed.n_args != 1)
+    if (v->n_args != 1)
         return cli_usage_error("convert", "give exactly one IN patch");
-    const char *out = a.out, *model = a.model, *name = a.name, *in = parsed.args[0];
-    if (!out)
-        return cli_usage_error("convert", "-o OUT is required");
-    if (model && a.shape)
-        return cli_usage_error("convert", "give -m or --shape, not both");
-    int format = cli_patch_out_format("convert", a.to, out);
+    const char *out = v->output, *model = v->model, *name = v->name, *in = v->args[0];
+    int format = cli_patch_output("convert", "-o OUT", v);
     if (format < 0)
         return EXIT_USAGE;
     cli_patches list = {0};
     xp_err err = {0};
-    rc = cli_patches_add(&list, in, &err);
+    int rc = cli_patches_add(&list, in, &err);
     if (!rc && list.n != 1)
         rc = xp_err_set(&err, XP_EINVAL,
                         "%s holds %zu patches: convert takes one (`xorpatch "
@@ -87,7 +72,7 @@ static int run(int argc, char **argv)
                         in, list.n);
     xp_patch *p = rc ? NULL : list.p[0];
     if (!rc)
-        rc = cli_patches_layout(list.p, 1, model, a.shape, &err);
+        rc = cli_patches_layout(list.p, 1, model, v->shape_name, &err);
     if (!rc && model && !p->base_sha256[0]) {
         xp_gguf *g;
         if (!(rc = xp_gguf_open(&g, model, &err))) {
@@ -110,6 +95,3 @@ static int run(int argc, char **argv)
     cli_patches_free(&list);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_convert = {"convert", "convert a patch between formats (xorpatch JSON / "
-                                            "binary, Bankai v1, Neagari v2)", usage, run};

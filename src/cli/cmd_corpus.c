@@ -56,36 +56,24 @@ static int write_probes(const char *dir, const char *model_path, xp_corpus *c, u
     return EXIT_OK;
 }
 
-typedef struct args {
-    const char *out, *probes, *model, *corpus;
-    uint64_t seed;
-} args;
+static const int options[] = {CLI_O_SEED,  CLI_O_PROBES, CLI_O_CORPUS,
+                              CLI_O_MODEL, CLI_O_OUTPUT, CLI_O_THREADS};
+CLI_COMMAND(cli_corpus, "corpus", "write the tiny model's corpus, or its probe sets", usage,
+            options, false, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_SEED, CLI_AT(args, seed)},     {CLI_O_PROBES, CLI_AT(args, probes)},
-    {CLI_O_CORPUS, CLI_AT(args, corpus)}, {CLI_O_MODEL, CLI_AT(args, model)},
-    {CLI_O_OUTPUT, CLI_AT(args, out)},    {.id = CLI_O_THREADS},
-};
-static const cli_spec spec = CLI_SPEC(&cli_corpus, uses, false);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {.seed = 1};
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc >= 0)
-        return rc;
-    const char *out = a.out, *probes = a.probes;
-    uint64_t seed = a.seed;
+    const char *out = v->output, *probes = v->probes;
+    uint64_t seed = v->given[CLI_O_SEED] ? v->seed : 1;
     if (!out && !probes)
         return cli_usage_error("corpus", "-o CORPUS.jsonl or --probes DIR is required");
-    if (probes && !a.model)
+    if (probes && !v->model)
         return cli_usage_error("corpus", "--probes needs -m MODEL");
     xp_err err = {0};
     xp_corpus *c = NULL;
-    if (a.corpus ? xp_corpus_read(&c, a.corpus, &err) : xp_corpus_generate(&c, seed, &err))
+    if (v->corpus ? xp_corpus_read(&c, v->corpus, &err) : xp_corpus_generate(&c, seed, &err))
         return cli_fail(&err);
-    rc = EXIT_OK;
+    int rc = EXIT_OK;
     if (out) {
         if (xp_corpus_write(c, out, &err))
             rc = cli_fail(&err);
@@ -98,10 +86,7 @@ static int run(int argc, char **argv)
         }
     }
     if (!rc && probes)
-        rc = write_probes(probes, a.model, c, seed);
+        rc = write_probes(probes, v->model, c, seed);
     xp_corpus_free(c);
     return rc;
 }
-
-const cli_command cli_corpus = {"corpus", "write the tiny model's corpus, or its probe sets",
-                                usage, run};

@@ -25,38 +25,24 @@ static const char usage[] =
     "  -q, --quiet         nothing but results and errors\n"
     "  -h, --help          this text\n";
 
-typedef struct args {
-    const char *out, *to, *name;
-} args;
+static const int options[] = {CLI_O_OUTPUT, CLI_O_TO, CLI_O_NAME};
+CLI_COMMAND(cli_diff, "diff", "extract the patch between two GGUFs of one layout", usage, options,
+            true, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_OUTPUT, CLI_AT(args, out)},
-    {CLI_O_TO, CLI_AT(args, to)},
-    {CLI_O_NAME, CLI_AT(args, name)},
-};
-static const cli_spec spec = CLI_SPEC(&cli_diff, uses, true);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args o = {0};
-    cli_parsed parsed;
-    int rc = cli_parse(&spec, argc, argv, &o, &parsed);
-    if (rc >= 0)
-        return rc;
-    if (parsed.n_args != 2)
+    if (v->n_args != 2)
         return cli_usage_error("diff", "give exactly two files, A.gguf and B.gguf");
-    const char *out = o.out, *name = o.name;
-    if (!out)
-        return cli_usage_error("diff", "-o PATCH is required");
-    int format = cli_patch_out_format("diff", o.to, out);
+    const char *out = v->output, *name = v->name;
+    int format = cli_patch_output("diff", "-o PATCH", v);
     if (format < 0)
         return EXIT_USAGE;
-    const char *a = parsed.args[0], *b = parsed.args[1];
+    const char *a = v->args[0], *b = v->args[1];
     xp_err err = {0};
     xp_gguf *ga = NULL, *gb = NULL;
     xp_patch *p = NULL;
     bool rec_a = false, rec_b = false;
-    rc = xp_patch_file_recover(a, &rec_a, &err);
+    int rc = xp_patch_file_recover(a, &rec_a, &err);
     if (!rc)
         rc = xp_patch_file_recover(b, &rec_b, &err);
     if (!rc)
@@ -95,6 +81,3 @@ static int run(int argc, char **argv)
     xp_gguf_close(gb);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_diff = {"diff", "extract the patch between two GGUFs of one layout", usage,
-                              run};

@@ -105,10 +105,7 @@ static cJSON *set_json(const eval_set *es)
     cJSON *probes = cJSON_AddArrayToObject(o, "probes");
     for (size_t i = 0; i < s->n; i++) {
         const xp_eval_probe *p = &e->probes[i];
-        cJSON *q = cJSON_CreateObject();
-        cJSON_AddStringToObject(q, "name", s->probes[i].name);
-        cJSON_AddStringToObject(q, "category", s->probes[i].category);
-        cJSON_AddStringToObject(q, "role", s->probes[i].role == XP_ROLE_CONTROL ? "control" : "target");
+        cJSON *q = cli_probe_json(&s->probes[i]);
         cJSON *g = cJSON_AddArrayToObject(q, "gap"), *out = cJSON_AddArrayToObject(q, "output");
         cJSON *r = cJSON_AddArrayToObject(q, "right");
         for (int k = 0; k < 2; k++) {
@@ -237,55 +234,32 @@ static void set_print(const eval_set *es, bool patched, bool generate, bool per_
     printf("\n");
 }
 
-typedef struct args {
-    const char *model, *probes, *heldout, *split, *kernel;
-    int metric;
-    bool no_generate, json, per_probe;
-    size_t max_tokens;
-    cli_patches list;
-} args;
+static const int options[] = {
+    CLI_O_MODEL,     CLI_O_PROBES, CLI_O_HELDOUT,     CLI_O_SPLIT,
+    CLI_O_PATCH,     CLI_O_METRIC, CLI_O_NO_GENERATE, CLI_O_MAX_TOKENS | CLI_LONG_ONLY,
+    CLI_O_PER_PROBE, CLI_O_JSON,   CLI_O_KERNEL,      CLI_O_THREADS};
+CLI_COMMAND(cli_eval, "eval", "probes without and with patches: fixed/broke, Wilson, McNemar",
+            usage, options, false, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_MODEL, CLI_AT(args, model)},
-    {CLI_O_PROBES, CLI_AT(args, probes)},
-    {CLI_O_HELDOUT, CLI_AT(args, heldout)},
-    {CLI_O_SPLIT, CLI_AT(args, split)},
-    {CLI_O_PATCH, CLI_AT(args, list), .take = cli_patches_take},
-    {CLI_O_METRIC, CLI_AT(args, metric)},
-    {CLI_O_NO_GENERATE, CLI_AT(args, no_generate)},
-    {CLI_O_MAX_TOKENS, CLI_AT(args, max_tokens), .long_only = true},
-    {CLI_O_PER_PROBE, CLI_AT(args, per_probe)},
-    {CLI_O_JSON, CLI_AT(args, json)},
-    {CLI_O_KERNEL, CLI_AT(args, kernel)},
-    {.id = CLI_O_THREADS},
-};
-static const cli_spec spec = CLI_SPEC(&cli_eval, uses, false);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {.metric = XP_METRIC_SEQ_LOGPROB};
-    cli_parsed p;
-    xp_err err = {0};
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    const char *model = a.model, *probes = a.probes, *heldout = a.heldout, *split = a.split;
-    bool generate = !a.no_generate;
-    cli_patches list = a.list;
-    if (rc < 0 && (!model || !probes))
-        rc = cli_usage_error("eval", "-m MODEL and --probes FILE are required");
-    else if (rc < 0 && heldout && split)
-        rc = cli_usage_error("eval", "give --heldout FILE or --split SPEC, not both");
+    const char *model = v->model, *probes = v->probes, *heldout = v->heldout, *split = v->split;
+    bool generate = !v->no_generate;
+    const cli_patches *list = &v->patches;
+    if (!model || !probes)
+        return cli_usage_error("eval", "-m MODEL and --probes FILE are required");
+    if (heldout && split)
+        return cli_usage_error("eval", "give --heldout FILE or --split SPEC, not both");
     /* generation is judged anyway; its gap is seq_logprob */
-    xp_metric metric = a.metric == XP_METRIC_GENERATION ? XP_METRIC_SEQ_LOGPROB : a.metric;
+    xp_metric metric = v->metric == XP_METRIC_GENERATION ? XP_METRIC_SEQ_LOGPROB : v->metric;
+    xp_err err = {0};
     xp_probe_split how;
-    if (rc < 0 && split && xp_probe_split_parse(split, &how, &err))
-        rc = cli_usage_error("eval", "%s", err.msg);
+    if (split && xp_probe_split_parse(split, &how, &err))
+        return cli_usage_error("eval", "%s", err.msg);
     xp_model *m = NULL;
-    if (rc < 0 && (rc = cli_open_model(model, a.kernel, &m)) == EXIT_OK)
-        rc = -1;
-    if (rc >= 0) {
-        cli_patches_free(&list);
+    int rc = cli_open_model(model, v->kernel, &m);
+    if (rc)
         return rc;
-    }
     eval_set sets[2] = {{"train", NULL, NULL, {0}}, {"heldout", NULL, NULL, {0}}};
     size_t n_sets = heldout || split ? 2 : 1;
     rc = xp_probe_set_load(&sets[0].s, probes, &err);
@@ -299,8 +273,8 @@ static int run(int argc, char **argv)
         rc = xp_probe_set_load(&sets[1].s, heldout, &err);
     }
     for (size_t k = 0; !rc && k < n_sets; k++) {
-        if (a.max_tokens)
-            sets[k].s->max_tokens = a.max_tokens;
+        if (v->max_tokens)
+            sets[k].s->max_tokens = v->max_tokens;
         rc = xp_probe_tokenize(sets[k].s, xp_model_tokenizer(m), &sets[k].pt, &err);
     }
     double t0 = cli_now();
@@ -310,16 +284,16 @@ static int run(int argc, char **argv)
         char label[64];
         snprintf(label, sizeof label, "eval %s", sets[k].split);
         cli_progress_start(&bar, label);
-        rc = xp_eval_run(m, sets[k].s, sets[k].pt, list.p, list.n, &eo, &sets[k].e, &err);
+        rc = xp_eval_run(m, sets[k].s, sets[k].pt, list->p, list->n, &eo, &sets[k].e, &err);
         cli_progress_end(&bar);
     }
-    if (!rc && a.json) {
+    if (!rc && v->json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", model);
         cJSON *pn = cJSON_AddArrayToObject(o, "patches");
-        for (size_t i = 0; i < list.n; i++)
-            cJSON_AddItemToArray(pn, cJSON_CreateString(list.p[i]->name ? list.p[i]->name
-                                                                        : list.p[i]->path));
+        for (size_t i = 0; i < list->n; i++)
+            cJSON_AddItemToArray(
+                pn, cJSON_CreateString(list->p[i]->name ? list->p[i]->name : list->p[i]->path));
         cJSON_AddStringToObject(o, "metric", xp_metric_name(metric));
         cJSON_AddBoolToObject(o, "generate", generate);
         cJSON *arr = cJSON_AddArrayToObject(o, "sets");
@@ -328,16 +302,16 @@ static int run(int argc, char **argv)
         cli_print_json(o);
     } else if (!rc) {
         printf("model %s; ", model);
-        if (list.n) {
+        if (list->n) {
             printf("patches:");
-            for (size_t i = 0; i < list.n; i++)
-                printf(" %s", list.p[i]->name ? list.p[i]->name : list.p[i]->path);
+            for (size_t i = 0; i < list->n; i++)
+                printf(" %s", list->p[i]->name ? list->p[i]->name : list->p[i]->path);
         } else {
             printf("no patch (base only)");
         }
         printf("; gaps by %s\n\n", xp_metric_name(metric));
         for (size_t k = 0; k < n_sets; k++)
-            set_print(&sets[k], list.n > 0, generate, a.per_probe || !list.n);
+            set_print(&sets[k], list->n > 0, generate, v->per_probe || !list->n);
     }
     if (!rc)
         cli_note("evaluated in %.1f s", cli_now() - t0);
@@ -346,10 +320,6 @@ static int run(int argc, char **argv)
         xp_probe_tokens_free(sets[k].pt, sets[k].s ? sets[k].s->n : 0);
         xp_probe_set_free(sets[k].s);
     }
-    cli_patches_free(&list);
     xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_eval = {"eval", "probes without and with patches: fixed/broke, Wilson, "
-                              "McNemar", usage, run};

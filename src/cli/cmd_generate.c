@@ -38,50 +38,30 @@ static int on_token(void *ctx, int32_t id, const char *text, size_t len)
     return 0;
 }
 
-typedef struct args {
-    const char *model, *prompt, *system, *kernel;
-    bool chat, think, plain;
-    cli_texts stops;
-    xp_gen_opts o;
-} args;
+static const int options[] = {CLI_O_MODEL,  CLI_O_PROMPT,     CLI_O_CHAT, CLI_O_SYSTEM,
+                              CLI_O_THINK,  CLI_O_MAX_TOKENS, CLI_O_TEMP, CLI_O_TOP_K,
+                              CLI_O_TOP_P,  CLI_O_SEED,       CLI_O_STOP, CLI_O_PLAIN,
+                              CLI_O_KERNEL, CLI_O_THREADS};
+CLI_COMMAND(cli_generate, "generate", "continue a prompt (greedy or sampled), streaming", usage,
+            options, false, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_MODEL, CLI_AT(args, model)},
-    {CLI_O_PROMPT, CLI_AT(args, prompt)},
-    {CLI_O_CHAT, CLI_AT(args, chat)},
-    {CLI_O_SYSTEM, CLI_AT(args, system)},
-    {CLI_O_THINK, CLI_AT(args, think)},
-    {CLI_O_MAX_TOKENS, CLI_AT(args, o.max_tokens)},
-    {CLI_O_TEMP, CLI_AT(args, o.sampler.temperature)},
-    {CLI_O_TOP_K, CLI_AT(args, o.sampler.top_k)},
-    {CLI_O_TOP_P, CLI_AT(args, o.sampler.top_p)},
-    {CLI_O_SEED, CLI_AT(args, o.sampler.seed)},
-    {CLI_O_STOP, CLI_AT(args, stops)},
-    {CLI_O_PLAIN, CLI_AT(args, plain)},
-    {CLI_O_KERNEL, CLI_AT(args, kernel)},
-    {.id = CLI_O_THREADS},
-};
-static const cli_spec spec = CLI_SPEC(&cli_generate, uses, false);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {.o = {.sampler = {0, 0, 1.0f, 0},
-                    .max_tokens = 128,
-                    .stop_at_eos = true,
-                    .on_token = on_token}};
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc >= 0)
-        return rc;
-    const char *model = a.model, *prompt = a.prompt;
+    const char *model = v->model, *prompt = v->prompt;
     if (!model || !prompt)
         return cli_usage_error("generate", "-m MODEL and -p TEXT are required");
-    if ((a.system || a.think) && !a.chat)
+    if ((v->system || v->think) && !v->chat)
         return cli_usage_error("generate", "--system and --think need --chat");
-    a.o.stop_strings = a.stops.v;
-    a.o.path = a.plain ? XP_PATH_PLAIN : XP_PATH_FAST;
+    xp_gen_opts o = {.sampler = {0, 0, 1.0f, v->seed},
+                     .max_tokens = v->given[CLI_O_MAX_TOKENS] ? v->max_tokens : 128,
+                     .stop_strings = v->stop.v,
+                     .stop_at_eos = true,
+                     .path = v->plain ? XP_PATH_PLAIN : XP_PATH_FAST,
+                     .on_token = on_token};
+    CLI_COPY_GIVEN(v, sampler, o.sampler);
     xp_model *m;
-    if ((rc = cli_open_model(model, a.kernel, &m)))
+    int rc = cli_open_model(model, v->kernel, &m);
+    if (rc)
         return rc;
     xp_err err = {0};
     const xp_tokenizer *tok = xp_model_tokenizer(m);
@@ -89,18 +69,18 @@ static int run(int argc, char **argv)
     size_t n_ids = 0, n_out = 0;
     if (!tok)
         rc = xp_err_set(&err, XP_EFORMAT, "%s has no tokenizer", model);
-    else if (a.chat)
-        rc = xp_chat_encode(tok, a.system, prompt, a.think, &ids, &n_ids, &err);
+    else if (v->chat)
+        rc = xp_chat_encode(tok, v->system, prompt, v->think, &ids, &n_ids, &err);
     else
         rc = xp_tokenize(tok, prompt, strlen(prompt), false, &ids, &n_ids, &err);
     double t0 = cli_now();
     if (!rc)
-        rc = xp_generate(m, ids, n_ids, &a.o, &out, &n_out, &err);
+        rc = xp_generate(m, ids, n_ids, &o, &out, &n_out, &err);
     double secs = cli_now() - t0;
     if (!rc) {
         putchar('\n');
         cli_note("%zu prompt tokens, %zu generated in %.2f s (%.1f tokens/s, %s path, kernel %s)",
-                 n_ids, n_out, secs, (double)(n_ids + n_out) / secs, a.plain ? "plain" : "fast",
+                 n_ids, n_out, secs, (double)(n_ids + n_out) / secs, v->plain ? "plain" : "fast",
                  xp_model_kernel(m));
     }
     free(ids);
@@ -108,6 +88,3 @@ static int run(int argc, char **argv)
     xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_generate = {"generate", "continue a prompt (greedy or sampled), streaming",
-                                  usage, run};

@@ -185,27 +185,16 @@ static void print_json(const xp_gguf *g, const char *sha, const xp_shape *s, con
     cli_print_json(o);
 }
 
-typedef struct args {
-    bool json, no_tensors;
-} args;
+static const int options[] = {CLI_O_JSON, CLI_O_NO_TENSORS};
+CLI_COMMAND(cli_inspect, "inspect", "show a GGUF file's model, tensors, tokenizer and SHA-256",
+            usage, options, true, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_JSON, CLI_AT(args, json)},
-    {CLI_O_NO_TENSORS, CLI_AT(args, no_tensors)},
-};
-static const cli_spec spec = CLI_SPEC(&cli_inspect, uses, true);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {0};
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc >= 0)
-        return rc;
-    if (p.n_args != 1)
+    if (v->n_args != 1)
         return cli_usage_error("inspect",
-                               p.n_args ? "give exactly one FILE.gguf" : "FILE.gguf is required");
-    const char *path = p.args[0];
+                               v->n_args ? "give exactly one FILE.gguf" : "FILE.gguf is required");
+    const char *path = v->args[0];
     xp_err err = {0};
     xp_gguf *g;
     if (xp_gguf_open(&g, path, &err))
@@ -222,14 +211,11 @@ static int run(int argc, char **argv)
     xp_gguf_get_str(g, "general.architecture", &arch, NULL);
     tok_summary tk;
     summarise_tokenizer(g, &tk);
-    if (a.json)
+    if (v->json)
         print_json(g, sha, is_model ? &shape : NULL, arch, &tk);
     else
-        print_text(path, g, sha, is_model ? &shape : NULL, arch, &shape_err, &tk, !a.no_tensors);
+        print_text(path, g, sha, is_model ? &shape : NULL, arch, &shape_err, &tk, !v->no_tensors);
     free(arch);
     xp_gguf_close(g);
     return EXIT_OK;
 }
-
-const cli_command cli_inspect = {"inspect", "show a GGUF file's model, tensors, tokenizer and "
-                                            "SHA-256", usage, run};

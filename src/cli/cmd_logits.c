@@ -2,7 +2,6 @@
  * candidates as text or JSON, and optionally every logit as raw float32 for comparison
  * with other engines. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,43 +30,6 @@ static const char usage[] =
     "  -t, --threads N    threads (default: all cores)\n"
     "  -q, --quiet        nothing on stderr but errors\n"
     "  -h, --help         this text\n";
-
-/* The prompt as token ids (--ids). */
-typedef struct id_list {
-    int32_t *v;
-    size_t n;
-} id_list;
-
-/* Takes "1,2,3" into an id_list (a cli_take_fn). */
-static int take_ids(const char *s, void *field)
-{
-    id_list *l = field;
-    size_t cap = 16;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    size_t n = 0;
-    while (ids && *s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 0 || v > INT32_MAX || (*end && *end != ','))
-            break;
-        if (n == cap) {
-            int32_t *b = realloc(ids, (cap *= 2) * sizeof *ids);
-            if (!b)
-                break;
-            ids = b;
-        }
-        ids[n++] = (int32_t)v;
-        s = *end ? end + 1 : end;
-    }
-    if (!ids || *s || !n) {
-        free(ids);
-        return -1;
-    }
-    l->v = ids;
-    l->n = n;
-    return 0;
-}
 
 typedef struct top_entry {
     int32_t id;
@@ -107,57 +69,43 @@ static void print_piece(const xp_tokenizer *tok, int32_t id)
     free(text);
 }
 
-typedef struct args {
-    const char *model, *prompt, *out, *kernel;
-    id_list ids;
-    bool special, all, json, plain;
-    size_t top;
-} args;
+static const int options[] = {CLI_O_MODEL,
+                              CLI_O_PROMPT,
+                              CLI_O_IDS,
+                              CLI_O_SPECIAL,
+                              CLI_O_TOP,
+                              CLI_O_ALL_POSITIONS,
+                              CLI_O_OUT | CLI_LONG_ONLY,
+                              CLI_O_JSON,
+                              CLI_O_PLAIN,
+                              CLI_O_KERNEL,
+                              CLI_O_THREADS};
+CLI_COMMAND(cli_logits, "logits", "next-token logits of a prompt (top K, JSON, raw f32)", usage,
+            options, false, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_MODEL, CLI_AT(args, model)},
-    {CLI_O_PROMPT, CLI_AT(args, prompt)},
-    {CLI_O_IDS, CLI_AT(args, ids), .take = take_ids},
-    {CLI_O_SPECIAL, CLI_AT(args, special)},
-    {CLI_O_TOP, CLI_AT(args, top)},
-    {CLI_O_ALL_POSITIONS, CLI_AT(args, all)},
-    {CLI_O_OUT, CLI_AT(args, out), .long_only = true},
-    {CLI_O_JSON, CLI_AT(args, json)},
-    {CLI_O_PLAIN, CLI_AT(args, plain)},
-    {CLI_O_KERNEL, CLI_AT(args, kernel)},
-    {.id = CLI_O_THREADS},
-};
-static const cli_spec spec = CLI_SPEC(&cli_logits, uses, false);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {.top = 10};
-    cli_parsed parsed;
-    int rc = cli_parse(&spec, argc, argv, &a, &parsed);
-    if (rc < 0 && (!a.model || !a.prompt == !a.ids.v))
-        rc = cli_usage_error("logits", "-m MODEL and one of -p TEXT or --ids LIST are required");
-    if (rc >= 0) {
-        free(a.ids.v);
-        return rc;
-    }
-    const char *model = a.model, *prompt = a.prompt;
-    int32_t *ids = a.ids.v;
-    size_t n = a.ids.n, k = a.top;
-    xp_path path = a.plain ? XP_PATH_PLAIN : XP_PATH_FAST;
-    bool all = a.all;
+    const char *model = v->model, *prompt = v->prompt;
+    if (!model || !prompt == !v->ids.v)
+        return cli_usage_error("logits", "-m MODEL and one of -p TEXT or --ids LIST are required");
+    const int32_t *ids = v->ids.v;
+    int32_t *tokens = NULL; /* the prompt's */
+    size_t n = v->ids.n, k = v->given[CLI_O_TOP] ? v->top : 10;
+    xp_path path = v->plain ? XP_PATH_PLAIN : XP_PATH_FAST;
+    bool all = v->all_positions;
     xp_model *m;
-    if ((rc = cli_open_model(model, a.kernel, &m))) {
-        free(ids);
+    int rc = cli_open_model(model, v->kernel, &m);
+    if (rc)
         return rc;
-    }
-    xp_err err = {0};
-    const xp_tokenizer *tok = xp_model_tokenizer(m);
     size_t V = xp_model_shape(m)->n_vocab;
+    const xp_tokenizer *tok = xp_model_tokenizer(m);
+    xp_err err = {0};
     if (prompt) {
         if (!tok)
             rc = xp_err_set(&err, XP_EFORMAT, "%s has no tokenizer: give --ids", model);
         else
-            rc = xp_tokenize(tok, prompt, strlen(prompt), a.special, &ids, &n, &err);
+            rc = xp_tokenize(tok, prompt, strlen(prompt), v->special, &tokens, &n, &err);
+        ids = tokens;
         if (!rc && n == 0)
             rc = xp_err_set(&err, XP_EINVAL, "the prompt has no tokens");
     }
@@ -176,12 +124,12 @@ static int run(int argc, char **argv)
         xp_seq seq = {NULL, ids, n, want};
         rc = xp_forward(m, path, &seq, 1, logits, &err);
     }
-    if (!rc && a.out)
-        rc = xp_write_file_atomic(a.out, logits, n_pos * V * sizeof *logits, &err);
+    if (!rc && v->out)
+        rc = xp_write_file_atomic(v->out, logits, n_pos * V * sizeof *logits, &err);
     top_entry *top = !rc ? malloc(k * sizeof *top) : NULL;
     if (!rc && !top)
         rc = xp_err_set(&err, XP_ENOMEM, "out of memory");
-    if (!rc && a.json) {
+    if (!rc && v->json) {
         cJSON *o = cJSON_CreateObject(), *toks = cJSON_AddArrayToObject(o, "tokens");
         cJSON *positions = cJSON_AddArrayToObject(o, "positions");
         for (size_t i = 0; i < n; i++)
@@ -218,10 +166,7 @@ static int run(int argc, char **argv)
     free(top);
     free(want);
     free(logits);
-    free(ids);
+    free(tokens);
     xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_logits = {"logits", "next-token logits of a prompt (top K, JSON, raw f32)",
-                                usage, run};

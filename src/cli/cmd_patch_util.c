@@ -2,8 +2,6 @@
  * options and the crash-test hook (see cmd_patch_util.h). */
 #include "cli/cmd_patch_util.h"
 
-#include "cli/options.h"
-
 #include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -76,6 +74,15 @@ int cli_patch_out_format(const char *command, const char *to, const char *path)
     return ends_with(path, ".xpb") ? XP_PATCH_BINARY : XP_PATCH_JSON;
 }
 
+int cli_patch_output(const char *command, const char *out_role, const cli_values *v)
+{
+    if (!v->output)
+        return cli_usage_error(command, "%s is required", out_role), -1;
+    if (v->model && v->shape_name)
+        return cli_usage_error(command, "give -m or --shape, not both"), -1;
+    return cli_patch_out_format(command, v->to, v->output);
+}
+
 static void crash_step(void *ctx)
 {
     long *left = ctx;
@@ -83,7 +90,10 @@ static void crash_step(void *ctx)
         raise(SIGKILL);
 }
 
-void cli_patch_file_opts(xp_patch_file_opts *o, bool force, cli_progress *bar)
+/* Options for file operations: progress bar (when on a terminal) and, for tests, the crash
+ * hook: with XORPATCH_CRASH_AFTER=N the process kills itself (SIGKILL) after the Nth step
+ * that changes a file in place. */
+static void file_opts(xp_patch_file_opts *o, bool force, cli_progress *bar)
 {
     static long crash_left;
     memset(o, 0, sizeof *o);
@@ -168,42 +178,24 @@ int cli_patches_take(const char *path, void *list)
     return cli_patches_add(list, path, &err) ? cli_fail(&err) : 0;
 }
 
-static const cli_use file_uses[] = {
-    {CLI_O_MODEL, CLI_AT(cli_file_args, model)},
-    {CLI_O_PATCH, CLI_AT(cli_file_args, list), .take = cli_patches_take},
-    {CLI_O_OUTPUT, CLI_AT(cli_file_args, out)},
-    {CLI_O_IN_PLACE, CLI_AT(cli_file_args, in_place)},
-    {CLI_O_FORCE, CLI_AT(cli_file_args, force)},
-};
-
-int cli_file_args_parse(const cli_command *cmd, int argc, char **argv, const char *model_role,
-                        bool need_patch, cli_file_args *a)
+int cli_file_command(const cli_values *v, const char *command, const char *model_role,
+                     bool need_patch, cli_file_op op, cli_file_report report)
 {
-    const cli_spec spec = CLI_SPEC(cmd, file_uses, false);
-    memset(a, 0, sizeof *a);
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, a, &p);
-    if (rc < 0 && !a->model)
-        rc = cli_usage_error(cmd->name, "-m %s is required", model_role);
-    else if (rc < 0 && need_patch && !a->list.n)
-        rc = cli_usage_error(cmd->name, "give at least one -p PATCH");
-    else if (rc < 0 && !a->out == !a->in_place)
-        rc = cli_usage_error(cmd->name, "give -o OUT.gguf or --in-place (one of them)");
-    if (rc >= 0)
-        cli_patches_free(&a->list);
-    return rc;
-}
-
-int cli_file_run(const char *label, cli_file_op op, const cli_file_args *a,
-                 xp_patch_file_result *res, xp_err *err)
-{
+    if (!v->model)
+        return cli_usage_error(command, "-m %s is required", model_role);
+    if (need_patch && !v->patches.n)
+        return cli_usage_error(command, "give at least one -p PATCH");
+    if (!v->output == !v->in_place)
+        return cli_usage_error(command, "give -o OUT.gguf or --in-place (one of them)");
     xp_patch_file_opts o;
+    xp_patch_file_result res = {0};
+    xp_err err = {0};
     cli_progress bar;
-    cli_progress_start(&bar, label);
-    cli_patch_file_opts(&o, a->force, &bar);
-    int rc = op(a->model, a->list.p, a->list.n, a->out, &o, res, err);
+    cli_progress_start(&bar, command);
+    file_opts(&o, v->force, &bar);
+    int rc = op(v->model, v->patches.p, v->patches.n, v->output, &o, &res, &err);
     cli_progress_end(&bar);
-    if (res->recovered)
-        cli_note("%s: completed an interrupted in-place operation first", a->model);
-    return rc;
+    if (res.recovered)
+        cli_note("%s: completed an interrupted in-place operation first", v->model);
+    return rc ? cli_fail(&err) : report(v, &res);
 }

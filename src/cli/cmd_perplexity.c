@@ -23,31 +23,14 @@ static const char usage[] =
     "  -q, --quiet        no progress\n"
     "  -h, --help         this text\n";
 
-typedef struct args {
-    const char *model, *file, *kernel;
-    size_t ctx, max_chunks;
-    bool plain;
-} args;
+static const int options[] = {CLI_O_MODEL, CLI_O_FILE,   CLI_O_CTX,    CLI_O_MAX_CHUNKS,
+                              CLI_O_PLAIN, CLI_O_KERNEL, CLI_O_THREADS};
+CLI_COMMAND(cli_perplexity, "perplexity", "perplexity of a model on a text file", usage, options,
+            false, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_MODEL, CLI_AT(args, model)},
-    {CLI_O_FILE, CLI_AT(args, file)},
-    {CLI_O_CTX, CLI_AT(args, ctx)},
-    {CLI_O_MAX_CHUNKS, CLI_AT(args, max_chunks)},
-    {CLI_O_PLAIN, CLI_AT(args, plain)},
-    {CLI_O_KERNEL, CLI_AT(args, kernel)},
-    {.id = CLI_O_THREADS},
-};
-static const cli_spec spec = CLI_SPEC(&cli_perplexity, uses, false);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {.ctx = 512};
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc >= 0)
-        return rc;
-    const char *model = a.model, *file = a.file;
+    const char *model = v->model, *file = v->file;
     if (!model || !file)
         return cli_usage_error("perplexity", "-m MODEL and -f TEXT_FILE are required");
     xp_err err = {0};
@@ -56,7 +39,8 @@ static int run(int argc, char **argv)
     if (xp_read_file(file, &text, &len, &err))
         return cli_fail(&err);
     xp_model *m;
-    if ((rc = cli_open_model(model, a.kernel, &m))) {
+    int rc = cli_open_model(model, v->kernel, &m);
+    if (rc) {
         free(text);
         return rc;
     }
@@ -67,12 +51,13 @@ static int run(int argc, char **argv)
              : xp_err_set(&err, XP_EFORMAT, "%s has no tokenizer", model);
     free(text);
     cli_progress bar;
-    xp_perplexity_opts po = {a.ctx, a.max_chunks, cli_progress_update, &bar};
+    xp_perplexity_opts po = {v->given[CLI_O_CTX] ? v->ctx : 512, v->max_chunks, cli_progress_update,
+                             &bar};
     xp_perplexity_result r;
     cli_progress_start(&bar, "perplexity");
     double t0 = cli_now();
     if (!rc &&
-        (rc = xp_perplexity(m, a.plain ? XP_PATH_PLAIN : XP_PATH_FAST, ids, n, &po, &r, &err)))
+        (rc = xp_perplexity(m, v->plain ? XP_PATH_PLAIN : XP_PATH_FAST, ids, n, &po, &r, &err)))
         xp_err_wrap(&err, "%s", file);
     cli_progress_end(&bar);
     if (!rc) {
@@ -85,6 +70,3 @@ static int run(int argc, char **argv)
     xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_perplexity = {"perplexity", "perplexity of a model on a text file", usage,
-                                    run};

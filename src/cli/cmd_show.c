@@ -232,33 +232,20 @@ static cJSON *show_json(xp_patch *p, uint64_t weights)
     return o;
 }
 
-typedef struct args {
-    const char *model, *shape;
-    bool json;
-} args;
+static const int options[] = {CLI_O_MODEL, CLI_O_SHAPE, CLI_O_JSON};
+CLI_COMMAND(cli_show, "show", "show a patch: provenance, flips per layer, bits, sizes", usage,
+            options, true, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_MODEL, CLI_AT(args, model)},
-    {CLI_O_SHAPE, CLI_AT(args, shape)},
-    {CLI_O_JSON, CLI_AT(args, json)},
-};
-static const cli_spec spec = CLI_SPEC(&cli_show, uses, true);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {0};
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc >= 0)
-        return rc;
-    if (p.n_args != 1)
+    if (v->n_args != 1)
         return cli_usage_error("show", "give exactly one PATCH");
-    const char *model = a.model, *shape = a.shape;
+    const char *model = v->model, *shape = v->shape_name;
     if (model && shape)
         return cli_usage_error("show", "give -m or --shape, not both");
     cli_patches list = {0};
     xp_err err = {0};
-    rc = cli_patches_add(&list, p.args[0], &err);
+    int rc = cli_patches_add(&list, v->args[0], &err);
     if (!rc)
         rc = cli_patches_layout(list.p, list.n, model, shape, &err);
     if (rc) {
@@ -267,7 +254,7 @@ static int run(int argc, char **argv)
     }
     uint64_t weights = model_weights(model, shape);
     for (size_t i = 0; i < list.n; i++) {
-        if (a.json) {
+        if (v->json) {
             cJSON *o = show_json(list.p[i], weights);
             cli_print_json(o);
         } else {
@@ -279,6 +266,3 @@ static int run(int argc, char **argv)
     cli_patches_free(&list);
     return EXIT_OK;
 }
-
-const cli_command cli_show = {"show", "show a patch: provenance, flips per layer, bits, sizes",
-                              usage, run};

@@ -85,45 +85,29 @@ static void report(xp_patch *const *ps, size_t n, const xp_patch *out)
     free(rows);
 }
 
-typedef struct args {
-    const char *out, *to, *model, *shape, *name;
-    bool force;
-} args;
+static const int options[] = {CLI_O_OUTPUT, CLI_O_TO,    CLI_O_MODEL,
+                              CLI_O_SHAPE,  CLI_O_FORCE, CLI_O_NAME};
+CLI_COMMAND(cli_stack, "stack", "compose patches by XOR and report their overlaps", usage, options,
+            true, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_OUTPUT, CLI_AT(args, out)},  {CLI_O_TO, CLI_AT(args, to)},
-    {CLI_O_MODEL, CLI_AT(args, model)}, {CLI_O_SHAPE, CLI_AT(args, shape)},
-    {CLI_O_FORCE, CLI_AT(args, force)}, {CLI_O_NAME, CLI_AT(args, name)},
-};
-static const cli_spec spec = CLI_SPEC(&cli_stack, uses, true);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {0};
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc >= 0)
-        return rc;
-    if (p.n_args < 2)
+    if (v->n_args < 2)
         return cli_usage_error("stack", "give at least two patches");
-    const char *out = a.out;
-    if (!out)
-        return cli_usage_error("stack", "-o OUT is required");
-    if (a.model && a.shape)
-        return cli_usage_error("stack", "give -m or --shape, not both");
-    int format = cli_patch_out_format("stack", a.to, out);
+    const char *out = v->output;
+    int format = cli_patch_output("stack", "-o OUT", v);
     if (format < 0)
         return EXIT_USAGE;
     cli_patches list = {0};
     xp_err err = {0};
     xp_patch *s = NULL;
-    rc = XP_OK;
-    for (int i = 0; i < p.n_args && !rc; i++)
-        rc = cli_patches_add(&list, p.args[i], &err);
+    int rc = XP_OK;
+    for (int i = 0; i < v->n_args && !rc; i++)
+        rc = cli_patches_add(&list, v->args[i], &err);
     if (!rc)
-        rc = cli_patches_layout(list.p, list.n, a.model, a.shape, &err);
+        rc = cli_patches_layout(list.p, list.n, v->model, v->shape_name, &err);
     if (!rc)
-        rc = xp_patch_stack(&s, list.p, list.n, a.force, &err);
+        rc = xp_patch_stack(&s, list.p, list.n, v->force, &err);
     if (!rc && !s->n_flips)
         rc = xp_err_set(&err, XP_EINVAL, "the patches cancel completely: the stack is empty, "
                         "nothing written");
@@ -137,7 +121,7 @@ static int run(int argc, char **argv)
                 strcat(joined, " + ");
             strcat(joined, list.p[i]->name ? list.p[i]->name : "?");
         }
-        cli_patch_stamp(s, a.name ? a.name : joined);
+        cli_patch_stamp(s, v->name ? v->name : joined);
         free(joined);
         rc = xp_patch_write(s, format, out, &err);
     }
@@ -149,6 +133,3 @@ static int run(int argc, char **argv)
     cli_patches_free(&list);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_stack = {"stack", "compose patches by XOR and report their overlaps",
-                               usage, run};

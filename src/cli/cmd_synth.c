@@ -33,68 +33,46 @@ static const char usage[] =
     "  bonsai-4b   36 layers, n_embd 2560, n_ff  9728, heads 32/8, tied\n"
     "  bonsai-8b   36 layers, n_embd 4096, n_ff 12288, heads 32/8, untied\n";
 
-typedef struct args {
-    const char *shape, *out, *tokenizer;
-    uint32_t dims[7]; /* in the order of the dimension options below */
-    bool tied, untied;
-    uint64_t seed;
-} args;
+static const int options[] = {CLI_O_SHAPE,  CLI_O_N_LAYERS, CLI_O_EMBD,     CLI_O_FF,
+                              CLI_O_HEADS,  CLI_O_KV_HEADS, CLI_O_HEAD_DIM, CLI_O_VOCAB,
+                              CLI_O_TIED,   CLI_O_UNTIED,   CLI_O_SEED,     CLI_O_TOKENIZER,
+                              CLI_O_OUTPUT, CLI_O_THREADS};
+CLI_COMMAND(cli_synth, "synth", "write a synthetic Qwen3 Q1_0 model (random weights)", usage,
+            options, false, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_SHAPE, CLI_AT(args, shape)},      {CLI_O_N_LAYERS, CLI_AT(args, dims[0])},
-    {CLI_O_EMBD, CLI_AT(args, dims[1])},     {CLI_O_FF, CLI_AT(args, dims[2])},
-    {CLI_O_HEADS, CLI_AT(args, dims[3])},    {CLI_O_KV_HEADS, CLI_AT(args, dims[4])},
-    {CLI_O_HEAD_DIM, CLI_AT(args, dims[5])}, {CLI_O_VOCAB, CLI_AT(args, dims[6])},
-    {CLI_O_TIED, CLI_AT(args, tied)},        {CLI_O_UNTIED, CLI_AT(args, untied)},
-    {CLI_O_SEED, CLI_AT(args, seed)},        {CLI_O_TOKENIZER, CLI_AT(args, tokenizer)},
-    {CLI_O_OUTPUT, CLI_AT(args, out)},       {.id = CLI_O_THREADS},
-};
-static const cli_spec spec = CLI_SPEC(&cli_synth, uses, false);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {.shape = "tiny", .seed = 42};
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc >= 0)
-        return rc;
-    if (!a.out)
+    const char *out = v->output;
+    uint64_t seed = v->given[CLI_O_SEED] ? v->seed : 42;
+    if (!out)
         return cli_usage_error("synth", "-o OUT.gguf is required");
-    if (a.tied && a.untied)
+    if (v->tied && v->untied)
         return cli_usage_error("synth", "give --tied or --untied, not both");
     xp_err err = {0};
     xp_shape s;
-    if (xp_shape_preset(a.shape, &s, &err))
+    if (xp_shape_preset(v->shape_name ? v->shape_name : "tiny", &s, &err))
         return cli_usage_error("synth", "%s", err.msg);
-    uint32_t *fields[] = {&s.n_layer, &s.n_embd, &s.n_ff, &s.n_head, &s.n_head_kv, &s.head_dim};
-    for (int i = 0; i < 6; i++)
-        if (p.given[uses[1 + i].id])
-            *fields[i] = a.dims[i];
-    if (p.given[CLI_O_VOCAB])
-        s.n_vocab = a.dims[6];
-    if (a.tied || a.untied)
-        s.tied_output = a.tied;
+    CLI_COPY_GIVEN(v, shape, s); /* the dimensions given replace the shape's */
+    if (v->tied || v->untied)
+        s.tied_output = v->tied;
     if (xp_shape_check(&s, &err))
         return cli_usage_error("synth", "%s", err.msg);
 
     xp_vocab *vocab = NULL;
-    if (cli_load_vocab(a.tokenizer, &vocab, &err))
+    if (cli_load_vocab(v->tokenizer, &vocab, &err))
         return cli_fail(&err);
     cli_progress bar;
     cli_progress_start(&bar, "synth");
     double t0 = cli_now();
-    rc = xp_synth_write(&s, a.seed, vocab, a.out, cli_progress_update, &bar, &err);
+    int rc = xp_synth_write(&s, seed, vocab, out, cli_progress_update, &bar, &err);
     cli_progress_end(&bar);
     xp_vocab_free(vocab);
     if (rc)
         return cli_fail(&err);
     cli_note("wrote %s: %u layers, n_embd %u, n_ff %u, heads %u/%u, head_dim %u, vocab %llu, "
              "%s output, seed %llu, in %.2f s",
-             a.out, s.n_layer, s.n_embd, s.n_ff, s.n_head, s.n_head_kv, s.head_dim,
+             out, s.n_layer, s.n_embd, s.n_ff, s.n_head, s.n_head_kv, s.head_dim,
              (unsigned long long)s.n_vocab, s.tied_output ? "tied" : "untied",
-             (unsigned long long)a.seed, cli_now() - t0);
+             (unsigned long long)seed, cli_now() - t0);
     return EXIT_OK;
 }
-
-const cli_command cli_synth = {"synth", "write a synthetic Qwen3 Q1_0 model (random weights)",
-                               usage, run};

@@ -85,31 +85,18 @@ static int decode_line(const xp_tokenizer *t, const cJSON *j, size_t line, xp_er
     return out ? XP_OK : xp_err_set(err, XP_ENOMEM, "stdin line %zu: out of memory", line);
 }
 
-typedef struct args {
-    const char *model;
-    bool special, decode;
-} args;
+static const int options[] = {CLI_O_MODEL, CLI_O_SPECIAL, CLI_O_DECODE};
+CLI_COMMAND(cli_tokenize, "tokenize", "JSON strings to token ids and back, a line each", usage,
+            options, false, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_MODEL, CLI_AT(args, model)},
-    {CLI_O_SPECIAL, CLI_AT(args, special)},
-    {CLI_O_DECODE, CLI_AT(args, decode)},
-};
-static const cli_spec spec = CLI_SPEC(&cli_tokenize, uses, false);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {0};
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc >= 0)
-        return rc;
-    if (!a.model)
+    if (!v->model)
         return cli_usage_error("tokenize", "-m MODEL is required");
     xp_err err = {0};
     xp_vocab *vocab = NULL;
     xp_tokenizer *t = NULL;
-    if (cli_load_vocab(a.model, &vocab, &err) || xp_tokenizer_new(&t, vocab, &err)) {
+    if (cli_load_vocab(v->model, &vocab, &err) || xp_tokenizer_new(&t, vocab, &err)) {
         xp_vocab_free(vocab);
         return cli_fail(&err);
     }
@@ -117,15 +104,15 @@ static int run(int argc, char **argv)
     char *line = NULL;
     size_t cap = 0, line_no = 0;
     ssize_t len;
-    rc = XP_OK;
+    int rc = XP_OK;
     while (!rc && (len = getline(&line, &cap, stdin)) >= 0) {
         line_no++;
         cJSON *j = cJSON_ParseWithLength(line, (size_t)len);
         if (!j)
             rc = xp_err_set(&err, XP_EFORMAT, "stdin line %zu: not valid JSON", line_no);
         else
-            rc = a.decode ? decode_line(t, j, line_no, &err)
-                          : encode_line(t, j, a.special, line_no, &err);
+            rc = v->decode ? decode_line(t, j, line_no, &err)
+                           : encode_line(t, j, v->special, line_no, &err);
         cJSON_Delete(j);
     }
     free(line);
@@ -133,6 +120,3 @@ static int run(int argc, char **argv)
     fflush(stdout);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_tokenize = {"tokenize", "JSON strings to token ids and back, a line "
-                                              "each", usage, run};

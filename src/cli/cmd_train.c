@@ -43,58 +43,51 @@ static const char usage[] =
     "  -q, --quiet          no progress or loss lines\n"
     "  -h, --help           this text\n";
 
-typedef struct args {
-    xp_train_opts o;
-    const char *corpus, *out, *ckpt, *tokenizer;
-    uint32_t every, log_every, stop_after;
-    bool resume;
-} args;
-
-/* Shape dimensions here are positive, as training needs (synth lets the shape check
+/* The shape's dimensions are positive here, as training needs (synth lets the shape check
  * judge them). */
-static const cli_use uses[] = {
-    {CLI_O_CORPUS, CLI_AT(args, corpus)},
-    {CLI_O_STEPS, CLI_AT(args, o.steps)},
-    {CLI_O_BATCH, CLI_AT(args, o.batch)},
-    {CLI_O_WARMUP, CLI_AT(args, o.warmup)},
-    {CLI_O_N_LAYERS, CLI_AT(args, o.shape.n_layer), .min = 1},
-    {CLI_O_EMBD, CLI_AT(args, o.shape.n_embd), .min = 1},
-    {CLI_O_FF, CLI_AT(args, o.shape.n_ff), .min = 1},
-    {CLI_O_HEADS, CLI_AT(args, o.shape.n_head), .min = 1},
-    {CLI_O_KV_HEADS, CLI_AT(args, o.shape.n_head_kv), .min = 1},
-    {CLI_O_HEAD_DIM, CLI_AT(args, o.shape.head_dim), .min = 1},
-    {CLI_O_CHECKPOINT_EVERY, CLI_AT(args, every)},
-    {CLI_O_LOG_EVERY, CLI_AT(args, log_every)},
-    {CLI_O_STOP_AFTER, CLI_AT(args, stop_after)},
-    {CLI_O_FOCUS_STEPS, CLI_AT(args, o.focus_steps)},
-    {CLI_O_LR, CLI_AT(args, o.lr)},
-    {CLI_O_LR_MIN, CLI_AT(args, o.lr_min)},
-    {CLI_O_WD, CLI_AT(args, o.weight_decay)},
-    {CLI_O_CLIP, CLI_AT(args, o.clip)},
-    {CLI_O_SEED, CLI_AT(args, o.seed)},
-    {CLI_O_CHECKPOINT, CLI_AT(args, ckpt)},
-    {CLI_O_RESUME, CLI_AT(args, resume)},
-    {CLI_O_TOKENIZER, CLI_AT(args, tokenizer)},
-    {CLI_O_FOCUS, CLI_AT(args, o.focus_task)},
-    {CLI_O_OUTPUT, CLI_AT(args, out)},
-    {.id = CLI_O_THREADS},
-};
-static const cli_spec spec = CLI_SPEC(&cli_train, uses, false);
+static const int options[] = {CLI_O_CORPUS,
+                              CLI_O_STEPS,
+                              CLI_O_BATCH,
+                              CLI_O_WARMUP,
+                              CLI_O_N_LAYERS | CLI_POSITIVE,
+                              CLI_O_EMBD | CLI_POSITIVE,
+                              CLI_O_FF | CLI_POSITIVE,
+                              CLI_O_HEADS | CLI_POSITIVE,
+                              CLI_O_KV_HEADS | CLI_POSITIVE,
+                              CLI_O_HEAD_DIM | CLI_POSITIVE,
+                              CLI_O_CHECKPOINT_EVERY,
+                              CLI_O_LOG_EVERY,
+                              CLI_O_STOP_AFTER,
+                              CLI_O_FOCUS_STEPS,
+                              CLI_O_LR,
+                              CLI_O_LR_MIN,
+                              CLI_O_WD,
+                              CLI_O_CLIP,
+                              CLI_O_SEED,
+                              CLI_O_CHECKPOINT,
+                              CLI_O_RESUME,
+                              CLI_O_TOKENIZER,
+                              CLI_O_FOCUS,
+                              CLI_O_OUTPUT,
+                              CLI_O_THREADS};
+CLI_COMMAND(cli_train, "train", "train a tiny Qwen3 Q1_0 model (quantisation-aware)", usage,
+            options, false, execute);
 
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {.every = 100, .log_every = 50};
-    xp_train_opts_default(&a.o);
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc >= 0)
-        return rc;
-    xp_train_opts o = a.o;
-    const char *out = a.out, *ckpt = a.ckpt;
-    uint32_t every = a.every, log_every = a.log_every, stop_after = a.stop_after;
-    if (!a.corpus || !out)
+    xp_train_opts o;
+    xp_train_opts_default(&o);
+    CLI_COPY_GIVEN(v, train, o);
+    CLI_COPY_GIVEN(v, shape, o.shape);
+    if (v->given[CLI_O_SEED])
+        o.seed = v->seed;
+    const char *out = v->output, *ckpt = v->checkpoint;
+    uint32_t every = v->given[CLI_O_CHECKPOINT_EVERY] ? v->checkpoint_every : 100;
+    uint32_t log_every = v->given[CLI_O_LOG_EVERY] ? v->log_every : 50;
+    uint32_t stop_after = v->stop_after;
+    if (!v->corpus || !out)
         return cli_usage_error("train", "--corpus FILE and -o OUT.gguf are required");
-    if (a.resume && !ckpt)
+    if (v->resume && !ckpt)
         return cli_usage_error("train", "--resume needs --checkpoint FILE");
     if (!o.focus_task != !o.focus_steps)
         return cli_usage_error("train", "--focus TASK and --focus-steps N go together");
@@ -102,20 +95,21 @@ static int run(int argc, char **argv)
         return cli_usage_error("train", "--focus-steps (%u) must be fewer than --steps (%u)",
                                o.focus_steps, o.steps);
 
+    int rc;
     xp_err err = {0};
     xp_vocab *vocab = NULL;
     xp_tokenizer *tok = NULL;
     xp_corpus *corpus = NULL;
     xp_trainer *t = NULL;
     double t0 = cli_now();
-    if (cli_load_vocab(a.tokenizer, &vocab, &err) || xp_tokenizer_new(&tok, vocab, &err) ||
-        xp_corpus_read(&corpus, a.corpus, &err))
+    if (cli_load_vocab(v->tokenizer, &vocab, &err) || xp_tokenizer_new(&tok, vocab, &err) ||
+        xp_corpus_read(&corpus, v->corpus, &err))
         goto fail;
     o.shape.n_vocab = vocab->n_tokens;
     if (xp_trainer_new(&t, &o, tok, corpus, &err))
         goto fail;
     struct stat st;
-    if (a.resume && stat(ckpt, &st) == 0) {
+    if (v->resume && stat(ckpt, &st) == 0) {
         if (xp_trainer_load(t, ckpt, &err))
             goto fail;
         cli_note("resumed from %s at step %u", ckpt, xp_trainer_steps_done(t));
@@ -163,6 +157,3 @@ done:
     xp_vocab_free(vocab);
     return rc;
 }
-
-const cli_command cli_train = {"train", "train a tiny Qwen3 Q1_0 model (quantisation-aware)",
-                               usage, run};

@@ -69,42 +69,25 @@ static void print_json(const xp_verify_report *r, const char *fp_note)
     cli_print_json(o);
 }
 
-typedef struct args {
-    const char *model, *base;
-    cli_patches list;
-    bool json;
-} args;
+static const int options[] = {CLI_O_MODEL, CLI_O_BASE, CLI_O_PATCH, CLI_O_JSON};
+CLI_COMMAND(cli_verify, "verify", "prove a patched GGUF is base XOR patches, bit for bit", usage,
+            options, false, execute);
 
-static const cli_use uses[] = {
-    {CLI_O_MODEL, CLI_AT(args, model)},
-    {CLI_O_BASE, CLI_AT(args, base)},
-    {CLI_O_PATCH, CLI_AT(args, list), .take = cli_patches_take},
-    {CLI_O_JSON, CLI_AT(args, json)},
-};
-static const cli_spec spec = CLI_SPEC(&cli_verify, uses, false);
-
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    args a = {0};
-    cli_parsed p;
-    int rc = cli_parse(&spec, argc, argv, &a, &p);
-    if (rc < 0 && !a.model)
-        rc = cli_usage_error("verify", "-m PATCHED.gguf is required");
-    else if (rc < 0 && !a.base)
-        rc = cli_usage_error("verify", "-b BASE.gguf is required");
-    if (rc >= 0) {
-        cli_patches_free(&a.list);
-        return rc;
-    }
-    const char *model = a.model, *base = a.base;
-    cli_patches list = a.list;
+    const char *model = v->model, *base = v->base;
+    if (!model)
+        return cli_usage_error("verify", "-m PATCHED.gguf is required");
+    if (!base)
+        return cli_usage_error("verify", "-b BASE.gguf is required");
+    const cli_patches *list = &v->patches;
     xp_err err = {0};
     bool rec_m = false, rec_b = false, present = false;
     xp_gguf *gp = NULL, *gb = NULL;
     xp_patch_record rec = {0};
     char base_sha[65] = "";
     xp_verify_report r = {0};
-    rc = xp_patch_file_recover(model, &rec_m, &err);
+    int rc = xp_patch_file_recover(model, &rec_m, &err);
     if (!rc)
         rc = xp_patch_file_recover(base, &rec_b, &err);
     if (rec_m || rec_b)
@@ -116,7 +99,7 @@ static int run(int argc, char **argv)
         rc = xp_gguf_open(&gb, base, &err);
     if (!rc)
         rc = xp_patch_record_read(gp, &rec, &present, &err);
-    if (!rc && !list.n && !present)
+    if (!rc && !list->n && !present)
         rc = xp_err_set(&err, XP_EINVAL, "%s has no patch record: name the patches with -p",
                         model);
     if (!rc)
@@ -128,12 +111,12 @@ static int run(int argc, char **argv)
         snprintf(note, sizeof note, "%s (recorded %.16s, BASE %.16s)",
                  strcmp(rec.base_sha256, base_sha) ? "DIFFERS" : "matches", rec.base_sha256,
                  base_sha);
-    xp_patch *const *ps = list.n ? list.p : rec.patches;
-    size_t n = list.n ? list.n : rec.n;
+    xp_patch *const *ps = list->n ? list->p : rec.patches;
+    size_t n = list->n ? list->n : rec.n;
     if (!rc)
         rc = xp_patch_verify(gp, gb, ps, n, &r, &err);
     if (!rc) {
-        if (a.json)
+        if (v->json)
             print_json(&r, note);
         else
             print_text(&r, note);
@@ -143,11 +126,7 @@ static int run(int argc, char **argv)
     xp_patch_record_free(&rec);
     xp_gguf_close(gp);
     xp_gguf_close(gb);
-    cli_patches_free(&list);
     if (rc)
         return cli_fail(&err);
     return equal ? EXIT_OK : EXIT_BAD_INPUT;
 }
-
-const cli_command cli_verify = {"verify", "prove a patched GGUF is base XOR patches, bit for "
-                                          "bit", usage, run};

@@ -1,37 +1,36 @@
 /* The commands' options, each declared once, and the one parser that reads them.
  *
- * How a command declares its options: it lists the ones it takes, each with the field of
- * its own arguments struct that receives the value, and calls cli_parse:
+ * How a command declares its options: it names the ones it takes, and CLI_COMMAND makes
+ * its run hand argv to cli_run, which parses them into a cli_values and calls the
+ * command's execute with it:
  *
- *     typedef struct args { const char *model; size_t max_tokens; bool json; } args;
- *     static const cli_use uses[] = {
- *         {CLI_O_MODEL, CLI_AT(args, model)},
- *         {CLI_O_MAX_TOKENS, CLI_AT(args, max_tokens)},
- *         {CLI_O_JSON, CLI_AT(args, json)},
- *         {.id = CLI_O_THREADS},        -- no field: the parser sets the thread count
- *     };
- *     static const cli_spec spec = CLI_SPEC(&cli_mycommand, uses, false);
- *     args a = {.max_tokens = 128};     -- defaults first; given options overwrite them
- *     cli_parsed p;
- *     int rc = cli_parse(&spec, argc, argv, &a, &p);
- *     if (rc >= 0)
- *         return rc;                    -- an error was printed, or --help
+ *     static const int options[] = {CLI_O_MODEL, CLI_O_CTX, CLI_O_JSON, CLI_O_THREADS};
+ *     CLI_COMMAND(cli_mine, "mine", "what it does, for xorpatch --help", usage, options,
+ *                 false, execute);
+ *     static int execute(const cli_values *v)
+ *     {
+ *         size_t ctx = v->given[CLI_O_CTX] ? v->ctx : 512;  -- its own defaults
+ *         ... v->model, v->json, v->args[0 .. v->n_args - 1] (operands) ...
+ *     }
  *
- * -q/--quiet and -h/--help are taken by every command without being listed. The table
- * (cli_options, options.c) says for each option its long name, short letter, the kind
- * of value and its range, and whether it may be repeated; the parser checks every value
- * against it (a bad or out-of-range value is a usage error naming the option, never a
- * wrap-around), refuses a second use of an option that is not repeatable, and adds up
- * the values of one that is. A new option is one line in the table and one in each
- * command's list; the command's --help text names it (tests check that every --help
- * lists exactly the options its command takes).
+ * -q/--quiet and -h/--help are taken by every command without being named (-t/--threads
+ * sets the thread count as it is parsed). A command that takes operands besides options
+ * says so (CLI_COMMAND's `operands`) and checks how many it has; otherwise one is a
+ * usage error.
  *
- * The field's type follows the kind: CLI_FLAG bool; CLI_TEXT const char *, or cli_texts
- * when repeatable; CLI_INT uint32_t or a 64-bit unsigned (uint64_t, size_t); CLI_NUMBER
- * float or double; CLI_ENUM int; CLI_LIST whatever the use's take function fills. A use
- * may narrow the table's integer range (.min, .max) and drop the short letter
- * (.long_only); the values of options several commands share in the same struct (such
- * as the search settings in an xp_search_opts) can be one macro of uses. */
+ * The table (cli_options, options.c) holds for each option its long name, short letter,
+ * kind of value and its range, whether it may be repeated, and the field of cli_values
+ * its value goes to. The parser checks every value against it: a bad or out-of-range
+ * value is a usage error naming the option and its range (never a wrap-around); a second
+ * use of an option that is not repeatable is refused; the values of a repeatable one add
+ * up (texts into a cli_texts; -p PATCH is loaded as it comes). A command may add
+ * CLI_LONG_ONLY to an option (no short letter) or CLI_POSITIVE (at least 1). A new
+ * option is an id, a field and a line in the table; the commands that take it name it,
+ * and their --help texts describe it (a test checks that every --help names exactly the
+ * options its command takes). Options whose values fill a library struct (xp_train_opts,
+ * xp_shape, xp_sampler) have it as their field, so a command starts from the library's
+ * defaults and takes what was given with CLI_COPY_GIVEN; so would the search settings
+ * (an xp_search_opts), with --controls a repeatable text. */
 #ifndef XP_CLI_OPTIONS_H
 #define XP_CLI_OPTIONS_H
 #include <stddef.h>
@@ -115,35 +114,8 @@ typedef enum cli_option_id {
     CLI_N_OPTIONS
 } cli_option_id;
 
-typedef enum cli_kind {
-    CLI_FLAG,   /* no value */
-    CLI_TEXT,   /* a text or a file name, as given */
-    CLI_INT,    /* a whole number (digits only) in [min, max] */
-    CLI_NUMBER, /* a finite number in [lo, hi], or (lo, hi] */
-    CLI_ENUM,   /* one of the names name(0) ... name(n_names - 1): its index */
-    CLI_LIST,   /* a value the use's take function reads (a comma list, a file to load) */
-} cli_kind;
-
-/* Takes a CLI_LIST value into field: 0 when taken, -1 when it is not one (the parser
- * prints the usage error, with the option's `needs`), else an exit code after printing
- * the error itself. */
-typedef int (*cli_take_fn)(const char *value, void *field);
-
-typedef struct cli_option {
-    const char *name; /* the long name, without -- */
-    char letter;      /* the short letter, or 0 */
-    cli_kind kind;
-    unsigned repeats;            /* 0: once (a second use is refused); N: up to N uses, adding up */
-    uint64_t min, max;           /* CLI_INT */
-    double lo, hi;               /* CLI_NUMBER */
-    bool open_lo;                /* CLI_NUMBER: lo itself is refused */
-    const char *(*names)(int i); /* CLI_ENUM */
-    int n_names;
-    const char *needs; /* CLI_LIST: what the value must be, for the error */
-} cli_option;
-
-extern const cli_option cli_options[CLI_N_OPTIONS];
-#define CLI_REPEATS_ANY 1000000u
+/* What a command may add to an option it names. */
+enum { CLI_LONG_ONLY = 1 << 8, CLI_POSITIVE = 1 << 9, CLI_ID_MASK = 0xff };
 
 /* The values of a repeatable text option, in the order given, NULL-terminated. */
 #define CLI_MAX_TEXTS 64
@@ -152,36 +124,105 @@ typedef struct cli_texts {
     size_t n;
 } cli_texts;
 
-/* One option a command takes and where its value goes. */
-typedef struct cli_use {
-    cli_option_id id;
-    size_t at, size;   /* the field (CLI_AT); size 0: none */
-    cli_take_fn take;  /* CLI_LIST */
-    uint64_t min, max; /* CLI_INT: a narrower range than the table's (0: the table's) */
-    bool long_only;    /* without the table's short letter */
-} cli_use;
-#define CLI_AT(type, member) .at = offsetof(type, member), .size = sizeof(((type *)0)->member)
+/* The patches of -p PATCH ..., loaded (in the order given). */
+typedef struct cli_patches {
+    xp_patch **p;
+    size_t n;
+} cli_patches;
 
-typedef struct cli_spec {
-    const cli_command *cmd;
-    const cli_use *uses;
-    size_t n_uses;
-    bool operands; /* takes arguments besides options (the command checks them) */
-} cli_spec;
-#define CLI_SPEC(cmd, uses, operands)                                                              \
-    {                                                                                              \
-        cmd, uses, sizeof uses / sizeof *uses, operands                                            \
-    }
+/* The token ids of --ids. */
+typedef struct cli_ids {
+    int32_t *v;
+    size_t n;
+} cli_ids;
 
-typedef struct cli_parsed {
+/* Every option's value (what it holds when not given: 0, NULL, false). */
+typedef struct cli_values {
     bool given[CLI_N_OPTIONS];
     char **args; /* the operands */
     int n_args;
-} cli_parsed;
+    const char *model, *output, *out, *kernel, *tokenizer, *name;
+    bool plain, json, force;
+    uint64_t seed;
+    const char *prompt, *file, *system;
+    cli_ids ids;
+    bool special, decode, chat, think, all_positions, no_tensors;
+    size_t max_tokens, top, ctx, max_chunks;
+    xp_sampler sampler; /* --temp, --top-k, --top-p */
+    cli_texts stop;
+    const char *shape_name;
+    xp_shape shape; /* --layers, --embd, ... */
+    bool tied, untied;
+    cli_patches patches;
+    const char *base, *to;
+    bool in_place;
+    const char *probes, *heldout, *split;
+    int metric;
+    bool no_generate, per_probe;
+    const char *corpus, *checkpoint;
+    xp_train_opts train; /* --steps, --batch, --lr, --focus, ... */
+    uint32_t stop_after, checkpoint_every, log_every;
+    bool resume;
+} cli_values;
 
-/* Parses argv (argv[0] is the command's name) into args, the struct the spec's fields are
- * in. -1 to go on; else an exit code, after printing the usage error or the help. */
-int cli_parse(const cli_spec *spec, int argc, char **argv, void *args, cli_parsed *out);
+typedef enum cli_kind {
+    CLI_FLAG,   /* no value: a bool */
+    CLI_TEXT,   /* a text or a file name, as given: a const char *, or a cli_texts */
+    CLI_INT,    /* a whole number (digits only) in [min, max]: uint32_t or 64 bits */
+    CLI_NUMBER, /* a finite number in [lo, hi], or (lo, hi]: float or double */
+    CLI_ENUM,   /* one of names(0) ... names(n_names - 1): its index, an int */
+    CLI_LIST,   /* a value the option's take function reads into its field */
+} cli_kind;
+
+typedef struct cli_option {
+    const char *name; /* the long name, without -- */
+    char letter;      /* the short letter, or 0 */
+    cli_kind kind;
+    size_t at, size;             /* its field in cli_values */
+    unsigned repeats;            /* 0: once (a second use is refused); N: up to N uses, adding up */
+    uint64_t min, max;           /* CLI_INT */
+    double lo, hi;               /* CLI_NUMBER */
+    bool open_lo;                /* CLI_NUMBER: lo itself is refused */
+    const char *(*names)(int i); /* CLI_ENUM */
+    int n_names;
+    /* CLI_LIST: takes the value into the field: 0, -1 when it is not one (the usage error
+     * says it `needs`), or an exit code after printing the error itself */
+    int (*take)(const char *value, void *field);
+    const char *needs;
+} cli_option;
+
+extern const cli_option cli_options[CLI_N_OPTIONS];
+
+#define CLI_AT(type, member) .at = offsetof(type, member), .size = sizeof(((type *)0)->member)
+
+/* What a command on the table takes, and what it does with the values. */
+typedef struct cli_spec {
+    const cli_command *cmd;
+    const int *options; /* CLI_O_* ids, each perhaps with CLI_LONG_ONLY or CLI_POSITIVE */
+    size_t n_options;
+    bool operands; /* takes arguments besides options */
+    int (*execute)(const cli_values *v);
+} cli_spec;
+
+/* Parses argv (argv[0] is the command's name) and runs the command on the values; the
+ * exit code (after printing the usage error, or the help, when parsing stops). */
+int cli_run(const cli_spec *spec, int argc, char **argv);
+
+/* Defines the command `var` (cli_NAME): its spec, and the run that hands argv to cli_run
+ * (execute, the command's function, is defined after it). */
+#define CLI_COMMAND(var, name, summary, usage, options, operands, execute)                         \
+    static int execute(const cli_values *v);                                                       \
+    static const cli_spec var##_spec = {&var, options, sizeof options / sizeof *options, operands, \
+                                        execute};                                                  \
+    static int var##_run(int argc, char **argv) { return cli_run(&var##_spec, argc, argv); }       \
+    const cli_command var = {name, summary, usage, var##_run}
+
+/* Copies into dst the given values of the options whose field is within v's member at
+ * `member` (dst laid out as that member): the library's defaults stay where none was
+ * given. */
+void cli_copy_given(const cli_values *v, size_t member, size_t size, void *dst);
+#define CLI_COPY_GIVEN(v, member, dst)                                                             \
+    cli_copy_given(v, offsetof(cli_values, member), sizeof(dst), &(dst))
 
 /* Checks value as option id's (for a command not yet on the table): 0 with *out set, or
  * the usage error's exit code after printing it. */

@@ -5,15 +5,12 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
-#include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "cli/options.h"
 
 cli_settings cli;
 
@@ -152,15 +149,6 @@ long cli_parse_count(const char *s)
     errno = 0;
     long v = strtol(s, &end, 10);
     return !*s || *end || errno || v <= 0 ? -1 : v;
-}
-
-int cli_set_threads(const char *command, const char *value)
-{
-    uint64_t n;
-    if (cli_parse_int(command, CLI_O_THREADS, value, &n))
-        return EXIT_USAGE;
-    omp_set_num_threads((int)n);
-    return -1;
 }
 
 int cli_open_model(const char *path, const char *kernel, xp_model **out)

@@ -8,34 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-int cli_patches_add(cli_patches *list, const char *path, xp_err *err)
-{
-    xp_patch **ps;
-    size_t n, missing;
-    int rc = xp_patch_read_all(&ps, &n, &missing, path, err);
-    if (rc)
-        return rc;
-    xp_patch **all = realloc(list->p, (list->n + n) * sizeof *all);
-    if (!all) {
-        xp_patch_list_free(ps, n);
-        return xp_err_set(err, XP_ENOMEM, "out of memory");
-    }
-    memcpy(all + list->n, ps, n * sizeof *ps);
-    free(ps);
-    list->p = all;
-    list->n += n;
-    if (missing)
-        cli_note("%s: its manifest names %zu step(s) whose patch file is not in the directory; "
-                 "using the %zu that are", path, missing, n);
-    return XP_OK;
-}
-
-void cli_patches_free(cli_patches *list)
-{
-    xp_patch_list_free(list->p, list->n);
-    memset(list, 0, sizeof *list);
-}
-
 int cli_patches_layout(xp_patch *const *ps, size_t n, const char *model, const char *shape,
                        xp_err *err)
 {
@@ -170,12 +142,6 @@ const char *cli_thousands(uint64_t v, char *buf, size_t size)
     }
     buf[k] = '\0';
     return buf;
-}
-
-int cli_patches_take(const char *path, void *list)
-{
-    xp_err err = {0};
-    return cli_patches_add(list, path, &err) ? cli_fail(&err) : 0;
 }
 
 int cli_file_command(const cli_values *v, const char *command, const char *model_role,

@@ -16,14 +16,6 @@ typedef int (*cli_file_report)(const cli_values *v, const xp_patch_file_result *
 int cli_file_command(const cli_values *v, const char *command, const char *model_role,
                      bool need_patch, cli_file_op op, cli_file_report report);
 
-/* Reads one -p argument (a file, or a Neagari directory: each of its patches) and adds
- * what it holds to the list, noting manifest steps whose file is absent. */
-int cli_patches_add(cli_patches *list, const char *path, xp_err *err);
-/* The same as the option table's take function of -p PATCH: 0, or the exit code after
- * printing the error. */
-int cli_patches_take(const char *path, void *list);
-void cli_patches_free(cli_patches *list);
-
 /* Binds every patch to a layout: the model file when given, else the named shape
  * (bonsai-8b ...), else nothing (returns 0 without binding). */
 int cli_patches_layout(xp_patch *const *ps, size_t n, const char *model, const char *shape,

@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cmd_patch_util.h"
-
 static const char *metric_name(int i) { return xp_metric_name((xp_metric)i); }
 
 /* "1,2,3" into a cli_ids. */
@@ -43,6 +41,42 @@ static int take_ids(const char *s, void *field)
     l->v = ids;
     l->n = n;
     return 0;
+}
+
+int cli_patches_add(cli_patches *list, const char *path, xp_err *err)
+{
+    xp_patch **ps;
+    size_t n, missing;
+    int rc = xp_patch_read_all(&ps, &n, &missing, path, err);
+    if (rc)
+        return rc;
+    xp_patch **all = realloc(list->p, (list->n + n) * sizeof *all);
+    if (!all) {
+        xp_patch_list_free(ps, n);
+        return xp_err_set(err, XP_ENOMEM, "out of memory");
+    }
+    memcpy(all + list->n, ps, n * sizeof *ps);
+    free(ps);
+    list->p = all;
+    list->n += n;
+    if (missing)
+        cli_note("%s: its manifest names %zu step(s) whose patch file is not in the directory; "
+                 "using the %zu that are",
+                 path, missing, n);
+    return XP_OK;
+}
+
+void cli_patches_free(cli_patches *list)
+{
+    xp_patch_list_free(list->p, list->n);
+    memset(list, 0, sizeof *list);
+}
+
+/* -p PATCH: loaded as it comes, so that an error names the first bad one. */
+static int take_patch(const char *path, void *list)
+{
+    xp_err err = {0};
+    return cli_patches_add(list, path, &err) ? cli_fail(&err) : 0;
 }
 
 /* Token counts up to what a GGUF context length can hold; vocabulary entries up to a
@@ -104,7 +138,7 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_TIED] = {"tied", 0, FLAG(tied)},
     [CLI_O_UNTIED] = {"untied", 0, FLAG(untied)},
 
-    [CLI_O_PATCH] = {"patch", 'p', .kind = CLI_LIST, AT(patches), .take = cli_patches_take,
+    [CLI_O_PATCH] = {"patch", 'p', .kind = CLI_LIST, AT(patches), .take = take_patch,
                      .repeats = 1000000},
     [CLI_O_BASE] = {"base", 'b', TEXT(base)},
     [CLI_O_IN_PLACE] = {"in-place", 0, FLAG(in_place)},
@@ -227,12 +261,14 @@ static void name_as(char *buf, size_t size, const cli_option *o, char letter, bo
         snprintf(buf, size, "--%s", o->name);
 }
 
-int cli_parse_int(const char *command, cli_option_id id, const char *value, uint64_t *out)
+int cli_set_threads(const char *command, const char *value)
 {
-    const cli_option *o = &cli_options[id];
-    char shown[64];
-    name_as(shown, sizeof shown, o, o->letter, false);
-    return check_int(command, shown, o->min, o->max, value, out);
+    const cli_option *o = &cli_options[CLI_O_THREADS];
+    uint64_t n = 0;
+    if (check_int(command, "-t", o->min, o->max, value, &n))
+        return EXIT_USAGE;
+    omp_set_num_threads((int)n);
+    return -1;
 }
 
 /* Takes one value (shown: the option as typed) into v; -1 to go on, else an exit code. */
@@ -256,12 +292,12 @@ static int take(const char *cmd, const use *u, const char *shown, const char *va
         }
         return -1;
     case CLI_INT: {
-        uint64_t n;
+        if (u->id == CLI_O_THREADS) /* no field: it sets the thread count */
+            return cli_set_threads(cmd, value);
+        uint64_t n = 0;
         int rc = check_int(cmd, shown, u->min, o->max, value, &n);
         if (rc)
             return rc;
-        if (u->id == CLI_O_THREADS)
-            omp_set_num_threads((int)n);
         uint32_t n32 = (uint32_t)n;
         if (o->size == sizeof n32)
             memcpy(field, &n32, sizeof n32);
@@ -310,6 +346,8 @@ static void check_table(const char *cmd, const cli_option *o)
     if (o->kind == CLI_LIST && !o->take)
         bad_table(cmd, o, "a list without its take function");
 }
+
+_Static_assert(CLI_N_OPTIONS <= CLI_ID_MASK + 1, "an option id fits beside the modifiers");
 
 #define MAX_OPTIONS 48
 

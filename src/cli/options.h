@@ -130,6 +130,11 @@ typedef struct cli_patches {
     size_t n;
 } cli_patches;
 
+/* Reads one -p argument (a file, or a Neagari directory: each of its patches) and adds
+ * what it holds to the list, noting manifest steps whose file is absent. */
+int cli_patches_add(cli_patches *list, const char *path, xp_err *err);
+void cli_patches_free(cli_patches *list);
+
 /* The token ids of --ids. */
 typedef struct cli_ids {
     int32_t *v;
@@ -224,7 +229,4 @@ void cli_copy_given(const cli_values *v, size_t member, size_t size, void *dst);
 #define CLI_COPY_GIVEN(v, member, dst)                                                             \
     cli_copy_given(v, offsetof(cli_values, member), sizeof(dst), &(dst))
 
-/* Checks value as option id's (for a command not yet on the table): 0 with *out set, or
- * the usage error's exit code after printing it. */
-int cli_parse_int(const char *command, cli_option_id id, const char *value, uint64_t *out);
 #endif

@@ -5,7 +5,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
-#include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,16 +149,6 @@ long cli_parse_count(const char *s)
     errno = 0;
     long v = strtol(s, &end, 10);
     return !*s || *end || errno || v <= 0 ? -1 : v;
-}
-
-int cli_set_threads(const char *command, const char *value)
-{
-    long n = cli_parse_count(value);
-    if (n < 1 || n > 1024)
-        return cli_usage_error(command, "-t needs a thread count from 1 to 1024, not '%s'",
-                               value);
-    omp_set_num_threads((int)n);
-    return -1;
 }
 
 int cli_open_model(const char *path, const char *kernel, xp_model **out)

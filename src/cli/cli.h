@@ -64,7 +64,8 @@ void cli_print_json(struct cJSON *value);
 
 /* Parses a positive integer option value; -1 when it is not one. */
 long cli_parse_count(const char *s);
-/* Parses "-t N": sets the thread count for everything that follows. */
+/* Parses "-t N" as the option table has it (options.c): sets the thread count for
+ * everything that follows. -1 to go on, or the usage error's exit code. */
 int cli_set_threads(const char *command, const char *value);
 /* Opens a model and applies --kernel when given; prints the error itself. */
 int cli_open_model(const char *path, const char *kernel, xp_model **out);

@@ -58,32 +58,24 @@ static void report(const xp_patch *p)
                  p->path, xp_patch_format_name(p->format));
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_MODEL, CLI_O_PATCH, CLI_O_OUTPUT, CLI_O_IN_PLACE, CLI_O_FORCE};
+CLI_COMMAND(cli_apply, "apply", "apply patches to a GGUF (a new file, or in place, crash-safe)",
+            usage, options, false, execute);
+
+static int applied(const cli_values *v, const xp_patch_file_result *res)
 {
-    cli_file_args a;
-    int rc = cli_file_args_parse(&cli_apply, argc, argv, "BASE.gguf", true, &a);
-    if (rc >= 0)
-        return rc;
-    const char *model = a.model, *out = a.out;
-    bool in_place = a.in_place;
-    cli_patches list = a.list;
-    xp_err err = {0};
-    xp_patch_file_result res;
-    rc = cli_file_run("apply", xp_patch_file_apply, &a, &res, &err);
-    if (rc) {
-        cli_patches_free(&list);
-        return cli_fail(&err);
-    }
-    if (res.prepared)
+    const char *model = v->model, *out = v->output;
+    if (res->prepared)
         cli_note("%s had no patch record: rewrote it once with room for one (later --in-place "
                  "runs flip bytes directly)", model);
-    for (size_t i = 0; i < list.n; i++)
-        report(list.p[i]);
-    printf("%s: %zu patch(es) recorded, base SHA-256 %s%s\n", out ? out : model, res.n_applied,
-           res.base_sha256, in_place ? " (in place)" : "");
-    cli_patches_free(&list);
+    for (size_t i = 0; i < v->patches.n; i++)
+        report(v->patches.p[i]);
+    printf("%s: %zu patch(es) recorded, base SHA-256 %s%s\n", out ? out : model, res->n_applied,
+           res->base_sha256, v->in_place ? " (in place)" : "");
     return EXIT_OK;
 }
 
-const cli_command cli_apply = {"apply", "apply patches to a GGUF (a new file, or in place, "
-                                        "crash-safe)", usage, run};
+static int execute(const cli_values *v)
+{
+    return cli_file_command(v, "apply", "BASE.gguf", true, xp_patch_file_apply, applied);
+}

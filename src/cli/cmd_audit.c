@@ -3,11 +3,8 @@
  * single-token rule), how far down the model's ranking each distractor is, whether the
  * measured token is what the model emits, the current gap and greedy output, probes
  * already solved, and categories that are one contrast repeated. */
-#include <getopt.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "cli/cmd_probe_util.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch audit -m MODEL --probes FILE [options]\n"
@@ -54,10 +51,7 @@ static cJSON *audit_json(const xp_probe_set *s, const xp_audit *a)
     cJSON *probes = cJSON_AddArrayToObject(o, "probes");
     for (size_t i = 0; i < a->n; i++) {
         const xp_audit_probe *p = &a->probes[i];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", s->probes[i].name);
-        cJSON_AddStringToObject(e, "category", s->probes[i].category);
-        cJSON_AddStringToObject(e, "role", s->probes[i].role == XP_ROLE_CONTROL ? "control" : "target");
+        cJSON *e = cli_probe_json(&s->probes[i]);
         cJSON_AddBoolToObject(e, "dead", p->dead);
         cJSON_AddBoolToObject(e, "dead_token_gap", p->dead_token_gap);
         if (p->score.distractor_rank)
@@ -142,79 +136,45 @@ static void audit_print(const xp_probe_set *s, const xp_audit *a, const xp_token
            a->dead_token_gap, a->solved, a->not_emitted, a->one_contrast_categories, a->n_categories);
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {
+    CLI_O_MODEL, CLI_O_PROBES, CLI_O_METRIC, CLI_O_NO_GENERATE, CLI_O_MAX_TOKENS | CLI_LONG_ONLY,
+    CLI_O_JSON,  CLI_O_KERNEL, CLI_O_THREADS};
+CLI_COMMAND(cli_audit, "audit",
+            "what a probe set can measure: dead probes, ranks, solved, repeated contrasts", usage,
+            options, false, execute);
+
+static int execute(const cli_values *v)
 {
-    enum { O_PROBES = 256, O_METRIC, O_NOGEN, O_MAXTOK, O_JSON, O_KERNEL };
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},      {"probes", required_argument, 0, O_PROBES},
-        {"metric", required_argument, 0, O_METRIC}, {"no-generate", no_argument, 0, O_NOGEN},
-        {"max-tokens", required_argument, 0, O_MAXTOK}, {"json", no_argument, 0, O_JSON},
-        {"kernel", required_argument, 0, O_KERNEL}, {"threads", required_argument, 0, 't'},
-        {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    const char *model = NULL, *probes = NULL, *kernel = NULL;
-    int metric = XP_METRIC_SEQ_LOGPROB, opt, rc;
-    bool generate = true, json = false;
-    long max_tokens = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:t:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm': model = optarg; break;
-        case O_PROBES: probes = optarg; break;
-        case O_METRIC:
-            if ((metric = cli_metric("audit", optarg)) < 0)
-                return EXIT_USAGE;
-            break;
-        case O_NOGEN: generate = false; break;
-        case O_MAXTOK:
-            if ((max_tokens = cli_parse_count(optarg)) < 0)
-                return cli_usage_error("audit", "--max-tokens needs a positive count, not '%s'",
-                                       optarg);
-            break;
-        case O_JSON: json = true; break;
-        case O_KERNEL: kernel = optarg; break;
-        case 't':
-            if ((rc = cli_set_threads("audit", optarg)) >= 0)
-                return rc;
-            break;
-        default:
-            if ((rc = cli_common_option(&cli_audit, opt)) >= 0)
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("audit", "unexpected argument '%s'", argv[optind]);
+    const char *model = v->model, *probes = v->probes;
     if (!model || !probes)
         return cli_usage_error("audit", "-m MODEL and --probes FILE are required");
-    if (!generate && metric == XP_METRIC_GENERATION)
+    if (v->no_generate && v->metric == XP_METRIC_GENERATION)
         return cli_usage_error("audit", "--metric generation needs the greedy outputs: drop "
-                               "--no-generate");
+                                        "--no-generate");
     xp_model *m;
-    if ((rc = cli_open_model(model, kernel, &m)))
+    int rc = cli_open_model(model, v->kernel, &m);
+    if (rc)
         return rc;
     xp_err err = {0};
     xp_probe_set *s = NULL;
     xp_probe_tokens *pt = NULL;
-    xp_audit a = {0};
+    xp_audit au = {0};
     double t0 = cli_now();
     rc = cli_probes_load(probes, m, &s, &pt, &err);
-    if (!rc && max_tokens)
-        s->max_tokens = (size_t)max_tokens;
+    if (!rc && v->max_tokens)
+        s->max_tokens = v->max_tokens;
     if (!rc)
-        rc = xp_probe_audit(m, s, pt, (xp_metric)metric, generate, &a, &err);
+        rc = xp_probe_audit(m, s, pt, (xp_metric)v->metric, !v->no_generate, &au, &err);
     if (!rc) {
-        if (json)
-            cli_print_json(audit_json(s, &a));
+        if (v->json)
+            cli_print_json(audit_json(s, &au));
         else
-            audit_print(s, &a, xp_model_tokenizer(m));
+            audit_print(s, &au, xp_model_tokenizer(m));
         cli_note("audited %zu probes in %.1f s", s->n, cli_now() - t0);
     }
-    xp_audit_free(&a);
+    xp_audit_free(&au);
     xp_probe_tokens_free(pt, s ? s->n : 0);
     xp_probe_set_free(s);
     xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_audit = {"audit", "what a probe set can measure: dead probes, ranks, "
-                               "solved, repeated contrasts", usage, run};

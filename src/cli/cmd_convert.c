@@ -1,11 +1,11 @@
 /* `xorpatch convert`: one patch from any format to any other — Bankai and Neagari files
  * into the project's JSON or binary, and back where the flips fit those formats. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cmd_patch_util.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch convert IN -o OUT [--to FORMAT] [-m MODEL | --shape NAME] [--name NAME]\n"
@@ -49,50 +49,30 @@ static int stamp_source(xp_patch *p, const char *in, xp_err *err)
     return XP_OK;
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_OUTPUT, CLI_O_TO, CLI_O_MODEL, CLI_O_SHAPE, CLI_O_NAME};
+CLI_COMMAND(cli_convert, "convert",
+            "convert a patch between formats (xorpatch JSON / binary, Bankai v1, Neagari v2)",
+            usage, options, true, execute);
+
+static int execute(const cli_values *v)
 {
-    enum { O_TO = 256, O_SHAPE, O_NAME };
-    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
-                                         {"to", required_argument, 0, O_TO},
-                                         {"model", required_argument, 0, 'm'},
-                                         {"shape", required_argument, 0, O_SHAPE},
-                                         {"name", required_argument, 0, O_NAME},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *out = NULL, *to = NULL, *model = NULL, *shape = NULL, *name = NULL;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "o:m:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'o': out = optarg; break;
-        case O_TO: to = optarg; break;
-        case 'm': model = optarg; break;
-        case O_SHAPE: shape = optarg; break;
-        case O_NAME: name = optarg; break;
-        default:
-            if ((rc = cli_common_option(&cli_convert, opt)) >= 0)
-                return rc;
-        }
-    }
-    if (argc - optind != 1)
+    if (v->n_args != 1)
         return cli_usage_error("convert", "give exactly one IN patch");
-    if (!out)
-        return cli_usage_error("convert", "-o OUT is required");
-    if (model && shape)
-        return cli_usage_error("convert", "give -m or --shape, not both");
-    int format = cli_patch_out_format("convert", to, out);
+    const char *out = v->output, *model = v->model, *name = v->name, *in = v->args[0];
+    int format = cli_patch_output("convert", "-o OUT", v);
     if (format < 0)
         return EXIT_USAGE;
     cli_patches list = {0};
     xp_err err = {0};
-    rc = cli_patches_add(&list, argv[optind], &err);
+    int rc = cli_patches_add(&list, in, &err);
     if (!rc && list.n != 1)
-        rc = xp_err_set(&err, XP_EINVAL, "%s holds %zu patches: convert takes one (`xorpatch "
-                        "stack` combines several)", argv[optind], list.n);
+        rc = xp_err_set(&err, XP_EINVAL,
+                        "%s holds %zu patches: convert takes one (`xorpatch "
+                        "stack` combines several)",
+                        in, list.n);
     xp_patch *p = rc ? NULL : list.p[0];
     if (!rc)
-        rc = cli_patches_layout(list.p, 1, model, shape, &err);
+        rc = cli_patches_layout(list.p, 1, model, v->shape_name, &err);
     if (!rc && model && !p->base_sha256[0]) {
         xp_gguf *g;
         if (!(rc = xp_gguf_open(&g, model, &err))) {
@@ -103,7 +83,7 @@ static int run(int argc, char **argv)
         }
     }
     if (!rc)
-        rc = stamp_source(p, argv[optind], &err);
+        rc = stamp_source(p, in, &err);
     if (!rc && name) {
         free(p->name);
         p->name = strdup(name);
@@ -115,6 +95,3 @@ static int run(int argc, char **argv)
     cli_patches_free(&list);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_convert = {"convert", "convert a patch between formats (xorpatch JSON / "
-                                            "binary, Bankai v1, Neagari v2)", usage, run};

@@ -1,11 +1,7 @@
 /* `xorpatch corpus`: writes the tiny model's deterministic training corpus, and, given
  * a trained model, its probe sets (train, held-out and control probes in the Bankai list
  * format) with the model's per-task greedy accuracy. */
-#include <getopt.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "cli/cli.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch corpus [--seed N] -o CORPUS.jsonl\n"
@@ -60,52 +56,24 @@ static int write_probes(const char *dir, const char *model_path, xp_corpus *c, u
     return EXIT_OK;
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_SEED,  CLI_O_PROBES, CLI_O_CORPUS,
+                              CLI_O_MODEL, CLI_O_OUTPUT, CLI_O_THREADS};
+CLI_COMMAND(cli_corpus, "corpus", "write the tiny model's corpus, or its probe sets", usage,
+            options, false, execute);
+
+static int execute(const cli_values *v)
 {
-    enum { O_SEED = 256, O_PROBES, O_CORPUS };
-    static const struct option opts[] = {
-        {"seed", required_argument, 0, O_SEED},     {"probes", required_argument, 0, O_PROBES},
-        {"corpus", required_argument, 0, O_CORPUS}, {"model", required_argument, 0, 'm'},
-        {"output", required_argument, 0, 'o'},      {"threads", required_argument, 0, 't'},
-        {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    const char *out = NULL, *probes = NULL, *model = NULL, *corpus_path = NULL;
-    uint64_t seed = 1;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "o:m:t:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case O_SEED: {
-            char *end;
-            seed = strtoull(optarg, &end, 10);
-            if (!*optarg || *end || optarg[0] == '-')
-                return cli_usage_error("corpus", "--seed needs a non-negative integer");
-            break;
-        }
-        case O_PROBES: probes = optarg; break;
-        case O_CORPUS: corpus_path = optarg; break;
-        case 'm': model = optarg; break;
-        case 'o': out = optarg; break;
-        case 't':
-            if ((rc = cli_set_threads("corpus", optarg)) >= 0)
-                return rc;
-            break;
-        default:
-            if ((rc = cli_common_option(&cli_corpus, opt)) >= 0)
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("corpus", "unexpected argument '%s'", argv[optind]);
+    const char *out = v->output, *probes = v->probes;
+    uint64_t seed = v->given[CLI_O_SEED] ? v->seed : 1;
     if (!out && !probes)
         return cli_usage_error("corpus", "-o CORPUS.jsonl or --probes DIR is required");
-    if (probes && !model)
+    if (probes && !v->model)
         return cli_usage_error("corpus", "--probes needs -m MODEL");
     xp_err err = {0};
     xp_corpus *c = NULL;
-    if (corpus_path ? xp_corpus_read(&c, corpus_path, &err) : xp_corpus_generate(&c, seed, &err))
+    if (v->corpus ? xp_corpus_read(&c, v->corpus, &err) : xp_corpus_generate(&c, seed, &err))
         return cli_fail(&err);
-    rc = EXIT_OK;
+    int rc = EXIT_OK;
     if (out) {
         if (xp_corpus_write(c, out, &err))
             rc = cli_fail(&err);
@@ -118,10 +86,7 @@ static int run(int argc, char **argv)
         }
     }
     if (!rc && probes)
-        rc = write_probes(probes, model, c, seed);
+        rc = write_probes(probes, v->model, c, seed);
     xp_corpus_free(c);
     return rc;
 }
-
-const cli_command cli_corpus = {"corpus", "write the tiny model's corpus, or its probe sets",
-                                usage, run};

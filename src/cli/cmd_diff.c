@@ -2,11 +2,11 @@
  * a model's 1-bit weights — made by xorpatch or not — can be audited, shown, stacked and
  * reverted like any patch. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cmd_patch_util.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch diff A.gguf B.gguf -o PATCH [--to FORMAT] [--name NAME]\n"
@@ -25,41 +25,24 @@ static const char usage[] =
     "  -q, --quiet         nothing but results and errors\n"
     "  -h, --help          this text\n";
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_OUTPUT, CLI_O_TO, CLI_O_NAME};
+CLI_COMMAND(cli_diff, "diff", "extract the patch between two GGUFs of one layout", usage, options,
+            true, execute);
+
+static int execute(const cli_values *v)
 {
-    enum { O_TO = 256, O_NAME };
-    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
-                                         {"to", required_argument, 0, O_TO},
-                                         {"name", required_argument, 0, O_NAME},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *out = NULL, *to = NULL, *name = NULL;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
-        if (opt == 'o')
-            out = optarg;
-        else if (opt == O_TO)
-            to = optarg;
-        else if (opt == O_NAME)
-            name = optarg;
-        else if ((rc = cli_common_option(&cli_diff, opt)) >= 0)
-            return rc;
-    }
-    if (argc - optind != 2)
+    if (v->n_args != 2)
         return cli_usage_error("diff", "give exactly two files, A.gguf and B.gguf");
-    if (!out)
-        return cli_usage_error("diff", "-o PATCH is required");
-    int format = cli_patch_out_format("diff", to, out);
+    const char *out = v->output, *name = v->name;
+    int format = cli_patch_output("diff", "-o PATCH", v);
     if (format < 0)
         return EXIT_USAGE;
-    const char *a = argv[optind], *b = argv[optind + 1];
+    const char *a = v->args[0], *b = v->args[1];
     xp_err err = {0};
     xp_gguf *ga = NULL, *gb = NULL;
     xp_patch *p = NULL;
     bool rec_a = false, rec_b = false;
-    rc = xp_patch_file_recover(a, &rec_a, &err);
+    int rc = xp_patch_file_recover(a, &rec_a, &err);
     if (!rc)
         rc = xp_patch_file_recover(b, &rec_b, &err);
     if (!rc)
@@ -98,6 +81,3 @@ static int run(int argc, char **argv)
     xp_gguf_close(gb);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_diff = {"diff", "extract the patch between two GGUFs of one layout", usage,
-                              run};

@@ -3,12 +3,12 @@
  * broke, stayed right or stayed wrong; the same per category; accuracies with Wilson
  * intervals, the exact McNemar test and the paired difference; the verbatim cross-table;
  * on the training probes and on held-out ones (a second file or a split). */
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cmd_patch_util.h"
 #include "cli/cmd_probe_util.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch eval -m MODEL --probes FILE [--heldout FILE | --split SPEC]\n"
@@ -105,10 +105,7 @@ static cJSON *set_json(const eval_set *es)
     cJSON *probes = cJSON_AddArrayToObject(o, "probes");
     for (size_t i = 0; i < s->n; i++) {
         const xp_eval_probe *p = &e->probes[i];
-        cJSON *q = cJSON_CreateObject();
-        cJSON_AddStringToObject(q, "name", s->probes[i].name);
-        cJSON_AddStringToObject(q, "category", s->probes[i].category);
-        cJSON_AddStringToObject(q, "role", s->probes[i].role == XP_ROLE_CONTROL ? "control" : "target");
+        cJSON *q = cli_probe_json(&s->probes[i]);
         cJSON *g = cJSON_AddArrayToObject(q, "gap"), *out = cJSON_AddArrayToObject(q, "output");
         cJSON *r = cJSON_AddArrayToObject(q, "right");
         for (int k = 0; k < 2; k++) {
@@ -237,76 +234,32 @@ static void set_print(const eval_set *es, bool patched, bool generate, bool per_
     printf("\n");
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {
+    CLI_O_MODEL,     CLI_O_PROBES, CLI_O_HELDOUT,     CLI_O_SPLIT,
+    CLI_O_PATCH,     CLI_O_METRIC, CLI_O_NO_GENERATE, CLI_O_MAX_TOKENS | CLI_LONG_ONLY,
+    CLI_O_PER_PROBE, CLI_O_JSON,   CLI_O_KERNEL,      CLI_O_THREADS};
+CLI_COMMAND(cli_eval, "eval", "probes without and with patches: fixed/broke, Wilson, McNemar",
+            usage, options, false, execute);
+
+static int execute(const cli_values *v)
 {
-    enum { O_PROBES = 256, O_HELDOUT, O_SPLIT, O_METRIC, O_NOGEN, O_MAXTOK, O_PER, O_JSON,
-           O_KERNEL };
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},      {"probes", required_argument, 0, O_PROBES},
-        {"heldout", required_argument, 0, O_HELDOUT}, {"split", required_argument, 0, O_SPLIT},
-        {"patch", required_argument, 0, 'p'},      {"metric", required_argument, 0, O_METRIC},
-        {"no-generate", no_argument, 0, O_NOGEN},  {"max-tokens", required_argument, 0, O_MAXTOK},
-        {"per-probe", no_argument, 0, O_PER},      {"json", no_argument, 0, O_JSON},
-        {"kernel", required_argument, 0, O_KERNEL}, {"threads", required_argument, 0, 't'},
-        {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    const char *model = NULL, *probes = NULL, *heldout = NULL, *split = NULL, *kernel = NULL;
-    int metric = XP_METRIC_SEQ_LOGPROB, opt, rc;
-    bool generate = true, json = false, per_probe = false;
-    long max_tokens = 0;
-    cli_patches list = {0};
+    const char *model = v->model, *probes = v->probes, *heldout = v->heldout, *split = v->split;
+    bool generate = !v->no_generate;
+    const cli_patches *list = &v->patches;
+    if (!model || !probes)
+        return cli_usage_error("eval", "-m MODEL and --probes FILE are required");
+    if (heldout && split)
+        return cli_usage_error("eval", "give --heldout FILE or --split SPEC, not both");
+    /* generation is judged anyway; its gap is seq_logprob */
+    xp_metric metric = v->metric == XP_METRIC_GENERATION ? XP_METRIC_SEQ_LOGPROB : v->metric;
     xp_err err = {0};
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:p:t:qh", opts, NULL)) != -1) {
-        rc = -1;
-        switch (opt) {
-        case 'm': model = optarg; break;
-        case O_PROBES: probes = optarg; break;
-        case O_HELDOUT: heldout = optarg; break;
-        case O_SPLIT: split = optarg; break;
-        case 'p':
-            if (cli_patches_add(&list, optarg, &err))
-                rc = cli_fail(&err);
-            break;
-        case O_METRIC:
-            if ((metric = cli_metric("eval", optarg)) < 0)
-                rc = EXIT_USAGE;
-            break;
-        case O_NOGEN: generate = false; break;
-        case O_MAXTOK:
-            if ((max_tokens = cli_parse_count(optarg)) < 0)
-                rc = cli_usage_error("eval", "--max-tokens needs a positive count, not '%s'", optarg);
-            break;
-        case O_PER: per_probe = true; break;
-        case O_JSON: json = true; break;
-        case O_KERNEL: kernel = optarg; break;
-        case 't': rc = cli_set_threads("eval", optarg); break;
-        default: rc = cli_common_option(&cli_eval, opt);
-        }
-        if (rc >= 0) {
-            cli_patches_free(&list);
-            return rc;
-        }
-    }
-    rc = -1;
-    if (optind < argc)
-        rc = cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
-    else if (!model || !probes)
-        rc = cli_usage_error("eval", "-m MODEL and --probes FILE are required");
-    else if (heldout && split)
-        rc = cli_usage_error("eval", "give --heldout FILE or --split SPEC, not both");
-    else if (metric == XP_METRIC_GENERATION)
-        metric = XP_METRIC_SEQ_LOGPROB; /* generation is judged anyway; its gap is seq_logprob */
     xp_probe_split how;
-    if (rc < 0 && split && xp_probe_split_parse(split, &how, &err))
-        rc = cli_usage_error("eval", "%s", err.msg);
+    if (split && xp_probe_split_parse(split, &how, &err))
+        return cli_usage_error("eval", "%s", err.msg);
     xp_model *m = NULL;
-    if (rc < 0 && (rc = cli_open_model(model, kernel, &m)) == EXIT_OK)
-        rc = -1;
-    if (rc >= 0) {
-        cli_patches_free(&list);
+    int rc = cli_open_model(model, v->kernel, &m);
+    if (rc)
         return rc;
-    }
     eval_set sets[2] = {{"train", NULL, NULL, {0}}, {"heldout", NULL, NULL, {0}}};
     size_t n_sets = heldout || split ? 2 : 1;
     rc = xp_probe_set_load(&sets[0].s, probes, &err);
@@ -320,28 +273,28 @@ static int run(int argc, char **argv)
         rc = xp_probe_set_load(&sets[1].s, heldout, &err);
     }
     for (size_t k = 0; !rc && k < n_sets; k++) {
-        if (max_tokens)
-            sets[k].s->max_tokens = (size_t)max_tokens;
+        if (v->max_tokens)
+            sets[k].s->max_tokens = v->max_tokens;
         rc = xp_probe_tokenize(sets[k].s, xp_model_tokenizer(m), &sets[k].pt, &err);
     }
     double t0 = cli_now();
     cli_progress bar;
-    xp_eval_opts eo = {(xp_metric)metric, generate, 0, cli_progress_update, &bar};
+    xp_eval_opts eo = {metric, generate, 0, cli_progress_update, &bar};
     for (size_t k = 0; !rc && k < n_sets; k++) {
         char label[64];
         snprintf(label, sizeof label, "eval %s", sets[k].split);
         cli_progress_start(&bar, label);
-        rc = xp_eval_run(m, sets[k].s, sets[k].pt, list.p, list.n, &eo, &sets[k].e, &err);
+        rc = xp_eval_run(m, sets[k].s, sets[k].pt, list->p, list->n, &eo, &sets[k].e, &err);
         cli_progress_end(&bar);
     }
-    if (!rc && json) {
+    if (!rc && v->json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", model);
         cJSON *pn = cJSON_AddArrayToObject(o, "patches");
-        for (size_t i = 0; i < list.n; i++)
-            cJSON_AddItemToArray(pn, cJSON_CreateString(list.p[i]->name ? list.p[i]->name
-                                                                        : list.p[i]->path));
-        cJSON_AddStringToObject(o, "metric", xp_metric_name((xp_metric)metric));
+        for (size_t i = 0; i < list->n; i++)
+            cJSON_AddItemToArray(
+                pn, cJSON_CreateString(list->p[i]->name ? list->p[i]->name : list->p[i]->path));
+        cJSON_AddStringToObject(o, "metric", xp_metric_name(metric));
         cJSON_AddBoolToObject(o, "generate", generate);
         cJSON *arr = cJSON_AddArrayToObject(o, "sets");
         for (size_t k = 0; k < n_sets; k++)
@@ -349,16 +302,16 @@ static int run(int argc, char **argv)
         cli_print_json(o);
     } else if (!rc) {
         printf("model %s; ", model);
-        if (list.n) {
+        if (list->n) {
             printf("patches:");
-            for (size_t i = 0; i < list.n; i++)
-                printf(" %s", list.p[i]->name ? list.p[i]->name : list.p[i]->path);
+            for (size_t i = 0; i < list->n; i++)
+                printf(" %s", list->p[i]->name ? list->p[i]->name : list->p[i]->path);
         } else {
             printf("no patch (base only)");
         }
-        printf("; gaps by %s\n\n", xp_metric_name((xp_metric)metric));
+        printf("; gaps by %s\n\n", xp_metric_name(metric));
         for (size_t k = 0; k < n_sets; k++)
-            set_print(&sets[k], list.n > 0, generate, per_probe || !list.n);
+            set_print(&sets[k], list->n > 0, generate, v->per_probe || !list->n);
     }
     if (!rc)
         cli_note("evaluated in %.1f s", cli_now() - t0);
@@ -367,10 +320,6 @@ static int run(int argc, char **argv)
         xp_probe_tokens_free(sets[k].pt, sets[k].s ? sets[k].s->n : 0);
         xp_probe_set_free(sets[k].s);
     }
-    cli_patches_free(&list);
     xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_eval = {"eval", "probes without and with patches: fixed/broke, Wilson, "
-                              "McNemar", usage, run};

@@ -2,11 +2,10 @@
  * tensor table, totals by type, the tokenizer and the file's SHA-256 fingerprint — as
  * text for a person or as one JSON object for a program. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch inspect FILE.gguf [--json] [--no-tensors]\n"
@@ -186,31 +185,16 @@ static void print_json(const xp_gguf *g, const char *sha, const xp_shape *s, con
     cli_print_json(o);
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_JSON, CLI_O_NO_TENSORS};
+CLI_COMMAND(cli_inspect, "inspect", "show a GGUF file's model, tensors, tokenizer and SHA-256",
+            usage, options, true, execute);
+
+static int execute(const cli_values *v)
 {
-    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
-                                         {"no-tensors", no_argument, 0, 'n'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    bool json = false, tensors = true;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        if (opt == 'j')
-            json = true;
-        else if (opt == 'n')
-            tensors = false;
-        else {
-            int rc = cli_common_option(&cli_inspect, opt);
-            if (rc >= 0)
-                return rc;
-        }
-    }
-    if (optind + 1 != argc)
-        return cli_usage_error("inspect", optind < argc ? "give exactly one FILE.gguf"
-                                                        : "FILE.gguf is required");
-    const char *path = argv[optind];
+    if (v->n_args != 1)
+        return cli_usage_error("inspect",
+                               v->n_args ? "give exactly one FILE.gguf" : "FILE.gguf is required");
+    const char *path = v->args[0];
     xp_err err = {0};
     xp_gguf *g;
     if (xp_gguf_open(&g, path, &err))
@@ -227,14 +211,11 @@ static int run(int argc, char **argv)
     xp_gguf_get_str(g, "general.architecture", &arch, NULL);
     tok_summary tk;
     summarise_tokenizer(g, &tk);
-    if (json)
+    if (v->json)
         print_json(g, sha, is_model ? &shape : NULL, arch, &tk);
     else
-        print_text(path, g, sha, is_model ? &shape : NULL, arch, &shape_err, &tk, tensors);
+        print_text(path, g, sha, is_model ? &shape : NULL, arch, &shape_err, &tk, !v->no_tensors);
     free(arch);
     xp_gguf_close(g);
     return EXIT_OK;
 }
-
-const cli_command cli_inspect = {"inspect", "show a GGUF file's model, tensors, tokenizer and "
-                                            "SHA-256", usage, run};

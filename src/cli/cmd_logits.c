@@ -2,13 +2,11 @@
  * candidates as text or JSON, and optionally every logit as raw float32 for comparison
  * with other engines. */
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "cli/options.h"
 #include "core/file.h"
 
 static const char usage[] =
@@ -32,34 +30,6 @@ static const char usage[] =
     "  -t, --threads N    threads (default: all cores)\n"
     "  -q, --quiet        nothing on stderr but errors\n"
     "  -h, --help         this text\n";
-
-static int parse_ids(const char *s, int32_t **out, size_t *n)
-{
-    size_t cap = 16;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    *n = 0;
-    while (ids && *s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 0 || v > INT32_MAX || (*end && *end != ','))
-            break;
-        if (*n == cap) {
-            int32_t *b = realloc(ids, (cap *= 2) * sizeof *ids);
-            if (!b)
-                break;
-            ids = b;
-        }
-        ids[(*n)++] = (int32_t)v;
-        s = *end ? end + 1 : end;
-    }
-    if (!ids || *s || !*n) {
-        free(ids);
-        return -1;
-    }
-    *out = ids;
-    return 0;
-}
 
 typedef struct top_entry {
     int32_t id;
@@ -99,69 +69,43 @@ static void print_piece(const xp_tokenizer *tok, int32_t id)
     free(text);
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_MODEL,
+                              CLI_O_PROMPT,
+                              CLI_O_IDS,
+                              CLI_O_SPECIAL,
+                              CLI_O_TOP,
+                              CLI_O_ALL_POSITIONS,
+                              CLI_O_OUT | CLI_LONG_ONLY,
+                              CLI_O_JSON,
+                              CLI_O_PLAIN,
+                              CLI_O_KERNEL,
+                              CLI_O_THREADS};
+CLI_COMMAND(cli_logits, "logits", "next-token logits of a prompt (top K, JSON, raw f32)", usage,
+            options, false, execute);
+
+static int execute(const cli_values *v)
 {
-    enum { O_IDS = 256, O_SPECIAL, O_TOP, O_ALL, O_OUT, O_JSON, O_PLAIN, O_KERNEL };
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},  {"prompt", required_argument, 0, 'p'},
-        {"ids", required_argument, 0, O_IDS},  {"special", no_argument, 0, O_SPECIAL},
-        {"top", required_argument, 0, O_TOP},  {"all-positions", no_argument, 0, O_ALL},
-        {"out", required_argument, 0, O_OUT},  {"json", no_argument, 0, O_JSON},
-        {"plain", no_argument, 0, O_PLAIN},    {"kernel", required_argument, 0, O_KERNEL},
-        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *model = NULL, *prompt = NULL, *ids_arg = NULL, *out_path = NULL, *kernel = NULL;
-    bool special = false, all = false, json = false;
-    xp_path path = XP_PATH_FAST;
-    long k = 10;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:p:t:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm': model = optarg; break;
-        case 'p': prompt = optarg; break;
-        case O_IDS: ids_arg = optarg; break;
-        case O_SPECIAL: special = true; break;
-        case O_TOP:
-            if ((k = cli_parse_count(optarg)) < 0)
-                return cli_usage_error("logits", "--top needs a positive count, not '%s'", optarg);
-            break;
-        case O_ALL: all = true; break;
-        case O_OUT: out_path = optarg; break;
-        case O_JSON: json = true; break;
-        case O_PLAIN: path = XP_PATH_PLAIN; break;
-        case O_KERNEL: kernel = optarg; break;
-        case 't':
-            if ((rc = cli_set_threads("logits", optarg)) >= 0)
-                return rc;
-            break;
-        default:
-            if ((rc = cli_common_option(&cli_logits, opt)) >= 0)
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("logits", "unexpected argument '%s'", argv[optind]);
-    if (!model || !prompt == !ids_arg)
+    const char *model = v->model, *prompt = v->prompt;
+    if (!model || !prompt == !v->ids.v)
         return cli_usage_error("logits", "-m MODEL and one of -p TEXT or --ids LIST are required");
-    int32_t *ids = NULL;
-    size_t n = 0;
-    if (ids_arg && parse_ids(ids_arg, &ids, &n))
-        return cli_usage_error("logits", "--ids needs comma-separated token ids, not '%s'",
-                               ids_arg);
+    const int32_t *ids = v->ids.v;
+    int32_t *tokens = NULL; /* the prompt's */
+    size_t n = v->ids.n, k = v->given[CLI_O_TOP] ? v->top : 10;
+    xp_path path = v->plain ? XP_PATH_PLAIN : XP_PATH_FAST;
+    bool all = v->all_positions;
     xp_model *m;
-    if ((rc = cli_open_model(model, kernel, &m))) {
-        free(ids);
+    int rc = cli_open_model(model, v->kernel, &m);
+    if (rc)
         return rc;
-    }
-    xp_err err = {0};
-    const xp_tokenizer *tok = xp_model_tokenizer(m);
     size_t V = xp_model_shape(m)->n_vocab;
+    const xp_tokenizer *tok = xp_model_tokenizer(m);
+    xp_err err = {0};
     if (prompt) {
         if (!tok)
             rc = xp_err_set(&err, XP_EFORMAT, "%s has no tokenizer: give --ids", model);
         else
-            rc = xp_tokenize(tok, prompt, strlen(prompt), special, &ids, &n, &err);
+            rc = xp_tokenize(tok, prompt, strlen(prompt), v->special, &tokens, &n, &err);
+        ids = tokens;
         if (!rc && n == 0)
             rc = xp_err_set(&err, XP_EINVAL, "the prompt has no tokens");
     }
@@ -180,18 +124,18 @@ static int run(int argc, char **argv)
         xp_seq seq = {NULL, ids, n, want};
         rc = xp_forward(m, path, &seq, 1, logits, &err);
     }
-    if (!rc && out_path)
-        rc = xp_write_file_atomic(out_path, logits, n_pos * V * sizeof *logits, &err);
-    top_entry *top = !rc ? malloc((size_t)k * sizeof *top) : NULL;
+    if (!rc && v->out)
+        rc = xp_write_file_atomic(v->out, logits, n_pos * V * sizeof *logits, &err);
+    top_entry *top = !rc ? malloc(k * sizeof *top) : NULL;
     if (!rc && !top)
         rc = xp_err_set(&err, XP_ENOMEM, "out of memory");
-    if (!rc && json) {
+    if (!rc && v->json) {
         cJSON *o = cJSON_CreateObject(), *toks = cJSON_AddArrayToObject(o, "tokens");
         cJSON *positions = cJSON_AddArrayToObject(o, "positions");
         for (size_t i = 0; i < n; i++)
             cJSON_AddItemToArray(toks, cJSON_CreateNumber(ids[i]));
         for (size_t p = 0; p < n_pos; p++) {
-            size_t kk = (size_t)k < V ? (size_t)k : V;
+            size_t kk = k < V ? k : V;
             top_k(logits + p * V, V, kk, top);
             cJSON *e = cJSON_CreateObject(), *arr;
             cJSON_AddNumberToObject(e, "pos", (double)(all ? p : n - 1));
@@ -207,7 +151,7 @@ static int run(int argc, char **argv)
         cli_print_json(o);
     } else if (!rc) {
         for (size_t p = 0; p < n_pos; p++) {
-            size_t pos = all ? p : n - 1, kk = (size_t)k < V ? (size_t)k : V;
+            size_t pos = all ? p : n - 1, kk = k < V ? k : V;
             printf("position %zu, token %d ", pos, ids[pos]);
             print_piece(tok, ids[pos]);
             printf("\n");
@@ -222,10 +166,7 @@ static int run(int argc, char **argv)
     free(top);
     free(want);
     free(logits);
-    free(ids);
+    free(tokens);
     xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_logits = {"logits", "next-token logits of a prompt (top K, JSON, raw f32)",
-                                usage, run};

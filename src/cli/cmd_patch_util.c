@@ -2,22 +2,12 @@
  * options and the crash-test hook (see cmd_patch_util.h). */
 #include "cli/cmd_patch_util.h"
 
-#include <getopt.h>
+#include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli_job.h"
-
-int cli_patches_add(cli_patches *list, const char *path, xp_err *err)
-{
-    return xp_job_patches_add(list, path, &cli_job_notes, err);
-}
-
-void cli_patches_free(cli_patches *list)
-{
-    xp_job_patches_free(list);
-}
 
 int cli_patches_layout(xp_patch *const *ps, size_t n, const char *model, const char *shape,
                        xp_err *err)
@@ -51,6 +41,15 @@ int cli_patch_out_format(const char *command, const char *to, const char *path)
     return xp_job_patch_format(path);
 }
 
+int cli_patch_output(const char *command, const char *out_role, const cli_values *v)
+{
+    if (!v->output)
+        return cli_usage_error(command, "%s is required", out_role), -1;
+    if (v->model && v->shape_name)
+        return cli_usage_error(command, "give -m or --shape, not both"), -1;
+    return cli_patch_out_format(command, v->to, v->output);
+}
+
 static void crash_step(void *ctx)
 {
     long *left = ctx;
@@ -58,7 +57,10 @@ static void crash_step(void *ctx)
         raise(SIGKILL);
 }
 
-void cli_patch_file_opts(xp_patch_file_opts *o, bool force, cli_progress *bar)
+/* Options for file operations: progress bar (when on a terminal) and, for tests, the crash
+ * hook: with XORPATCH_CRASH_AFTER=N the process kills itself (SIGKILL) after the Nth step
+ * that changes a file in place. */
+static void file_opts(xp_patch_file_opts *o, bool force, cli_progress *bar)
 {
     static long crash_left;
     memset(o, 0, sizeof *o);
@@ -102,66 +104,24 @@ const char *cli_thousands(uint64_t v, char *buf, size_t size)
     return buf;
 }
 
-int cli_file_args_parse(const cli_command *cmd, int argc, char **argv, const char *model_role,
-                        bool need_patch, cli_file_args *a)
+int cli_file_command(const cli_values *v, const char *command, const char *model_role,
+                     bool need_patch, cli_file_op op, cli_file_report report)
 {
-    enum { O_IN_PLACE = 256, O_FORCE };
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"patch", required_argument, 0, 'p'},
-                                         {"output", required_argument, 0, 'o'},
-                                         {"in-place", no_argument, 0, O_IN_PLACE},
-                                         {"force", no_argument, 0, O_FORCE},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    memset(a, 0, sizeof *a);
-    xp_err err = {0};
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:p:o:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm': a->model = optarg; break;
-        case 'o': a->out = optarg; break;
-        case O_IN_PLACE: a->in_place = true; break;
-        case O_FORCE: a->force = true; break;
-        case 'p':
-            if (cli_patches_add(&a->list, optarg, &err)) {
-                cli_patches_free(&a->list);
-                return cli_fail(&err);
-            }
-            break;
-        default:
-            if ((rc = cli_common_option(cmd, opt)) >= 0) {
-                cli_patches_free(&a->list);
-                return rc;
-            }
-        }
-    }
-    char need_model[64];
-    snprintf(need_model, sizeof need_model, "-m %s is required", model_role);
-    const char *problem = optind < argc                ? "unexpected argument"
-                          : !a->model                  ? need_model
-                          : need_patch && !a->list.n   ? "give at least one -p PATCH"
-                          : !a->out == !a->in_place    ? "give -o OUT.gguf or --in-place (one of them)"
-                                                       : NULL;
-    if (problem) {
-        cli_patches_free(&a->list);
-        return cli_usage_error(cmd->name, "%s%s%s", problem, optind < argc ? " " : "",
-                               optind < argc ? argv[optind] : "");
-    }
-    return -1;
-}
-
-int cli_file_run(const char *label, cli_file_op op, const cli_file_args *a,
-                 xp_patch_file_result *res, xp_err *err)
-{
+    if (!v->model)
+        return cli_usage_error(command, "-m %s is required", model_role);
+    if (need_patch && !v->patches.n)
+        return cli_usage_error(command, "give at least one -p PATCH");
+    if (!v->output == !v->in_place)
+        return cli_usage_error(command, "give -o OUT.gguf or --in-place (one of them)");
     xp_patch_file_opts o;
+    xp_patch_file_result res = {0};
+    xp_err err = {0};
     cli_progress bar;
-    cli_progress_start(&bar, label);
-    cli_patch_file_opts(&o, a->force, &bar);
-    int rc = op(a->model, a->list.p, a->list.n, a->out, &o, res, err);
+    cli_progress_start(&bar, command);
+    file_opts(&o, v->force, &bar);
+    int rc = op(v->model, v->patches.p, v->patches.n, v->output, &o, &res, &err);
     cli_progress_end(&bar);
-    if (res->recovered)
-        cli_note("%s: completed an interrupted in-place operation first", a->model);
-    return rc;
+    if (res.recovered)
+        cli_note("%s: completed an interrupted in-place operation first", v->model);
+    return rc ? cli_fail(&err) : report(v, &res);
 }

@@ -1,38 +1,20 @@
 /* What the patch commands (apply, revert, verify, diff, stack, show, convert) share:
  * loading patch arguments (files in any format, or Neagari directories), learning a
- * layout from a model or a named shape, choosing an output format, the file-operation
- * options (progress, the crash-test hook) and number formatting. */
+ * layout from a model or a named shape, choosing an output, apply's and revert's file
+ * operation (progress, the crash-test hook) and number formatting. */
 #ifndef XP_CLI_PATCH_UTIL_H
 #define XP_CLI_PATCH_UTIL_H
-#include "cli/cli.h"
+#include "cli/options.h"
 
-/* Growing list of loaded patches. */
-typedef xp_job_patches cli_patches;
-
-/* The arguments apply and revert share: -m FILE, -p PATCH..., -o OUT or --in-place,
- * --force, -q, -h. */
-typedef struct cli_file_args {
-    const char *model, *out;
-    bool in_place, force;
-    cli_patches list;
-} cli_file_args;
-/* Parses them (model_role names -m's file in messages, e.g. "BASE.gguf"; need_patch: at
- * least one -p). Returns -1 to go on, or an exit code after printing; on an exit code
- * the list is already freed. */
-int cli_file_args_parse(const cli_command *cmd, int argc, char **argv, const char *model_role,
-                        bool need_patch, cli_file_args *a);
-
-/* Runs apply or revert on parsed arguments with a progress bar, and notes a recovery
- * of an interrupted in-place operation. */
+/* apply and revert: checks the options they share (-m FILE, -p PATCH..., -o OUT or
+ * --in-place; model_role names -m's file in messages, e.g. "BASE.gguf"; need_patch: at
+ * least one -p), runs op with a progress bar, notes a recovery of an interrupted
+ * in-place operation, and has report print the outcome. The exit code. */
 typedef int (*cli_file_op)(const char *in, xp_patch *const *ps, size_t n, const char *out,
                            const xp_patch_file_opts *o, xp_patch_file_result *res, xp_err *err);
-int cli_file_run(const char *label, cli_file_op op, const cli_file_args *a,
-                 xp_patch_file_result *res, xp_err *err);
-
-/* Reads one -p argument (a file, or a Neagari directory: each of its patches) and adds
- * what it holds to the list, noting manifest steps whose file is absent. */
-int cli_patches_add(cli_patches *list, const char *path, xp_err *err);
-void cli_patches_free(cli_patches *list);
+typedef int (*cli_file_report)(const cli_values *v, const xp_patch_file_result *res);
+int cli_file_command(const cli_values *v, const char *command, const char *model_role,
+                     bool need_patch, cli_file_op op, cli_file_report report);
 
 /* Binds every patch to a layout: the model file when given, else the named shape
  * (bonsai-8b ...), else nothing (returns 0 without binding). */
@@ -43,10 +25,10 @@ int cli_patches_layout(xp_patch *const *ps, size_t n, const char *model, const c
  * anything else xorpatch JSON). -1 after printing a usage error. */
 int cli_patch_out_format(const char *command, const char *to, const char *path);
 
-/* Options for file operations: progress bar (when on a terminal) and, for tests, the crash
- * hook: with XORPATCH_CRASH_AFTER=N the process kills itself (SIGKILL) after the Nth step
- * that changes a file in place. */
-void cli_patch_file_opts(xp_patch_file_opts *o, bool force, cli_progress *bar);
+/* The output diff, stack and convert write: -o required (out_role names it, such as
+ * "-o PATCH"), not both -m and --shape, and the format as above. The format, or -1 after
+ * printing a usage error. */
+int cli_patch_output(const char *command, const char *out_role, const cli_values *v);
 
 /* The base fingerprint of a model file: its record's base when it has one, else the
  * SHA-256 of the file. */

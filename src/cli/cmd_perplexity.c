@@ -1,10 +1,9 @@
 /* `xorpatch perplexity`: the model's perplexity on a text file, scored in chunks of the
  * context length (every position after the first of a chunk predicts the next token). */
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli/options.h"
 #include "core/file.h"
 
 static const char usage[] =
@@ -24,45 +23,14 @@ static const char usage[] =
     "  -q, --quiet        no progress\n"
     "  -h, --help         this text\n";
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_MODEL, CLI_O_FILE,   CLI_O_CTX,    CLI_O_MAX_CHUNKS,
+                              CLI_O_PLAIN, CLI_O_KERNEL, CLI_O_THREADS};
+CLI_COMMAND(cli_perplexity, "perplexity", "perplexity of a model on a text file", usage, options,
+            false, execute);
+
+static int execute(const cli_values *v)
 {
-    enum { O_CTX = 256, O_MAX, O_PLAIN, O_KERNEL };
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"file", required_argument, 0, 'f'},
-        {"ctx", required_argument, 0, O_CTX}, {"max-chunks", required_argument, 0, O_MAX},
-        {"plain", no_argument, 0, O_PLAIN},   {"kernel", required_argument, 0, O_KERNEL},
-        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    const char *model = NULL, *file = NULL, *kernel = NULL;
-    long ctx = 512, max_chunks = -1;
-    xp_path path = XP_PATH_FAST;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:f:t:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm': model = optarg; break;
-        case 'f': file = optarg; break;
-        case O_CTX:
-            if ((ctx = cli_parse_count(optarg)) < 2)
-                return cli_usage_error("perplexity", "--ctx needs a count of at least 2");
-            break;
-        case O_MAX:
-            if ((max_chunks = cli_parse_count(optarg)) < 0)
-                return cli_usage_error("perplexity", "--max-chunks needs a positive count");
-            break;
-        case O_PLAIN: path = XP_PATH_PLAIN; break;
-        case O_KERNEL: kernel = optarg; break;
-        case 't':
-            if ((rc = cli_set_threads("perplexity", optarg)) >= 0)
-                return rc;
-            break;
-        default:
-            if ((rc = cli_common_option(&cli_perplexity, opt)) >= 0)
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("perplexity", "unexpected argument '%s'", argv[optind]);
+    const char *model = v->model, *file = v->file;
     if (!model || !file)
         return cli_usage_error("perplexity", "-m MODEL and -f TEXT_FILE are required");
     xp_err err = {0};
@@ -71,7 +39,8 @@ static int run(int argc, char **argv)
     if (xp_read_file(file, &text, &len, &err))
         return cli_fail(&err);
     xp_model *m;
-    if ((rc = cli_open_model(model, kernel, &m))) {
+    int rc = cli_open_model(model, v->kernel, &m);
+    if (rc) {
         free(text);
         return rc;
     }
@@ -82,12 +51,13 @@ static int run(int argc, char **argv)
              : xp_err_set(&err, XP_EFORMAT, "%s has no tokenizer", model);
     free(text);
     cli_progress bar;
-    xp_perplexity_opts po = {(size_t)ctx, max_chunks > 0 ? (size_t)max_chunks : 0,
-                             cli_progress_update, &bar};
+    xp_perplexity_opts po = {v->given[CLI_O_CTX] ? v->ctx : 512, v->max_chunks, cli_progress_update,
+                             &bar};
     xp_perplexity_result r;
     cli_progress_start(&bar, "perplexity");
     double t0 = cli_now();
-    if (!rc && (rc = xp_perplexity(m, path, ids, n, &po, &r, &err)))
+    if (!rc &&
+        (rc = xp_perplexity(m, v->plain ? XP_PATH_PLAIN : XP_PATH_FAST, ids, n, &po, &r, &err)))
         xp_err_wrap(&err, "%s", file);
     cli_progress_end(&bar);
     if (!rc) {
@@ -100,6 +70,3 @@ static int run(int argc, char **argv)
     xp_model_close(m);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_perplexity = {"perplexity", "perplexity of a model on a text file", usage,
-                                    run};

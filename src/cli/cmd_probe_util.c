@@ -44,6 +44,15 @@ const char *cli_token_text(const xp_tokenizer *t, int32_t id, char *buf, size_t 
     return buf;
 }
 
+cJSON *cli_probe_json(const xp_probe *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", p->name);
+    cJSON_AddStringToObject(o, "category", p->category);
+    cJSON_AddStringToObject(o, "role", p->role == XP_ROLE_CONTROL ? "control" : "target");
+    return o;
+}
+
 cJSON *cli_paired_json(const xp_paired *p)
 {
     return xp_paired_json(p);

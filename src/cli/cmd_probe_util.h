@@ -17,6 +17,8 @@ int cli_metric(const char *command, const char *name);
 const char *cli_quote(const char *s, size_t max, char *buf, size_t size);
 /* A token's text, quoted. */
 const char *cli_token_text(const xp_tokenizer *t, int32_t id, char *buf, size_t size);
+/* A JSON object naming a probe: {"name", "category", "role"}, for the rest to be added. */
+cJSON *cli_probe_json(const xp_probe *p);
 /* Paired right/wrong statistics: JSON object, and text lines (label: "probes", "tasks"). */
 cJSON *cli_paired_json(const xp_paired *p);
 void cli_paired_print(const xp_paired *p, const char *label, bool patched);

@@ -27,34 +27,28 @@ static const char usage[] =
     "  -q, --quiet         nothing but results and errors\n"
     "  -h, --help          this text\n";
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_MODEL, CLI_O_PATCH, CLI_O_OUTPUT, CLI_O_IN_PLACE, CLI_O_FORCE};
+CLI_COMMAND(cli_revert, "revert", "remove patches from a patched GGUF (a new file, or in place)",
+            usage, options, false, execute);
+
+static int reverted(const cli_values *v, const xp_patch_file_result *res)
 {
-    cli_file_args a;
-    int rc = cli_file_args_parse(&cli_revert, argc, argv, "PATCHED.gguf", false, &a);
-    if (rc >= 0)
-        return rc;
-    const char *model = a.model, *out = a.out;
-    bool in_place = a.in_place;
-    cli_patches list = a.list;
-    xp_err err = {0};
-    xp_patch_file_result res;
-    rc = cli_file_run("revert", xp_patch_file_revert, &a, &res, &err);
-    cli_patches_free(&list);
-    if (rc)
-        return cli_fail(&err);
-    if (!res.base_sha256[0]) {
+    const char *model = v->model, *out = v->output;
+    if (!res->base_sha256[0]) {
         printf("%s: the input had no patch record, so its base is unknown\n", out);
         return EXIT_OK;
     }
     printf("%s: %zu patch(es) still recorded, base SHA-256 %s%s\n", out ? out : model,
-           res.n_applied, res.base_sha256, in_place ? " (in place)" : "");
-    if (out && !res.n_applied)
-        printf("%s\n", res.exact_base ? "base restored exactly: the output's SHA-256 equals the "
-                                        "base fingerprint"
-                                      : "no patch left applied, but the output's SHA-256 differs "
-                                        "from the base fingerprint");
+           res->n_applied, res->base_sha256, v->in_place ? " (in place)" : "");
+    if (out && !res->n_applied)
+        printf("%s\n", res->exact_base ? "base restored exactly: the output's SHA-256 equals the "
+                                         "base fingerprint"
+                                       : "no patch left applied, but the output's SHA-256 differs "
+                                         "from the base fingerprint");
     return EXIT_OK;
 }
 
-const cli_command cli_revert = {"revert", "remove patches from a patched GGUF (a new file, or "
-                                          "in place)", usage, run};
+static int execute(const cli_values *v)
+{
+    return cli_file_command(v, "revert", "PATCHED.gguf", false, xp_patch_file_revert, reverted);
+}

@@ -2,11 +2,11 @@
  * projection), how many weights it touches, and what it costs to store in each format —
  * so a person can judge a patch before applying it. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cmd_patch_util.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch show PATCH [-m MODEL | --shape NAME] [--json]\n"
@@ -223,36 +223,20 @@ static cJSON *show_json(xp_patch *p, uint64_t weights)
     return o;
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_MODEL, CLI_O_SHAPE, CLI_O_JSON};
+CLI_COMMAND(cli_show, "show", "show a patch: provenance, flips per layer, bits, sizes", usage,
+            options, true, execute);
+
+static int execute(const cli_values *v)
 {
-    enum { O_SHAPE = 256 };
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"shape", required_argument, 0, O_SHAPE},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *model = NULL, *shape = NULL;
-    bool json = false;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:qh", opts, NULL)) != -1) {
-        if (opt == 'm')
-            model = optarg;
-        else if (opt == O_SHAPE)
-            shape = optarg;
-        else if (opt == 'j')
-            json = true;
-        else if ((rc = cli_common_option(&cli_show, opt)) >= 0)
-            return rc;
-    }
-    if (argc - optind != 1)
+    if (v->n_args != 1)
         return cli_usage_error("show", "give exactly one PATCH");
+    const char *model = v->model, *shape = v->shape_name;
     if (model && shape)
         return cli_usage_error("show", "give -m or --shape, not both");
     cli_patches list = {0};
     xp_err err = {0};
-    rc = cli_patches_add(&list, argv[optind], &err);
+    int rc = cli_patches_add(&list, v->args[0], &err);
     if (!rc)
         rc = cli_patches_layout(list.p, list.n, model, shape, &err);
     if (rc) {
@@ -261,7 +245,7 @@ static int run(int argc, char **argv)
     }
     uint64_t weights = model_weights(model, shape);
     for (size_t i = 0; i < list.n; i++) {
-        if (json) {
+        if (v->json) {
             cJSON *o = show_json(list.p[i], weights);
             cli_print_json(o);
         } else {
@@ -273,6 +257,3 @@ static int run(int argc, char **argv)
     cli_patches_free(&list);
     return EXIT_OK;
 }
-
-const cli_command cli_show = {"show", "show a patch: provenance, flips per layer, bits, sizes",
-                              usage, run};

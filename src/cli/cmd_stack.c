@@ -1,10 +1,10 @@
 /* `xorpatch stack`: composes patches into one (XOR), reporting per tensor where they
  * overlap — flips present in two patches cancel, so stacking is not concatenation. */
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cmd_patch_util.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch stack PATCH PATCH ... -o OUT [--to FORMAT] [-m MODEL | --shape NAME]\n"
@@ -85,54 +85,29 @@ static void report(xp_patch *const *ps, size_t n, const xp_patch *out)
     free(rows);
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_OUTPUT, CLI_O_TO,    CLI_O_MODEL,
+                              CLI_O_SHAPE,  CLI_O_FORCE, CLI_O_NAME};
+CLI_COMMAND(cli_stack, "stack", "compose patches by XOR and report their overlaps", usage, options,
+            true, execute);
+
+static int execute(const cli_values *v)
 {
-    enum { O_TO = 256, O_SHAPE, O_FORCE, O_NAME };
-    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
-                                         {"to", required_argument, 0, O_TO},
-                                         {"model", required_argument, 0, 'm'},
-                                         {"shape", required_argument, 0, O_SHAPE},
-                                         {"force", no_argument, 0, O_FORCE},
-                                         {"name", required_argument, 0, O_NAME},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *out = NULL, *to = NULL, *model = NULL, *shape = NULL, *name = NULL;
-    bool force = false;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "o:m:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'o': out = optarg; break;
-        case O_TO: to = optarg; break;
-        case 'm': model = optarg; break;
-        case O_SHAPE: shape = optarg; break;
-        case O_FORCE: force = true; break;
-        case O_NAME: name = optarg; break;
-        default:
-            if ((rc = cli_common_option(&cli_stack, opt)) >= 0)
-                return rc;
-        }
-    }
-    if (argc - optind < 2)
+    if (v->n_args < 2)
         return cli_usage_error("stack", "give at least two patches");
-    if (!out)
-        return cli_usage_error("stack", "-o OUT is required");
-    if (model && shape)
-        return cli_usage_error("stack", "give -m or --shape, not both");
-    int format = cli_patch_out_format("stack", to, out);
+    const char *out = v->output;
+    int format = cli_patch_output("stack", "-o OUT", v);
     if (format < 0)
         return EXIT_USAGE;
     cli_patches list = {0};
     xp_err err = {0};
     xp_patch *s = NULL;
-    rc = XP_OK;
-    for (int i = optind; i < argc && !rc; i++)
-        rc = cli_patches_add(&list, argv[i], &err);
+    int rc = XP_OK;
+    for (int i = 0; i < v->n_args && !rc; i++)
+        rc = cli_patches_add(&list, v->args[i], &err);
     if (!rc)
-        rc = cli_patches_layout(list.p, list.n, model, shape, &err);
+        rc = cli_patches_layout(list.p, list.n, v->model, v->shape_name, &err);
     if (!rc)
-        rc = xp_patch_stack(&s, list.p, list.n, force, &err);
+        rc = xp_patch_stack(&s, list.p, list.n, v->force, &err);
     if (!rc && !s->n_flips)
         rc = xp_err_set(&err, XP_EINVAL, "the patches cancel completely: the stack is empty, "
                         "nothing written");
@@ -146,7 +121,7 @@ static int run(int argc, char **argv)
                 strcat(joined, " + ");
             strcat(joined, list.p[i]->name ? list.p[i]->name : "?");
         }
-        cli_patch_stamp(s, name ? name : joined);
+        cli_patch_stamp(s, v->name ? v->name : joined);
         free(joined);
         rc = xp_patch_write(s, format, out, &err);
     }
@@ -158,6 +133,3 @@ static int run(int argc, char **argv)
     cli_patches_free(&list);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_stack = {"stack", "compose patches by XOR and report their overlaps",
-                               usage, run};

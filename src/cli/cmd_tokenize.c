@@ -2,11 +2,10 @@
  * Each input line is one JSON string (or, with --decode, one JSON array of ids); each
  * output line is the JSON array of ids (or the decoded JSON string). */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch tokenize -m MODEL [--special] [--decode] < lines\n"
@@ -85,39 +84,18 @@ static int decode_line(const xp_tokenizer *t, const cJSON *j, size_t line, xp_er
     return out ? XP_OK : xp_err_set(err, XP_ENOMEM, "stdin line %zu: out of memory", line);
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_MODEL, CLI_O_SPECIAL, CLI_O_DECODE};
+CLI_COMMAND(cli_tokenize, "tokenize", "JSON strings to token ids and back, a line each", usage,
+            options, false, execute);
+
+static int execute(const cli_values *v)
 {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"special", no_argument, 0, 's'},
-                                         {"decode", no_argument, 0, 'd'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *model = NULL;
-    bool special = false, decode = false;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:qh", opts, NULL)) != -1) {
-        if (opt == 'm')
-            model = optarg;
-        else if (opt == 's')
-            special = true;
-        else if (opt == 'd')
-            decode = true;
-        else {
-            int rc = cli_common_option(&cli_tokenize, opt);
-            if (rc >= 0)
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("tokenize", "unexpected argument '%s'", argv[optind]);
-    if (!model)
+    if (!v->model)
         return cli_usage_error("tokenize", "-m MODEL is required");
     xp_err err = {0};
     xp_vocab *vocab = NULL;
     xp_tokenizer *t = NULL;
-    if (cli_load_vocab(model, &vocab, &err) || xp_tokenizer_new(&t, vocab, &err)) {
+    if (cli_load_vocab(v->model, &vocab, &err) || xp_tokenizer_new(&t, vocab, &err)) {
         xp_vocab_free(vocab);
         return cli_fail(&err);
     }
@@ -132,8 +110,8 @@ static int run(int argc, char **argv)
         if (!j)
             rc = xp_err_set(&err, XP_EFORMAT, "stdin line %zu: not valid JSON", line_no);
         else
-            rc = decode ? decode_line(t, j, line_no, &err)
-                        : encode_line(t, j, special, line_no, &err);
+            rc = v->decode ? decode_line(t, j, line_no, &err)
+                           : encode_line(t, j, v->special, line_no, &err);
         cJSON_Delete(j);
     }
     free(line);
@@ -141,6 +119,3 @@ static int run(int argc, char **argv)
     fflush(stdout);
     return rc ? cli_fail(&err) : EXIT_OK;
 }
-
-const cli_command cli_tokenize = {"tokenize", "JSON strings to token ids and back, a line "
-                                              "each", usage, run};

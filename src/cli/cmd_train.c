@@ -1,11 +1,8 @@
 /* `xorpatch train`: quantisation-aware training of a small Qwen3 Q1_0 model on a corpus
  * file, with checkpoints and resume, ending in a GGUF the engine runs. */
-#include <getopt.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 
-#include "cli/cli.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch train --corpus FILE -o OUT.gguf [options]\n"
@@ -46,100 +43,51 @@ static const char usage[] =
     "  -q, --quiet          no progress or loss lines\n"
     "  -h, --help           this text\n";
 
-static int parse_f(const char *s, float *out)
-{
-    char *end;
-    float v = strtof(s, &end);
-    if (!*s || *end || !(v >= 0) || v > 1e6f)
-        return -1;
-    *out = v;
-    return 0;
-}
+/* The shape's dimensions are positive here, as training needs (synth lets the shape check
+ * judge them). */
+static const int options[] = {CLI_O_CORPUS,
+                              CLI_O_STEPS,
+                              CLI_O_BATCH,
+                              CLI_O_WARMUP,
+                              CLI_O_N_LAYERS | CLI_POSITIVE,
+                              CLI_O_EMBD | CLI_POSITIVE,
+                              CLI_O_FF | CLI_POSITIVE,
+                              CLI_O_HEADS | CLI_POSITIVE,
+                              CLI_O_KV_HEADS | CLI_POSITIVE,
+                              CLI_O_HEAD_DIM | CLI_POSITIVE,
+                              CLI_O_CHECKPOINT_EVERY,
+                              CLI_O_LOG_EVERY,
+                              CLI_O_STOP_AFTER,
+                              CLI_O_FOCUS_STEPS,
+                              CLI_O_LR,
+                              CLI_O_LR_MIN,
+                              CLI_O_WD,
+                              CLI_O_CLIP,
+                              CLI_O_SEED,
+                              CLI_O_CHECKPOINT,
+                              CLI_O_RESUME,
+                              CLI_O_TOKENIZER,
+                              CLI_O_FOCUS,
+                              CLI_O_OUTPUT,
+                              CLI_O_THREADS};
+CLI_COMMAND(cli_train, "train", "train a tiny Qwen3 Q1_0 model (quantisation-aware)", usage,
+            options, false, execute);
 
-static int run(int argc, char **argv)
+static int execute(const cli_values *v)
 {
-    enum { O_CORPUS = 256, O_STEPS, O_BATCH, O_WARMUP, O_LAYERS, O_EMBD, O_FF, O_HEADS, O_KV,
-           O_HEAD_DIM, O_CKPT_EVERY, O_LOG_EVERY, O_STOP_AFTER, O_FOCUS_STEPS, O_LR, O_LR_MIN,
-           O_WD, O_CLIP, O_SEED, O_CKPT, O_RESUME, O_TOKENIZER, O_FOCUS };
-    static const struct option opts[] = {
-        {"corpus", required_argument, 0, O_CORPUS}, {"steps", required_argument, 0, O_STEPS},
-        {"batch", required_argument, 0, O_BATCH},   {"warmup", required_argument, 0, O_WARMUP},
-        {"layers", required_argument, 0, O_LAYERS}, {"embd", required_argument, 0, O_EMBD},
-        {"ff", required_argument, 0, O_FF},         {"heads", required_argument, 0, O_HEADS},
-        {"kv-heads", required_argument, 0, O_KV},   {"head-dim", required_argument, 0, O_HEAD_DIM},
-        {"checkpoint-every", required_argument, 0, O_CKPT_EVERY},
-        {"log-every", required_argument, 0, O_LOG_EVERY},
-        {"stop-after", required_argument, 0, O_STOP_AFTER},
-        {"focus-steps", required_argument, 0, O_FOCUS_STEPS},
-        {"lr", required_argument, 0, O_LR},         {"lr-min", required_argument, 0, O_LR_MIN},
-        {"wd", required_argument, 0, O_WD},         {"clip", required_argument, 0, O_CLIP},
-        {"seed", required_argument, 0, O_SEED},     {"checkpoint", required_argument, 0, O_CKPT},
-        {"resume", no_argument, 0, O_RESUME},       {"tokenizer", required_argument, 0, O_TOKENIZER},
-        {"focus", required_argument, 0, O_FOCUS},
-        {"output", required_argument, 0, 'o'},      {"threads", required_argument, 0, 't'},
-        {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
     xp_train_opts o;
     xp_train_opts_default(&o);
-    const char *corpus_path = NULL, *out = NULL, *ckpt = NULL, *tokenizer = NULL;
-    long every = 100, log_every = 50, stop_after = 0;
-    bool resume = false;
-    int opt, rc;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "o:t:qh", opts, NULL)) != -1) {
-        long v = 0;
-        if (opt >= O_STEPS && opt <= O_FOCUS_STEPS && (v = cli_parse_count(optarg)) < 0)
-            return cli_usage_error("train", "--%s needs a positive integer, not '%s'",
-                                   opts[opt - O_CORPUS].name, optarg);
-        float f = 0;
-        if (opt >= O_LR && opt <= O_CLIP && parse_f(optarg, &f))
-            return cli_usage_error("train", "--%s needs a non-negative number, not '%s'",
-                                   opts[opt - O_CORPUS].name, optarg);
-        switch (opt) {
-        case O_CORPUS: corpus_path = optarg; break;
-        case O_STEPS: o.steps = (uint32_t)v; break;
-        case O_BATCH: o.batch = (uint32_t)v; break;
-        case O_WARMUP: o.warmup = (uint32_t)v; break;
-        case O_LAYERS: o.shape.n_layer = (uint32_t)v; break;
-        case O_EMBD: o.shape.n_embd = (uint32_t)v; break;
-        case O_FF: o.shape.n_ff = (uint32_t)v; break;
-        case O_HEADS: o.shape.n_head = (uint32_t)v; break;
-        case O_KV: o.shape.n_head_kv = (uint32_t)v; break;
-        case O_HEAD_DIM: o.shape.head_dim = (uint32_t)v; break;
-        case O_CKPT_EVERY: every = v; break;
-        case O_LOG_EVERY: log_every = v; break;
-        case O_LR: o.lr = f; break;
-        case O_LR_MIN: o.lr_min = f; break;
-        case O_WD: o.weight_decay = f; break;
-        case O_CLIP: o.clip = f; break;
-        case O_SEED: {
-            char *end;
-            o.seed = strtoull(optarg, &end, 10);
-            if (!*optarg || *end || optarg[0] == '-')
-                return cli_usage_error("train", "--seed needs a non-negative integer");
-            break;
-        }
-        case O_CKPT: ckpt = optarg; break;
-        case O_RESUME: resume = true; break;
-        case O_TOKENIZER: tokenizer = optarg; break;
-        case O_STOP_AFTER: stop_after = v; break;
-        case O_FOCUS_STEPS: o.focus_steps = (uint32_t)v; break;
-        case O_FOCUS: o.focus_task = optarg; break;
-        case 'o': out = optarg; break;
-        case 't':
-            if ((rc = cli_set_threads("train", optarg)) >= 0)
-                return rc;
-            break;
-        default:
-            if ((rc = cli_common_option(&cli_train, opt)) >= 0)
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
-    if (!corpus_path || !out)
+    CLI_COPY_GIVEN(v, train, o);
+    CLI_COPY_GIVEN(v, shape, o.shape);
+    if (v->given[CLI_O_SEED])
+        o.seed = v->seed;
+    const char *out = v->output, *ckpt = v->checkpoint;
+    uint32_t every = v->given[CLI_O_CHECKPOINT_EVERY] ? v->checkpoint_every : 100;
+    uint32_t log_every = v->given[CLI_O_LOG_EVERY] ? v->log_every : 50;
+    uint32_t stop_after = v->stop_after;
+    if (!v->corpus || !out)
         return cli_usage_error("train", "--corpus FILE and -o OUT.gguf are required");
-    if (resume && !ckpt)
+    if (v->resume && !ckpt)
         return cli_usage_error("train", "--resume needs --checkpoint FILE");
     if (!o.focus_task != !o.focus_steps)
         return cli_usage_error("train", "--focus TASK and --focus-steps N go together");
@@ -147,20 +95,21 @@ static int run(int argc, char **argv)
         return cli_usage_error("train", "--focus-steps (%u) must be fewer than --steps (%u)",
                                o.focus_steps, o.steps);
 
+    int rc;
     xp_err err = {0};
     xp_vocab *vocab = NULL;
     xp_tokenizer *tok = NULL;
     xp_corpus *corpus = NULL;
     xp_trainer *t = NULL;
     double t0 = cli_now();
-    if (cli_load_vocab(tokenizer, &vocab, &err) || xp_tokenizer_new(&tok, vocab, &err) ||
-        xp_corpus_read(&corpus, corpus_path, &err))
+    if (cli_load_vocab(v->tokenizer, &vocab, &err) || xp_tokenizer_new(&tok, vocab, &err) ||
+        xp_corpus_read(&corpus, v->corpus, &err))
         goto fail;
     o.shape.n_vocab = vocab->n_tokens;
     if (xp_trainer_new(&t, &o, tok, corpus, &err))
         goto fail;
     struct stat st;
-    if (resume && stat(ckpt, &st) == 0) {
+    if (v->resume && stat(ckpt, &st) == 0) {
         if (xp_trainer_load(t, ckpt, &err))
             goto fail;
         cli_note("resumed from %s at step %u", ckpt, xp_trainer_steps_done(t));
@@ -169,7 +118,7 @@ static int run(int argc, char **argv)
     cli_progress_start(&bar, "train");
     double loss_sum = 0, last_loss = 0;
     uint32_t loss_n = 0;
-    uint32_t last = stop_after && (uint32_t)stop_after < o.steps ? (uint32_t)stop_after : o.steps;
+    uint32_t last = stop_after && stop_after < o.steps ? stop_after : o.steps;
     while (xp_trainer_steps_done(t) < last) {
         xp_train_stats s;
         if (xp_trainer_step(t, &s, &err)) {
@@ -178,7 +127,7 @@ static int run(int argc, char **argv)
         }
         loss_sum += s.loss;
         loss_n++;
-        if (s.step % (uint32_t)log_every == 0 || s.step == last) {
+        if (s.step % log_every == 0 || s.step == last) {
             last_loss = loss_sum / loss_n;
             if (!cli.quiet)
                 fprintf(stderr, "step %u/%u  loss %.4f  grad-norm %.3f  lr %.2e  %.0f s\n",
@@ -187,8 +136,7 @@ static int run(int argc, char **argv)
             loss_n = 0;
         }
         cli_progress_update(&bar, s.step, o.steps);
-        if (ckpt && (s.step % (uint32_t)every == 0 || s.step == last) &&
-            xp_trainer_save(t, ckpt, &err)) {
+        if (ckpt && (s.step % every == 0 || s.step == last) && xp_trainer_save(t, ckpt, &err)) {
             cli_progress_end(&bar);
             goto fail;
         }
@@ -196,7 +144,7 @@ static int run(int argc, char **argv)
     cli_progress_end(&bar);
     if (xp_trainer_export(t, vocab, out, &err))
         goto fail;
-    cli_note("wrote %s: %u of %u steps, mean loss of the last %ld steps %.4f, in %.1f s", out,
+    cli_note("wrote %s: %u of %u steps, mean loss of the last %u steps %.4f, in %.1f s", out,
              xp_trainer_steps_done(t), o.steps, log_every, last_loss, cli_now() - t0);
     rc = EXIT_OK;
     goto done;
@@ -209,6 +157,3 @@ done:
     xp_vocab_free(vocab);
     return rc;
 }
-
-const cli_command cli_train = {"train", "train a tiny Qwen3 Q1_0 model (quantisation-aware)",
-                               usage, run};

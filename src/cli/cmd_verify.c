@@ -2,11 +2,11 @@
  * and reports the Hamming distance per tensor — what a deployer runs before trusting a
  * file someone else patched. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cmd_patch_util.h"
+#include "cli/options.h"
 
 static const char usage[] =
     "Usage: xorpatch verify -m PATCHED.gguf -b BASE.gguf [-p PATCH ...] [--json]\n"
@@ -69,54 +69,25 @@ static void print_json(const xp_verify_report *r, const char *fp_note)
     cli_print_json(o);
 }
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_O_MODEL, CLI_O_BASE, CLI_O_PATCH, CLI_O_JSON};
+CLI_COMMAND(cli_verify, "verify", "prove a patched GGUF is base XOR patches, bit for bit", usage,
+            options, false, execute);
+
+static int execute(const cli_values *v)
 {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"base", required_argument, 0, 'b'},
-                                         {"patch", required_argument, 0, 'p'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *model = NULL, *base = NULL;
-    bool json = false;
-    cli_patches list = {0};
+    const char *model = v->model, *base = v->base;
+    if (!model)
+        return cli_usage_error("verify", "-m PATCHED.gguf is required");
+    if (!base)
+        return cli_usage_error("verify", "-b BASE.gguf is required");
+    const cli_patches *list = &v->patches;
     xp_err err = {0};
-    int opt, rc = EXIT_OK;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:b:p:qh", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm': model = optarg; break;
-        case 'b': base = optarg; break;
-        case 'j': json = true; break;
-        case 'p':
-            if (cli_patches_add(&list, optarg, &err)) {
-                cli_patches_free(&list);
-                return cli_fail(&err);
-            }
-            break;
-        default:
-            if ((rc = cli_common_option(&cli_verify, opt)) >= 0) {
-                cli_patches_free(&list);
-                return rc;
-            }
-        }
-    }
-    const char *problem = optind < argc ? "unexpected argument"
-                          : !model      ? "-m PATCHED.gguf is required"
-                          : !base       ? "-b BASE.gguf is required"
-                                        : NULL;
-    if (problem) {
-        cli_patches_free(&list);
-        return cli_usage_error("verify", "%s%s%s", problem, optind < argc ? " " : "",
-                               optind < argc ? argv[optind] : "");
-    }
     bool rec_m = false, rec_b = false, present = false;
     xp_gguf *gp = NULL, *gb = NULL;
     xp_patch_record rec = {0};
     char base_sha[65] = "";
     xp_verify_report r = {0};
-    rc = xp_patch_file_recover(model, &rec_m, &err);
+    int rc = xp_patch_file_recover(model, &rec_m, &err);
     if (!rc)
         rc = xp_patch_file_recover(base, &rec_b, &err);
     if (rec_m || rec_b)
@@ -128,7 +99,7 @@ static int run(int argc, char **argv)
         rc = xp_gguf_open(&gb, base, &err);
     if (!rc)
         rc = xp_patch_record_read(gp, &rec, &present, &err);
-    if (!rc && !list.n && !present)
+    if (!rc && !list->n && !present)
         rc = xp_err_set(&err, XP_EINVAL, "%s has no patch record: name the patches with -p",
                         model);
     if (!rc)
@@ -140,12 +111,12 @@ static int run(int argc, char **argv)
         snprintf(note, sizeof note, "%s (recorded %.16s, BASE %.16s)",
                  strcmp(rec.base_sha256, base_sha) ? "DIFFERS" : "matches", rec.base_sha256,
                  base_sha);
-    xp_patch *const *ps = list.n ? list.p : rec.patches;
-    size_t n = list.n ? list.n : rec.n;
+    xp_patch *const *ps = list->n ? list->p : rec.patches;
+    size_t n = list->n ? list->n : rec.n;
     if (!rc)
         rc = xp_patch_verify(gp, gb, ps, n, &r, &err);
     if (!rc) {
-        if (json)
+        if (v->json)
             print_json(&r, note);
         else
             print_text(&r, note);
@@ -155,11 +126,7 @@ static int run(int argc, char **argv)
     xp_patch_record_free(&rec);
     xp_gguf_close(gp);
     xp_gguf_close(gb);
-    cli_patches_free(&list);
     if (rc)
         return cli_fail(&err);
     return equal ? EXIT_OK : EXIT_BAD_INPUT;
 }
-
-const cli_command cli_verify = {"verify", "prove a patched GGUF is base XOR patches, bit for "
-                                          "bit", usage, run};

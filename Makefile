@@ -45,7 +45,7 @@ define flavour
 $(1)/obj/%.o: %.c $$(wildcard include/*.h include/xorpatch/*.h src/*/*.h tests/*.h)
 	@mkdir -p $$(dir $$@)
 	@echo "  CC      $$@"
-	@$$(CC) $$(CFLAGS) $(2) $$(PKG_CFLAGS) -MMD -c $$< -o $$@
+	@$$(CC) $$(CFLAGS) $(2) $$(PKG_CFLAGS) -MMD -MP -c $$< -o $$@
 
 $(1)/libxorpatch.a: $$(call objs,$(1),$$(LIB_SRC))
 	@rm -f $$@

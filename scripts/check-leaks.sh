@@ -6,7 +6,7 @@
 set -eu
 log=$1
 ours=$(awk '/ERROR: LeakSanitizer/ {inrep=1; rep=""} inrep {rep = rep $0 "\n"}
-            /^SUMMARY: AddressSanitizer/ && inrep {if (rep ~ /(src\/[a-z_]+\/|examples\/|tests\/test_)/) printf "%s", rep; inrep=0}' "$log")
+            /^SUMMARY: AddressSanitizer/ && inrep {if (rep ~ / (src\/[a-z_]+\/|examples\/|tests\/test_)/) printf "%s", rep; inrep=0}' "$log")
 if [ -n "$ours" ]; then
   printf 'leaks in the project code:\n%s\n' "$ours" >&2
   exit 1

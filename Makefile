@@ -11,12 +11,38 @@ SHARED   ?= $(abspath ../shared)
 CACHE    ?= $(ROOT)/.cache
 PKGS     := libcjson libpcre2-8 libutf8proc openssl
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
-CFLAGS   ?= -O2 -g -fvect-cost-model=dynamic
-CFLAGS   += -std=c17 -D_GNU_SOURCE $(WARN) -fopenmp -ffp-contract=off -Iinclude -Isrc \
+# GCC's vectoriser at -O2 is tuned to do little; clang has no such option.
+IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -q clang && echo 1)
+CFLAGS   ?= -O2 -g $(if $(IS_CLANG),,-fvect-cost-model=dynamic)
+CFLAGS   += -std=c17 -D_GNU_SOURCE $(WARN) $(OMP_CFLAGS) -ffp-contract=off -Iinclude -Isrc \
             -DXP_DEFAULT_CACHE='"$(CACHE)"'
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LDLIBS   = $(PKG_LIBS) -fopenmp -lm
+LDLIBS   = $(PKG_LIBS) $(OMP_LIBS) -lm
+
+# OpenMP threads: GCC's and clang's -fopenmp on Linux; on macOS Homebrew's libomp when it
+# is installed (Apple's clang takes it through the preprocessor). OPENMP=0 builds without
+# threads: compat/omp.h stands in for <omp.h>, and the pragmas are ignored.
+ifeq ($(shell uname -s),Darwin)
+BREW     := $(shell brew --prefix 2>/dev/null)
+LIBOMP   := $(shell brew --prefix libomp 2>/dev/null)
+OPENMP   ?= $(if $(wildcard $(LIBOMP)/include/omp.h),1,0)
+OMP_CFLAGS := -Xpreprocessor -fopenmp -I$(LIBOMP)/include
+OMP_LIBS := -L$(LIBOMP)/lib -lomp
+# Homebrew's headers and libraries (Criterion's) are not on Apple clang's search paths,
+# and its OpenSSL is found through its own pkg-config folder
+CFLAGS   += $(if $(BREW),-I$(BREW)/include)
+LDLIBS   += $(if $(BREW),-L$(BREW)/lib)
+export PKG_CONFIG_PATH := $(shell brew --prefix openssl@3 2>/dev/null)/lib/pkgconfig:$(PKG_CONFIG_PATH)
+else
+OPENMP   ?= 1
+OMP_CFLAGS := -fopenmp
+OMP_LIBS := -fopenmp
+endif
+ifeq ($(OPENMP),0)
+OMP_CFLAGS := -Icompat -Wno-unknown-pragmas
+OMP_LIBS :=
+endif
 
 # Every folder under src/ except cli/ is part of the library.
 LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))

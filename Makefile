@@ -53,7 +53,7 @@ BENCH_SRC:= $(sort $(wildcard bench/*.c))
 # $(call objs,DIR,SOURCES)
 objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-.PHONY: all deps test test-plain test-asan demo bench fuzz clean npm-cache tiny-model
+.PHONY: all deps test test-plain test-asan test-aarch64 demo bench fuzz clean npm-cache tiny-model
 
 all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a
 
@@ -88,6 +88,28 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 $(eval $(call flavour,$(BUILD),))
 $(eval $(call flavour,$(BUILD)/asan,$(SAN)))
 
+# AArch64, cross-built with Debian's gcc-aarch64-linux-gnu against the arm64 libraries
+# that scripts/deps-aarch64.sh installs (Criterion's unpacked in the cache folder, found
+# through the test program's run path).
+A64      := $(BUILD)/aarch64
+A64_CC   ?= aarch64-linux-gnu-gcc
+A64_CRIT := $(CACHE)/aarch64/usr
+A64_PKG  := PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config
+$(A64)/%: CC = $(A64_CC)
+$(A64)/%: PKG_CFLAGS = $(shell $(A64_PKG) --cflags $(PKGS)) -I$(A64_CRIT)/include
+$(A64)/%: LDLIBS = $(shell $(A64_PKG) --libs $(PKGS)) $(OMP_LIBS) -lm \
+                   -L$(A64_CRIT)/lib/aarch64-linux-gnu -Wl,--disable-new-dtags \
+                   -Wl,-rpath,$(A64_CRIT)/lib/aarch64-linux-gnu
+$(eval $(call flavour,$(A64),))
+# GCC 12's AArch64 vectoriser stops with an internal error (vect_transform_reduction) on
+# tests/test_forward.c: there the tests, whose speed does not matter, are built without
+# loop vectorisation.
+A64_TEST_FIX := -fno-tree-loop-vectorize
+$(A64)/obj/tests/%.o: CFLAGS += $(A64_TEST_FIX)
+ifneq ($(if $(IS_CLANG),,$(filter aarch64%,$(shell $(CC) -dumpmachine 2>/dev/null))),)
+$(BUILD)/obj/tests/%.o $(BUILD)/asan/obj/tests/%.o: CFLAGS += $(A64_TEST_FIX)
+endif
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # Tests find the test data and tools through the environment; tests that need
@@ -115,6 +137,14 @@ test-asan: $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch
 	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
 	  $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) 2>&1 | tee $(BUILD)/asan/test.log | $(TEST_QUIET)
 	@scripts/check-leaks.sh $(BUILD)/asan/test.log
+
+# Every test once per Arm kernel under qemu-aarch64, and the choice of kernel on a CPU
+# without dotprod (scripts/test-aarch64.sh says which tests and why).
+test-aarch64: deps npm-cache
+	@XORPATCH_CACHE=$(CACHE) scripts/deps-aarch64.sh >/dev/null
+	@$(MAKE) --no-print-directory $(A64)/test_xorpatch $(A64)/xorpatch
+	@rm -rf $(A64)/tmp && mkdir -p $(A64)/tmp
+	$(TEST_ENV) XP_TMP=$(ROOT)/$(A64)/tmp scripts/test-aarch64.sh $(A64) $(TEST_FLAGS)
 
 # ---- the main job on the built-in default model ---------------------------------------
 # The tiny trained model: audit its training probes, search a patch that fixes some of

@@ -95,10 +95,13 @@ static void matmul_portable(const xp_weight *w, const xp_qact *x, float *y, size
 const xp_kernels xp_kernels_portable = {"portable", NULL, NULL, matmul_portable};
 
 #if defined(XP_KERNELS_DOTPROD)
-/* Whether the CPU has the ARMv8.2 dot product instructions, as the system tells. */
+/* Whether the CPU has the ARMv8.2 dot product instructions, as the build or the system
+ * tells. */
 static bool arm_has_dotprod(void)
 {
-#if defined(__linux__)
+#if defined(__ARM_FEATURE_DOTPROD)
+    return true; /* the whole build targets it (Apple's arm64 does), so the CPU has it */
+#elif defined(__linux__)
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20) /* the Linux bit, for C libraries that do not name it */
 #endif
@@ -107,8 +110,6 @@ static bool arm_has_dotprod(void)
     int has = 0;
     size_t len = sizeof has;
     return sysctlbyname("hw.optional.arm.FEAT_DotProd", &has, &len, NULL, 0) == 0 && has;
-#elif defined(__ARM_FEATURE_DOTPROD)
-    return true; /* the build targets it, so the CPU must have it */
 #else
     return false;
 #endif

@@ -13,12 +13,38 @@ SHARED   ?= $(abspath ../shared)
 CACHE    ?= $(ROOT)/.cache
 PKGS     := libcjson libpcre2-8 libutf8proc openssl
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
-CFLAGS   ?= -O2 -g -fvect-cost-model=dynamic
-CFLAGS   += -std=c17 -D_GNU_SOURCE $(WARN) -fopenmp -ffp-contract=off -Iinclude -Isrc \
+# GCC's vectoriser at -O2 is tuned to do little; clang has no such option.
+IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -q clang && echo 1)
+CFLAGS   ?= -O2 -g $(if $(IS_CLANG),,-fvect-cost-model=dynamic)
+CFLAGS   += -std=c17 -D_GNU_SOURCE $(WARN) $(OMP_CFLAGS) -ffp-contract=off -Iinclude -Isrc \
             -DXP_DEFAULT_CACHE='"$(CACHE)"'
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LDLIBS   = $(PKG_LIBS) -fopenmp -lm
+LDLIBS   = $(PKG_LIBS) $(OMP_LIBS) -lm
+
+# OpenMP threads: GCC's and clang's -fopenmp on Linux; on macOS Homebrew's libomp when it
+# is installed (Apple's clang takes it through the preprocessor). OPENMP=0 builds without
+# threads: compat/omp.h stands in for <omp.h>, and the pragmas are ignored.
+ifeq ($(shell uname -s),Darwin)
+BREW     := $(shell brew --prefix 2>/dev/null)
+LIBOMP   := $(shell brew --prefix libomp 2>/dev/null)
+OPENMP   ?= $(if $(wildcard $(LIBOMP)/include/omp.h),1,0)
+OMP_CFLAGS := -Xpreprocessor -fopenmp -I$(LIBOMP)/include
+OMP_LIBS := -L$(LIBOMP)/lib -lomp
+# Homebrew's headers and libraries (Criterion's) are not on Apple clang's search paths,
+# and its OpenSSL is found through its own pkg-config folder
+CFLAGS   += $(if $(BREW),-I$(BREW)/include)
+LDLIBS   += $(if $(BREW),-L$(BREW)/lib)
+export PKG_CONFIG_PATH := $(shell brew --prefix openssl@3 2>/dev/null)/lib/pkgconfig:$(PKG_CONFIG_PATH)
+else
+OPENMP   ?= 1
+OMP_CFLAGS := -fopenmp
+OMP_LIBS := -fopenmp
+endif
+ifeq ($(OPENMP),0)
+OMP_CFLAGS := -Icompat -Wno-unknown-pragmas
+OMP_LIBS :=
+endif
 
 # Every folder under src/ except cli/ is part of the library.
 LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
@@ -30,7 +56,8 @@ EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 # $(call objs,DIR,SOURCES)
 objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-.PHONY: all deps test test-plain test-asan check-layers examples demo bench fuzz clean npm-cache tiny-model
+.PHONY: all deps test test-plain test-asan test-aarch64 check-layers examples demo bench fuzz clean \
+        npm-cache tiny-model
 
 all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a
 
@@ -72,6 +99,28 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 $(eval $(call flavour,$(BUILD),))
 $(eval $(call flavour,$(BUILD)/asan,$(SAN)))
 
+# AArch64, cross-built with Debian's gcc-aarch64-linux-gnu against the arm64 libraries
+# that scripts/deps-aarch64.sh installs (Criterion's unpacked in the cache folder, found
+# through the test program's run path).
+A64      := $(BUILD)/aarch64
+A64_CC   ?= aarch64-linux-gnu-gcc
+A64_CRIT := $(CACHE)/aarch64/usr
+A64_PKG  := PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config
+$(A64)/%: CC = $(A64_CC)
+$(A64)/%: PKG_CFLAGS = $(shell $(A64_PKG) --cflags $(PKGS)) -I$(A64_CRIT)/include
+$(A64)/%: LDLIBS = $(shell $(A64_PKG) --libs $(PKGS)) $(OMP_LIBS) -lm \
+                   -L$(A64_CRIT)/lib/aarch64-linux-gnu -Wl,--disable-new-dtags \
+                   -Wl,-rpath,$(A64_CRIT)/lib/aarch64-linux-gnu
+$(eval $(call flavour,$(A64),))
+# GCC 12's AArch64 vectoriser stops with an internal error (vect_transform_reduction) on
+# tests/test_forward.c: there the tests, whose speed does not matter, are built without
+# loop vectorisation.
+A64_TEST_FIX := -fno-tree-loop-vectorize
+$(A64)/obj/tests/%.o: CFLAGS += $(A64_TEST_FIX)
+ifneq ($(if $(IS_CLANG),,$(filter aarch64%,$(shell $(CC) -dumpmachine 2>/dev/null))),)
+$(BUILD)/obj/tests/%.o $(BUILD)/asan/obj/tests/%.o: CFLAGS += $(A64_TEST_FIX)
+endif
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 examples: $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
@@ -109,6 +158,14 @@ test-asan: check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch \
 	  XP_EXAMPLES=$(ROOT)/$(BUILD)/asan/examples \
 	  $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) 2>&1 | tee $(BUILD)/asan/test.log | $(TEST_QUIET)
 	@scripts/check-leaks.sh $(BUILD)/asan/test.log
+
+# Every test once per Arm kernel under qemu-aarch64, and the choice of kernel on a CPU
+# without dotprod (scripts/test-aarch64.sh says which tests and why).
+test-aarch64: deps npm-cache
+	@XORPATCH_CACHE=$(CACHE) scripts/deps-aarch64.sh >/dev/null
+	@$(MAKE) --no-print-directory $(A64)/test_xorpatch $(A64)/xorpatch
+	@rm -rf $(A64)/tmp && mkdir -p $(A64)/tmp
+	$(TEST_ENV) XP_TMP=$(ROOT)/$(A64)/tmp scripts/test-aarch64.sh $(A64) $(TEST_FLAGS)
 
 # ---- the main job on the built-in default model ---------------------------------------
 # The tiny trained model: audit its training probes, search a patch that fixes some of

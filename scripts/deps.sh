@@ -2,7 +2,20 @@
 # Makes sure the Debian packages xorpatch builds and tests with are present.
 # As root it installs what is missing with apt-get; otherwise it prints the exact
 # command to run and fails, so a build never half-starts without its libraries.
+# On macOS it names the Homebrew packages that are missing (libomp, for threads, is
+# optional: without it the build has none).
 set -eu
+if [ "$(uname -s)" = Darwin ]; then
+  pkgs="pkg-config cjson pcre2 utf8proc openssl@3 criterion node"
+  missing=""
+  for p in $pkgs; do
+    brew list --versions "$p" >/dev/null 2>&1 || missing="$missing $p"
+  done
+  [ -z "$missing" ] && exit 0
+  echo "xorpatch: missing Homebrew packages:$missing" >&2
+  echo "xorpatch: run:  brew install$missing libomp" >&2
+  exit 1
+fi
 pkgs="make gcc clang pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libssl-dev libcriterion-dev nodejs npm"
 missing=""
 for p in $pkgs; do

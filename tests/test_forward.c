@@ -190,7 +190,7 @@ Test(kernels, all_kernels_are_bit_identical_to_portable)
     xp_rng_seed(&r, 99);
     const char *const *names = xp_kernels_available();
     const int64_t rows = 77, cuts[] = {0, 33, 35, 35, rows};
-    size_t counts[] = {1, 3, 7, 8, 15, 16, 17, 40, 49, 70, 100};
+    size_t counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 15, 16, 17, 40, 49, 70, 100};
     int kernels_checked = 0;
     for (int64_t K = 128; K <= 384; K += 128) {
         size_t row_bytes = (size_t)(K / 128) * XP_Q1_0_BYTES;
@@ -297,6 +297,24 @@ Test(kernels, quantisers_are_bit_identical_to_portable)
     cr_log_info("%d quantisers bit-identical to the portable one", checked);
     xp_qact_free(&ref);
     free(x);
+}
+
+/* The run-time choice sees what the CPU has: where the test run names the kernels it
+ * expects (XP_KERNELS, best first: the emulated CPUs of `make test-aarch64`, with and
+ * without dotprod), the CPU offers exactly those, and the best one is chosen, or the one
+ * XORPATCH_KERNEL names. */
+Test(kernels, the_cpu_offers_the_kernels_the_run_expects)
+{
+    const char *want = getenv("XP_KERNELS");
+    if (!want || !*want)
+        cr_skip_test("skipped: XP_KERNELS does not name the kernels this CPU should offer");
+    char got[256] = "";
+    for (const char *const *n = xp_kernels_available(); *n; n++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", *got ? " " : "", *n);
+    cr_assert_str_eq(got, want);
+    const char *named = getenv("XORPATCH_KERNEL");
+    const xp_kernels *k = named && *named ? xp_kernels_find(named) : NULL;
+    cr_expect_str_eq(xp_kernels_best()->name, k ? k->name : xp_kernels_available()[0]);
 }
 
 /* ---- determinism ------------------------------------------------------------------- */
@@ -593,7 +611,9 @@ Test(model, binds_the_shape_and_weights_of_a_synthetic_bonsai_layout)
     const xp_shape *s = xp_model_shape(m);
     cr_expect(s->n_layer == 4 && s->n_embd == 256 && s->head_dim == 64 && s->tied_output);
     cr_expect(xp_model_tokenizer(m) != NULL);
-    cr_expect_str_eq(xp_model_kernel(m), xp_kernels_available()[0]);
+    const char *named = getenv("XORPATCH_KERNEL"); /* a run for one kernel names it */
+    const xp_kernels *k = named && *named ? xp_kernels_find(named) : NULL;
+    cr_expect_str_eq(xp_model_kernel(m), k ? k->name : xp_kernels_available()[0]);
     xp_err err = {0};
     cr_expect_eq(xp_model_set_kernel(m, "gpu", &err), XP_EINVAL);
     xp_model_close(m);

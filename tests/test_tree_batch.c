@@ -252,9 +252,6 @@ static void kept_layers_follow_flips(bool mlp)
     xp_tree_batch *b;
     xp_err err = {0};
     cr_assert_eq(xp_tree_batch_new(&b, m, s.it, s.n, keep, 2, mlp, rows, 64, &err), XP_OK);
-    size_t n_out = 0;
-    for (size_t i = 0; i < s.n; i++)
-        n_out += s.it[i].n_out;
     free(run_batch(b, &s, NULL, 0, NULL, rows, V));
     xp_tree_batch_commit(b);
     /* a flip of each kind at each layer: the run from that layer (from its MLP, for an

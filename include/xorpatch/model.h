@@ -109,8 +109,9 @@ const xp_shape *xp_model_shape(const xp_model *m);
 const xp_tokenizer *xp_model_tokenizer(const xp_model *m); /* NULL without tokenizer keys */
 xp_gguf *xp_model_gguf(xp_model *m);
 
-/* Matrix kernels of the fast path: "avx512" (AVX-512 BW + VNNI), "avx2", "portable".
- * All give bit-identical results; the best one the CPU has is chosen at open. */
+/* Matrix kernels of the fast path: "avx512" (AVX-512 BW + VNNI), "avx2", "neon-dotprod"
+ * (Arm NEON with SDOT), "neon", "portable". All give bit-identical results; the best one
+ * the CPU has is chosen at open. */
 int xp_model_set_kernel(xp_model *m, const char *name, xp_err *err);
 const char *xp_model_kernel(const xp_model *m);
 /* The kernels this CPU can run, best first, NULL-terminated. */

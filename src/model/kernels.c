@@ -9,6 +9,12 @@
 
 #include "model/model.h"
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 /* The quantiser of every kernel: scale max|v| / 127, q = round-to-nearest-even(v / s)
  * clamped to +-127 (a NaN, and any product that is not finite, gives 0), and the sum of q.
  * Returns the scale. */
@@ -88,10 +94,40 @@ static void matmul_portable(const xp_weight *w, const xp_qact *x, float *y, size
 
 const xp_kernels xp_kernels_portable = {"portable", NULL, NULL, matmul_portable};
 
+#if defined(XP_KERNELS_DOTPROD)
+/* Whether the CPU has the ARMv8.2 dot product instructions, as the build or the system
+ * tells. */
+static bool arm_has_dotprod(void)
+{
+#if defined(__ARM_FEATURE_DOTPROD)
+    return true; /* the whole build targets it (Apple's arm64 does), so the CPU has it */
+#elif defined(__linux__)
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20) /* the Linux bit, for C libraries that do not name it */
+#endif
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+    int has = 0;
+    size_t len = sizeof has;
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &has, &len, NULL, 0) == 0 && has;
+#else
+    return false;
+#endif
+}
+#endif
+
 /* BMI2 and F16C, which the x86 kernels also use, come with every CPU that has AVX2 (and
- * clang's __builtin_cpu_supports cannot name them). */
+ * clang's __builtin_cpu_supports cannot name them). Every AArch64 CPU has NEON. */
 static bool runnable(const xp_kernels *k)
 {
+#if defined(XP_KERNELS_DOTPROD)
+    if (k == &xp_kernels_neon_dotprod)
+        return arm_has_dotprod();
+#endif
+#if defined(__aarch64__)
+    if (k == &xp_kernels_neon)
+        return true;
+#endif
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (k == &xp_kernels_avx512)
@@ -106,6 +142,12 @@ static bool runnable(const xp_kernels *k)
 static const xp_kernels *const all[] = {
 #if defined(__x86_64__)
     &xp_kernels_avx512, &xp_kernels_avx2,
+#endif
+#if defined(XP_KERNELS_DOTPROD)
+    &xp_kernels_neon_dotprod,
+#endif
+#if defined(__aarch64__)
+    &xp_kernels_neon,
 #endif
     &xp_kernels_portable};
 

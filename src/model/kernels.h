@@ -53,4 +53,14 @@ extern const xp_kernels xp_kernels_portable;
 #if defined(__x86_64__)
 extern const xp_kernels xp_kernels_avx2, xp_kernels_avx512;
 #endif
+#if defined(__aarch64__)
+extern const xp_kernels xp_kernels_neon;
+/* The SDOT kernel needs a build that targets dotprod (Apple's arm64 does) or a compiler
+ * that can target it function by function: GCC, and clang from 16 on, whose NEON
+ * intrinsics follow a function's target. */
+#if defined(__ARM_FEATURE_DOTPROD) || !defined(__clang__) || __clang_major__ >= 16
+#define XP_KERNELS_DOTPROD 1
+extern const xp_kernels xp_kernels_neon_dotprod;
+#endif
+#endif
 #endif

@@ -3,20 +3,20 @@
  * summed with PMADDUBSW/PMADDWD, and 8 rows' partial sums are reduced together by
  * horizontal adds. Each block ends with fmaf(d * s, (float)(2m - sum), acc) in block
  * order, exactly as every kernel does (kernels.h). */
+#include "model/kernels.h"
+#include "model/model.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <string.h>
-
-#include "model/kernels.h"
-#include "model/model.h"
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 
 /* 0xFF in byte i where bit i of bits is set. */
 TARGET static __m256i byte_mask(uint32_t bits)
 {
-    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
-                                          2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
     return _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
@@ -72,8 +72,8 @@ TARGET static void rows8(const xp_weight *w, const xp_qact *x, float *y, size_t 
     }
 }
 
-TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t ldy,
-                          int64_t r0, int64_t r1)
+TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
+                          int64_t r1)
 {
     int64_t r = r0;
     for (; r + 8 <= r1; r += 8)

@@ -11,13 +11,13 @@
  *    16 tokens x 4 inputs giving 2m, and each packed load feeds 4 rows.
  * Both end every block with fmaf(d * s, (float)(2m - sum), acc) in block order. The
  * quantiser gives the portable one's bits 16 lanes at a time. */
+#include "model/kernels.h"
+#include "model/model.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "model/kernels.h"
-#include "model/model.h"
 
 /* MAXPS is not commutative where a NaN is involved, which the quantiser relies on */
 #if defined(__FAST_MATH__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__)

@@ -43,7 +43,8 @@ typedef struct xp_search_job {
     xp_model *model; /* borrowed; NULL: the job opens model_path */
     const char *model_path, *kernel;
     const char *probes;   /* targets (a Neagari set's promoted controls become controls) */
-    const char *controls; /* probes to keep (NULL: only promoted ones) */
+    const char *const *controls; /* probe files to keep, loaded and concatenated in order */
+    size_t n_controls;           /* (0: only the promoted ones) */
     const char *heldout;  /* probes evaluated only at the end (NULL: none) */
     const char *out;      /* the patch and its checkpoints (.xpb binary, else JSON) */
     const char *name;     /* the patch's name (NULL: out's stem) */
@@ -84,7 +85,8 @@ typedef struct xp_pipeline_job {
     const char *model_path, *kernel;
     const char *const *files; /* the probe files, one step each */
     size_t n_files;
-    const char *controls; /* probes every step keeps (NULL: none) */
+    const char *const *controls; /* probe files every step keeps, concatenated in order */
+    size_t n_controls;
     const char *out_dir;  /* made when missing */
     size_t promote_cap;
     bool allow_dead;

@@ -17,15 +17,6 @@ int cli_probes_load(const char *path, xp_model *m, xp_probe_set **s, xp_probe_to
     return rc;
 }
 
-int cli_metric(const char *command, const char *name)
-{
-    int m = xp_metric_from_name(name);
-    if (m < 0)
-        return cli_usage_error(command, "--metric must be seq_logprob, token_gap or generation, "
-                               "not '%s'", name), -1;
-    return m;
-}
-
 const char *cli_quote(const char *s, size_t max, char *buf, size_t size)
 {
     return xp_text_quote(s, max, buf, size);
@@ -53,17 +44,11 @@ cJSON *cli_probe_json(const xp_probe *p)
     return o;
 }
 
-cJSON *cli_paired_json(const xp_paired *p)
-{
-    return xp_paired_json(p);
-}
+cJSON *cli_paired_json(const xp_paired *p) { return xp_paired_json(p); }
 
 void cli_paired_print(const xp_paired *p, const char *label, bool patched)
 {
     xp_paired_print(stdout, p, label, patched);
 }
 
-const char *cli_outcome(bool before, bool after)
-{
-    return xp_outcome_name(before, after);
-}
+const char *cli_outcome(bool before, bool after) { return xp_outcome_name(before, after); }

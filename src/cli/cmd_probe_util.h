@@ -10,8 +10,6 @@
 /* Loads a probe file and tokenises it with the model's tokenizer. */
 int cli_probes_load(const char *path, xp_model *m, xp_probe_set **s, xp_probe_tokens **pt,
                     xp_err *err);
-/* Parses --metric NAME; -1 after printing a usage error. */
-int cli_metric(const char *command, const char *name);
 /* s as a JSON string literal cut to at most max characters of it (… marks a cut), into
  * buf; NULL prints as -. */
 const char *cli_quote(const char *s, size_t max, char *buf, size_t size);

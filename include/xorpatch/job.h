@@ -191,6 +191,37 @@ const char *xp_outcome_name(bool before, bool after);
 /* s as a JSON string literal cut to at most max characters (… marks a cut), into buf;
  * NULL gives "-". */
 const char *xp_text_quote(const char *s, size_t max, char *buf, size_t size);
+/* A probe as a JSON object {"name", "category", "role"}, for the rest to be added. */
+struct cJSON *xp_probe_json(const xp_probe *p);
+
+/* ---- reports: what a command shows, as text and as JSON ------------------------- */
+
+/* xorpatch eval: patches judged on one or two probe sets (train, and held-out). */
+typedef struct xp_eval_report_set {
+    const char *split; /* "train", "heldout" */
+    const xp_probe_set *set;
+    const xp_eval *eval; /* of set, without and with the patches */
+} xp_eval_report_set;
+typedef struct xp_eval_report {
+    const char *model;
+    xp_patch *const *patches;
+    size_t n_patches;
+    xp_metric metric; /* the gaps' */
+    bool generate;    /* judged by generation, else by gap sign */
+    bool per_probe;   /* text: every probe, not only those that changed (always so when
+                         there is no patch) */
+    const xp_eval_report_set *sets;
+    size_t n_sets;
+} xp_eval_report;
+/* The report as text (eval --help describes it), and as one JSON object (the caller's). */
+void xp_eval_report_print(FILE *out, const xp_eval_report *r);
+struct cJSON *xp_eval_report_json(const xp_eval_report *r);
+
+/* xorpatch audit: what a probe set can measure on a model (xp_probe_audit's result),
+ * as text (token ids shown as the tokenizer's text, when given) and as JSON. */
+void xp_audit_report_print(FILE *out, const xp_probe_set *s, const xp_audit *a,
+                           const xp_tokenizer *t);
+struct cJSON *xp_audit_report_json(const xp_probe_set *s, const xp_audit *a);
 
 #ifdef __cplusplus
 }

@@ -191,6 +191,8 @@ const char *xp_outcome_name(bool before, bool after);
 /* s as a JSON string literal cut to at most max characters (… marks a cut), into buf;
  * NULL gives "-". */
 const char *xp_text_quote(const char *s, size_t max, char *buf, size_t size);
+/* 1234567 -> "1,234,567" into buf. */
+const char *xp_thousands(uint64_t v, char *buf, size_t size);
 /* A probe as a JSON object {"name", "category", "role"}, for the rest to be added. */
 struct cJSON *xp_probe_json(const xp_probe *p);
 
@@ -216,6 +218,22 @@ typedef struct xp_eval_report {
 /* The report as text (eval --help describes it), and as one JSON object (the caller's). */
 void xp_eval_report_print(FILE *out, const xp_eval_report *r);
 struct cJSON *xp_eval_report_json(const xp_eval_report *r);
+
+/* xorpatch show: a patch described (provenance, flips per layer and projection, the bits
+ * it touches, its size in each format); weights, the model's 1-bit weights, gives the
+ * share it touches (0: unknown). */
+void xp_patch_describe_print(FILE *out, xp_patch *p, uint64_t weights);
+struct cJSON *xp_patch_describe_json(xp_patch *p, uint64_t weights);
+/* The Q1_0 weights of a model file, or of a shape preset when model is NULL (0 when
+ * neither can be read). */
+uint64_t xp_model_file_weights(const char *model, const char *shape);
+
+/* xorpatch inspect: a GGUF file (at path, read into g, its SHA-256 given) described: its
+ * format, the model's shape, the tokenizer, the tensors (listed in the text when
+ * tensors is set) and the totals by type. */
+void xp_model_describe_print(FILE *out, const char *path, const xp_gguf *g, const char *sha256,
+                             bool tensors);
+struct cJSON *xp_model_describe_json(const xp_gguf *g, const char *sha256);
 
 /* xorpatch audit: what a probe set can measure on a model (xp_probe_audit's result),
  * as text (token ids shown as the tokenizer's text, when given) and as JSON. */

@@ -235,6 +235,19 @@ void xp_model_describe_print(FILE *out, const char *path, const xp_gguf *g, cons
                              bool tensors);
 struct cJSON *xp_model_describe_json(const xp_gguf *g, const char *sha256);
 
+/* xorpatch logits: a sequence's next-token logits, the top candidates per position. */
+typedef struct xp_logits_report {
+    const int32_t *ids; /* the sequence */
+    size_t n;
+    const float *logits; /* n_vocab per position: every one's, or the last one's */
+    size_t n_vocab;
+    bool all_positions;
+    size_t top;               /* candidates per position */
+    const xp_tokenizer *tok;  /* for the text's token texts (NULL: "?") */
+} xp_logits_report;
+int xp_logits_report_print(FILE *out, const xp_logits_report *r, xp_err *err);
+struct cJSON *xp_logits_report_json(const xp_logits_report *r); /* NULL: out of memory */
+
 /* xorpatch audit: what a probe set can measure on a model (xp_probe_audit's result),
  * as text (token ids shown as the tokenizer's text, when given) and as JSON. */
 void xp_audit_report_print(FILE *out, const xp_probe_set *s, const xp_audit *a,

@@ -52,7 +52,8 @@ int main(int argc, char **argv)
     }
     xp_search_job job = {.model_path = argv[1],
                          .probes = argv[2],
-                         .controls = argv[3],
+                         .controls = (const char *const *)argv + 3,
+                         .n_controls = 1,
                          .out = argv[6],
                          .report = stdout};
     xp_search_opts_default(&job.opts);

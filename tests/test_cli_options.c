@@ -118,11 +118,6 @@ Test(cli_options, every_help_names_exactly_the_options_its_command_takes, .timeo
     }
     for (size_t c = 0; c < cmds.n; c++) {
         const char *cmd = cmds.v[c];
-        /* pipeline's help names its options in a sentence that points to search's help,
-         * and takes some search options that neither names (--probes, --naive, --log):
-         * it is checked once it is on the option table */
-        if (!strcmp(cmd, "pipeline"))
-            continue;
         for (size_t i = 0; i < all_longs.n; i++) {
             const char *o = all_longs.v[i];
             bool named_here = has(&longs[c], o);
@@ -271,6 +266,45 @@ Test(cli_options, bad_numbers_stay_refused)
         {"audit -m /nonexistent/x.gguf --probes /nonexistent/p.json --metric nope",
          "--metric must be seq_logprob, token_gap or generation, not 'nope'"},
         {"logits -m /nonexistent/x.gguf --ids 1,,2", "--ids needs comma-separated token ids"},
+    };
+    expect_refused(cases, sizeof cases / sizeof *cases);
+}
+
+/* The search commands (search, pipeline, experiment, bench-task) on the table too. */
+Test(cli_options, the_job_commands_refuse_repeats_and_check_ranges)
+{
+    const refusal cases[] = {
+        {"search -m /nonexistent/x.gguf --probes /nonexistent/p.json -o /nonexistent/o.json "
+         "--iterations 3 --iterations 4",
+         "--iterations is given twice"},
+        {"search -m /nonexistent/x.gguf --probes /nonexistent/p.json -o /nonexistent/o.json "
+         "--no-eval --no-eval",
+         "--no-eval is given twice"},
+        {"pipeline -m /nonexistent/x.gguf -o /nonexistent/d --seed 1 --seed 2 /nonexistent/p.json",
+         "--seed is given twice"},
+        {"experiment layer-map -m /nonexistent/x.gguf --probes /nonexistent/p.json --probes "
+         "/nonexistent/q.json",
+         "--probes is given twice"},
+        {"bench-task -m /nonexistent/x.gguf --tasks /nonexistent/t.jsonl --limit 1 --limit 2",
+         "--limit is given twice"},
+        {"search -m /nonexistent/x.gguf --probes /nonexistent/p.json -o /nonexistent/o.json "
+         "--iterations 4294967296",
+         "--iterations needs a positive integer up to 4294967295"},
+        {"search -m /nonexistent/x.gguf --probes /nonexistent/p.json -o /nonexistent/o.json "
+         "--scale-ratio 1.5",
+         "--scale-ratio needs a number in [0, 1]"},
+        {"pipeline -m /nonexistent/x.gguf -o /nonexistent/d --promote-cap 1000001 "
+         "/nonexistent/p.json",
+         "--promote-cap needs a non-negative integer up to 1000000"},
+        {"experiment scale-vs-random -m /nonexistent/x.gguf --probes /nonexistent/p.json "
+         "--samples 0",
+         "--samples needs a positive integer"},
+        {"bench-task -m /nonexistent/x.gguf --tasks /nonexistent/t.jsonl -n 0",
+         "-n needs a positive integer"},
+        /* the search options pipeline does not take are no options of it */
+        {"pipeline -m /nonexistent/x.gguf -o /nonexistent/d --probes /nonexistent/p.json "
+         "/nonexistent/q.json",
+         "unknown option"},
     };
     expect_refused(cases, sizeof cases / sizeof *cases);
 }

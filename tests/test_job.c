@@ -136,8 +136,14 @@ static xp_search_job search_job(char model[512], char probes[512], char controls
     model_path(model, 512);
     probe_path(probes, 512, "train.json");
     probe_path(controls, 512, "controls.json");
-    xp_search_job job = {
-        .model_path = model, .probes = probes, .controls = controls, .out = out, .no_eval = true};
+    static const char *control_files[1];
+    control_files[0] = controls;
+    xp_search_job job = {.model_path = model,
+                         .probes = probes,
+                         .controls = control_files,
+                         .n_controls = 1,
+                         .out = out,
+                         .no_eval = true};
     xp_search_opts_default(&job.opts);
     job.opts.fitness = XP_FITNESS_FOCUSED;
     job.opts.iterations = iterations;
@@ -259,7 +265,7 @@ Test(job, dead_targets_are_refused_with_a_reason)
     /* two spellings of one text: NFC makes them the same tokens */
     xp_test_write(probes, "[{\"name\":\"same\",\"prompt\":\"Say\",\"correct\":\" caf\\u00e9\","
                           "\"wrong\":\" cafe\\u0301\"}]");
-    job.controls = NULL;
+    job.n_controls = 0;
     xp_search_job_result res;
     xp_err err = {0};
     cr_expect_eq(xp_search_job_run(&job, NULL, &res, &err), XP_EINVAL);

@@ -167,6 +167,46 @@ Test(search_cli, killed_and_resumed_gives_the_uninterrupted_patch, .timeout = 24
     free(o), free(e);
 }
 
+/* --controls repeated: the files add up, loaded and concatenated in order, and the patch
+ * records each of them. */
+Test(search_cli, repeated_controls_add_up, .timeout = 240)
+{
+    static const char berlin[] =
+        "{\"name\":\"berlin\",\"category\":\"capital\",\"prompt\":\"The capital of "
+        "Germany is\",\"correct\":\" Berlin\",\"wrong\":\" Munich\"}";
+    paths two = setup(), one = two;
+    char second[512], both[512], text[1024], out1[512], out2[512], extra[600], id1[65], id2[65];
+    xp_test_tmp_path(second, sizeof second, "search-controls-2.json");
+    xp_test_tmp_path(both, sizeof both, "search-controls-both.json");
+    snprintf(text, sizeof text, "[%s]", berlin);
+    xp_test_write(second, text);
+    /* controls_json is one probe in brackets: the two files' probes in one list */
+    snprintf(text, sizeof text, "%.*s,%s]", (int)strlen(controls_json) - 1, controls_json, berlin);
+    xp_test_write(both, text);
+    snprintf(one.controls, sizeof one.controls, "%s", both);
+    xp_test_tmp_path(out1, sizeof out1, "search-two-controls.json");
+    xp_test_tmp_path(out2, sizeof out2, "search-both-controls.json");
+    snprintf(extra, sizeof extra, "--controls '%s'", second);
+    cr_assert_eq(search(&two, out1, extra), 0);
+    cr_assert_eq(search(&one, out2, ""), 0);
+    flips_id(out1, id1);
+    flips_id(out2, id2);
+    cr_expect_str_eq(id1, id2, "two control files search as their concatenation does");
+    char *json = xp_test_slurp(out1);
+    cJSON *j = cJSON_Parse(json);
+    cr_assert(j, "%s", json);
+    const cJSON *files = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "search"), "probe_files");
+    cr_assert_eq(cJSON_GetArraySize(files), 3, "the targets and both control files");
+    const char *paths_in_order[] = {two.controls, second};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *f = cJSON_GetArrayItem(files, i + 1);
+        cr_expect_str_eq(cJSON_GetObjectItem(f, "role")->valuestring, "controls");
+        cr_expect_str_eq(cJSON_GetObjectItem(f, "path")->valuestring, paths_in_order[i]);
+    }
+    cJSON_Delete(j);
+    free(json);
+}
+
 Test(search_cli, dead_targets_and_bad_input_are_refused)
 {
     paths p = setup();

@@ -43,7 +43,8 @@ typedef struct xp_search_job {
     xp_model *model; /* borrowed; NULL: the job opens model_path */
     const char *model_path, *kernel;
     const char *probes;   /* targets (a Neagari set's promoted controls become controls) */
-    const char *controls; /* probes to keep (NULL: only promoted ones) */
+    const char *const *controls; /* probe files to keep, loaded and concatenated in order */
+    size_t n_controls;           /* (0: only the promoted ones) */
     const char *heldout;  /* probes evaluated only at the end (NULL: none) */
     const char *out;      /* the patch and its checkpoints (.xpb binary, else JSON) */
     const char *name;     /* the patch's name (NULL: out's stem) */
@@ -84,7 +85,8 @@ typedef struct xp_pipeline_job {
     const char *model_path, *kernel;
     const char *const *files; /* the probe files, one step each */
     size_t n_files;
-    const char *controls; /* probes every step keeps (NULL: none) */
+    const char *const *controls; /* probe files every step keeps, concatenated in order */
+    size_t n_controls;
     const char *out_dir;  /* made when missing */
     size_t promote_cap;
     bool allow_dead;
@@ -189,6 +191,68 @@ const char *xp_outcome_name(bool before, bool after);
 /* s as a JSON string literal cut to at most max characters (… marks a cut), into buf;
  * NULL gives "-". */
 const char *xp_text_quote(const char *s, size_t max, char *buf, size_t size);
+/* 1234567 -> "1,234,567" into buf. */
+const char *xp_thousands(uint64_t v, char *buf, size_t size);
+/* A probe as a JSON object {"name", "category", "role"}, for the rest to be added. */
+struct cJSON *xp_probe_json(const xp_probe *p);
+
+/* ---- reports: what a command shows, as text and as JSON ------------------------- */
+
+/* xorpatch eval: patches judged on one or two probe sets (train, and held-out). */
+typedef struct xp_eval_report_set {
+    const char *split; /* "train", "heldout" */
+    const xp_probe_set *set;
+    const xp_eval *eval; /* of set, without and with the patches */
+} xp_eval_report_set;
+typedef struct xp_eval_report {
+    const char *model;
+    xp_patch *const *patches;
+    size_t n_patches;
+    xp_metric metric; /* the gaps' */
+    bool generate;    /* judged by generation, else by gap sign */
+    bool per_probe;   /* text: every probe, not only those that changed (always so when
+                         there is no patch) */
+    const xp_eval_report_set *sets;
+    size_t n_sets;
+} xp_eval_report;
+/* The report as text (eval --help describes it), and as one JSON object (the caller's). */
+void xp_eval_report_print(FILE *out, const xp_eval_report *r);
+struct cJSON *xp_eval_report_json(const xp_eval_report *r);
+
+/* xorpatch show: a patch described (provenance, flips per layer and projection, the bits
+ * it touches, its size in each format); weights, the model's 1-bit weights, gives the
+ * share it touches (0: unknown). */
+void xp_patch_describe_print(FILE *out, xp_patch *p, uint64_t weights);
+struct cJSON *xp_patch_describe_json(xp_patch *p, uint64_t weights);
+/* The Q1_0 weights of a model file, or of a shape preset when model is NULL (0 when
+ * neither can be read). */
+uint64_t xp_model_file_weights(const char *model, const char *shape);
+
+/* xorpatch inspect: a GGUF file (at path, read into g, its SHA-256 given) described: its
+ * format, the model's shape, the tokenizer, the tensors (listed in the text when
+ * tensors is set) and the totals by type. */
+void xp_model_describe_print(FILE *out, const char *path, const xp_gguf *g, const char *sha256,
+                             bool tensors);
+struct cJSON *xp_model_describe_json(const xp_gguf *g, const char *sha256);
+
+/* xorpatch logits: a sequence's next-token logits, the top candidates per position. */
+typedef struct xp_logits_report {
+    const int32_t *ids; /* the sequence */
+    size_t n;
+    const float *logits; /* n_vocab per position: every one's, or the last one's */
+    size_t n_vocab;
+    bool all_positions;
+    size_t top;               /* candidates per position */
+    const xp_tokenizer *tok;  /* for the text's token texts (NULL: "?") */
+} xp_logits_report;
+int xp_logits_report_print(FILE *out, const xp_logits_report *r, xp_err *err);
+struct cJSON *xp_logits_report_json(const xp_logits_report *r); /* NULL: out of memory */
+
+/* xorpatch audit: what a probe set can measure on a model (xp_probe_audit's result),
+ * as text (token ids shown as the tokenizer's text, when given) and as JSON. */
+void xp_audit_report_print(FILE *out, const xp_probe_set *s, const xp_audit *a,
+                           const xp_tokenizer *t);
+struct cJSON *xp_audit_report_json(const xp_probe_set *s, const xp_audit *a);
 
 #ifdef __cplusplus
 }

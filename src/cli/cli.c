@@ -3,8 +3,6 @@
 #include "cli/cli.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,23 +49,6 @@ void cli_note(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-}
-
-int cli_common_option(const cli_command *cmd, int opt)
-{
-    switch (opt) {
-    case 'q':
-        cli.quiet = true;
-        return -1;
-    case 'h':
-        fputs(cmd->usage, stdout);
-        return EXIT_OK;
-    default: {
-        const char *arg = optind > 0 && cli.argv ? cli.argv[optind - 1] : "?";
-        return cli_usage_error(cmd->name, "unknown option, or an option without its value: "
-                               "'%s'", arg);
-    }
-    }
 }
 
 double cli_now(void)
@@ -130,7 +111,8 @@ int cli_load_vocab(const char *path, xp_vocab **out, xp_err *err)
             return xp_err_set(err, XP_ENOTFOUND,
                               "the Qwen3 vocabulary is not at %s: run `make npm-cache` in the "
                               "source tree, or pass --tokenizer FILE (a tokenizer.json or a "
-                              "Qwen3 GGUF)", path);
+                              "Qwen3 GGUF)",
+                              path);
     }
     if (ends_with(path, ".json"))
         return xp_vocab_from_hf_json(out, path, err);
@@ -141,14 +123,6 @@ int cli_load_vocab(const char *path, xp_vocab **out, xp_err *err)
     rc = xp_vocab_from_gguf(out, g, err);
     xp_gguf_close(g);
     return rc;
-}
-
-long cli_parse_count(const char *s)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    return !*s || *end || errno || v <= 0 ? -1 : v;
 }
 
 int cli_open_model(const char *path, const char *kernel, xp_model **out)

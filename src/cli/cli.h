@@ -29,7 +29,6 @@ extern const cli_command cli_corpus, cli_train;
 typedef struct cli_settings {
     bool quiet;    /* -q: nothing but results and errors */
     bool terminal; /* stderr is a terminal and NO_COLOR is unset: colour, progress bars */
-    char **argv;   /* the running command's arguments, for messages about them */
 } cli_settings;
 extern cli_settings cli;
 
@@ -42,10 +41,6 @@ int cli_usage_error(const char *command, const char *fmt, ...)
 int cli_input_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Informational line on stderr unless quiet. */
 void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Parses the common options every command takes (-q/--quiet, -h/--help) out of argv;
- * returns -1 to go on, or an exit code (after printing help). */
-int cli_common_option(const cli_command *cmd, int opt);
 
 /* A progress bar on stderr, drawn only on a terminal and not when quiet. */
 typedef struct cli_progress {
@@ -62,8 +57,6 @@ double cli_now(void);
 struct cJSON;
 void cli_print_json(struct cJSON *value);
 
-/* Parses a positive integer option value; -1 when it is not one. */
-long cli_parse_count(const char *s);
 /* Parses "-t N" as the option table has it (options.c): sets the thread count for
  * everything that follows. -1 to go on, or the usage error's exit code. */
 int cli_set_threads(const char *command, const char *value);

@@ -52,7 +52,7 @@ static void report(const xp_patch *p)
            "%s bits, flips_sha256 %.16s\n", p->name ? p->name : p->path,
            (unsigned long long)s.flips, (unsigned long long)s.rows,
            (unsigned long long)s.blocks, (unsigned long long)s.scale_bits,
-           (unsigned long long)s.masks, cli_thousands(s.bits, bits, sizeof bits), id);
+           (unsigned long long)s.masks, xp_thousands(s.bits, bits, sizeof bits), id);
     if (!p->base_sha256[0])
         cli_note("%s names no base fingerprint (%s file): applied without that check",
                  p->path, xp_patch_format_name(p->format));

@@ -2,8 +2,8 @@
  * searches with it — dead probes (under the chosen metric and under the legacy
  * single-token rule), how far down the model's ranking each distractor is, whether the
  * measured token is what the model emits, the current gap and greedy output, probes
- * already solved, and categories that are one contrast repeated. */
-#include "cli/cmd_probe_util.h"
+ * already solved, and categories that are one contrast repeated. This file names the
+ * options, runs the audit and prints its report (the job layer's) as text or JSON. */
 #include "cli/options.h"
 
 static const char usage[] =
@@ -42,100 +42,6 @@ static const char usage[] =
     "  -q, --quiet          nothing on stderr but errors\n"
     "  -h, --help           this text\n";
 
-static cJSON *audit_json(const xp_probe_set *s, const xp_audit *a)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "file", s->path);
-    cJSON_AddStringToObject(o, "metric", xp_metric_name(a->metric));
-    cJSON_AddNumberToObject(o, "n", (double)a->n);
-    cJSON *probes = cJSON_AddArrayToObject(o, "probes");
-    for (size_t i = 0; i < a->n; i++) {
-        const xp_audit_probe *p = &a->probes[i];
-        cJSON *e = cli_probe_json(&s->probes[i]);
-        cJSON_AddBoolToObject(e, "dead", p->dead);
-        cJSON_AddBoolToObject(e, "dead_token_gap", p->dead_token_gap);
-        if (p->score.distractor_rank)
-            cJSON_AddNumberToObject(e, "distractor_rank", (double)p->score.distractor_rank);
-        else
-            cJSON_AddNullToObject(e, "distractor_rank");
-        cJSON_AddNumberToObject(e, "gap", p->score.gap);
-        cJSON *ms = cJSON_AddArrayToObject(e, "measured");
-        cJSON_AddItemToArray(ms, cJSON_CreateNumber(p->score.measured[0]));
-        cJSON_AddItemToArray(ms, cJSON_CreateNumber(p->score.measured[1]));
-        cJSON_AddNumberToObject(e, "emitted", p->score.emitted);
-        cJSON_AddBoolToObject(e, "emitted_measured", p->emitted_measured);
-        if (p->output)
-            cJSON_AddStringToObject(e, "output", p->output);
-        else
-            cJSON_AddNullToObject(e, "output");
-        cJSON_AddBoolToObject(e, "solved", p->solved);
-        cJSON_AddItemToArray(probes, e);
-    }
-    cJSON *cats = cJSON_AddArrayToObject(o, "categories");
-    for (size_t c = 0; c < a->n_categories; c++) {
-        const xp_audit_category *ac = &a->categories[c];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", ac->name);
-        cJSON_AddNumberToObject(e, "n", (double)ac->n);
-        cJSON_AddNumberToObject(e, "contrasts", (double)ac->contrasts);
-        cJSON_AddNumberToObject(e, "duplicates", (double)ac->duplicates);
-        cJSON_AddBoolToObject(e, "one_contrast", ac->one_contrast);
-        cJSON_AddItemToArray(cats, e);
-    }
-    cJSON *sum = cJSON_AddObjectToObject(o, "summary");
-    cJSON_AddNumberToObject(sum, "dead", (double)a->dead);
-    cJSON_AddNumberToObject(sum, "dead_token_gap", (double)a->dead_token_gap);
-    cJSON_AddNumberToObject(sum, "solved", (double)a->solved);
-    cJSON_AddNumberToObject(sum, "not_emitted", (double)a->not_emitted);
-    cJSON_AddNumberToObject(sum, "one_contrast_categories", (double)a->one_contrast_categories);
-    cJSON_AddNumberToObject(sum, "contrasts", (double)a->contrasts);
-    return o;
-}
-
-static void audit_print(const xp_probe_set *s, const xp_audit *a, const xp_tokenizer *t)
-{
-    static const char *const formats[] = {"Bankai list", "Neagari calibrated set",
-                                          "Neagari verbatim set"};
-    static const char *const matchers[] = {"math", "verbatim", "prefix"};
-    printf("%s: %s, %zu probes; metric %s; generation: %s matcher, at most %zu tokens%s\n\n",
-           s->path, formats[s->format], s->n, xp_metric_name(a->metric), matchers[s->matcher],
-           s->max_tokens, s->stop_newline ? ", stops at a newline" : "");
-    printf("%-28s %-18s %9s %7s  %-14s %-24s %-6s %s\n", "probe", "category", "gap", "rank",
-           "emitted", "measured (right / wrong)", "solved", "greedy output");
-    for (size_t i = 0; i < a->n; i++) {
-        const xp_audit_probe *p = &a->probes[i];
-        char e[64], m0[64], m1[64], out[160], rank[24], both[140];
-        if (p->score.distractor_rank)
-            snprintf(rank, sizeof rank, "%zu", p->score.distractor_rank);
-        else
-            snprintf(rank, sizeof rank, "-");
-        cli_token_text(t, p->score.emitted, e, sizeof e);
-        snprintf(both, sizeof both, "%s / %s", cli_token_text(t, p->score.measured[0], m0, sizeof m0),
-                 cli_token_text(t, p->score.measured[1], m1, sizeof m1));
-        printf("%-28.28s %-18.18s %9.3f %7s  %-14s %-24s %-6s %s", s->probes[i].name,
-               s->probes[i].category, p->score.gap, rank, e, both, p->solved ? "yes" : "no",
-               cli_quote(p->output, 40, out, sizeof out));
-        if (p->dead)
-            printf("  DEAD");
-        else if (p->dead_token_gap)
-            printf("  dead-under-token_gap");
-        if (!p->emitted_measured)
-            printf("  emits-other");
-        printf("\n");
-    }
-    printf("\n%-28s %6s %10s %11s\n", "category", "probes", "contrasts", "duplicates");
-    for (size_t c = 0; c < a->n_categories; c++) {
-        const xp_audit_category *ac = &a->categories[c];
-        printf("%-28.28s %6zu %10zu %11zu%s\n", *ac->name ? ac->name : "(none)", ac->n,
-               ac->contrasts, ac->duplicates, ac->one_contrast ? "  ONE CONTRAST REPEATED" : "");
-    }
-    printf("\nsummary: %zu probes, %zu distinct contrasts; dead under %s: %zu; dead under the"
-           "\n         legacy token_gap rule: %zu; already solved: %zu; model emits another token"
-           "\n         than the measured ones: %zu; categories that are one contrast repeated: "
-           "%zu of %zu\n", a->n, a->contrasts, xp_metric_name(a->metric), a->dead,
-           a->dead_token_gap, a->solved, a->not_emitted, a->one_contrast_categories, a->n_categories);
-}
-
 static const int options[] = {
     CLI_O_MODEL, CLI_O_PROBES, CLI_O_METRIC, CLI_O_NO_GENERATE, CLI_O_MAX_TOKENS | CLI_LONG_ONLY,
     CLI_O_JSON,  CLI_O_KERNEL, CLI_O_THREADS};
@@ -160,16 +66,18 @@ static int execute(const cli_values *v)
     xp_probe_tokens *pt = NULL;
     xp_audit au = {0};
     double t0 = cli_now();
-    rc = cli_probes_load(probes, m, &s, &pt, &err);
+    rc = xp_probe_set_load(&s, probes, &err);
+    if (!rc)
+        rc = xp_probe_tokenize(s, xp_model_tokenizer(m), &pt, &err);
     if (!rc && v->max_tokens)
         s->max_tokens = v->max_tokens;
     if (!rc)
         rc = xp_probe_audit(m, s, pt, (xp_metric)v->metric, !v->no_generate, &au, &err);
     if (!rc) {
         if (v->json)
-            cli_print_json(audit_json(s, &au));
+            cli_print_json(xp_audit_report_json(s, &au));
         else
-            audit_print(s, &au, xp_model_tokenizer(m));
+            xp_audit_report_print(stdout, s, &au, xp_model_tokenizer(m));
         cli_note("audited %zu probes in %.1f s", s->n, cli_now() - t0);
     }
     xp_audit_free(&au);

@@ -74,7 +74,7 @@ static int execute(const cli_values *v)
         printf("%s: %llu flips (%llu rows, %llu blocks, %llu scale bits, %llu masks) on %zu "
                "tensors, %s bits\n", out, (unsigned long long)s.flips, (unsigned long long)s.rows,
                (unsigned long long)s.blocks, (unsigned long long)s.scale_bits,
-               (unsigned long long)s.masks, p->n_tensors, cli_thousands(s.bits, bits, sizeof bits));
+               (unsigned long long)s.masks, p->n_tensors, xp_thousands(s.bits, bits, sizeof bits));
     }
     xp_patch_free(p);
     xp_gguf_close(ga);

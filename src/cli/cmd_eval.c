@@ -2,12 +2,9 @@
  * the gap and greedy output without and with the patches and whether it was fixed,
  * broke, stayed right or stayed wrong; the same per category; accuracies with Wilson
  * intervals, the exact McNemar test and the paired difference; the verbatim cross-table;
- * on the training probes and on held-out ones (a second file or a split). */
-#include <stdlib.h>
-#include <string.h>
-
-#include "cli/cmd_patch_util.h"
-#include "cli/cmd_probe_util.h"
+ * on the training probes and on held-out ones (a second file or a split). This file
+ * names the options, loads and evaluates the sets and prints the report (the job
+ * layer's) as text or JSON. */
 #include "cli/options.h"
 
 static const char usage[] =
@@ -54,186 +51,6 @@ static const char usage[] =
     "  -q, --quiet          nothing on stderr but errors\n"
     "  -h, --help           this text\n";
 
-typedef struct eval_set {
-    const char *split;
-    xp_probe_set *s;
-    xp_probe_tokens *pt;
-    xp_eval e;
-} eval_set;
-
-static const char *const vclasses[4] = {"PASS", "COPY", "PARTIAL", "OTHER"};
-
-/* Categories in order of first appearance; each probe's category index into cat. */
-static size_t categories(const xp_probe_set *s, size_t *cat)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        size_t c = 0;
-        while (c < i && strcmp(s->probes[c].category, s->probes[i].category))
-            c++;
-        cat[i] = c == i ? n++ : cat[c];
-    }
-    return n;
-}
-
-static void tally_category(const eval_set *es, const size_t *cat, size_t c, bool *sel,
-                           xp_paired *t)
-{
-    size_t n = es->s->n;
-    bool *b = calloc(2 * n + 1, sizeof *b);
-    if (!b) {
-        *t = (xp_paired){0};
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        sel[i] = cat[i] == c;
-        b[i] = es->e.probes[i].right[0];
-        b[n + i] = es->e.probes[i].right[1];
-    }
-    xp_paired_tally(b, b + n, sel, n, t);
-    free(b);
-}
-
-static cJSON *set_json(const eval_set *es)
-{
-    const xp_probe_set *s = es->s;
-    const xp_eval *e = &es->e;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "split", es->split);
-    cJSON_AddStringToObject(o, "file", s->path);
-    cJSON_AddNumberToObject(o, "n", (double)s->n);
-    cJSON *probes = cJSON_AddArrayToObject(o, "probes");
-    for (size_t i = 0; i < s->n; i++) {
-        const xp_eval_probe *p = &e->probes[i];
-        cJSON *q = cli_probe_json(&s->probes[i]);
-        cJSON *g = cJSON_AddArrayToObject(q, "gap"), *out = cJSON_AddArrayToObject(q, "output");
-        cJSON *r = cJSON_AddArrayToObject(q, "right");
-        for (int k = 0; k < 2; k++) {
-            cJSON_AddItemToArray(g, cJSON_CreateNumber(p->gap[k]));
-            cJSON_AddItemToArray(out, p->output[k] ? cJSON_CreateString(p->output[k]) : cJSON_CreateNull());
-            cJSON_AddItemToArray(r, cJSON_CreateBool(p->right[k]));
-        }
-        const char *oc = cli_outcome(p->right[0], p->right[1]);
-        char under[16];
-        snprintf(under, sizeof under, "%s", oc);
-        for (char *c = under; *c; c++)
-            *c = *c == ' ' ? '_' : *c;
-        cJSON_AddStringToObject(q, "outcome", under);
-        if (p->verbatim[0] >= 0) {
-            cJSON *v = cJSON_AddArrayToObject(q, "verbatim");
-            cJSON_AddItemToArray(v, cJSON_CreateString(vclasses[p->verbatim[0]]));
-            cJSON_AddItemToArray(v, cJSON_CreateString(vclasses[p->verbatim[1]]));
-        } else {
-            cJSON_AddNullToObject(q, "verbatim");
-        }
-        cJSON_AddItemToArray(probes, q);
-    }
-    size_t *cat = calloc(s->n, sizeof *cat);
-    bool *sel = calloc(s->n, sizeof *sel);
-    cJSON *cats = cJSON_AddArrayToObject(o, "categories");
-    size_t nc = cat && sel ? categories(s, cat) : 0;
-    for (size_t c = 0; c < nc; c++) {
-        xp_paired t;
-        tally_category(es, cat, c, sel, &t);
-        cJSON *j = cli_paired_json(&t);
-        size_t first = 0;
-        while (cat[first] != c)
-            first++;
-        cJSON_AddItemToObject(j, "name", cJSON_CreateString(s->probes[first].category));
-        cJSON_AddItemToArray(cats, j);
-    }
-    free(cat), free(sel);
-    cJSON_AddItemToObject(o, "summary", cli_paired_json(&e->overall));
-    cJSON_AddItemToObject(o, "by_gap", cli_paired_json(&e->by_gap));
-    if (s->matcher == XP_MATCH_VERBATIM && e->n && e->probes[0].verbatim[0] >= 0) {
-        cJSON *v = cJSON_AddObjectToObject(o, "verbatim");
-        cJSON_AddItemToObject(v, "classes", cJSON_CreateStringArray(vclasses, 4));
-        cJSON *tab = cJSON_AddArrayToObject(v, "table");
-        for (int b = 0; b < 4; b++) {
-            cJSON *row = cJSON_CreateArray();
-            for (int p = 0; p < 4; p++)
-                cJSON_AddItemToArray(row, cJSON_CreateNumber((double)e->verbatim[b][p]));
-            cJSON_AddItemToArray(tab, row);
-        }
-    } else {
-        cJSON_AddNullToObject(o, "verbatim");
-    }
-    return o;
-}
-
-static void set_print(const eval_set *es, bool patched, bool generate, bool per_probe)
-{
-    const xp_probe_set *s = es->s;
-    const xp_eval *e = &es->e;
-    printf("== %s: %s (%zu probes)\n", es->split, s->path, s->n);
-    bool header = false;
-    for (size_t i = 0; i < s->n; i++) {
-        const xp_eval_probe *p = &e->probes[i];
-        bool changed = p->right[0] != p->right[1] || (p->gap[0] > 0) != (p->gap[1] > 0);
-        if (!per_probe && !(patched && changed))
-            continue;
-        if (!header) {
-            printf("  %-26s %-16s %19s  %-13s%s\n", "probe", "category",
-                   patched ? "gap base → patched" : "gap", "outcome",
-                   generate ? (patched ? " output base → patched" : " output") : "");
-            header = true;
-        }
-        char g[48], o0[96], o1[96];
-        if (patched)
-            snprintf(g, sizeof g, "%8.3f → %8.3f", p->gap[0], p->gap[1]);
-        else
-            snprintf(g, sizeof g, "%8.3f", p->gap[0]);
-        printf("  %-26.26s %-16.16s %19s  %-13s", s->probes[i].name, s->probes[i].category, g,
-               patched ? cli_outcome(p->right[0], p->right[1]) : p->right[0] ? "right" : "wrong");
-        if (s->matcher == XP_MATCH_VERBATIM && p->verbatim[0] >= 0)
-            printf(" %s%s%s", vclasses[p->verbatim[0]], patched ? "→" : "",
-                   patched ? vclasses[p->verbatim[1]] : "");
-        if (generate) {
-            printf(" %s", cli_quote(p->output[0], 24, o0, sizeof o0));
-            if (patched)
-                printf(" → %s", cli_quote(p->output[1], 24, o1, sizeof o1));
-        }
-        printf("\n");
-    }
-    if (!header && patched)
-        printf("  no probe changed outcome or gap sign\n");
-    size_t *cat = calloc(s->n, sizeof *cat);
-    bool *sel = calloc(s->n, sizeof *sel);
-    size_t nc = cat && sel ? categories(s, cat) : 0;
-    printf("\n  %-26s %5s %6s %6s %8s %8s  %s\n", "category", "n", "fixed", "broke", "st.right",
-           "st.wrong", "accuracy base → patched");
-    for (size_t c = 0; c < nc; c++) {
-        xp_paired t;
-        tally_category(es, cat, c, sel, &t);
-        size_t first = 0;
-        while (cat[first] != c)
-            first++;
-        const char *name = s->probes[first].category;
-        printf("  %-26.26s %5zu %6zu %6zu %8zu %8zu  %5.1f%% → %5.1f%%\n", *name ? name : "(none)",
-               t.n, t.fixed, t.broke, t.stayed_right, t.stayed_wrong, 100 * t.acc[0], 100 * t.acc[1]);
-    }
-    free(cat), free(sel);
-    printf("\n  judged by %s\n", generate ? "generation" : "gap sign");
-    cli_paired_print(&e->overall, "probes", patched);
-    if (generate)
-        printf("  gap > 0: base %zu/%zu, patched %zu/%zu (%zu crossed up, %zu down)\n",
-               e->by_gap.stayed_right + e->by_gap.broke, e->n,
-               e->by_gap.stayed_right + e->by_gap.fixed, e->n, e->by_gap.fixed, e->by_gap.broke);
-    if (generate && s->matcher == XP_MATCH_VERBATIM) {
-        printf("\n  verbatim: base (rows) x patched (columns)\n  %-8s", "");
-        for (int p = 0; p < 4; p++)
-            printf(" %8s", vclasses[p]);
-        printf("\n");
-        for (int b = 0; b < 4; b++) {
-            printf("  %-8s", vclasses[b]);
-            for (int p = 0; p < 4; p++)
-                printf(" %8zu", e->verbatim[b][p]);
-            printf("\n");
-        }
-    }
-    printf("\n");
-}
-
 static const int options[] = {
     CLI_O_MODEL,     CLI_O_PROBES, CLI_O_HELDOUT,     CLI_O_SPLIT,
     CLI_O_PATCH,     CLI_O_METRIC, CLI_O_NO_GENERATE, CLI_O_MAX_TOKENS | CLI_LONG_ONLY,
@@ -260,7 +77,12 @@ static int execute(const cli_values *v)
     int rc = cli_open_model(model, v->kernel, &m);
     if (rc)
         return rc;
-    eval_set sets[2] = {{"train", NULL, NULL, {0}}, {"heldout", NULL, NULL, {0}}};
+    struct {
+        const char *split;
+        xp_probe_set *s;
+        xp_probe_tokens *pt;
+        xp_eval e;
+    } sets[2] = {{"train", NULL, NULL, {0}}, {"heldout", NULL, NULL, {0}}};
     size_t n_sets = heldout || split ? 2 : 1;
     rc = xp_probe_set_load(&sets[0].s, probes, &err);
     if (!rc && split) {
@@ -287,32 +109,14 @@ static int execute(const cli_values *v)
         rc = xp_eval_run(m, sets[k].s, sets[k].pt, list->p, list->n, &eo, &sets[k].e, &err);
         cli_progress_end(&bar);
     }
-    if (!rc && v->json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "model", model);
-        cJSON *pn = cJSON_AddArrayToObject(o, "patches");
-        for (size_t i = 0; i < list->n; i++)
-            cJSON_AddItemToArray(
-                pn, cJSON_CreateString(list->p[i]->name ? list->p[i]->name : list->p[i]->path));
-        cJSON_AddStringToObject(o, "metric", xp_metric_name(metric));
-        cJSON_AddBoolToObject(o, "generate", generate);
-        cJSON *arr = cJSON_AddArrayToObject(o, "sets");
-        for (size_t k = 0; k < n_sets; k++)
-            cJSON_AddItemToArray(arr, set_json(&sets[k]));
-        cli_print_json(o);
-    } else if (!rc) {
-        printf("model %s; ", model);
-        if (list->n) {
-            printf("patches:");
-            for (size_t i = 0; i < list->n; i++)
-                printf(" %s", list->p[i]->name ? list->p[i]->name : list->p[i]->path);
-        } else {
-            printf("no patch (base only)");
-        }
-        printf("; gaps by %s\n\n", xp_metric_name(metric));
-        for (size_t k = 0; k < n_sets; k++)
-            set_print(&sets[k], list->n > 0, generate, v->per_probe || !list->n);
-    }
+    xp_eval_report_set done[2];
+    for (size_t k = 0; k < n_sets; k++)
+        done[k] = (xp_eval_report_set){sets[k].split, sets[k].s, &sets[k].e};
+    xp_eval_report report = {model, list->p, list->n, metric, generate, v->per_probe, done, n_sets};
+    if (!rc && v->json)
+        cli_print_json(xp_eval_report_json(&report));
+    else if (!rc)
+        xp_eval_report_print(stdout, &report);
     if (!rc)
         cli_note("evaluated in %.1f s", cli_now() - t0);
     for (size_t k = 0; k < 2; k++) {

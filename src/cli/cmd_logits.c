@@ -1,7 +1,7 @@
 /* `xorpatch logits`: the model's next-token logits after each prompt position — the top
  * candidates as text or JSON, and optionally every logit as raw float32 for comparison
- * with other engines. */
-#include <cjson/cJSON.h>
+ * with other engines. This file names the options, runs the forward pass and prints the
+ * report (the job layer's). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,44 +30,6 @@ static const char usage[] =
     "  -t, --threads N    threads (default: all cores)\n"
     "  -q, --quiet        nothing on stderr but errors\n"
     "  -h, --help         this text\n";
-
-typedef struct top_entry {
-    int32_t id;
-    float logit;
-} top_entry;
-
-/* The k largest logits, highest first (ties: lower id first). */
-static void top_k(const float *logits, size_t n, size_t k, top_entry *out)
-{
-    size_t have = 0;
-    for (size_t i = 0; i < n; i++) {
-        float v = logits[i];
-        if (have == k && !(v > out[k - 1].logit))
-            continue;
-        size_t j = have < k ? have++ : k - 1;
-        while (j > 0 && v > out[j - 1].logit) {
-            out[j] = out[j - 1];
-            j--;
-        }
-        out[j] = (top_entry){(int32_t)i, v};
-    }
-}
-
-static void print_piece(const xp_tokenizer *tok, int32_t id)
-{
-    char *text;
-    size_t len;
-    if (!tok || xp_detokenize(tok, &id, 1, &text, &len, NULL)) {
-        printf("?");
-        return;
-    }
-    cJSON *s = cJSON_CreateString(text);
-    char *quoted = s ? cJSON_PrintUnformatted(s) : NULL;
-    printf("%s", quoted ? quoted : "?");
-    free(quoted);
-    cJSON_Delete(s);
-    free(text);
-}
 
 static const int options[] = {CLI_O_MODEL,
                               CLI_O_PROMPT,
@@ -126,44 +88,16 @@ static int execute(const cli_values *v)
     }
     if (!rc && v->out)
         rc = xp_write_file_atomic(v->out, logits, n_pos * V * sizeof *logits, &err);
-    top_entry *top = !rc ? malloc(k * sizeof *top) : NULL;
-    if (!rc && !top)
-        rc = xp_err_set(&err, XP_ENOMEM, "out of memory");
+    xp_logits_report report = {ids, n, logits, V, all, k, tok};
     if (!rc && v->json) {
-        cJSON *o = cJSON_CreateObject(), *toks = cJSON_AddArrayToObject(o, "tokens");
-        cJSON *positions = cJSON_AddArrayToObject(o, "positions");
-        for (size_t i = 0; i < n; i++)
-            cJSON_AddItemToArray(toks, cJSON_CreateNumber(ids[i]));
-        for (size_t p = 0; p < n_pos; p++) {
-            size_t kk = k < V ? k : V;
-            top_k(logits + p * V, V, kk, top);
-            cJSON *e = cJSON_CreateObject(), *arr;
-            cJSON_AddNumberToObject(e, "pos", (double)(all ? p : n - 1));
-            arr = cJSON_AddArrayToObject(e, "top");
-            for (size_t j = 0; j < kk; j++) {
-                cJSON *pair = cJSON_CreateArray();
-                cJSON_AddItemToArray(pair, cJSON_CreateNumber(top[j].id));
-                cJSON_AddItemToArray(pair, cJSON_CreateNumber(top[j].logit));
-                cJSON_AddItemToArray(arr, pair);
-            }
-            cJSON_AddItemToArray(positions, e);
-        }
-        cli_print_json(o);
+        struct cJSON *o = xp_logits_report_json(&report);
+        if (o)
+            cli_print_json(o);
+        else
+            rc = xp_err_set(&err, XP_ENOMEM, "out of memory");
     } else if (!rc) {
-        for (size_t p = 0; p < n_pos; p++) {
-            size_t pos = all ? p : n - 1, kk = k < V ? k : V;
-            printf("position %zu, token %d ", pos, ids[pos]);
-            print_piece(tok, ids[pos]);
-            printf("\n");
-            top_k(logits + p * V, V, kk, top);
-            for (size_t j = 0; j < kk; j++) {
-                printf("  %8d %10.4f  ", top[j].id, (double)top[j].logit);
-                print_piece(tok, top[j].id);
-                printf("\n");
-            }
-        }
+        rc = xp_logits_report_print(stdout, &report, &err);
     }
-    free(top);
     free(want);
     free(logits);
     free(tokens);

@@ -90,19 +90,6 @@ char *cli_architecture_json(const xp_gguf *g)
     return xp_job_architecture_json(g);
 }
 
-const char *cli_thousands(uint64_t v, char *buf, size_t size)
-{
-    char digits[32];
-    int n = snprintf(digits, sizeof digits, "%llu", (unsigned long long)v);
-    size_t k = 0;
-    for (int i = 0; i < n && k + 2 < size; i++) {
-        if (i && (n - i) % 3 == 0)
-            buf[k++] = ',';
-        buf[k++] = digits[i];
-    }
-    buf[k] = '\0';
-    return buf;
-}
 
 int cli_file_command(const cli_values *v, const char *command, const char *model_role,
                      bool need_patch, cli_file_op op, cli_file_report report)

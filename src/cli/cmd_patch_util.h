@@ -41,6 +41,4 @@ void cli_patch_stamp(xp_patch *p, const char *name);
 /* The shape summary of a model as a JSON object text (malloc'd), or NULL. */
 char *cli_architecture_json(const xp_gguf *g);
 
-/* 1234567 -> "1,234,567" into buf. */
-const char *cli_thousands(uint64_t v, char *buf, size_t size);
 #endif

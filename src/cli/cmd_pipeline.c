@@ -1,7 +1,7 @@
 /* `xorpatch pipeline`: several domains searched in order on one model, each step on top
  * of the patches of the steps before it (the pipeline job, xorpatch/job.h). This file
- * takes the search's options and the probe files, runs the job with a progress bar per
- * step and its lines on stdout, and maps its outcome to an exit code. */
+ * names the search options it takes, runs the job on the probe files with a progress bar
+ * per step and its lines on stdout, and maps its outcome to an exit code. */
 #include "cli/cli_job.h"
 #include "cli/cmd_search.h"
 
@@ -21,49 +21,46 @@ static const char usage[] =
     "   \"flips\", \"lambda\", \"targets\", \"solved_before\", \"solved_after\", \"controls\",\n"
     "   \"controls_broken\", \"promoted\", \"seconds\"}], \"stacked\": {\"path\", \"flips\"}}\n"
     "\n"
-    "Options: -m, -o DIR, --controls FILE, --promote-cap N, and the search options\n"
-    "(--metric, --fitness, --lambda, --epsilon, --min-gain, --granularity, --scale-ratio,\n"
-    "--scale-bits, --layers, --proj, --proposal, --iterations, --screen, --auto-stop,\n"
-    "--seed, --checkpoint-every, --allow-dead, --kernel, -t, -q, -h); see `xorpatch help\n"
-    "search`.\n";
+    "Options:\n"
+    "  -m, --model FILE       a Qwen3 GGUF (the base)\n"
+    "  -o, --out DIR          the steps' patches and the summary (made when missing)\n"
+    "  --controls FILE        probes every step keeps; repeat to add files (default: none)\n"
+    "  --promote-cap N        solved targets promoted in all (default 20, 0 = none)\n"
+    "  -t, --threads N        threads (default: all cores)\n"
+    "  -q, --quiet            no progress or notes\n"
+    "  -h, --help             this text\n"
+    "and the search options, as `xorpatch help search` has them: --metric, --fitness,\n"
+    "--lambda, --epsilon, --min-gain, --granularity, --scale-ratio, --scale-bits, --layers,\n"
+    "--proj, --proposal, --iterations, --screen, --auto-stop, --seed, --checkpoint-every,\n"
+    "--naive, --allow-dead, --kernel.\n";
 
-static int run(int argc, char **argv)
+static const int options[] = {CLI_SEARCH_RUN_OPTIONS, CLI_O_PROMOTE_CAP};
+CLI_COMMAND(cli_pipeline, "pipeline",
+            "search several domains in order, promoting solved targets into later controls", usage,
+            options, true, execute);
+
+static int execute(const cli_values *v)
 {
-    cli_search_args a = {
-        .command = "pipeline", .self = &cli_pipeline, .pipeline = true, .promote_cap = 20};
-    xp_search_opts_default(&a.opts);
-    int rc = cli_search_parse(argc, argv, &a);
-    if (rc >= 0)
-        return rc;
-    int n_files = argc - a.first_file;
-    if (!a.model || !a.out || n_files < 1)
+    if (!v->model || !v->out || v->n_args < 1)
         return cli_usage_error("pipeline", "-m MODEL, -o DIR and at least one probe file are "
                                            "required");
-    if (a.probes || a.heldout || a.resume || a.name || a.log || a.report || a.no_eval)
-        return cli_usage_error("pipeline",
-                               "--probes, --heldout, --resume, --name, --log, "
-                               "--report and --no-eval belong to search; give the probe files "
-                               "as arguments");
-    xp_pipeline_job job = {.model_path = a.model,
-                           .kernel = a.kernel,
-                           .files = (const char *const *)argv + a.first_file,
-                           .n_files = (size_t)n_files,
-                           .controls = a.controls,
-                           .out_dir = a.out,
-                           .promote_cap = a.promote_cap,
-                           .allow_dead = a.allow_dead,
-                           .opts = a.opts,
-                           .lambda_given = a.lambda_set,
-                           .iterations_given = a.iterations_set,
-                           .layers_given = a.layers_set,
+    xp_pipeline_job job = {.model_path = v->model,
+                           .kernel = v->kernel,
+                           .files = (const char *const *)v->args,
+                           .n_files = (size_t)v->n_args,
+                           .controls = v->controls.v,
+                           .n_controls = v->controls.n,
+                           .out_dir = v->out,
+                           .promote_cap = v->given[CLI_O_PROMOTE_CAP] ? v->promote_cap : 20,
+                           .allow_dead = v->allow_dead,
+                           .lambda_given = v->given[CLI_O_LAMBDA],
+                           .iterations_given = v->given[CLI_O_ITERATIONS],
+                           .layers_given = v->given[CLI_O_SEARCH_LAYERS],
                            .out = stdout};
+    xp_search_opts_default(&job.opts);
+    cli_search_opts(v, &job.opts);
     cli_job_view view;
     xp_err err = {0};
-    rc = xp_pipeline_job_run(&job, cli_job_view_init(&view), &err);
+    int rc = xp_pipeline_job_run(&job, cli_job_view_init(&view), &err);
     return cli_job_view_end(&view, rc, &err);
 }
-
-const cli_command cli_pipeline = {"pipeline",
-                                  "search several domains in order, promoting "
-                                  "solved targets into later controls",
-                                  usage, run};

@@ -75,9 +75,9 @@ static void report(xp_patch *const *ps, size_t n, const xp_patch *out)
         char a[32], b[32], c[32];
         if (r->bits_known)
             printf("%-32s %9llu %9llu %12s %12s %12s\n", r->name, (unsigned long long)r->flips_in,
-                   (unsigned long long)r->flips_out, cli_thousands(r->bits_in, a, sizeof a),
-                   cli_thousands(r->bits_out, b, sizeof b),
-                   cli_thousands((r->bits_in - r->bits_out) / 2, c, sizeof c));
+                   (unsigned long long)r->flips_out, xp_thousands(r->bits_in, a, sizeof a),
+                   xp_thousands(r->bits_out, b, sizeof b),
+                   xp_thousands((r->bits_in - r->bits_out) / 2, c, sizeof c));
         else
             printf("%-32s %9llu %9llu %12s %12s %12s\n", r->name, (unsigned long long)r->flips_in,
                    (unsigned long long)r->flips_out, "?", "?", "?");

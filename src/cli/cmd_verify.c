@@ -35,11 +35,11 @@ static void print_text(const xp_verify_report *r, const char *fp_note)
     printf("%-32s %14s %14s %12s\n", "tensor", "bits changed", "bits expected", "bits wrong");
     for (size_t i = 0; i < r->n; i++)
         printf("%-32s %14s %14s %12s\n", r->tensors[i].name,
-               cli_thousands(r->tensors[i].bits_changed, a, sizeof a),
-               cli_thousands(r->tensors[i].bits_expected, b, sizeof b),
-               cli_thousands(r->tensors[i].bits_wrong, c, sizeof c));
-    printf("%-32s %14s %14s %12s\n", "total", cli_thousands(r->bits_changed, a, sizeof a),
-           cli_thousands(r->bits_expected, b, sizeof b), cli_thousands(r->bits_wrong, c, sizeof c));
+               xp_thousands(r->tensors[i].bits_changed, a, sizeof a),
+               xp_thousands(r->tensors[i].bits_expected, b, sizeof b),
+               xp_thousands(r->tensors[i].bits_wrong, c, sizeof c));
+    printf("%-32s %14s %14s %12s\n", "total", xp_thousands(r->bits_changed, a, sizeof a),
+           xp_thousands(r->bits_expected, b, sizeof b), xp_thousands(r->bits_wrong, c, sizeof c));
     printf("base fingerprint: %s\n", fp_note);
     if (r->meta_differences)
         printf("metadata: %zu key(s) differ (first: %s)\n", r->meta_differences,

@@ -98,6 +98,5 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     opterr = 0; /* the commands report bad options in the program's own format */
-    cli.argv = argv + 1;
     return cmd->run(argc - 1, argv + 1);
 }

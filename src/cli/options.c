@@ -14,6 +14,144 @@
 
 static const char *metric_name(int i) { return xp_metric_name((xp_metric)i); }
 
+static const char *task_kind_name(int i)
+{
+    static const char *const names[] = {
+        [XP_TASK_AUTO] = "auto", [XP_TASK_NUMBER] = "number", [XP_TASK_CHOICE] = "choice"};
+    return names[i];
+}
+
+/* A list of whole numbers "1,2,3" (and, with ranges, "1-4,26"), each up to max, into
+ * out[cap]; its length, or 0 when it is not one. */
+static size_t read_list(const char *s, bool ranges, uint64_t max, uint64_t *out, size_t cap)
+{
+    size_t n = 0;
+    while (*s) {
+        char *end;
+        if (*s < '0' || *s > '9')
+            return 0;
+        errno = 0;
+        unsigned long long a = strtoull(s, &end, 10), b = a;
+        if (ranges && *end == '-') {
+            s = end + 1;
+            if (*s < '0' || *s > '9')
+                return 0;
+            b = strtoull(s, &end, 10);
+        }
+        if (errno || a > max || b > max || b < a)
+            return 0;
+        for (unsigned long long x = a; x <= b; x++) {
+            if (n == cap)
+                return 0;
+            out[n++] = x;
+        }
+        if (*end == ',' && end[1])
+            end++;
+        else if (*end)
+            return 0;
+        s = end;
+    }
+    return n;
+}
+
+/* --layers LIST: "1-4,26" into the search's layers (a list cli_run frees). */
+static int take_layers(const char *s, void *field)
+{
+    xp_search_opts *o = (void *)((char *)field - offsetof(xp_search_opts, layers));
+    uint64_t l[256];
+    size_t n = read_list(s, true, 65535, l, sizeof l / sizeof *l);
+    uint32_t *layers = n ? malloc(n * sizeof *layers) : NULL;
+    if (!layers)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        layers[i] = (uint32_t)l[i];
+    o->layers = layers;
+    o->n_layers = n;
+    return 0;
+}
+
+/* --proj LIST: "gate,up" into 1 << XP_PROJ_* bits. */
+static int take_projs(const char *s, void *field)
+{
+    char buf[128];
+    unsigned mask = 0;
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int p = xp_proj_from_name(tok);
+        if (p < 0)
+            return -1;
+        mask |= 1u << p;
+    }
+    memcpy(field, &mask, sizeof mask);
+    return mask ? 0 : -1;
+}
+
+/* --scale-bits LO-HI: into the search's scale_bit_min and scale_bit_max. */
+static int take_scale_bits(const char *s, void *field)
+{
+    int lo, hi;
+    char tail;
+    if (sscanf(s, "%d-%d%c", &lo, &hi, &tail) != 2 || lo < 0 || hi > 15 || lo > hi)
+        return -1;
+    xp_search_opts *o = (void *)((char *)field - offsetof(xp_search_opts, scale_bit_min));
+    o->scale_bit_min = lo;
+    o->scale_bit_max = hi;
+    return 0;
+}
+
+/* --auto-stop N:RATE or off: into the search's stop_window and stop_rate. */
+static int take_auto_stop(const char *s, void *field)
+{
+    xp_search_opts *o = (void *)((char *)field - offsetof(xp_search_opts, stop_window));
+    unsigned long n;
+    double rate;
+    char tail;
+    if (!strcmp(s, "off")) {
+        o->stop_window = 0;
+        return 0;
+    }
+    if (s[0] == '-' || sscanf(s, "%lu:%lf%c", &n, &rate, &tail) != 2 || n == 0 || n > 1000000 ||
+        !(rate > 0) || rate > 1)
+        return -1;
+    o->stop_window = n;
+    o->stop_rate = rate;
+    return 0;
+}
+
+/* --counts "10,100,1000" (0 allowed). */
+static int take_counts(const char *s, void *field)
+{
+    cli_counts *c = field;
+    uint64_t v[sizeof c->v / sizeof *c->v];
+    size_t n = read_list(s, false, SIZE_MAX, v, sizeof v / sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        c->v[i] = (size_t)v[i];
+    c->n = n;
+    return n ? 0 : -1;
+}
+
+/* --strategy "bit,row,block": distinct flip kinds. */
+static int take_strategies(const char *s, void *field)
+{
+    cli_kinds *k = field;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    k->n = 0;
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int kind = !strcmp(tok, "bit")     ? XP_FLIP_MASK
+                   : !strcmp(tok, "row")   ? XP_FLIP_ROW
+                   : !strcmp(tok, "block") ? XP_FLIP_BLOCK
+                                           : -1;
+        if (kind < 0 || k->n == sizeof k->v / sizeof *k->v)
+            return -1;
+        for (size_t i = 0; i < k->n; i++)
+            if (k->v[i] == kind)
+                return -1;
+        k->v[k->n++] = kind;
+    }
+    return k->n ? 0 : -1;
+}
+
 /* "1,2,3" into a cli_ids. */
 static int take_ids(const char *s, void *field)
 {
@@ -71,6 +209,16 @@ static int take_patch(const char *path, void *list)
 #define SHAPE_DIM(member) INT(shape.member, 0, UINT32_MAX) /* xp_shape_check judges them */
 #define TRAIN_COUNT(member) INT(member, 1, UINT32_MAX)
 #define TRAIN_RATE(member) NUMBER(train.member, 0, 1e6)
+#define ENUM(member, name_of, n) .kind = CLI_ENUM, AT(member), .names = name_of, .n_names = (n)
+#define LIST(member, take_it, what) .kind = CLI_LIST, AT(member), .take = take_it, .needs = what
+/* A list whose take function fills several neighbouring fields of the search settings,
+ * first to last: they are copied together when the option is given. */
+#define SEARCH_FIELDS(first, last, take_it, what)                                                  \
+    .kind = CLI_LIST, .at = offsetof(cli_values, search.first),                                    \
+    .size = offsetof(xp_search_opts, last) + sizeof(((xp_search_opts *)0)->last) -                 \
+            offsetof(xp_search_opts, first),                                                       \
+    .take = take_it, .needs = what
+#define COUNT UINT32_MAX /* iterations, trials and the like */
 
 const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_QUIET] = {"quiet", 'q', .kind = CLI_FLAG},
@@ -88,8 +236,7 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_FORCE] = {"force", 0, FLAG(force)},
 
     [CLI_O_PROMPT] = {"prompt", 'p', TEXT(prompt)},
-    [CLI_O_IDS] = {"ids", 0, .kind = CLI_LIST, AT(ids), .take = take_ids,
-                   .needs = "comma-separated token ids"},
+    [CLI_O_IDS] = {"ids", 0, LIST(ids, take_ids, "comma-separated token ids")},
     [CLI_O_SPECIAL] = {"special", 0, FLAG(special)},
     [CLI_O_DECODE] = {"decode", 0, FLAG(decode)},
     [CLI_O_FILE] = {"file", 'f', TEXT(file)},
@@ -127,8 +274,7 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_PROBES] = {"probes", 0, TEXT(probes)},
     [CLI_O_HELDOUT] = {"heldout", 0, TEXT(heldout)},
     [CLI_O_SPLIT] = {"split", 0, TEXT(split)},
-    [CLI_O_METRIC] = {"metric", 0, .kind = CLI_ENUM, AT(metric), .names = metric_name,
-                      .n_names = XP_METRIC_GENERATION + 1},
+    [CLI_O_METRIC] = {"metric", 0, ENUM(metric, metric_name, XP_METRIC_GENERATION + 1)},
     [CLI_O_NO_GENERATE] = {"no-generate", 0, FLAG(no_generate)},
     [CLI_O_PER_PROBE] = {"per-probe", 0, FLAG(per_probe)},
 
@@ -147,6 +293,53 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_CHECKPOINT_EVERY] = {"checkpoint-every", 0, TRAIN_COUNT(checkpoint_every)},
     [CLI_O_RESUME] = {"resume", 0, FLAG(resume)},
     [CLI_O_LOG_EVERY] = {"log-every", 0, TRAIN_COUNT(log_every)},
+
+    [CLI_O_FITNESS] = {"fitness", 0, ENUM(search.fitness, xp_fitness_name, XP_FITNESS_FOCUSED + 1)},
+    [CLI_O_LAMBDA] = {"lambda", 0, NUMBER(search.lambda, 0, 1e6)},
+    [CLI_O_EPSILON] = {"epsilon", 0, NUMBER(search.epsilon, 0, 1e6)},
+    [CLI_O_MIN_GAIN] = {"min-gain", 0, NUMBER(search.min_gain, 0, 1e6)},
+    [CLI_O_GRANULARITY] = {"granularity", 0,
+                           ENUM(search.granularity, xp_granularity_name, XP_GRAN_SCALE_BIT + 1)},
+    [CLI_O_SCALE_RATIO] = {"scale-ratio", 0, NUMBER(search.scale_ratio, 0, 1)},
+    [CLI_O_SCALE_BITS] = {"scale-bits", 0,
+                          SEARCH_FIELDS(scale_bit_min, scale_bit_max, take_scale_bits,
+                                        "LO-HI within 0-15, e.g. 4-9")},
+    [CLI_O_SEARCH_LAYERS] = {"layers", 0,
+                             SEARCH_FIELDS(layers, n_layers, take_layers, "a list like 1-4,26")},
+    [CLI_O_PROJ] = {"proj", 0, LIST(search.projs, take_projs, "a list of gate,up,down,q,k,v,o")},
+    [CLI_O_PROPOSAL] = {"proposal", 0,
+                        ENUM(search.proposal, xp_proposal_name, XP_PROPOSE_UNIFORM + 1)},
+    [CLI_O_ITERATIONS] = {"iterations", 0, INT(search.iterations, 1, COUNT)},
+    [CLI_O_SCREEN] = {"screen", 0, INT(search.screen, 0, COUNT)},
+    [CLI_O_AUTO_STOP] = {"auto-stop", 0,
+                         SEARCH_FIELDS(stop_window, stop_rate, take_auto_stop,
+                                       "N:RATE with N in 1..1000000 and RATE in (0, 1] (e.g. "
+                                       "200:0.01), or off")},
+    [CLI_O_NAIVE] = {"naive", 0, FLAG(search.naive)},
+
+    [CLI_O_CONTROLS] = {"controls", 0, TEXT(controls), .repeats = CLI_MAX_TEXTS},
+    [CLI_O_ALLOW_DEAD] = {"allow-dead", 0, FLAG(allow_dead)},
+    [CLI_O_RESUME_FROM] = {"resume", 0, TEXT(resume_from)},
+    [CLI_O_LOG] = {"log", 0, TEXT(log)},
+    [CLI_O_REPORT] = {"report", 0, TEXT(report)},
+    [CLI_O_NO_EVAL] = {"no-eval", 0, FLAG(no_eval)},
+    [CLI_O_PROMOTE_CAP] = {"promote-cap", 0, INT(promote_cap, 0, 1000000)},
+
+    [CLI_O_TEXT] = {"text", 0, TEXT(text)},
+    [CLI_O_COUNTS] = {"counts", 0,
+                      LIST(counts, take_counts,
+                           "a list of counts like 0,10,100 "
+                           "(at most 64)")},
+    [CLI_O_STRATEGY] = {"strategy", 0,
+                        LIST(strategies, take_strategies, "a list of distinct bit, row and block")},
+    [CLI_O_TRIALS] = {"trials", 0, INT(trials, 1, COUNT)},
+    [CLI_O_SAMPLES] = {"samples", 0, INT(samples, 1, 1000000)},
+    [CLI_O_PATCH_FILE] = {"patch", 'p', TEXT(patch_files), .repeats = CLI_MAX_TEXTS},
+
+    [CLI_O_TASKS] = {"tasks", 0, TEXT(tasks)},
+    [CLI_O_KIND] = {"kind", 0, ENUM(task_kind, task_kind_name, XP_TASK_CHOICE + 1)},
+    [CLI_O_STOP_NEWLINE] = {"stop-newline", 0, FLAG(stop_newline)},
+    [CLI_O_LIMIT] = {"limit", 0, INT(limit, 1, COUNT)},
 };
 
 /* An option as a command takes it: its range and short letter after the command's
@@ -376,7 +569,9 @@ static int parse(const cli_spec *spec, int argc, char **argv, cli_values *v)
             while (i < n && (c == '?' || uses[i].letter != c))
                 i++;
         if (i == n) /* an unknown option, or one without its value */
-            return cli_common_option(cmd, '?');
+            return cli_usage_error(cmd->name,
+                                   "unknown option, or an option without its value: '%s'",
+                                   optind > 0 ? argv[optind - 1] : "?");
         const use *u = &uses[i];
         char shown[64], both[64];
         name_as(shown, sizeof shown, u->o, c >= 256 ? 0 : u->letter, false);
@@ -387,8 +582,12 @@ static int parse(const cli_spec *spec, int argc, char **argv, cli_values *v)
             return cli_usage_error(cmd->name, "%s is taken at most %u times", both, u->o->repeats);
         times[i]++;
         v->given[u->id] = true;
-        int rc = u->id == CLI_O_QUIET || u->id == CLI_O_HELP ? cli_common_option(cmd, u->letter)
-                                                             : take(cmd->name, u, shown, optarg, v);
+        if (u->id == CLI_O_HELP) {
+            fputs(cmd->usage, stdout);
+            return EXIT_OK;
+        }
+        cli.quiet |= u->id == CLI_O_QUIET;
+        int rc = u->id == CLI_O_QUIET ? -1 : take(cmd->name, u, shown, optarg, v);
         if (rc >= 0)
             return rc;
     }
@@ -408,6 +607,7 @@ int cli_run(const cli_spec *spec, int argc, char **argv)
         rc = spec->execute(&v);
     cli_patches_free(&v.patches);
     free(v.ids.v);
+    free((void *)v.search.layers);
     return rc;
 }
 

@@ -29,8 +29,9 @@
  * and their --help texts describe it (a test checks that every --help names exactly the
  * options its command takes). Options whose values fill a library struct (xp_train_opts,
  * xp_shape, xp_sampler) have it as their field, so a command starts from the library's
- * defaults and takes what was given with CLI_COPY_GIVEN; so would the search settings
- * (an xp_search_opts), with --controls a repeatable text. */
+ * defaults and takes what was given with CLI_COPY_GIVEN; so do the search settings (an
+ * xp_search_opts; --layers LIST is CLI_O_SEARCH_LAYERS, the shape's --layers N is
+ * CLI_O_N_LAYERS), and --controls is a repeatable text. */
 #ifndef XP_CLI_OPTIONS_H
 #define XP_CLI_OPTIONS_H
 #include <stddef.h>
@@ -111,6 +112,41 @@ typedef enum cli_option_id {
     CLI_O_CHECKPOINT_EVERY,
     CLI_O_RESUME,
     CLI_O_LOG_EVERY,
+    /* search settings (search, pipeline, experiment) */
+    CLI_O_FITNESS,
+    CLI_O_LAMBDA,
+    CLI_O_EPSILON,
+    CLI_O_MIN_GAIN,
+    CLI_O_GRANULARITY,
+    CLI_O_SCALE_RATIO,
+    CLI_O_SCALE_BITS,
+    CLI_O_SEARCH_LAYERS,
+    CLI_O_PROJ,
+    CLI_O_PROPOSAL,
+    CLI_O_ITERATIONS,
+    CLI_O_SCREEN,
+    CLI_O_AUTO_STOP,
+    CLI_O_NAIVE,
+    /* search runs (search, pipeline) */
+    CLI_O_CONTROLS,
+    CLI_O_ALLOW_DEAD,
+    CLI_O_RESUME_FROM,
+    CLI_O_LOG,
+    CLI_O_REPORT,
+    CLI_O_NO_EVAL,
+    CLI_O_PROMOTE_CAP,
+    /* experiments */
+    CLI_O_TEXT,
+    CLI_O_COUNTS,
+    CLI_O_STRATEGY,
+    CLI_O_TRIALS,
+    CLI_O_SAMPLES,
+    CLI_O_PATCH_FILE,
+    /* task benchmarks */
+    CLI_O_TASKS,
+    CLI_O_KIND,
+    CLI_O_STOP_NEWLINE,
+    CLI_O_LIMIT,
     CLI_N_OPTIONS
 } cli_option_id;
 
@@ -137,6 +173,17 @@ typedef struct cli_ids {
     int32_t *v;
     size_t n;
 } cli_ids;
+
+/* The counts of --counts, and the flip kinds of --strategy (XP_FLIP_*), in the order
+ * given. */
+typedef struct cli_counts {
+    size_t v[64];
+    size_t n;
+} cli_counts;
+typedef struct cli_kinds {
+    int v[3];
+    size_t n;
+} cli_kinds;
 
 /* Every option's value (what it holds when not given: 0, NULL, false). */
 typedef struct cli_values {
@@ -165,6 +212,20 @@ typedef struct cli_values {
     xp_train_opts train; /* --steps, --batch, --lr, --focus, ... */
     uint32_t stop_after, checkpoint_every, log_every;
     bool resume;
+    xp_search_opts search; /* --fitness, --lambda, --layers LIST, --auto-stop, ... */
+    cli_texts controls;
+    bool allow_dead, no_eval;
+    const char *resume_from, *log, *report;
+    size_t promote_cap;
+    const char *text;
+    cli_counts counts;
+    cli_kinds strategies;
+    size_t trials, samples;
+    cli_texts patch_files; /* -p as paths, for a job that loads them itself */
+    const char *tasks;
+    int task_kind; /* enum xp_task_kind */
+    bool stop_newline;
+    size_t limit;
 } cli_values;
 
 typedef enum cli_kind {

@@ -1,6 +1,6 @@
 /* Results as text and JSON for a person or a program: the paired right/wrong statistics
- * (one format for eval, bench-task and the search report), an item's outcome, and text
- * quoted for a terminal table. */
+ * (one format for eval, bench-task and the search report), an item's outcome, a probe's
+ * name as JSON, counts with thousands separators, and text quoted for a terminal table. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +34,29 @@ const char *xp_text_quote(const char *s, size_t max, char *buf, size_t size)
     cJSON_Delete(j);
     free(cut);
     return buf;
+}
+
+const char *xp_thousands(uint64_t v, char *buf, size_t size)
+{
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%llu", (unsigned long long)v);
+    size_t k = 0;
+    for (int i = 0; i < n && k + 2 < size; i++) {
+        if (i && (n - i) % 3 == 0)
+            buf[k++] = ',';
+        buf[k++] = digits[i];
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
+cJSON *xp_probe_json(const xp_probe *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", p->name);
+    cJSON_AddStringToObject(o, "category", p->category);
+    cJSON_AddStringToObject(o, "role", p->role == XP_ROLE_CONTROL ? "control" : "target");
+    return o;
 }
 
 static cJSON *rate_json(size_t k, size_t n, double lo, double hi)

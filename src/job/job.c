@@ -1,7 +1,7 @@
 /* The plumbing every job shares (job_int.h): messages and progress through the caller's
- * callbacks, the model a job runs on, its hooks into a search, and the one writer of the
- * patches a job makes; and for every front end (job.h) patch arguments and what a patch
- * this program makes records about its making. */
+ * callbacks, the model a job runs on, probe files loaded as one set, its hooks into a
+ * search, and the one writer of the patches a job makes; and for every front end (job.h)
+ * patch arguments and what a patch this program makes records about its making. */
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/alloc.h"
 #include "job/job_int.h"
 #include "job/search_log.h"
 
@@ -47,6 +48,38 @@ void job_stage_progress(void *stage, uint64_t done, uint64_t total)
 void job_stage_start(const job_stage *s, uint64_t total)
 {
     job_stage_progress((void *)s, 0, total);
+}
+
+int job_probe_files_load(const char *const *paths, size_t n, xp_probe_set **out, xp_err *err)
+{
+    *out = NULL;
+    for (size_t i = 0; i < n; i++) {
+        xp_probe_set *s;
+        int rc = xp_probe_set_load(&s, paths[i], err);
+        if (rc) {
+            xp_probe_set_free(*out);
+            *out = NULL;
+            return rc;
+        }
+        if (!*out) {
+            *out = s;
+            continue;
+        }
+        xp_probe *all = xp_realloc_array((*out)->probes, (*out)->n + s->n, sizeof *all);
+        if (!all) {
+            xp_probe_set_free(s);
+            xp_probe_set_free(*out);
+            *out = NULL;
+            return xp_err_set(err, XP_ENOMEM, "out of memory");
+        }
+        /* the probes move: s keeps none of them */
+        memcpy(all + (*out)->n, s->probes, s->n * sizeof *all);
+        (*out)->probes = all;
+        (*out)->n += s->n;
+        s->n = 0;
+        xp_probe_set_free(s);
+    }
+    return XP_OK;
 }
 
 int job_model_take(xp_model *given, const char *path, const char *kernel, xp_model **m, xp_err *err)

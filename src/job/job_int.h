@@ -26,6 +26,10 @@ int job_model_take(xp_model *given, const char *path, const char *kernel, xp_mod
                    xp_err *err);
 void job_model_release(xp_model *given, xp_model *m);
 
+/* Probe files loaded and concatenated in order into one set (the first file's
+ * generation rules judge them all); NULL when n is 0. */
+int job_probe_files_load(const char *const *paths, size_t n, xp_probe_set **out, xp_err *err);
+
 /* How a job writes a patch, the one place it does: stamped (name when given, tool,
  * time), the base's shape recorded when base is given, in format, at path. */
 typedef struct job_patch_out {

@@ -266,7 +266,8 @@ int xp_pipeline_job_run(const xp_pipeline_job *job, const xp_job_callbacks *cb, 
     rc = pl.steps && pl.promoted && pl.after
              ? xp_job_base_sha256(job->model_path, xp_model_gguf(pl.m), pl.base_sha, err)
              : xp_err_set(err, XP_ENOMEM, "out of memory");
-    if (!rc && job->controls && !(rc = xp_probe_set_load(&pl.extra, job->controls, err)))
+    if (!rc && !(rc = job_probe_files_load(job->controls, job->n_controls, &pl.extra, err)) &&
+        pl.extra)
         rc = xp_probe_tokenize(pl.extra, xp_model_tokenizer(pl.m), &pl.extra_t, err);
     for (size_t k = 0; k < pl.n_steps && !rc; k++)
         rc = run_step(&pl, k, err);

@@ -46,8 +46,8 @@ static int load_probes(xp_model *m, const xp_search_job *job, probes *p, xp_err 
         rc = xp_probe_set_select_role(p->file, XP_ROLE_TARGET, &p->targets, err);
     if (!rc)
         rc = xp_probe_set_select_role(p->file, XP_ROLE_CONTROL, &p->promoted, err);
-    if (!rc && job->controls)
-        rc = xp_probe_set_load(&p->controls, job->controls, err);
+    if (!rc)
+        rc = job_probe_files_load(job->controls, job->n_controls, &p->controls, err);
     if (!rc && job->heldout)
         rc = xp_probe_set_load(&p->heldout, job->heldout, err);
     if (!rc && !(rc = tokenize(m, p->targets, &p->t, err)) &&
@@ -105,17 +105,21 @@ static int audit_targets(xp_model *m, const probes *p, xp_metric metric, bool al
     return rc;
 }
 
-/* The probe files the patch records, with their SHA-256 ("" when unreadable). */
-static size_t probe_files(const xp_search_job *job, xp_search_file files[3])
+/* The probe files the patch records (the targets, every control file, the held-out
+ * ones), with their SHA-256 ("" when unreadable); files holds 2 + n_controls. */
+static size_t probe_files(const xp_search_job *job, xp_search_file *files)
 {
-    const char *roles[3] = {"targets", "controls", "heldout"};
-    const char *paths[3] = {job->probes, job->controls, job->heldout};
     size_t n = 0;
-    for (int i = 0; i < 3; i++)
-        if (paths[i]) {
-            files[n] = (xp_search_file){roles[i], paths[i], ""};
-            xp_sha256_file(paths[i], files[n++].sha256, NULL);
+    for (size_t i = 0; i < job->n_controls + 2; i++) {
+        const char *path = i == 0                 ? job->probes
+                           : i <= job->n_controls ? job->controls[i - 1]
+                                                  : job->heldout;
+        const char *role = i == 0 ? "targets" : i <= job->n_controls ? "controls" : "heldout";
+        if (path) {
+            files[n] = (xp_search_file){role, path, ""};
+            xp_sha256_file(path, files[n++].sha256, NULL);
         }
+    }
     return n;
 }
 
@@ -176,13 +180,14 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
     xp_eval ev[4] = {{0}};
     xp_model *m = NULL;
     char *log_path = NULL, *html = NULL, base_sha[65] = "", stem[256];
-    xp_search_file files[3];
+    xp_search_file *files = calloc(job->n_controls + 2, sizeof *files);
     xp_search_provenance pv;
     int rc = !job->model_path || !job->probes || !job->out
                  ? xp_err_set(err, XP_EINVAL,
                               "a search job needs a model file, probes and an "
                               "output path")
-                 : job_model_take(job->model, job->model_path, job->kernel, &m, err);
+             : !files ? xp_err_set(err, XP_ENOMEM, "out of memory")
+                      : job_model_take(job->model, job->model_path, job->kernel, &m, err);
     if (!rc) {
         log_path = job->log ? strdup(job->log) : with_suffix(job->out, ".log.jsonl");
         html = job->html ? strdup(job->html) : with_suffix(job->out, ".html");
@@ -275,6 +280,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
     search_log_free(&log);
     free(log_path);
     free(html);
+    free(files);
     xp_patch_free(resume);
     probes_free(&p);
     job_model_release(job->model, m);

@@ -313,3 +313,348 @@ Test(faults, a_search_refused_for_its_settings_leaves_no_log, .timeout = 60)
     cr_expect_neq(access(html, F_OK), 0, "the refused search left %s", html);
     cr_expect_neq(access(out, F_OK), 0, "the refused search left %s", out);
 }
+
+/* ---- 7: full disk, unwritable folder, kill -9 ------------------------------------------ */
+
+static const char *shim(void)
+{
+    static char line[1200];
+    const char *so = getenv("XP_ENOSPC_SHIM");
+    if (!so || access(so, R_OK) != 0)
+        cr_skip_test("the ENOSPC shim is not built (make builds it with the tests)");
+    /* the sanitised program wants its runtime first; the shim is loaded ahead of it */
+    snprintf(line, sizeof line,
+             "ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 "
+             "LD_PRELOAD='%s'",
+             so);
+    return line;
+}
+
+/* Whether out is the new file: for a model the same bytes as ref; for a patch (whose
+ * creation time and name vary) a whole patch with ref's flips. */
+static bool is_new(const char *out, const char *ref, const char *ref_sha)
+{
+    if (!strstr(out, ".json"))
+        return same_sha(out, ref_sha);
+    xp_patch *a = NULL, *b = NULL;
+    char ia[65] = "a", ib[65] = "b";
+    if (xp_patch_read(&a, out, NULL) == XP_OK && xp_patch_read(&b, ref, NULL) == XP_OK)
+        xp_patch_flips_sha256(a, ia, NULL), xp_patch_flips_sha256(b, ib, NULL);
+    xp_patch_free(a), xp_patch_free(b);
+    return strcmp(ia, ib) == 0;
+}
+
+static const char *const OLD_TEXT = "the old file, which a failed write must leave as it is\n";
+
+/* The states an in-place apply goes through from the pristine base. */
+typedef struct inplace_states {
+    char old[65], prepared[65], patched[65];
+} inplace_states;
+
+static inplace_states inplace_refs(const inputs *in)
+{
+    inplace_states s;
+    char x[700], *said;
+    snprintf(x, sizeof x, "%s/ref-inplace.gguf", in->dir);
+    xp_test_copy(in->base, x);
+    sha_of(x, s.old);
+    cr_assert_eq(xp(&said, NULL, "apply -q -m '%s' -p '%s' --in-place", x, in->p), 0, "%s", said);
+    free(said);
+    sha_of(x, s.patched);
+    cr_assert_eq(xp(&said, NULL, "revert -q -m '%s' --in-place", x), 0, "%s", said);
+    free(said);
+    sha_of(x, s.prepared);
+    unlink(x);
+    return s;
+}
+
+Test(faults, a_full_disk_leaves_the_old_file_or_the_new_one_and_says_so, .timeout = 240)
+{
+    const char *env = shim();
+    inputs in = make_inputs();
+    char dir[512], out[700], ref[700], args[3900], envb[1400];
+    fresh_dir(dir, sizeof dir, "faults-full");
+    const long budgets[] = {0, 300, 4000, 40000};
+    int failed = 0, whole = 0;
+    for (size_t w = 0; w < N_WRITERS; w++) {
+        snprintf(ref, sizeof ref, "%s/ref-%zu%s", dir, w, w >= 2 ? ".json" : ".gguf");
+        snprintf(out, sizeof out, "%s/out-%zu%s", dir, w, w >= 2 ? ".json" : ".gguf");
+        char *said, new_sha[65], old_sha[65];
+        writer_args(args, sizeof args, &writers[w], &in, ref);
+        cr_assert_eq(xp(&said, NULL, "%s", args), 0, "%s", said);
+        free(said);
+        sha_of(ref, new_sha);
+        for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++) {
+            xp_test_write(out, OLD_TEXT);
+            sha_of(out, old_sha);
+            snprintf(envb, sizeof envb, "%s XP_ENOSPC_AFTER=%ld", env, budgets[b]);
+            writer_args(args, sizeof args, &writers[w], &in, out);
+            int rc = xp(&said, envb, "%s", args);
+            if (rc) {
+                failed++;
+                cr_expect(same_sha(out, old_sha), "%s on a full disk (%ld B) changed %s",
+                          writers[w].name, budgets[b], out);
+                cr_expect(strstr(said, out) && strstr(said, "No space left on device"),
+                          "%s on a full disk: the message names neither %s nor the reason:\n%s",
+                          writers[w].name, out, said);
+            } else {
+                whole++;
+                cr_expect(is_new(out, ref, new_sha), "%s succeeded but wrote other bytes",
+                          writers[w].name);
+            }
+            cr_expect_null(leftover(dir), "%s on a full disk (%ld B) left %s", writers[w].name,
+                           budgets[b], leftover(dir));
+            free(said);
+        }
+    }
+    /* in place, from the pristine base (whole rewrite first) and from a recorded file */
+    inplace_states s = inplace_refs(&in);
+    char k[700], from_prepared[700];
+    snprintf(k, sizeof k, "%s/k.gguf", dir);
+    snprintf(from_prepared, sizeof from_prepared, "%s/prepared.gguf", dir);
+    xp_test_copy(in.base, from_prepared);
+    char *said;
+    cr_assert_eq(xp(&said, NULL, "apply -q -m '%s' -p '%s' --in-place", from_prepared, in.p), 0);
+    free(said);
+    cr_assert_eq(xp(&said, NULL, "revert -q -m '%s' --in-place", from_prepared), 0);
+    free(said);
+    const long ip_budgets[] = {0, 300, 5000, 50000, 120000};
+    for (int from = 0; from < 2; from++)
+        for (size_t b = 0; b < sizeof ip_budgets / sizeof *ip_budgets; b++) {
+            xp_test_copy(from ? from_prepared : in.base, k);
+            snprintf(envb, sizeof envb, "%s XP_ENOSPC_AFTER=%ld", env, ip_budgets[b]);
+            int rc = xp(&said, envb, "apply -q -m '%s' -p '%s' --in-place", k, in.p);
+            if (rc) {
+                failed++;
+                cr_expect(strstr(said, k) && strstr(said, "No space left on device"),
+                          "in-place apply on a full disk: the message names neither %s nor the "
+                          "reason:\n%s",
+                          k, said);
+            } else {
+                whole++;
+            }
+            free(said);
+            cr_expect_null(strstr(leftover(dir) ? leftover(dir) : "", ".tmp."),
+                           "in-place apply on a full disk left %s", leftover(dir));
+            /* the next command completes a committed journal; the file is in an exact state */
+            cr_expect_eq(xp(&said, NULL, "inspect '%s'", k), 0, "%s", said);
+            free(said);
+            cr_expect(same_sha(k, s.old) || same_sha(k, s.prepared) || same_sha(k, s.patched),
+                      "in-place apply on a full disk (%ld B, from %s) left no exact state",
+                      ip_budgets[b], from ? "a recorded file" : "the base");
+            cr_expect_null(leftover(dir), "left %s", leftover(dir));
+        }
+    fprintf(stderr,
+            "faults: full disk: %d writes refused with the file and the reason, %d "
+            "fitted, every target exact, nothing left behind\n",
+            failed, whole);
+}
+
+Test(faults, a_search_on_a_full_disk_keeps_whole_log_lines_and_a_whole_patch, .timeout = 240)
+{
+    const char *env = shim();
+    char dir[512], tiny[512], probes[600], out[700], log[800], envb[1400];
+    fresh_dir(dir, sizeof dir, "faults-search-full");
+    xp_test_tiny_model(tiny, sizeof tiny);
+    snprintf(probes, sizeof probes, "%s/probes.json", dir);
+    snprintf(out, sizeof out, "%s/s.json", dir);
+    snprintf(log, sizeof log, "%s.log.jsonl", out);
+    xp_test_write(probes, probes_json);
+    const long budgets[] = {0, 150, 700, 2500};
+    for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++) {
+        unlink(log);
+        xp_test_write(out, OLD_TEXT);
+        snprintf(envb, sizeof envb, "%s XP_ENOSPC_AFTER=%ld", env, budgets[b]);
+        char *said;
+        int rc = xp(&said, envb,
+                    "search -q -m '%s' --probes '%s' --iterations 6 "
+                    "--checkpoint-every 1 --granularity block --no-eval -o '%s'",
+                    tiny, probes, out);
+        cr_expect_neq(rc, 0, "the search fitted in %ld bytes", budgets[b]);
+        cr_expect(strstr(said, dir) && strstr(said, "No space left on device"),
+                  "the message names neither the file nor the reason:\n%s", said);
+        free(said);
+        /* the patch: the old file or a whole checkpoint */
+        char *text = xp_test_slurp(out);
+        xp_patch *p = NULL;
+        cr_expect(text && (!strcmp(text, OLD_TEXT) || xp_patch_read(&p, out, NULL) == XP_OK),
+                  "%s is neither the old file nor a whole patch", out);
+        xp_patch_free(p);
+        free(text);
+        /* the log: whole lines only */
+        char *lines = xp_test_slurp(log);
+        for (char *l = lines, *nl; l && *l; l = nl + 1) {
+            nl = strchr(l, '\n');
+            cr_assert(nl, "the log ends in a cut line: '%s'", l);
+            *nl = '\0';
+            cJSON *o = cJSON_Parse(l);
+            cr_expect(o, "a log line is not whole JSON: '%s'", l);
+            cJSON_Delete(o);
+        }
+        free(lines);
+        cr_expect_null(leftover(dir), "the search left %s", leftover(dir));
+    }
+}
+
+/* Makes dir unwritable (as root, immutable: chattr +i); false when that cannot be done. */
+static bool lock_dir(const char *dir, bool lock)
+{
+    char cmd[700];
+    if (geteuid() != 0)
+        return chmod(dir, lock ? 0555 : 0755) == 0;
+    snprintf(cmd, sizeof cmd, "chattr %ci '%s' 2>/dev/null", lock ? '+' : '-', dir);
+    return system(cmd) == 0;
+}
+
+Test(faults, an_unwritable_folder_is_named_and_nothing_changes, .timeout = 120)
+{
+    inputs in = make_inputs();
+    char dir[512], out[700], args[3900], k[700], old_sha[65];
+    fresh_dir(dir, sizeof dir, "faults-ro");
+    snprintf(k, sizeof k, "%s/k.gguf", dir);
+    xp_test_copy(in.base, k);
+    sha_of(k, old_sha);
+    if (!lock_dir(dir, true))
+        cr_skip_test("cannot make %s unwritable here", dir);
+    char *said;
+    for (size_t w = 0; w < N_WRITERS; w++) {
+        snprintf(out, sizeof out, "%s/out-%zu.gguf", dir, w);
+        writer_args(args, sizeof args, &writers[w], &in, out);
+        int rc = xp(&said, NULL, "%s", args);
+        cr_expect_neq(rc, 0, "%s wrote into an unwritable folder", writers[w].name);
+        cr_expect(strstr(said, out) &&
+                      (strstr(said, "Permission denied") || strstr(said, "not permitted")),
+                  "%s: the message names neither %s nor the reason:\n%s", writers[w].name, out,
+                  said);
+        free(said);
+    }
+    int rc = xp(&said, NULL, "apply -q -m '%s' -p '%s' --in-place", k, in.p);
+    cr_expect_neq(rc, 0, "in-place apply in an unwritable folder exited 0");
+    cr_expect(strstr(said, k) &&
+                  (strstr(said, "Permission denied") || strstr(said, "not permitted")),
+              "in-place apply: the message names neither %s nor the reason:\n%s", k, said);
+    free(said);
+    cr_assert(lock_dir(dir, false));
+    cr_expect(same_sha(k, old_sha), "the file changed");
+    cr_expect_null(leftover(dir), "left %s", leftover(dir));
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Runs `sh -c cmd` and kills it with SIGKILL after delay seconds (< 0: lets it end). */
+static void kill_after(const char *cmd, double delay)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    if (delay >= 0) {
+        struct timespec ts = {(time_t)delay, (long)((delay - (time_t)delay) * 1e9)};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+}
+
+Test(faults, writers_killed_at_random_instants_leave_the_old_or_the_new_file, .timeout = 240)
+{
+    inputs in = make_inputs();
+    char dir[512], out[700], ref[700], args[3900], cmd[4200];
+    fresh_dir(dir, sizeof dir, "faults-kill");
+    xp_rng r;
+    xp_rng_seed(&r, 22);
+    int trials = 0, old = 0, new = 0;
+    for (size_t w = 0; w < N_WRITERS; w++) {
+        snprintf(ref, sizeof ref, "%s/ref-%zu%s", dir, w, w >= 2 ? ".json" : ".gguf");
+        snprintf(out, sizeof out, "%s/out-%zu%s", dir, w, w >= 2 ? ".json" : ".gguf");
+        char *said, new_sha[65], old_sha[65];
+        writer_args(args, sizeof args, &writers[w], &in, ref);
+        double t0 = now();
+        cr_assert_eq(xp(&said, NULL, "%s", args), 0, "%s", said);
+        double span = now() - t0;
+        free(said);
+        sha_of(ref, new_sha);
+        writer_args(args, sizeof args, &writers[w], &in, out);
+        FMT(cmd, "exec %s %s", xp_test_bin(), args);
+        for (int t = 0; t < 4; t++, trials++) {
+            xp_test_write(out, OLD_TEXT);
+            sha_of(out, old_sha);
+            kill_after(cmd, span * 1.2 * xp_rng_f64(&r));
+            bool was_old = same_sha(out, old_sha), was_new = is_new(out, ref, new_sha);
+            cr_expect(was_old || was_new, "%s killed: %s is neither the old nor the new file",
+                      writers[w].name, out);
+            old += was_old, new += was_new;
+            /* the next write of the same file leaves nothing of the killed one */
+            cr_expect_eq(xp(&said, NULL, "%s", args), 0, "%s", said);
+            free(said);
+            cr_expect(is_new(out, ref, new_sha), "%s did not write %s", writers[w].name, out);
+            cr_expect_null(leftover(dir), "%s: left %s", writers[w].name, leftover(dir));
+        }
+    }
+    fprintf(stderr,
+            "faults: %d kills of apply -o, revert -o, convert, stack and diff -> %d old, "
+            "%d new, every one exact\n",
+            trials, old, new);
+}
+
+/* ---- make test-long: in-place apply on a bonsai-1.7b shape, killed at random ---------- */
+
+Test(faults_long, in_place_apply_on_a_bonsai_1_7b_shape_killed_at_random_instants, .timeout = 1800)
+{
+    if (!getenv("XP_LONG"))
+        cr_skip_test("make test-long runs it");
+    char dir[512], base[700], k[700], p[700], ref[700], *said;
+    fresh_dir(dir, sizeof dir, "faults-1.7b");
+    snprintf(base, sizeof base, "%s/base.gguf", dir);
+    snprintf(k, sizeof k, "%s/k.gguf", dir);
+    snprintf(ref, sizeof ref, "%s/ref.gguf", dir);
+    snprintf(p, sizeof p, "%s/p.json", dir);
+    cr_assert_eq(xp(&said, NULL, "synth --shape bonsai-1.7b -q -o '%s'", base), 0, "%s", said);
+    free(said);
+    random_patch(base, 17, 300, p);
+    char states[3][65];
+    xp_test_copy(base, ref);
+    sha_of(ref, states[0]);
+    double t0 = now();
+    cr_assert_eq(xp(&said, NULL, "apply -q -m '%s' -p '%s' --in-place", ref, p), 0, "%s", said);
+    double span = now() - t0;
+    free(said);
+    sha_of(ref, states[2]);
+    cr_assert_eq(xp(&said, NULL, "revert -q -m '%s' --in-place", ref), 0, "%s", said);
+    free(said);
+    sha_of(ref, states[1]);
+    char cmd[2000];
+    FMT(cmd, "exec %s apply -q -m '%s' -p '%s' --in-place", xp_test_bin(), k, p);
+    xp_rng r;
+    xp_rng_seed(&r, 1717);
+    int outcome[3] = {0}, trials = 24;
+    for (int i = 0; i < trials; i++) {
+        /* half from the pristine base (whole rewrite first), half from a recorded file */
+        xp_test_copy(i % 2 ? ref : base, k);
+        kill_after(cmd, span * 1.2 * xp_rng_f64(&r));
+        cr_expect_eq(xp(&said, NULL, "verify -q -m '%s' -b '%s'", k, base) >= 0, 1);
+        free(said);
+        int st = same_sha(k, states[0])   ? 0
+                 : same_sha(k, states[1]) ? 1
+                 : same_sha(k, states[2]) ? 2
+                                          : -1;
+        cr_expect_geq(st, 0, "trial %d: the file is in no exact state", i);
+        if (st >= 0)
+            outcome[st]++;
+        cr_expect_null(leftover(dir), "trial %d: left %s", i, leftover(dir));
+    }
+    fprintf(stderr,
+            "faults_long: %d kills of an in-place apply on a bonsai-1.7b shape (0-%.0f "
+            "ms) -> %d pristine, %d recorded base, %d patched, nothing left behind\n",
+            trials, span * 1200, outcome[0], outcome[1], outcome[2]);
+}

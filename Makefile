@@ -76,14 +76,6 @@ $(eval $(call flavour,$(BUILD)/asan,$(SAN)))
 
 examples: $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
-# Tests find the test data and tools through the environment; tests that need
-# ../shared skip (and say why) when it is absent.
-# Passive waiting: two test processes share the cores, and spinning OpenMP threads
-# would starve each other.
-TEST_ENV := OMP_WAIT_POLICY=passive XP_SHARED=$(SHARED) XP_BIN=$(ROOT)/$(BUILD)/xorpatch XP_ROOT=$(ROOT) \
-            XP_CACHE=$(CACHE) XP_TMP=$(ROOT)/$(BUILD)/tmp \
-            XP_EXAMPLES=$(ROOT)/$(BUILD)/examples XP_ENOSPC_SHIM=$(ROOT)/$(ENOSPC_SHIM)
-
 # A test helper, loaded with LD_PRELOAD by the fault suite: a disk that fills up (not
 # -Wpedantic: dlsym hands back functions as object pointers).
 ENOSPC_SHIM := $(BUILD)/libxp_enospc.so
@@ -91,6 +83,14 @@ $(ENOSPC_SHIM): tests/shim/enospc.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	@$(CC) -O2 -std=c17 $(filter-out -Wpedantic,$(WARN)) -shared -fPIC -o $@ $< -ldl
+
+# Tests find the test data and tools through the environment; tests that need
+# ../shared skip (and say why) when it is absent.
+# Passive waiting: two test processes share the cores, and spinning OpenMP threads
+# would starve each other.
+TEST_ENV := OMP_WAIT_POLICY=passive XP_SHARED=$(SHARED) XP_BIN=$(ROOT)/$(BUILD)/xorpatch XP_ROOT=$(ROOT) \
+            XP_CACHE=$(CACHE) XP_TMP=$(ROOT)/$(BUILD)/tmp \
+            XP_EXAMPLES=$(ROOT)/$(BUILD)/examples XP_ENOSPC_SHIM=$(ROOT)/$(ENOSPC_SHIM)
 TEST_JOBS ?= 2
 # Criterion tells why a test was skipped only when verbose; the run's progress lines are
 # dropped so that skips, failures and the totals remain.

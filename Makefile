@@ -56,8 +56,8 @@ EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 # $(call objs,DIR,SOURCES)
 objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-.PHONY: all deps test test-plain test-asan test-aarch64 check-layers examples demo bench fuzz clean \
-        npm-cache tiny-model
+.PHONY: all deps test test-long test-plain test-asan test-aarch64 check-layers examples demo bench \
+        fuzz clean npm-cache tiny-model
 
 all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a
 
@@ -125,13 +125,21 @@ endif
 
 examples: $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
+# A test helper, loaded with LD_PRELOAD by the fault suite: a disk that fills up (not
+# -Wpedantic: dlsym hands back functions as object pointers).
+ENOSPC_SHIM := $(BUILD)/libxp_enospc.so
+$(ENOSPC_SHIM): tests/shim/enospc.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	@$(CC) -O2 -std=c17 $(filter-out -Wpedantic,$(WARN)) -shared -fPIC -o $@ $< -ldl
+
 # Tests find the test data and tools through the environment; tests that need
 # ../shared skip (and say why) when it is absent.
 # Passive waiting: two test processes share the cores, and spinning OpenMP threads
 # would starve each other.
 TEST_ENV := OMP_WAIT_POLICY=passive XP_SHARED=$(SHARED) XP_BIN=$(ROOT)/$(BUILD)/xorpatch XP_ROOT=$(ROOT) \
             XP_CACHE=$(CACHE) XP_TMP=$(ROOT)/$(BUILD)/tmp \
-            XP_EXAMPLES=$(ROOT)/$(BUILD)/examples
+            XP_EXAMPLES=$(ROOT)/$(BUILD)/examples XP_ENOSPC_SHIM=$(ROOT)/$(ENOSPC_SHIM)
 TEST_JOBS ?= 2
 # Criterion tells why a test was skipped only when verbose; the run's progress lines are
 # dropped so that skips, failures and the totals remain.
@@ -140,16 +148,23 @@ TEST_QUIET := grep -v -E '^\[(RUN |PASS)\]|^\[====\] Running'
 
 test: deps npm-cache check-layers test-plain test-asan
 
+# The slow checks, outside `make test` (CI runs both): an in-place apply on a
+# bonsai-1.7b shape killed at random instants.
+test-long: deps $(BUILD)/test_xorpatch $(BUILD)/xorpatch $(ENOSPC_SHIM)
+	@mkdir -p $(BUILD)/tmp
+	set -o pipefail; $(TEST_ENV) XP_LONG=1 $(BUILD)/test_xorpatch $(TEST_FLAGS) \
+	  --filter 'faults_long/*' 2>&1 | $(TEST_QUIET) | grep -v 'Test is disabled'
+
 # Layers only point down: the #include lines of src/, include/ and fuzz/ against the
 # layer order in scripts/check-layers.sh. The suites wait for it.
 check-layers:
 	@scripts/check-layers.sh
 
-test-plain: check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples
+test-plain: check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples $(ENOSPC_SHIM)
 	@rm -rf $(BUILD)/tmp && mkdir -p $(BUILD)/tmp
 	set -o pipefail; $(TEST_ENV) $(BUILD)/test_xorpatch $(TEST_FLAGS) 2>&1 | $(TEST_QUIET)
 
-test-asan: check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch \
+test-asan: check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch $(ENOSPC_SHIM) \
            $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
 	@rm -rf $(BUILD)/asan/tmp && mkdir -p $(BUILD)/asan/tmp
 	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

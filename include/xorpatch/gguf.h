@@ -82,7 +82,10 @@ typedef struct xp_gguf {
 } xp_gguf;
 
 /* Opens and validates a GGUF v2/v3 file, mapped MAP_PRIVATE so in-memory flips never
- * reach the file. Every failure names the offset and the field. */
+ * reach the file. Every failure names the offset and the field. A file whose in-place
+ * patch was interrupted (its journal FILE.xpjournal is there) is first completed, or
+ * refused when that cannot be done (say, no write access), and the temporaries killed
+ * writers of the file left beside it are removed: no reader sees a half-patched file. */
 int xp_gguf_open(xp_gguf **out, const char *path, xp_err *err);
 /* The same over a caller's buffer (copied; used by tests and fuzzers). */
 int xp_gguf_open_memory(xp_gguf **out, const void *buf, size_t len, xp_err *err);

@@ -195,8 +195,8 @@ void xp_patch_record_free(xp_patch_record *rec);
 /* Patching GGUF files. With out == NULL the file is changed in place through a journal
  * beside it (FILE.xpjournal: the byte ranges with their old and new contents, written and
  * fsynced before the first byte of the file changes, removed when done), so a crash at any
- * instant leaves a file that xp_patch_file_recover (which every file operation runs
- * first) completes to exactly the patched state, or leaves untouched. In place, the
+ * instant leaves a file that xp_patch_file_recover (which every file operation, and
+ * xp_gguf_open, runs first) completes to exactly the patched state, or leaves untouched. In place, the
  * record is rewritten within its reserved length; a file without a record is first
  * rewritten once (through a temporary copy) with room for it. */
 typedef struct xp_patch_file_opts {
@@ -231,7 +231,7 @@ int xp_patch_file_apply(const char *in, xp_patch *const *ps, size_t n, const cha
 int xp_patch_file_revert(const char *in, xp_patch *const *ps, size_t n, const char *out,
                          const xp_patch_file_opts *o, xp_patch_file_result *res, xp_err *err);
 /* Completes an interrupted in-place operation on path, if its journal says there was
- * one; *recovered tells. */
+ * one (*recovered tells), and removes the temporaries killed writers of path left. */
 int xp_patch_file_recover(const char *path, bool *recovered, xp_err *err);
 
 /* Audit. verify: proves patched == base ⊕ patches bit for bit, tensor by tensor (base's

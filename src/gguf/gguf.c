@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/journal.h"
 #include "core/strmap.h"
 #include "gguf/gguf_types.h"
 
@@ -405,6 +406,11 @@ static int finish_open(xp_gguf *g, xp_gguf **out, xp_err *err)
 int xp_gguf_open(xp_gguf **out, const char *path, xp_err *err)
 {
     *out = NULL;
+    /* a file left half changed by a killed in-place patch is completed before it is read */
+    bool recovered;
+    int rc = xp_journal_recover(path, &recovered, err);
+    if (rc)
+        return rc;
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         return xp_err_set(err, XP_EIO, "%s: cannot open: %s", path, strerror(errno));

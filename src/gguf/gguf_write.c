@@ -2,8 +2,9 @@
  * from a file re-serialises to the same bytes), tensors are laid out in the order they
  * were added, each aligned to general.alignment (32 by default) and zero-padded as
  * ggml pads them, so llama.cpp loads what we write. The file is written beside its
- * target under a temporary name, flushed to disk and renamed over: a failed or killed
- * write never leaves a half file at the target path. */
+ * target under a temporary name, flushed to disk and renamed over (core/file.h: only a
+ * regular file is replaced, and a killed writer's temporary is removed by the next): a
+ * failed or killed write never leaves a half file at the target path. */
 #include "xorpatch/gguf.h"
 
 #include <errno.h>
@@ -158,8 +159,10 @@ int xp_gguf_writer_set(xp_gguf_writer *w, const char *key, const xp_gguf_value *
     if (!*key)
         return xp_err_set(err, XP_EINVAL, "gguf writer: empty metadata key");
     if (v->type >= XP_GGUF_NTYPES)
-        return xp_err_set(err, XP_EINVAL, "gguf writer: key '%s': value type %u is not a GGUF "
-                          "type", key, v->type);
+        return xp_err_set(err, XP_EINVAL,
+                          "gguf writer: key '%s': value type %u is not a GGUF "
+                          "type",
+                          key, v->type);
     buf b = {0};
     put_u32(&b, v->type);
     int rc = put_payload(&b, v, v->type);
@@ -194,8 +197,7 @@ int xp_gguf_writer_set(xp_gguf_writer *w, const char *key, const xp_gguf_value *
     return XP_OK;
 }
 
-static int set_scalar(xp_gguf_writer *w, const char *key, uint32_t type, const void *p,
-                      xp_err *err)
+static int set_scalar(xp_gguf_writer *w, const char *key, uint32_t type, const void *p, xp_err *err)
 {
     xp_gguf_value v = {.type = type, .data = p};
     return xp_gguf_writer_set(w, key, &v, err);
@@ -232,8 +234,10 @@ int xp_gguf_writer_set_arr(xp_gguf_writer *w, const char *key, uint32_t elem_typ
                            const void *elems, xp_err *err)
 {
     if (!scalar_size(elem_type))
-        return xp_err_set(err, XP_EINVAL, "gguf writer: key '%s': arrays of %s need their own "
-                          "setter", key, xp_gguf_type_name(elem_type));
+        return xp_err_set(err, XP_EINVAL,
+                          "gguf writer: key '%s': arrays of %s need their own "
+                          "setter",
+                          key, xp_gguf_type_name(elem_type));
     xp_gguf_value v = {.type = XP_GGUF_ARRAY, .elem_type = elem_type, .n = n, .data = elems};
     return xp_gguf_writer_set(w, key, &v, err);
 }
@@ -273,35 +277,48 @@ int xp_gguf_writer_add_tensor(xp_gguf_writer *w, const char *name, uint32_t n_di
                               xp_tensor_fill_fn fill, void *fill_ctx, xp_err *err)
 {
     if (!*name || strlen(name) >= 64)
-        return xp_err_set(err, XP_EINVAL, "gguf writer: tensor name '%s' must have 1 to 63 "
-                          "bytes", name);
+        return xp_err_set(err, XP_EINVAL,
+                          "gguf writer: tensor name '%s' must have 1 to 63 "
+                          "bytes",
+                          name);
     if (n_dims < 1 || n_dims > 4)
-        return xp_err_set(err, XP_EINVAL, "gguf writer: tensor '%s': %u dimensions, expected "
-                          "1 to 4", name, n_dims);
+        return xp_err_set(err, XP_EINVAL,
+                          "gguf writer: tensor '%s': %u dimensions, expected "
+                          "1 to 4",
+                          name, n_dims);
     for (size_t i = 0; i < w->n_t; i++)
         if (strcmp(w->t[i].name, name) == 0)
             return xp_err_set(err, XP_EINVAL, "gguf writer: duplicate tensor '%s'", name);
     if ((data == NULL) == (fill == NULL))
-        return xp_err_set(err, XP_EINVAL, "gguf writer: tensor '%s': give data or a fill "
-                          "function, not both or neither", name);
-    wtensor t = {.n_dims = n_dims, .type = type, .data = data, .fill = fill,
-                 .fill_ctx = fill_ctx, .ne = {1, 1, 1, 1}};
+        return xp_err_set(err, XP_EINVAL,
+                          "gguf writer: tensor '%s': give data or a fill "
+                          "function, not both or neither",
+                          name);
+    wtensor t = {.n_dims = n_dims,
+                 .type = type,
+                 .data = data,
+                 .fill = fill,
+                 .fill_ctx = fill_ctx,
+                 .ne = {1, 1, 1, 1}};
     uint64_t rows = 1;
     for (uint32_t d = 0; d < n_dims; d++) {
         if (ne[d] < 0)
-            return xp_err_set(err, XP_EINVAL, "gguf writer: tensor '%s': negative dimension",
-                              name);
+            return xp_err_set(err, XP_EINVAL, "gguf writer: tensor '%s': negative dimension", name);
         t.ne[d] = ne[d];
         if (d > 0 && __builtin_mul_overflow(rows, (uint64_t)ne[d], &rows))
             return xp_err_set(err, XP_EINVAL, "gguf writer: tensor '%s': size overflows", name);
     }
     if (!xp_tensor_type_name(type))
-        return xp_err_set(err, XP_EINVAL, "gguf writer: tensor '%s': type %u is not a known "
-                          "ggml type", name, type);
+        return xp_err_set(err, XP_EINVAL,
+                          "gguf writer: tensor '%s': type %u is not a known "
+                          "ggml type",
+                          name, type);
     uint64_t row = xp_tensor_row_bytes(type, ne[0]);
     if (!row && ne[0])
-        return xp_err_set(err, XP_EINVAL, "gguf writer: tensor '%s': type %u with row length "
-                          "%lld is not a whole number of blocks", name, type, (long long)ne[0]);
+        return xp_err_set(err, XP_EINVAL,
+                          "gguf writer: tensor '%s': type %u with row length "
+                          "%lld is not a whole number of blocks",
+                          name, type, (long long)ne[0]);
     if (__builtin_mul_overflow(row, rows, &t.nbytes))
         return xp_err_set(err, XP_EINVAL, "gguf writer: tensor '%s': size overflows", name);
     if (w->n_t == w->cap_t) {
@@ -326,8 +343,8 @@ int xp_gguf_writer_copy_from(xp_gguf_writer *w, const xp_gguf *g, xp_err *err)
     for (size_t i = 0; i < g->n_tensors && !rc; i++) {
         const xp_gguf_tensor *t = &g->tensors[i];
         rc = xp_gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type,
-                                       t->nbytes ? (const void *)t->data : (const void *)"",
-                                       NULL, NULL, err);
+                                       t->nbytes ? (const void *)t->data : (const void *)"", NULL,
+                                       NULL, err);
     }
     return rc;
 }
@@ -353,34 +370,37 @@ static uint64_t writer_alignment(xp_gguf_writer *w)
     return type == XP_GGUF_UINT32 && a && !(a & (a - 1)) ? a : 0;
 }
 
-static int write_zeros(FILE *f, uint64_t n)
+static int write_zeros(int fd, uint64_t n)
 {
     static const uint8_t zeros[64];
     while (n) {
         size_t k = n < sizeof zeros ? (size_t)n : sizeof zeros;
-        if (fwrite(zeros, 1, k, f) != k)
+        if (xp_write_all(fd, zeros, k) != 0)
             return -1;
         n -= k;
     }
     return 0;
 }
 
-static int write_tensor_data(FILE *f, wtensor *t, uint8_t *chunk, size_t chunk_size,
+static int write_tensor_data(int fd, wtensor *t, uint8_t *chunk, size_t chunk_size,
                              const char *path, xp_err *err)
 {
     if (t->data)
-        return fwrite(t->data, 1, t->nbytes, f) == t->nbytes
+        return xp_write_all(fd, t->data, t->nbytes) == 0
                    ? XP_OK
                    : xp_err_set(err, XP_EIO, "%s: write failed: %s", path, strerror(errno));
-    xp_gguf_tensor view = {.name = t->name, .n_dims = t->n_dims, .type = t->type,
-                           .offset = t->offset, .nbytes = t->nbytes};
+    xp_gguf_tensor view = {.name = t->name,
+                           .n_dims = t->n_dims,
+                           .type = t->type,
+                           .offset = t->offset,
+                           .nbytes = t->nbytes};
     memcpy(view.ne, t->ne, sizeof view.ne);
     for (uint64_t off = 0; off < t->nbytes;) {
         size_t n = t->nbytes - off < chunk_size ? (size_t)(t->nbytes - off) : chunk_size;
         int rc = t->fill(t->fill_ctx, &view, off, chunk, n, err);
         if (rc)
             return rc;
-        if (fwrite(chunk, 1, n, f) != n)
+        if (xp_write_all(fd, chunk, n) != 0)
             return xp_err_set(err, XP_EIO, "%s: write failed: %s", path, strerror(errno));
         off += n;
     }
@@ -417,49 +437,28 @@ int xp_gguf_writer_write(xp_gguf_writer *w, const char *path, xp_err *err)
     if (h.oom)
         return xp_err_set(err, XP_ENOMEM, "%s: out of memory building the header", path);
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
     const size_t chunk_size = 8u << 20;
     uint8_t *chunk = malloc(chunk_size);
-    if (!tmp || !chunk) {
-        free(tmp), free(chunk), free(h.p);
+    if (!chunk) {
+        free(h.p);
         return xp_err_set(err, XP_ENOMEM, "%s: out of memory", path);
     }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd >= 0)
-        fchmod(fd, 0644); /* mkstemp makes 0600; a model file is for others to read */
-    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    int rc = XP_OK;
-    if (!f) {
-        rc = xp_err_set(err, XP_EIO, "%s: cannot create a temporary file beside it: %s", path,
-                        strerror(errno));
-        if (fd >= 0)
-            close(fd), unlink(tmp);
-        free(tmp), free(chunk), free(h.p);
+    char *tmp;
+    int fd, rc = xp_atomic_begin(path, &tmp, &fd, err);
+    if (rc) {
+        free(chunk), free(h.p);
         return rc;
     }
-    setvbuf(f, NULL, _IOFBF, 1 << 20);
-    if (fwrite(h.p, 1, h.n, f) != h.n || write_zeros(f, (align - h.n % align) % align))
+    if (xp_write_all(fd, h.p, h.n) != 0 || write_zeros(fd, (align - h.n % align) % align))
         rc = xp_err_set(err, XP_EIO, "%s: write failed: %s", path, strerror(errno));
     for (size_t i = 0; i < w->n_t && !rc; i++) {
-        rc = write_tensor_data(f, &w->t[i], chunk, chunk_size, path, err);
-        if (!rc && write_zeros(f, (align - w->t[i].nbytes % align) % align))
+        rc = write_tensor_data(fd, &w->t[i], chunk, chunk_size, path, err);
+        if (!rc && write_zeros(fd, (align - w->t[i].nbytes % align) % align))
             rc = xp_err_set(err, XP_EIO, "%s: write failed: %s", path, strerror(errno));
         if (w->progress)
             w->progress(w->progress_ctx, w->t[i].offset + w->t[i].nbytes, off);
     }
-    if (!rc && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        rc = xp_err_set(err, XP_EIO, "%s: flush failed: %s", path, strerror(errno));
-    if (fclose(f) != 0 && !rc)
-        rc = xp_err_set(err, XP_EIO, "%s: close failed: %s", path, strerror(errno));
-    if (!rc && rename(tmp, path) != 0)
-        rc = xp_err_set(err, XP_EIO, "%s: cannot rename the temporary file over it: %s", path,
-                        strerror(errno));
-    if (rc)
-        unlink(tmp);
-    else
-        rc = xp_sync_dir_of(path, err); /* the rename itself must survive a crash */
-    free(tmp), free(chunk), free(h.p);
+    rc = xp_atomic_end(rc, path, tmp, fd, err);
+    free(chunk), free(h.p);
     return rc;
 }

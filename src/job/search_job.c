@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "job/job_int.h"
 #include "job/search_log.h"
 #include "job/search_report.h"
@@ -207,6 +208,9 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
                         "%s was made for another base model (%.12s..., this one "
                         "is %.12s...): a search cannot continue from it",
                         job->resume, resume->base_sha256, base_sha);
+    /* the outputs are regular files (or none yet) before the search spends its time */
+    if (!rc && !(rc = xp_check_output_path(job->out, err)))
+        rc = xp_check_output_path(html, err);
     if (!rc)
         rc = search_log_open(&log, log_path, resume != NULL, err);
     if (!rc) {
@@ -239,7 +243,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
                      "its %zu flips were a starting point, iterations counted from 1",
                      job->resume, resume->n_flips);
     }
-    int lrc = log.path ? search_log_close(&log, rc ? NULL : err) : XP_OK;
+    int lrc = log.path ? search_log_close(&log, !rc, rc ? NULL : err) : XP_OK;
     rc = rc ? rc : lrc;
     if (!rc && res->resumed_at) /* the earlier part of the curve, from the log */
         search_log_reread(&log, res->resumed_at);

@@ -1,11 +1,17 @@
 /* The search job's iteration log (search_log.h): JSON lines with the documented keys
  * {"iter", "layer", "proj", "kind", "index", "bit", "fitness", "best", "accepted",
  * "screened", "probes", "seconds", "flips"}, fitness null when screening rejected the
- * candidate. */
+ * candidate. The file is created at the first line, so a run refused before it starts
+ * leaves none, and each line goes in one write that is cut off again should the disk take
+ * only part of it: every line in the file is whole. */
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/file.h"
 #include "job/search_log.h"
@@ -55,19 +61,28 @@ static void remember(search_log *l, const xp_search_iter *it)
 int search_log_open(search_log *l, const char *path, bool resume, xp_err *err)
 {
     memset(l, 0, sizeof *l);
+    l->fd = -1;
     l->path = path;
-    l->trim = resume;
-    if (!(l->f = fopen(path, resume ? "a" : "w")))
-        return xp_err_set(err, XP_EIO, "%s: cannot write the log", path);
-    return XP_OK;
+    l->resume = l->trim = resume;
+    return xp_check_output_path(path, err);
+}
+
+/* The file, opened at the first line (afresh, or to append when resuming). */
+static bool open_file(search_log *l)
+{
+    if (l->fd < 0 && !l->failed) {
+        l->fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (l->resume ? 0 : O_TRUNC),
+                     0644);
+        if (l->fd < 0)
+            l->failed = errno;
+    }
+    return l->fd >= 0;
 }
 
 /* Keeps the lines of the log before iteration `first` (a resumed run repeats the ones
  * after its checkpoint; a run started afresh from a patch repeats them all). */
 static void trim(search_log *l, size_t first)
 {
-    fclose(l->f);
-    l->f = NULL;
     FILE *in = fopen(l->path, "r");
     char *buf = NULL, *line = NULL;
     size_t len = 0, cap = 0;
@@ -82,11 +97,12 @@ static void trim(search_log *l, size_t first)
     free(line);
     if (in)
         fclose(in);
-    if (!out || fclose(out) || xp_write_file_atomic(l->path, buf ? buf : "", len, NULL))
-        l->failed = true;
+    xp_err err = {0};
+    if (!out || fclose(out))
+        l->failed = ENOMEM;
+    else if (xp_write_file_atomic(l->path, buf ? buf : "", len, &err))
+        l->failed = errno ? errno : EIO;
     free(buf);
-    if (!(l->f = fopen(l->path, "a")))
-        l->failed = true;
 }
 
 void search_log_write(search_log *l, const xp_search_iter *it)
@@ -95,23 +111,40 @@ void search_log_write(search_log *l, const xp_search_iter *it)
         trim(l, it->iter);
         l->trim = false;
     }
-    if (!l->f)
-        return;
     remember(l, it);
+    if (!open_file(l))
+        return;
     cJSON *o = iter_json(it);
     char *line = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    if (!line || fprintf(l->f, "%s\n", line) < 0 || fflush(l->f))
-        l->failed = true;
+    size_t n = line ? strlen(line) : 0;
+    struct stat st;
+    if (line && fstat(l->fd, &st) == 0) {
+        /* one write per line; a line the disk took only part of is cut off again */
+        line[n] = '\n';
+        if (xp_write_all(l->fd, line, n + 1) != 0) {
+            l->failed = errno;
+            if (ftruncate(l->fd, st.st_size) != 0)
+                l->failed = errno;
+        }
+    } else {
+        l->failed = line ? errno : ENOMEM;
+    }
     free(line);
 }
 
-int search_log_close(search_log *l, xp_err *err)
+int search_log_close(search_log *l, bool complete, xp_err *err)
 {
-    bool bad = l->f && fclose(l->f);
-    l->f = NULL;
-    if (bad || l->failed)
-        return xp_err_set(err, XP_EIO, "%s: cannot write the log", l->path);
+    if (complete)
+        open_file(l); /* a run of no iteration has an empty log */
+    if (l->fd >= 0 && !l->failed && (fsync(l->fd) != 0 || close(l->fd) != 0))
+        l->failed = errno;
+    else if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    if (l->failed)
+        return xp_err_set(err, XP_EIO, "%s: cannot write the log: %s", l->path,
+                          strerror(l->failed));
     return XP_OK;
 }
 
@@ -160,8 +193,8 @@ void search_log_reread(search_log *l, size_t upto)
 
 void search_log_free(search_log *l)
 {
-    if (l->f)
-        fclose(l->f);
+    if (l->path && l->fd >= 0)
+        close(l->fd);
     free(l->iters);
     memset(l, 0, sizeof *l);
 }

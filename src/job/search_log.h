@@ -8,21 +8,24 @@
 #include "xorpatch/job.h"
 
 typedef struct search_log {
-    FILE *f;
+    int fd; /* -1 until the first line */
     const char *path;
+    bool resume;           /* append to the file rather than start it afresh */
     bool trim;             /* resuming: drop the lines from the first new iteration on */
-    bool failed;           /* a line could not be written */
+    int failed;            /* the errno of a line that could not be written, else 0 */
     xp_search_iter *iters; /* every iteration written (and, after search_log_reread, the
                               resumed run's earlier ones first) */
     size_t n, cap;
 } search_log;
 
-/* Opens path to append (resuming) or afresh. */
+/* Starts the log of path, to append (resuming) or afresh: an error when path is no
+ * regular file; the file itself is made at the first line. */
 int search_log_open(search_log *l, const char *path, bool resume, xp_err *err);
 /* One iteration: its line, and remembered. */
 void search_log_write(search_log *l, const xp_search_iter *it);
-/* Closes the file; an error when it or any line could not be written. */
-int search_log_close(search_log *l, xp_err *err);
+/* Closes the file (made empty when the search completed without a line); an error,
+ * naming the file and the reason, when it or any line could not be written. */
+int search_log_close(search_log *l, bool complete, xp_err *err);
 /* A resumed search's iterations 1..upto read back from the file, before the ones
  * written by this run. */
 void search_log_reread(search_log *l, size_t upto);

@@ -3,20 +3,13 @@
  * operations in place on a large file, which must survive a crash at any instant.
  *
  * In place, the bytes to change (the flipped rows, blocks and scale bytes, and the record
- * string, which keeps its reserved length) are first written with their old and new
- * contents to a journal beside the file (FILE.xpjournal.tmp, fsync, rename to
- * FILE.xpjournal, fsync of the directory: the commit point), then written into the file,
- * fsynced, and the journal removed. Whoever next touches the file (apply, revert, verify
- * all run xp_patch_file_recover first) finds either no journal — the file was never
- * touched, or was completely done — or a committed journal, and then writes every new
- * range again (idempotent), after checking that each byte still holds its old or its new
- * value, so a journal never lands on a file that changed since. The file is locked
- * (flock) while it changes, so a live operation's journal is never taken for a crashed
- * one. A file without a record is first rewritten once, whole, with the record's room
- * reserved; that rewrite is itself atomic (temporary file and rename). */
-#include <stdio.h>
+ * string, which keeps its reserved length) go through the journal of core/journal.h,
+ * which whoever next opens the file completes (xp_gguf_open does, and every operation
+ * here runs xp_patch_file_recover first). A file without a record is first rewritten once, whole,
+ * with the record's room reserved; that rewrite is itself atomic (temporary file and rename). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -24,16 +17,10 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/journal.h"
 #include "patch/patch_internal.h"
 
-static const uint8_t JMAGIC[8] = {'X', 'P', 'J', 'R', 'N', 'L', '0', '1'};
-#define JHEADER 20 /* magic, file size u64, range count u32 */
-#define JSUM 32
-
-typedef struct range {
-    uint64_t off, len;
-    uint8_t *pre, *post;
-} range;
+typedef xp_journal_range range;
 
 typedef struct plan {
     range *r;
@@ -48,219 +35,16 @@ static void plan_free(plan *pl)
     memset(pl, 0, sizeof *pl);
 }
 
-static void step(const xp_patch_file_opts *o)
-{
-    if (o && o->on_step)
-        o->on_step(o->step_ctx);
-}
-
-static char *suffixed(const char *path, const char *suffix)
-{
-    size_t n = strlen(path), m = strlen(suffix);
-    char *s = malloc(n + m + 1);
-    if (s) {
-        memcpy(s, path, n);
-        memcpy(s + n, suffix, m + 1);
-    }
-    return s;
-}
-
-static int io_loop(int fd, void *buf, size_t n, uint64_t off, bool write_it, const char *path,
-                   xp_err *err)
-{
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t k = write_it ? pwrite(fd, p, n, (off_t)off) : pread(fd, p, n, (off_t)off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return xp_err_set(err, XP_EIO, "%s: %s failed at byte %llu: %s", path,
-                              write_it ? "write" : "read", (unsigned long long)off,
-                              k < 0 ? strerror(errno) : "unexpected end of file");
-        p += k, n -= (size_t)k, off += (uint64_t)k;
-    }
-    return XP_OK;
-}
-
-/* Exclusive (to change the file) or shared (to read it whole) lock on path. */
-static int lock_as(const char *path, bool exclusive, int *out, xp_err *err)
-{
-    int fd = open(path, exclusive ? O_RDWR : O_RDONLY);
-    if (fd < 0)
-        return xp_err_set(err, XP_EIO, "%s: cannot open%s: %s", path,
-                          exclusive ? " for writing" : "", strerror(errno));
-    if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
-        close(fd);
-        return xp_err_set(err, XP_EIO, "%s: another xorpatch process is changing it right now; "
-                          "try again when it has finished", path);
-    }
-    *out = fd;
-    return XP_OK;
-}
-
-static int lock_file(const char *path, int *out, xp_err *err)
-{
-    return lock_as(path, true, out, err);
-}
-
-/* ---- journal ------------------------------------------------------------------- */
-
-static int journal_encode(const plan *pl, uint64_t file_size, uint8_t **buf, size_t *len,
-                          xp_err *err)
-{
-    size_t n = JHEADER + JSUM;
-    for (size_t i = 0; i < pl->n; i++)
-        n += 12 + 2 * (size_t)pl->r[i].len;
-    uint8_t *b = malloc(n), *p = b;
-    if (!b)
-        return xp_err_set(err, XP_ENOMEM, "journal: out of memory");
-    uint32_t count = (uint32_t)pl->n;
-    memcpy(p, JMAGIC, 8), p += 8;
-    memcpy(p, &file_size, 8), p += 8;
-    memcpy(p, &count, 4), p += 4;
-    for (size_t i = 0; i < pl->n; i++) {
-        uint32_t l = (uint32_t)pl->r[i].len;
-        memcpy(p, &pl->r[i].off, 8), p += 8;
-        memcpy(p, &l, 4), p += 4;
-        memcpy(p, pl->r[i].pre, l), p += l;
-        memcpy(p, pl->r[i].post, l), p += l;
-    }
-    char hex[65];
-    xp_sha256_hex(b, n - JSUM, hex);
-    for (int i = 0; i < JSUM; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        p[i] = (uint8_t)v;
-    }
-    *buf = b;
-    *len = n;
-    return XP_OK;
-}
-
-/* Parses a committed journal into ranges pointing into buf. */
-static int journal_decode(const uint8_t *b, size_t n, const char *jpath, plan *pl,
-                          uint64_t *file_size, xp_err *err)
-{
-    char hex[65];
-    bool ok = n >= JHEADER + JSUM && memcmp(b, JMAGIC, 8) == 0;
-    if (ok) {
-        xp_sha256_hex(b, n - JSUM, hex);
-        for (int i = 0; i < JSUM && ok; i++) {
-            unsigned v;
-            sscanf(hex + 2 * i, "%2x", &v);
-            ok = b[n - JSUM + (size_t)i] == v;
-        }
-    }
-    if (!ok)
-        return xp_err_set(err, XP_EFORMAT, "%s: the journal of an interrupted in-place patch is "
-                          "damaged (bad magic or checksum); the file beside it may be partly "
-                          "patched and was left as it is", jpath);
-    uint32_t count;
-    memcpy(file_size, b + 8, 8);
-    memcpy(&count, b + 16, 4);
-    size_t at = JHEADER, end = n - JSUM;
-    if (count > (end - at) / 12 || !(pl->r = xp_calloc(count, sizeof *pl->r)))
-        return xp_err_set(err, XP_EFORMAT, "%s: journal range count %u does not fit", jpath,
-                          count);
-    for (uint32_t i = 0; i < count; i++) {
-        uint32_t l;
-        if (end - at < 12)
-            return xp_err_set(err, XP_EFORMAT, "%s: journal range %u is cut short", jpath, i);
-        memcpy(&pl->r[i].off, b + at, 8);
-        memcpy(&l, b + at + 8, 4);
-        at += 12;
-        if ((end - at) / 2 < l || pl->r[i].off > *file_size || l > *file_size - pl->r[i].off)
-            return xp_err_set(err, XP_EFORMAT, "%s: journal range %u (%u bytes at %llu) does "
-                              "not fit", jpath, i, l, (unsigned long long)pl->r[i].off);
-        pl->r[i].len = l;
-        /* borrowed from the journal buffer; plan_free is not called on this plan */
-        pl->r[i].pre = (uint8_t *)b + at;
-        pl->r[i].post = (uint8_t *)b + at + l;
-        at += 2 * (size_t)l;
-        pl->n = i + 1;
-    }
-    if (at != end)
-        return xp_err_set(err, XP_EFORMAT, "%s: %zu unexpected bytes after the last range",
-                          jpath, end - at);
-    return XP_OK;
-}
-
-/* Completes a committed journal on the locked file fd. */
-static int recover_locked(const char *path, int fd, bool *recovered, xp_err *err)
-{
-    char *jpath = suffixed(path, ".xpjournal"), *tmp = suffixed(path, ".xpjournal.tmp");
-    if (!jpath || !tmp) {
-        free(jpath), free(tmp);
-        return xp_err_set(err, XP_ENOMEM, "out of memory");
-    }
-    /* an uncommitted journal: the file was never touched */
-    unlink(tmp);
-    free(tmp);
-    if (access(jpath, F_OK) != 0) {
-        free(jpath);
-        return XP_OK;
-    }
-    char *buf;
-    size_t len;
-    int rc = xp_read_file(jpath, &buf, &len, err);
-    if (rc) {
-        free(jpath);
-        return rc;
-    }
-    struct stat st;
-    plan pl = {0};
-    uint64_t size = 0;
-    rc = journal_decode((const uint8_t *)buf, len, jpath, &pl, &size, err);
-    if (!rc && (fstat(fd, &st) != 0 || (uint64_t)st.st_size != size))
-        rc = xp_err_set(err, XP_EFORMAT, "%s: the journal is for a file of %llu bytes but %s "
-                        "has %lld: left as it is", jpath, (unsigned long long)size, path,
-                        (long long)st.st_size);
-    for (size_t i = 0; i < pl.n && !rc; i++) {
-        range *r = &pl.r[i];
-        uint8_t *cur = malloc(r->len ? r->len : 1);
-        if (!cur) {
-            rc = xp_err_set(err, XP_ENOMEM, "out of memory");
-            break;
-        }
-        rc = io_loop(fd, cur, r->len, r->off, false, path, err);
-        for (uint64_t k = 0; k < r->len && !rc; k++)
-            if (cur[k] != r->pre[k] && cur[k] != r->post[k])
-                rc = xp_err_set(err, XP_EFORMAT, "%s: byte %llu is neither what the journal %s "
-                                "says it was nor what it was to become: the file changed after "
-                                "the interruption; left as it is", path,
-                                (unsigned long long)(r->off + k), jpath);
-        free(cur);
-    }
-    for (size_t i = 0; i < pl.n && !rc; i++)
-        rc = io_loop(fd, pl.r[i].post, pl.r[i].len, pl.r[i].off, true, path, err);
-    if (!rc && fsync(fd) != 0)
-        rc = xp_err_set(err, XP_EIO, "%s: flush failed: %s", path, strerror(errno));
-    if (!rc && unlink(jpath) != 0)
-        rc = xp_err_set(err, XP_EIO, "%s: cannot remove: %s", jpath, strerror(errno));
-    if (!rc)
-        rc = xp_sync_dir_of(path, err);
-    if (!rc)
-        *recovered = true;
-    free(pl.r);
-    free(buf);
-    free(jpath);
-    return rc;
-}
-
 int xp_patch_file_recover(const char *path, bool *recovered, xp_err *err)
 {
-    *recovered = false;
-    char *jpath = suffixed(path, ".xpjournal"), *tmp = suffixed(path, ".xpjournal.tmp");
-    bool any = jpath && tmp && (access(jpath, F_OK) == 0 || access(tmp, F_OK) == 0);
-    free(jpath), free(tmp);
-    if (!any)
-        return XP_OK;
-    int fd, rc = lock_file(path, &fd, err);
-    if (rc)
-        return rc;
-    rc = recover_locked(path, fd, recovered, err);
-    close(fd);
-    return rc;
+    return xp_journal_recover(path, recovered, err);
+}
+
+static void step(void *ctx)
+{
+    const xp_patch_file_opts *o = ctx;
+    if (o && o->on_step)
+        o->on_step(o->step_ctx);
 }
 
 /* ---- planning the byte ranges ----------------------------------------------------- */
@@ -315,8 +99,10 @@ static int plan_finish(plan *pl, const xp_gguf *g, xp_err *err)
     pl->n = m;
     for (size_t i = 0; i < pl->n; i++) {
         if (pl->r[i].len > UINT32_MAX)
-            return xp_err_set(err, XP_EINVAL, "a changed range of %llu bytes is too long for "
-                              "the journal", (unsigned long long)pl->r[i].len);
+            return xp_err_set(err, XP_EINVAL,
+                              "a changed range of %llu bytes is too long for "
+                              "the journal",
+                              (unsigned long long)pl->r[i].len);
         if (!(pl->r[i].pre = malloc(pl->r[i].len)) || !(pl->r[i].post = malloc(pl->r[i].len)))
             return xp_err_set(err, XP_ENOMEM, "out of memory");
         memcpy(pl->r[i].pre, g->map + pl->r[i].off, pl->r[i].len);
@@ -326,17 +112,18 @@ static int plan_finish(plan *pl, const xp_gguf *g, xp_err *err)
 
 /* ---- checks shared by copies and in-place changes ----------------------------------- */
 
-static int check_apply(const char *path, xp_gguf *g, const xp_patch_record *rec,
-                       const char *base, xp_patch *const *ps, size_t n, bool force, xp_err *err)
+static int check_apply(const char *path, xp_gguf *g, const xp_patch_record *rec, const char *base,
+                       xp_patch *const *ps, size_t n, bool force, xp_err *err)
 {
-    char (*ids)[65] = xp_calloc(n, sizeof *ids);
+    char(*ids)[65] = xp_calloc(n, sizeof *ids);
     if (!ids)
         return xp_err_set(err, XP_ENOMEM, "out of memory");
     int rc = XP_OK;
     for (size_t i = 0; i < n && !rc; i++) {
         xp_patch *p = ps[i];
         if (p->base_sha256[0] && strcmp(p->base_sha256, base) != 0 && !force) {
-            rc = xp_err_set(err, XP_EINVAL, "%s: made for the base model with SHA-256 %s, but "
+            rc = xp_err_set(err, XP_EINVAL,
+                            "%s: made for the base model with SHA-256 %s, but "
                             "the base of %s is %s: refused (--force applies it anyway)",
                             xp_patch_where(p), p->base_sha256, path, base);
             break;
@@ -348,14 +135,17 @@ static int check_apply(const char *path, xp_gguf *g, const xp_patch_record *rec,
             if ((rc = xp_patch_flips_sha256(rec->patches[j], have, err)))
                 break;
             if (strcmp(have, ids[i]) == 0)
-                rc = xp_err_set(err, XP_EINVAL, "%s: already applied to %s (recorded as '%s'): "
-                                "applying it again would revert it", xp_patch_where(p), path,
-                                rec->patches[j]->name);
+                rc = xp_err_set(err, XP_EINVAL,
+                                "%s: already applied to %s (recorded as '%s'): "
+                                "applying it again would revert it",
+                                xp_patch_where(p), path, rec->patches[j]->name);
         }
         for (size_t j = 0; j < i && !rc; j++)
             if (strcmp(ids[j], ids[i]) == 0)
-                rc = xp_err_set(err, XP_EINVAL, "%s: the same patch as %s: applying both would "
-                                "cancel them", xp_patch_where(p), xp_patch_where(ps[j]));
+                rc = xp_err_set(err, XP_EINVAL,
+                                "%s: the same patch as %s: applying both would "
+                                "cancel them",
+                                xp_patch_where(p), xp_patch_where(ps[j]));
     }
     free(ids);
     return rc;
@@ -386,9 +176,10 @@ static int select_revert(const char *path, xp_gguf *g, const xp_patch_record *re
                 keep[j] = false, found = true;
         }
         if (!rc && !found && !force)
-            rc = xp_err_set(err, XP_EINVAL, "%s: not recorded as applied to %s: reverting it "
-                            "would apply it (--force reverts it anyway)", xp_patch_where(p),
-                            path);
+            rc = xp_err_set(err, XP_EINVAL,
+                            "%s: not recorded as applied to %s: reverting it "
+                            "would apply it (--force reverts it anyway)",
+                            xp_patch_where(p), path);
     }
     if (rc) {
         free(list);
@@ -455,7 +246,7 @@ static int copy_op(const char *in, xp_patch *const *ps, size_t n, bool revert, c
     xp_patch_record rec = {0};
     bool present = false, force = o && o->force;
     if (!rc)
-        rc = lock_as(in, false, &fd, err);
+        rc = xp_file_lock(in, false, &fd, err);
     if (!rc)
         rc = xp_gguf_open(&g, in, err);
     if (!rc)
@@ -476,7 +267,8 @@ static int copy_op(const char *in, xp_patch *const *ps, size_t n, bool revert, c
         }
     } else if (!rc) {
         if (!n && !rec.n)
-            rc = xp_err_set(err, XP_EINVAL, "%s: records no applied patch: nothing to revert "
+            rc = xp_err_set(err, XP_EINVAL,
+                            "%s: records no applied patch: nothing to revert "
                             "(name the patch with -p, and --force if the file has no record)",
                             in);
         else if (!(keep = xp_calloc(rec.n, sizeof *keep)) ||
@@ -531,60 +323,6 @@ static int prepare(xp_gguf *g, const char *path, const xp_patch_file_opts *o, xp
     return rc;
 }
 
-/* Journal, commit, write, sync, clean up (see the top of the file). */
-static int commit(const char *path, int fd, const plan *pl, uint64_t size,
-                  const xp_patch_file_opts *o, xp_err *err)
-{
-    char *jpath = suffixed(path, ".xpjournal"), *tmp = suffixed(path, ".xpjournal.tmp");
-    uint8_t *j = NULL;
-    size_t jlen = 0;
-    int rc = jpath && tmp ? journal_encode(pl, size, &j, &jlen, err)
-                          : xp_err_set(err, XP_ENOMEM, "out of memory");
-    int jfd = rc ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (!rc && jfd < 0)
-        rc = xp_err_set(err, XP_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    if (!rc)
-        rc = io_loop(jfd, j, jlen, 0, true, tmp, err);
-    if (!rc && fsync(jfd) != 0)
-        rc = xp_err_set(err, XP_EIO, "%s: flush failed: %s", tmp, strerror(errno));
-    if (jfd >= 0)
-        close(jfd);
-    if (!rc)
-        step(o);
-    if (!rc && rename(tmp, jpath) != 0)
-        rc = xp_err_set(err, XP_EIO, "%s: cannot commit the journal: %s", jpath, strerror(errno));
-    if (!rc)
-        rc = xp_sync_dir_of(path, err);
-    if (rc && tmp)
-        unlink(tmp);
-    if (!rc)
-        step(o);
-    /* committed: from here on a failure leaves the journal for recovery */
-    for (size_t i = 0; i < pl->n && !rc; i++) {
-        uint64_t half = pl->r[i].len / 2;
-        rc = io_loop(fd, pl->r[i].post, half, pl->r[i].off, true, path, err);
-        if (!rc)
-            step(o);
-        if (!rc)
-            rc = io_loop(fd, pl->r[i].post + half, pl->r[i].len - half, pl->r[i].off + half,
-                         true, path, err);
-        if (!rc)
-            step(o);
-    }
-    if (!rc && fsync(fd) != 0)
-        rc = xp_err_set(err, XP_EIO, "%s: flush failed: %s", path, strerror(errno));
-    if (!rc)
-        step(o);
-    if (!rc && unlink(jpath) != 0)
-        rc = xp_err_set(err, XP_EIO, "%s: cannot remove: %s", jpath, strerror(errno));
-    if (!rc)
-        rc = xp_sync_dir_of(path, err);
-    if (!rc)
-        step(o);
-    free(j), free(jpath), free(tmp);
-    return rc;
-}
-
 static int inplace_op(const char *path, xp_patch *const *ps, size_t n, bool revert,
                       const xp_patch_file_opts *o, xp_patch_file_result *res, xp_err *err)
 {
@@ -592,17 +330,19 @@ static int inplace_op(const char *path, xp_patch *const *ps, size_t n, bool reve
     int fd = -1;
     xp_gguf *g = NULL;
     xp_patch_record rec = {0};
-    int rc = lock_file(path, &fd, err);
+    int rc = xp_file_lock(path, true, &fd, err);
     if (!rc)
-        rc = recover_locked(path, fd, &res->recovered, err);
+        rc = xp_journal_recover_locked(path, fd, &res->recovered, err);
     if (!rc)
         rc = xp_gguf_open(&g, path, err);
     if (!rc)
         rc = xp_patch_record_read(g, &rec, &present, err);
     if (!rc && !present && revert)
-        rc = xp_err_set(err, XP_EINVAL, "%s: has no xorpatch record, so nothing is recorded as "
+        rc = xp_err_set(err, XP_EINVAL,
+                        "%s: has no xorpatch record, so nothing is recorded as "
                         "applied; to remove a patch anyway write a copy with `xorpatch revert -p "
-                        "PATCH --force -o OUT`", path);
+                        "PATCH --force -o OUT`",
+                        path);
     if (!rc && !present) {
         rc = prepare(g, path, o, err);
         res->prepared = !rc;
@@ -612,7 +352,7 @@ static int inplace_op(const char *path, xp_patch *const *ps, size_t n, bool reve
         fd = -1;
         /* the rename replaced the file: lock and open the new one */
         if (!rc)
-            rc = lock_file(path, &fd, err);
+            rc = xp_file_lock(path, true, &fd, err);
         if (!rc)
             rc = xp_gguf_open(&g, path, err);
         if (!rc)
@@ -635,8 +375,8 @@ static int inplace_op(const char *path, xp_patch *const *ps, size_t n, bool reve
         flips = (xp_patch **)ps, n_flips = n;
     } else if (!rc) {
         if (!n && !rec.n)
-            rc = xp_err_set(err, XP_EINVAL, "%s: records no applied patch: nothing to revert",
-                            path);
+            rc =
+                xp_err_set(err, XP_EINVAL, "%s: records no applied patch: nothing to revert", path);
         else if (!(keep = xp_calloc(rec.n, sizeof *keep)))
             rc = xp_err_set(err, XP_ENOMEM, "out of memory");
         if (!rc)
@@ -668,7 +408,7 @@ static int inplace_op(const char *path, xp_patch *const *ps, size_t n, bool reve
         res->bytes_changed += pl.r[i].len;
     }
     if (!rc)
-        rc = commit(path, fd, &pl, g->file_size, o, err);
+        rc = xp_journal_commit(path, fd, pl.r, pl.n, g->file_size, step, (void *)o, err);
     res->n_applied = n_list;
     plan_free(&pl);
     if (revert)

@@ -106,7 +106,7 @@ A64      := $(BUILD)/aarch64
 A64_CC   ?= aarch64-linux-gnu-gcc
 A64_CRIT := $(CACHE)/aarch64/usr
 A64_PKG  := PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config
-$(A64)/%: CC = $(A64_CC)
+$(A64)/%: override CC = $(A64_CC)
 $(A64)/%: PKG_CFLAGS = $(shell $(A64_PKG) --cflags $(PKGS)) -I$(A64_CRIT)/include
 $(A64)/%: LDLIBS = $(shell $(A64_PKG) --libs $(PKGS)) $(OMP_LIBS) -lm \
                    -L$(A64_CRIT)/lib/aarch64-linux-gnu -Wl,--disable-new-dtags \
@@ -116,7 +116,7 @@ $(eval $(call flavour,$(A64),))
 # tests/test_forward.c: there the tests, whose speed does not matter, are built without
 # loop vectorisation.
 A64_TEST_FIX := -fno-tree-loop-vectorize
-$(A64)/obj/tests/%.o: CFLAGS += $(A64_TEST_FIX)
+$(A64)/obj/tests/%.o: CFLAGS += $(if $(findstring clang,$(A64_CC)),,$(A64_TEST_FIX))
 ifneq ($(if $(IS_CLANG),,$(filter aarch64%,$(shell $(CC) -dumpmachine 2>/dev/null))),)
 $(BUILD)/obj/tests/%.o $(BUILD)/asan/obj/tests/%.o: CFLAGS += $(A64_TEST_FIX)
 endif

@@ -36,7 +36,8 @@ void xp_paired_tally(const bool *before, const bool *after, const bool *select, 
 typedef struct xp_eval_probe {
     double gap[2];      /* seq_logprob gap (or the metric's) base / patched */
     char *output[2];    /* greedy generations (NULL without generation) */
-    bool right[2];      /* by the set's matcher; by gap > 0 without generation */
+    bool right[2];      /* by the set's matcher; by gap > 0 without generation (answer_logprob:
+                           by margin > 0) */
     int verbatim[2];    /* enum xp_verbatim, -1 for other sets */
 } xp_eval_probe;
 typedef struct xp_eval_opts {

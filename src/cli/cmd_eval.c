@@ -27,10 +27,14 @@ static const char usage[] =
     "  --probes FILE        the training probes (any probe file format)\n"
     "  --heldout FILE       held-out probes from a second file\n"
     "  --split SPEC         or hold out part of --probes: FIELD=VALUE (category, role or name;\n"
-    "                       VALUE* matches a prefix) or ratio:R[:SEED] (a seeded fraction)\n"
+    "                       VALUE* matches a prefix) or ratio:R[:SEED] (a seeded fraction);\n"
+    "                       refused when a prompt repeats in --probes\n"
     "  -p, --patch PATH     a patch file in any format or a Neagari patch directory;\n"
     "                       repeat to stack several\n"
-    "  --metric NAME        gaps as seq_logprob (default) or token_gap (legacy)\n"
+    "  --metric NAME        gaps as seq_logprob (default), token_gap (legacy), margin or\n"
+    "                       answer_logprob (the correct answer alone, no wrong one needed;\n"
+    "                       margin > 0: greedy emits each answer token under teacher\n"
+    "                       forcing, see audit --help; answer_logprob is judged by margin)\n"
     "  --no-generate        judge by gap sign only (fast, no generation)\n"
     "  --max-tokens N       generation limit (default: the set's)\n"
     "  --per-probe          list every probe in the text report (default: only the probes\n"
@@ -310,6 +314,12 @@ static int run(int argc, char **argv)
     eval_set sets[2] = {{"train", NULL, NULL, {0}}, {"heldout", NULL, NULL, {0}}};
     size_t n_sets = heldout || split ? 2 : 1;
     rc = xp_probe_set_load(&sets[0].s, probes, &err);
+    size_t rep = 0, n_rep = !rc && split ? xp_probe_set_repeats(sets[0].s, &rep) : 0;
+    if (n_rep)
+        rc = xp_err_set(&err, XP_EINVAL, "%s: %zu probes repeat an earlier prompt (the first: "
+                        "\"%s\"), so a split could put one item on both sides; remove the "
+                        "repeats or give --heldout FILE", probes, n_rep,
+                        sets[0].s->probes[rep].name);
     if (!rc && split) {
         xp_probe_set *whole = sets[0].s;
         rc = xp_probe_set_split(whole, &how, &sets[0].s, &sets[1].s, &err);
@@ -322,7 +332,8 @@ static int run(int argc, char **argv)
     for (size_t k = 0; !rc && k < n_sets; k++) {
         if (max_tokens)
             sets[k].s->max_tokens = (size_t)max_tokens;
-        rc = xp_probe_tokenize(sets[k].s, xp_model_tokenizer(m), &sets[k].pt, &err);
+        if (!(rc = xp_probe_set_check_metric(sets[k].s, (xp_metric)metric, &err)))
+            rc = xp_probe_tokenize(sets[k].s, xp_model_tokenizer(m), &sets[k].pt, &err);
     }
     double t0 = cli_now();
     cli_progress bar;

@@ -21,8 +21,8 @@ int cli_metric(const char *command, const char *name)
 {
     int m = xp_metric_from_name(name);
     if (m < 0)
-        return cli_usage_error(command, "--metric must be seq_logprob, token_gap or generation, "
-                               "not '%s'", name), -1;
+        return cli_usage_error(command, "--metric must be seq_logprob, token_gap, generation, "
+                               "margin or answer_logprob, not '%s'", name), -1;
     return m;
 }
 

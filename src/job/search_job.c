@@ -50,6 +50,10 @@ static int load_probes(xp_model *m, const xp_search_job *job, probes *p, xp_err 
         rc = xp_probe_set_load(&p->controls, job->controls, err);
     if (!rc && job->heldout)
         rc = xp_probe_set_load(&p->heldout, job->heldout, err);
+    xp_probe_set *check[] = {p->file, p->controls, p->heldout};
+    for (int i = 0; i < 3 && !rc; i++)
+        if (check[i])
+            rc = xp_probe_set_check_metric(check[i], job->opts.metric, err);
     if (!rc && !(rc = tokenize(m, p->targets, &p->t, err)) &&
         !(rc = tokenize(m, p->promoted, &p->p, err)) &&
         !(rc = tokenize(m, p->controls, &p->c, err)))

@@ -52,9 +52,9 @@ static double now(void)
 
 static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
 {
-    if (o->metric != XP_METRIC_SEQ_LOGPROB && o->metric != XP_METRIC_TOKEN_GAP)
-        return xp_err_set(err, XP_EINVAL, "the search measures seq_logprob or token_gap gaps, "
-                          "not %s", xp_metric_name(o->metric));
+    if (o->metric == XP_METRIC_GENERATION || xp_metric_name(o->metric)[0] == '?')
+        return xp_err_set(err, XP_EINVAL, "the search measures seq_logprob, token_gap, margin "
+                          "or answer_logprob, not %s", xp_metric_name(o->metric));
     if (o->fitness < 0 || o->fitness > XP_FITNESS_FOCUSED)
         return xp_err_set(err, XP_EINVAL, "unknown fitness %d", o->fitness);
     if (o->granularity < 0 || o->granularity > XP_GRAN_SCALE_BIT)
@@ -156,7 +156,7 @@ static void run_fingerprint(const char *base, const cJSON *settings, const xp_pr
         hex[64] = 0;
         return;
     }
-#define PUT(p, n) (memcpy(w, (p), (n)), w += (n))
+#define PUT(p, n) ((n) != 0 ? (memcpy(w, (p), (n)), w += (n)) : w)
     PUT(text ? text : "", len);
     uint32_t counts[2] = {(uint32_t)nt, (uint32_t)nc};
     PUT(counts, sizeof counts);

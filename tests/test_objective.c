@@ -1,0 +1,248 @@
+/* The correctness objective: plain {"prompt", "answer"} items load (array and JSONL) and
+ * are refused under the pair metrics; margin and answer_logprob equal a float64 reference
+ * computed over the plain path's full logits; batched values equal values alone; the
+ * search gauge measures them bit for bit as the naive path does; and a margin search on
+ * plain items gives the same patch on 1 and 2 threads and when resumed. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "search/search_int.h"
+#include "testutil.h"
+#include "xorpatch.h"
+
+static const char plain_items[] =
+    "[{\"prompt\":\"73 + 67 =\",\"answer\":\" 140\"},"
+    "{\"prompt\":\"d/dx [x^4 + 3x^2] =\",\"answer\":\" 4x^3 + 6x\"},"
+    "{\"prompt\":\"Is 97 prime?\",\"answer\":\" Yes\"},"
+    "{\"prompt\":\"The capital of France is\",\"answer\":\" Paris\"},"
+    "{\"prompt\":\"12 * 11 =\",\"answer\":\" 132\"},"
+    "{\"prompt\":\"The chemical symbol for iron is\",\"answer\":\" Fe\"}]";
+
+static xp_probe_set *parse(const char *json)
+{
+    xp_probe_set *s = NULL;
+    xp_err err = {0};
+    cr_assert_eq(xp_probe_set_parse(&s, json, strlen(json), "items.json", &err), XP_OK, "%s",
+                 err.msg);
+    return s;
+}
+
+Test(objective, plain_items_load_as_an_array_and_as_jsonl)
+{
+    xp_probe_set *a = parse(plain_items);
+    cr_assert_eq(a->n, 6);
+    cr_expect_null(a->probes[0].wrong);
+    cr_expect_str_eq(a->probes[0].correct, " 140");
+    const char *lines = "{\"prompt\":\"1 + 1 =\",\"answer\":\" 2\"}\n\n"
+                        "{\"prompt\":\"2 + 2 =\",\"answer\":\" 4\"}\n";
+    xp_probe_set *b = parse(lines);
+    cr_assert_eq(b->n, 2);
+    cr_expect_str_eq(b->probes[1].prompt, "2 + 2 =");
+    cr_expect_str_eq(b->probes[1].correct, " 4");
+    cr_expect_eq(b->matcher, XP_MATCH_MATH);
+    xp_err err = {0};
+    cr_expect_eq(xp_probe_set_check_metric(b, XP_METRIC_MARGIN, &err), XP_OK);
+    cr_expect_eq(xp_probe_set_check_metric(b, XP_METRIC_ANSWER_LOGPROB, &err), XP_OK);
+    for (int m = XP_METRIC_SEQ_LOGPROB; m <= XP_METRIC_GENERATION; m++) {
+        cr_expect_eq(xp_probe_set_check_metric(b, (xp_metric)m, &err), XP_EINVAL);
+        cr_expect(strstr(err.msg, "no wrong answer") && strstr(err.msg, "line_1"), "%s", err.msg);
+    }
+    xp_probe_set *bad = NULL;
+    cr_expect_neq(xp_probe_set_parse(&bad, "{\"prompt\":\"x\",\"answer\":\" y\"}\nnot json\n", 40,
+                                     "t.jsonl", &err),
+                  XP_OK);
+    cr_expect(strstr(err.msg, "line 2"), "%s", err.msg);
+    xp_probe_set_free(a);
+    xp_probe_set_free(b);
+}
+
+/* The plain path's full logits at the prompt's last position and each answer token. */
+static float *plain_rows(xp_model *m, const xp_probe_tokens *p)
+{
+    size_t V = xp_model_shape(m)->n_vocab, n = p->n_prompt + p->n_answer[0];
+    int32_t *tok = malloc(n * sizeof *tok);
+    memcpy(tok, p->prompt, p->n_prompt * sizeof *tok);
+    memcpy(tok + p->n_prompt, p->answer[0], p->n_answer[0] * sizeof *tok);
+    uint8_t *want = calloc(n, 1);
+    memset(want + p->n_prompt - 1, 1, p->n_answer[0]);
+    float *rows = malloc(p->n_answer[0] * V * sizeof *rows);
+    xp_seq s = {NULL, tok, n, want};
+    xp_err err = {0};
+    cr_assert_eq(xp_forward(m, XP_PATH_PLAIN, &s, 1, rows, &err), XP_OK, "%s", err.msg);
+    free(tok), free(want);
+    return rows;
+}
+
+Test(objective, margin_and_answer_logprob_match_a_float64_reference, .timeout = 120)
+{
+    xp_model *m = xp_test_open_tiny();
+    xp_err err = {0};
+    xp_probe_set *s = parse(plain_items);
+    xp_probe_tokens *pt;
+    cr_assert_eq(xp_probe_tokenize(s, xp_model_tokenizer(m), &pt, &err), XP_OK, "%s", err.msg);
+    size_t n = s->n, V = xp_model_shape(m)->n_vocab;
+    double lp[8], mg[8], one;
+    cr_assert_eq(xp_probe_gaps(m, pt, n, XP_METRIC_ANSWER_LOGPROB, lp, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_probe_gaps(m, pt, n, XP_METRIC_MARGIN, mg, &err), XP_OK, "%s", err.msg);
+    xp_probe_score sc[8];
+    cr_assert_eq(xp_probe_scores(m, pt, n, XP_METRIC_MARGIN, sc, &err), XP_OK, "%s", err.msg);
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_eq(xp_probe_gaps(m, &pt[i], 1, XP_METRIC_MARGIN, &one, &err), XP_OK);
+        cr_expect(one == mg[i], "probe %zu: margin batched %.17g, alone %.17g", i, mg[i], one);
+        cr_expect(sc[i].gap == mg[i] && sc[i].margin == mg[i] && sc[i].logprob[0] == lp[i]);
+        cr_expect(isnan(sc[i].logprob[1]) && sc[i].measured[1] == -1);
+        float *rows = plain_rows(m, &pt[i]);
+        double ref_lp = 0, ref_mg = INFINITY;
+        for (size_t k = 0; k < pt[i].n_answer[0]; k++) {
+            const float *r = rows + k * V;
+            int32_t c = pt[i].answer[0][k];
+            double mx = r[0], sum = 0, other = -INFINITY;
+            for (size_t v = 0; v < V; v++) {
+                mx = r[v] > mx ? r[v] : mx;
+                if ((int32_t)v != c && r[v] > other)
+                    other = r[v];
+            }
+            for (size_t v = 0; v < V; v++)
+                sum += exp((double)r[v] - mx);
+            ref_lp += (double)r[c] - mx - log(sum);
+            ref_mg = fmin(ref_mg, (double)r[c] - other);
+        }
+        /* the fast path's int8 activations differ from the plain path's fp32 a little */
+        cr_expect(fabs(ref_lp - lp[i]) < 0.05 * (1 + fabs(ref_lp)),
+                  "probe %zu: answer_logprob %.9g, plain reference %.9g", i, lp[i], ref_lp);
+        cr_expect(fabs(ref_mg - mg[i]) < 0.1 * (1 + fabs(ref_mg)),
+                  "probe %zu: margin %.9g, plain reference %.9g", i, mg[i], ref_mg);
+        cr_expect(lp[i] <= 0);
+        /* a positive margin means the argmax is the answer's token at every position */
+        if (sc[i].emitted != pt[i].answer[0][0])
+            cr_expect(mg[i] <= 0, "probe %zu: the model emits another first token", i);
+        free(rows);
+    }
+    xp_probe_tokens_free(pt, n);
+    xp_probe_set_free(s);
+    xp_model_close(m);
+}
+
+/* The fast gauge and the naive one on the same probes, after a flip too. */
+Test(objective, the_gauge_measures_the_correctness_metrics_as_the_naive_path, .timeout = 180)
+{
+    xp_model *m = xp_test_open_tiny();
+    xp_err err = {0};
+    xp_probe_set *s = parse(plain_items);
+    xp_probe_tokens *pt;
+    cr_assert_eq(xp_probe_tokenize(s, xp_model_tokenizer(m), &pt, &err), XP_OK, "%s", err.msg);
+    size_t n = s->n;
+    const xp_probe_tokens *pp[8];
+    for (size_t i = 0; i < n; i++)
+        pp[i] = &pt[i];
+    uint32_t layers[] = {1, 2};
+    xp_metric metrics[] = {XP_METRIC_MARGIN, XP_METRIC_ANSWER_LOGPROB};
+    xp_candidate c = {2, XP_PROJ_UP, XP_FLIP_ROW, 0, 17};
+    for (int k = 0; k < 2; k++) {
+        xp_gauge fast, naive;
+        cr_assert_eq(xp_gauge_init(&fast, m, pp, n, metrics[k], false, layers, 2, true, &err),
+                     XP_OK, "%s", err.msg);
+        cr_assert_eq(xp_gauge_init(&naive, m, pp, n, metrics[k], true, layers, 2, true, &err),
+                     XP_OK);
+        double a[8], b[8], direct[8];
+        cr_assert_eq(xp_gauge_run(&fast, NULL, 0, NULL, a, &err), XP_OK, "%s", err.msg);
+        xp_gauge_commit(&fast);
+        cr_assert_eq(xp_gauge_run(&naive, NULL, 0, NULL, b, &err), XP_OK, "%s", err.msg);
+        cr_assert_eq(xp_probe_gaps(m, pt, n, metrics[k], direct, &err), XP_OK);
+        cr_expect(memcmp(a, b, n * sizeof *a) == 0, "%s: fast = naive", xp_metric_name(metrics[k]));
+        cr_expect(memcmp(a, direct, n * sizeof *a) == 0, "%s: = xp_probe_gaps",
+                  xp_metric_name(metrics[k]));
+        xp_candidate_flip(m, &c);
+        xp_tree_change ch = xp_candidate_change(m, &c);
+        size_t sel[] = {4, 1};
+        double sa[2];
+        cr_assert_eq(xp_gauge_run(&fast, NULL, 0, &ch, a, &err), XP_OK, "%s", err.msg);
+        cr_assert_eq(xp_gauge_run(&fast, sel, 2, &ch, sa, &err), XP_OK, "%s", err.msg);
+        cr_assert_eq(xp_gauge_run(&naive, NULL, 0, &ch, b, &err), XP_OK);
+        cr_expect(memcmp(a, b, n * sizeof *a) == 0, "%s after a flip: fast = naive",
+                  xp_metric_name(metrics[k]));
+        cr_expect(sa[0] == a[4] && sa[1] == a[1], "a selection measures as the whole run");
+        bool moved = false;
+        for (size_t i = 0; i < n; i++)
+            moved |= a[i] != direct[i];
+        cr_expect(moved, "the flip moves some value");
+        xp_candidate_flip(m, &c);
+        xp_gauge_free(&fast);
+        xp_gauge_free(&naive);
+    }
+    xp_probe_tokens_free(pt, n);
+    xp_probe_set_free(s);
+    xp_model_close(m);
+}
+
+static void flips_id(xp_patch *p, char hex[65])
+{
+    xp_err err = {0};
+    cr_assert_eq(xp_patch_flips_sha256(p, hex, &err), XP_OK, "%s", err.msg);
+}
+
+Test(objective, a_margin_search_on_plain_items_is_the_same_on_threads_and_resumed, .timeout = 300)
+{
+    xp_model *m = xp_test_open_tiny();
+    xp_err err = {0};
+    xp_probe_set *s = parse(plain_items);
+    xp_probe_tokens *pt;
+    cr_assert_eq(xp_probe_tokenize(s, xp_model_tokenizer(m), &pt, &err), XP_OK, "%s", err.msg);
+    size_t nt = 4, nc = 2;
+    xp_search_opts o;
+    xp_search_opts_default(&o);
+    o.metric = XP_METRIC_MARGIN;
+    o.iterations = 14;
+    o.seed = 3;
+    o.granularity = XP_GRAN_BLOCK;
+    xp_search_result a, b;
+    char ida[65], idb[65];
+    omp_set_num_threads(2);
+    cr_assert_eq(xp_search_run(m, pt, nt, pt + nt, nc, &o, NULL, &a, &err), XP_OK, "%s", err.msg);
+    cr_assert_gt(a.accepted, 0, "some flip is kept");
+    flips_id(a.patch, ida);
+    double *g = malloc((nt + nc) * sizeof *g);
+    cr_assert_eq(xp_model_patch_apply(m, a.patch, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_probe_gaps(m, pt, nt + nc, XP_METRIC_MARGIN, g, &err), XP_OK);
+    cr_expect(memcmp(g, a.final_gaps, (nt + nc) * sizeof *g) == 0,
+              "the patch gives the search's final margins");
+    cr_assert_eq(xp_model_patch_revert(m, a.patch, &err), XP_OK);
+    free(g);
+
+    omp_set_num_threads(1);
+    cr_assert_eq(xp_search_run(m, pt, nt, pt + nt, nc, &o, NULL, &b, &err), XP_OK);
+    flips_id(b.patch, idb);
+    cr_expect_str_eq(idb, ida, "one thread: the same patch");
+    xp_search_result_free(&b);
+    omp_set_num_threads(2);
+
+    char ckpt[512];
+    xp_test_tmp_path(ckpt, sizeof ckpt, "margin-ckpt.json");
+    xp_search_opts part = o;
+    part.iterations = 6;
+    part.checkpoint = ckpt;
+    part.checkpoint_every = 6;
+    cr_assert_eq(xp_search_run(m, pt, nt, pt + nt, nc, &part, NULL, &b, &err), XP_OK);
+    bool wrote = b.patch->n_flips > 0;
+    xp_search_result_free(&b);
+    if (wrote) {
+        xp_patch *saved;
+        cr_assert_eq(xp_patch_read(&saved, ckpt, &err), XP_OK, "%s", err.msg);
+        cr_assert_eq(xp_search_run(m, pt, nt, pt + nt, nc, &o, saved, &b, &err), XP_OK);
+        cr_expect_eq(b.resumed_at, 6);
+        flips_id(b.patch, idb);
+        cr_expect_str_eq(idb, ida, "resumed: the same patch");
+        xp_search_result_free(&b);
+        xp_patch_free(saved);
+        remove(ckpt);
+    }
+    /* a pair metric on plain items is refused, naming what is missing */
+    o.metric = XP_METRIC_SEQ_LOGPROB;
+    cr_expect_eq(xp_search_run(m, pt, nt, pt + nt, nc, &o, NULL, &b, &err), XP_EINVAL);
+    cr_expect(strstr(err.msg, "no wrong answer"), "%s", err.msg);
+    xp_search_result_free(&a);
+    xp_probe_tokens_free(pt, s->n);
+    xp_probe_set_free(s);
+    xp_model_close(m);
+}

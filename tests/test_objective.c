@@ -246,3 +246,123 @@ Test(objective, a_margin_search_on_plain_items_is_the_same_on_threads_and_resume
     xp_probe_set_free(s);
     xp_model_close(m);
 }
+
+/* ---- clean data ------------------------------------------------------------------- */
+
+Test(objective, corpus_heldout_prompts_are_asked_once_and_training_is_unchanged, .timeout = 120)
+{
+    xp_err err = {0};
+    xp_corpus *c;
+    cr_assert_eq(xp_corpus_generate(&c, 1, &err), XP_OK, "%s", err.msg);
+    cr_expect_eq(c->n, 9859);
+    /* the training items, in order, are what the shipped model was trained on */
+    size_t cap = 1 << 20, len = 0;
+    char *text = malloc(cap);
+    for (size_t i = 0; i < c->n; i++) {
+        const xp_doc *d = &c->docs[i];
+        if (d->heldout)
+            continue;
+        size_t need = strlen(d->task) + strlen(d->prompt) + strlen(d->answer) + 8;
+        if (len + need > cap)
+            text = realloc(text, cap = 2 * (len + need));
+        len += (size_t)snprintf(text + len, cap - len, "%s\t%s\t%s\t%d\n", d->task, d->prompt,
+                                d->answer, d->chat);
+    }
+    char hex[65];
+    xp_sha256_hex(text, len, hex);
+    cr_expect_str_eq(hex, "b4de31fbdb031b356df13c1dbbb01833efab122dfe1814f9f638a1ea749fffc0",
+                     "the training items changed: the shipped model no longer matches");
+    free(text);
+    /* no held-out prompt twice, none a training prompt; their tokens all occur in
+     * training items, so the trained vocabulary rows are what they were */
+    xp_model *m = xp_test_open_tiny();
+    const xp_tokenizer *tok = xp_model_tokenizer(m);
+    size_t V = xp_model_shape(m)->n_vocab, held = 0;
+    bool *train_tok = calloc(V, 1);
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->docs[i].heldout)
+            continue;
+        int32_t *ids;
+        size_t n;
+        cr_assert_eq(xp_doc_tokenize(tok, &c->docs[i], &ids, &n, &err), XP_OK, "%s", err.msg);
+        for (size_t k = 0; k < n; k++)
+            train_tok[ids[k]] = true;
+        free(ids);
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        const xp_doc *d = &c->docs[i];
+        if (!d->heldout)
+            continue;
+        held++;
+        for (size_t j = 0; j < c->n; j++)
+            if (j != i && !strcmp(c->docs[j].prompt, d->prompt)) {
+                cr_expect(false, "held-out \"%s\" is also item %zu", d->prompt, j);
+                break;
+            }
+        int32_t *ids;
+        size_t n;
+        cr_assert_eq(xp_doc_tokenize(tok, d, &ids, &n, &err), XP_OK, "%s", err.msg);
+        for (size_t k = 0; k < n; k++)
+            cr_expect(train_tok[ids[k]], "held-out \"%s\": token %d is in no training item",
+                      d->prompt, ids[k]);
+        free(ids);
+    }
+    cr_expect_eq(held, 1331);
+    free(train_tok);
+    xp_model_close(m);
+    xp_corpus_free(c);
+}
+
+Test(objective, plain_heldout_items_on_request_are_distinct_and_never_trained)
+{
+    xp_err err = {0};
+    xp_corpus *c, *items, *again;
+    cr_assert_eq(xp_corpus_generate(&c, 1, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_corpus_heldout_items(1, "deriv", 400, &items, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_corpus_heldout_items(1, "deriv", 400, &again, &err), XP_OK);
+    cr_assert_eq(items->n, 400);
+    for (size_t i = 0; i < items->n; i++) {
+        cr_expect_str_eq(items->docs[i].prompt, again->docs[i].prompt, "deterministic");
+        for (size_t j = 0; j < i; j++)
+            cr_expect_str_neq(items->docs[i].prompt, items->docs[j].prompt);
+        for (size_t j = 0; j < c->n; j++)
+            if (!c->docs[j].heldout)
+                cr_expect_str_neq(items->docs[i].prompt, c->docs[j].prompt);
+    }
+    char path[512];
+    xp_test_tmp_path(path, sizeof path, "items.jsonl");
+    cr_assert_eq(xp_corpus_write_items(items, path, &err), XP_OK, "%s", err.msg);
+    xp_probe_set *s;
+    cr_assert_eq(xp_probe_set_load(&s, path, &err), XP_OK, "%s", err.msg);
+    cr_expect_eq(s->n, 400);
+    cr_expect_eq(xp_probe_set_repeats(s, NULL), 0);
+    cr_expect_str_eq(s->probes[7].correct, items->docs[7].answer);
+    xp_probe_set_free(s);
+    unlink(path);
+    xp_corpus *none = NULL;
+    cr_expect_eq(xp_corpus_heldout_items(1, "deriv", 600, &none, &err), XP_EINVAL);
+    cr_expect(strstr(err.msg, "distinct held-out items"), "%s", err.msg);
+    cr_expect_eq(xp_corpus_heldout_items(1, "capital", 5, &none, &err), XP_EINVAL);
+    xp_corpus_free(items);
+    xp_corpus_free(again);
+    xp_corpus_free(c);
+}
+
+Test(objective, eval_split_refuses_repeated_prompts, .timeout = 60)
+{
+    char model[512], probes[512], cmd[2048];
+    xp_test_tiny_model(model, sizeof model);
+    xp_test_tmp_path(probes, sizeof probes, "repeats.json");
+    xp_test_write(probes, "[{\"prompt\":\"1 + 1 =\",\"answer\":\" 2\",\"name\":\"a\"},"
+                          "{\"prompt\":\"2 + 2 =\",\"answer\":\" 4\",\"name\":\"b\"},"
+                          "{\"prompt\":\"1 + 1 =\",\"answer\":\" 2\",\"name\":\"c\"}]");
+    snprintf(cmd, sizeof cmd,
+             "%s eval -m '%s' --probes '%s' --metric margin --no-generate "
+             "--split ratio:0.5",
+             xp_test_bin(), model, probes);
+    char *out, *err;
+    cr_expect_neq(xp_test_run(cmd, NULL, &out, &err), 0);
+    cr_expect(strstr(err, "1 probes repeat an earlier prompt") && strstr(err, "\"c\""), "%s", err);
+    free(out), free(err);
+    unlink(probes);
+}

@@ -10,6 +10,7 @@
 static const char usage[] =
     "Usage: xorpatch corpus [--seed N] -o CORPUS.jsonl\n"
     "       xorpatch corpus --probes DIR -m MODEL [--corpus FILE | --seed N]\n"
+    "       xorpatch corpus --items TASK N [--seed N] -o ITEMS.jsonl\n"
     "\n"
     "Writes the tiny model's corpus as JSON lines ({\"task\",\"prompt\",\"answer\",\"chat\",\n"
     "\"heldout\"}): small-number arithmetic (\"37 + 48 = 85\"), first and second derivatives\n"
@@ -26,11 +27,18 @@ static const char usage[] =
     "answer is the model's own greedy answer where it errs, else a near miss.\n"
     "Prints the greedy accuracy per task.\n"
     "\n"
+    "With --items, writes N distinct held-out items of TASK (arith, deriv or deriv2) as\n"
+    "JSON lines {\"prompt\", \"answer\"}: held out by the corpus's own rule, so never a\n"
+    "training prompt, drawn by a generator of their own (probes for --metric margin or\n"
+    "answer_logprob; arith has about 1,250 such prompts, deriv and deriv2 about 480).\n"
+    "No held-out prompt of the corpus repeats: repeats drawn among them are replaced.\n"
+    "\n"
     "  --seed N             corpus seed (default 1)\n"
     "  -o, --output FILE    where to write the corpus\n"
     "  --probes DIR         write probe sets into DIR (created if missing)\n"
     "  -m, --model FILE     the trained model the probes are measured on\n"
     "  --corpus FILE        read the corpus instead of generating it from --seed\n"
+    "  --items TASK N       N plain held-out items of TASK into -o\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no summary\n"
     "  -h, --help           this text\n";
@@ -52,23 +60,31 @@ static int write_probes(const char *dir, const char *model_path, xp_corpus *c, u
     printf("%-10s %16s %16s\n", "task", "train greedy", "held-out greedy");
     for (size_t i = 0; i < n; i++)
         printf("%-10s %7u/%-3u %3.0f%% %7u/%-3u %3.0f%%\n", stats[i].task, stats[i].train_right,
-               stats[i].train_n, stats[i].train_n ? 100.0 * stats[i].train_right / stats[i].train_n : 0,
+               stats[i].train_n,
+               stats[i].train_n ? 100.0 * stats[i].train_right / stats[i].train_n : 0,
                stats[i].heldout_right, stats[i].heldout_n,
                stats[i].heldout_n ? 100.0 * stats[i].heldout_right / stats[i].heldout_n : 0);
     cli_note("wrote %s/train.json, heldout.json, controls.json, verbatim_train.json and "
-             "verbatim_heldout.json in %.1f s", dir, cli_now() - t0);
+             "verbatim_heldout.json in %.1f s",
+             dir, cli_now() - t0);
     return EXIT_OK;
 }
 
 static int run(int argc, char **argv)
 {
-    enum { O_SEED = 256, O_PROBES, O_CORPUS };
-    static const struct option opts[] = {
-        {"seed", required_argument, 0, O_SEED},     {"probes", required_argument, 0, O_PROBES},
-        {"corpus", required_argument, 0, O_CORPUS}, {"model", required_argument, 0, 'm'},
-        {"output", required_argument, 0, 'o'},      {"threads", required_argument, 0, 't'},
-        {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    enum { O_SEED = 256, O_PROBES, O_CORPUS, O_ITEMS };
+    static const struct option opts[] = {{"seed", required_argument, 0, O_SEED},
+                                         {"probes", required_argument, 0, O_PROBES},
+                                         {"corpus", required_argument, 0, O_CORPUS},
+                                         {"model", required_argument, 0, 'm'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"items", required_argument, 0, O_ITEMS},
+                                         {0, 0, 0, 0}};
+    const char *items_task = NULL;
+    long n_items = 0;
     const char *out = NULL, *probes = NULL, *model = NULL, *corpus_path = NULL;
     uint64_t seed = 1;
     int opt, rc;
@@ -84,6 +100,12 @@ static int run(int argc, char **argv)
         }
         case O_PROBES: probes = optarg; break;
         case O_CORPUS: corpus_path = optarg; break;
+        case O_ITEMS:
+            items_task = optarg;
+            if (optind >= argc || (n_items = cli_parse_count(argv[optind])) <= 0)
+                return cli_usage_error("corpus", "--items needs a task and a positive count");
+            optind++;
+            break;
         case 'm': model = optarg; break;
         case 'o': out = optarg; break;
         case 't':
@@ -103,6 +125,19 @@ static int run(int argc, char **argv)
         return cli_usage_error("corpus", "--probes needs -m MODEL");
     xp_err err = {0};
     xp_corpus *c = NULL;
+    if (items_task) {
+        if (!out || probes || corpus_path)
+            return cli_usage_error("corpus", "--items writes into -o FILE, alone");
+        if (xp_corpus_heldout_items(seed, items_task, (size_t)n_items, &c, &err) ||
+            xp_corpus_write_items(c, out, &err)) {
+            xp_corpus_free(c);
+            return cli_fail(&err);
+        }
+        cli_note("wrote %s: %zu held-out %s items, seed %llu", out, c->n, items_task,
+                 (unsigned long long)seed);
+        xp_corpus_free(c);
+        return EXIT_OK;
+    }
     if (corpus_path ? xp_corpus_read(&c, corpus_path, &err) : xp_corpus_generate(&c, seed, &err))
         return cli_fail(&err);
     rc = EXIT_OK;
@@ -123,5 +158,5 @@ static int run(int argc, char **argv)
     return rc;
 }
 
-const cli_command cli_corpus = {"corpus", "write the tiny model's corpus, or its probe sets",
-                                usage, run};
+const cli_command cli_corpus = {"corpus", "write the tiny model's corpus, or its probe sets", usage,
+                                run};

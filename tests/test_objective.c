@@ -366,3 +366,79 @@ Test(objective, eval_split_refuses_repeated_prompts, .timeout = 60)
     free(out), free(err);
     unlink(probes);
 }
+
+/* ---- the random-patch baseline ----------------------------------------------------- */
+
+Test(objective, permutation_p_on_a_hand_made_distribution)
+{
+    long random[] = {-2, 0, 1, 3, 3, 5, -1, 0, 2, 4};
+    cr_expect_float_eq(xp_permutation_p(3, random, 10), (1.0 + 4) / 11, 1e-15);
+    cr_expect_float_eq(xp_permutation_p(6, random, 10), 1.0 / 11, 1e-15);
+    cr_expect_float_eq(xp_permutation_p(-5, random, 10), 1.0, 1e-15);
+    cr_expect_float_eq(xp_permutation_p(0, NULL, 0), 1.0, 1e-15);
+}
+
+/* Per tensor: rows, blocks, masks, and scale flips per bit. */
+static void kind_counts(const xp_patch *p, size_t counts[][4 + 16])
+{
+    for (size_t i = 0; i < p->n_flips; i++) {
+        const xp_flip *f = &p->flips[i];
+        counts[f->tensor][f->kind == XP_FLIP_SCALE ? 4 + f->bit : f->kind]++;
+    }
+}
+
+Test(objective, random_patches_like_a_patch_have_its_kind_counts_and_repeat_by_seed, .timeout = 120)
+{
+    xp_model *m = xp_test_open_tiny();
+    xp_err err = {0};
+    xp_patch *p;
+    cr_assert_eq(xp_patch_new(&p, &err), XP_OK);
+    cr_assert_eq(xp_patch_add_row(p, "blk.1.ffn_up.weight", 3, &err), XP_OK);
+    cr_assert_eq(xp_patch_add_row(p, "blk.1.ffn_up.weight", 9, &err), XP_OK);
+    cr_assert_eq(xp_patch_add_block(p, "blk.1.ffn_up.weight", 40, &err), XP_OK);
+    cr_assert_eq(xp_patch_add_scale_bit(p, "blk.2.ffn_gate.weight", 5, 7, &err), XP_OK);
+    cr_assert_eq(xp_patch_add_scale_bit(p, "blk.2.ffn_gate.weight", 6, 9, &err), XP_OK);
+    cr_assert_eq(xp_patch_add_block(p, "blk.2.ffn_gate.weight", 8, &err), XP_OK);
+    cr_assert_eq(xp_patch_bind(p, xp_model_gguf(m), &err), XP_OK, "%s", err.msg);
+    size_t want[2][20] = {{0}};
+    kind_counts(p, want);
+    char id[3][65];
+    for (int k = 0; k < 3; k++) {
+        xp_patch *r;
+        cr_assert_eq(xp_random_like_patch(p, xp_model_gguf(m), k < 2 ? 11 : 12, &r, &err), XP_OK,
+                     "%s", err.msg);
+        cr_assert_eq(r->n_tensors, 2);
+        cr_expect_str_eq(r->tensors[0].name, p->tensors[0].name);
+        cr_expect_str_eq(r->tensors[1].name, p->tensors[1].name);
+        size_t got[2][20] = {{0}};
+        kind_counts(r, got);
+        cr_expect(memcmp(got, want, sizeof got) == 0, "the random patch has the kind counts");
+        cr_assert_eq(xp_patch_flips_sha256(r, id[k], &err), XP_OK);
+        xp_patch_free(r);
+    }
+    cr_expect_str_eq(id[0], id[1], "the same seed, the same patch");
+    cr_expect_str_neq(id[0], id[2], "another seed, another patch");
+
+    /* the baseline: deterministic, and its p-value is the formula's */
+    xp_probe_set *s = parse(plain_items);
+    xp_probe_tokens *pt;
+    cr_assert_eq(xp_probe_tokenize(s, xp_model_tokenizer(m), &pt, &err), XP_OK);
+    xp_eval_opts eo = {.metric = XP_METRIC_MARGIN};
+    xp_random_baseline a, b;
+    cr_assert_eq(xp_random_baseline_run(m, s, pt, p, &eo, 5, 3, &a, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_random_baseline_run(m, s, pt, p, &eo, 5, 3, &b, &err), XP_OK);
+    cr_expect_eq(a.observed, b.observed);
+    cr_expect(memcmp(a.random, b.random, 5 * sizeof *a.random) == 0,
+              "the same seed, the same gains");
+    cr_expect_float_eq(a.p, xp_permutation_p(a.observed, a.random, 5), 1e-15);
+    xp_eval e;
+    cr_assert_eq(xp_eval_run(m, s, pt, &p, 1, &eo, &e, &err), XP_OK);
+    cr_expect_eq(a.observed, (long)e.overall.fixed - (long)e.overall.broke);
+    xp_eval_free(&e);
+    xp_random_baseline_free(&a);
+    xp_random_baseline_free(&b);
+    xp_probe_tokens_free(pt, s->n);
+    xp_probe_set_free(s);
+    xp_patch_free(p);
+    xp_model_close(m);
+}

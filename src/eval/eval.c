@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "xorpatch/eval.h"
+#include "eval/eval_int.h"
 
 void xp_eval_free(xp_eval *e)
 {
@@ -51,6 +51,18 @@ static int measure_side(xp_model *m, const xp_probe_set *s, const xp_probe_token
             p->verbatim[side] = xp_verbatim_classify(p->output[side], q->target_span, q->passage);
     }
     free(margins);
+    return rc;
+}
+
+int xp_eval_judge(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
+                  const xp_eval_opts *o, xp_patch *patch, bool *right, xp_err *err)
+{
+    xp_eval e;
+    int rc = xp_eval_run(m, s, pt, patch ? &patch : NULL, patch ? 1 : 0, o, &e, err);
+    for (size_t i = 0; !rc && i < s->n; i++)
+        right[i] = e.probes[i].right[1];
+    if (!rc)
+        xp_eval_free(&e);
     return rc;
 }
 

@@ -37,6 +37,12 @@ static const char usage[] =
     "                       forcing, see audit --help; answer_logprob is judged by margin)\n"
     "  --no-generate        judge by gap sign only (fast, no generation)\n"
     "  --max-tokens N       generation limit (default: the set's)\n"
+    "  --random-baseline N  also N random patches like the one -p gives (its tensors and,\n"
+    "                       per tensor, its number of rows, blocks and scale bits), judged\n"
+    "                       on the held-out set (else --probes): the permutation p-value of\n"
+    "                       the patch's fixed - broke among theirs, (1 + #{random >= it}) /\n"
+    "                       (1 + N), next to McNemar's; costs N more evaluations of that set\n"
+    "  --seed S             seed of the random patches (default 1)\n"
     "  --per-probe          list every probe in the text report (default: only the probes\n"
     "                       whose outcome or gap sign changed)\n"
     "  --json               one JSON object on stdout:\n"
@@ -244,7 +250,7 @@ static void set_print(const eval_set *es, bool patched, bool generate, bool per_
 static int run(int argc, char **argv)
 {
     enum { O_PROBES = 256, O_HELDOUT, O_SPLIT, O_METRIC, O_NOGEN, O_MAXTOK, O_PER, O_JSON,
-           O_KERNEL };
+           O_KERNEL, O_RANDOM, O_SEED };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},      {"probes", required_argument, 0, O_PROBES},
         {"heldout", required_argument, 0, O_HELDOUT}, {"split", required_argument, 0, O_SPLIT},
@@ -253,7 +259,9 @@ static int run(int argc, char **argv)
         {"per-probe", no_argument, 0, O_PER},      {"json", no_argument, 0, O_JSON},
         {"kernel", required_argument, 0, O_KERNEL}, {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
+        {"random-baseline", required_argument, 0, O_RANDOM}, {"seed", required_argument, 0, O_SEED},
         {0, 0, 0, 0}};
+    long n_random = 0, seed = 1;
     const char *model = NULL, *probes = NULL, *heldout = NULL, *split = NULL, *kernel = NULL;
     int metric = XP_METRIC_SEQ_LOGPROB, opt, rc;
     bool generate = true, json = false, per_probe = false;
@@ -282,6 +290,15 @@ static int run(int argc, char **argv)
                 rc = cli_usage_error("eval", "--max-tokens needs a positive count, not '%s'", optarg);
             break;
         case O_PER: per_probe = true; break;
+        case O_RANDOM:
+            if ((n_random = cli_parse_count(optarg)) < 0)
+                rc = cli_usage_error("eval", "--random-baseline needs a count, not '%s'", optarg);
+            break;
+        case O_SEED:
+            if ((seed = cli_parse_count(optarg)) < 0)
+                rc = cli_usage_error("eval", "--seed needs a non-negative integer, not '%s'",
+                                     optarg);
+            break;
         case O_JSON: json = true; break;
         case O_KERNEL: kernel = optarg; break;
         case 't': rc = cli_set_threads("eval", optarg); break;
@@ -299,6 +316,9 @@ static int run(int argc, char **argv)
         rc = cli_usage_error("eval", "-m MODEL and --probes FILE are required");
     else if (heldout && split)
         rc = cli_usage_error("eval", "give --heldout FILE or --split SPEC, not both");
+    else if (n_random && list.n != 1)
+        rc = cli_usage_error("eval", "--random-baseline compares one patch (-p) with random "
+                             "ones");
     else if (metric == XP_METRIC_GENERATION)
         metric = XP_METRIC_SEQ_LOGPROB; /* generation is judged anyway; its gap is seq_logprob */
     xp_probe_split how;
@@ -345,6 +365,15 @@ static int run(int argc, char **argv)
         rc = xp_eval_run(m, sets[k].s, sets[k].pt, list.p, list.n, &eo, &sets[k].e, &err);
         cli_progress_end(&bar);
     }
+    xp_random_baseline rb = {0};
+    eval_set *judged = &sets[n_sets - 1];
+    if (!rc && n_random) {
+        cli_progress_start(&bar, "random patches");
+        if (!(rc = xp_patch_bind(list.p[0], xp_model_gguf(m), &err)))
+            rc = xp_random_baseline_run(m, judged->s, judged->pt, list.p[0], &eo,
+                                        (size_t)n_random, (uint64_t)seed, &rb, &err);
+        cli_progress_end(&bar);
+    }
     if (!rc && json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", model);
@@ -357,6 +386,19 @@ static int run(int argc, char **argv)
         cJSON *arr = cJSON_AddArrayToObject(o, "sets");
         for (size_t k = 0; k < n_sets; k++)
             cJSON_AddItemToArray(arr, set_json(&sets[k]));
+        if (n_random) {
+            cJSON *b = cJSON_AddObjectToObject(o, "random_baseline");
+            cJSON_AddStringToObject(b, "split", judged->split);
+            cJSON_AddNumberToObject(b, "n", (double)rb.n);
+            cJSON_AddNumberToObject(b, "seed", (double)rb.seed);
+            cJSON_AddNumberToObject(b, "fixed_minus_broke", (double)rb.observed);
+            cJSON *g = cJSON_AddArrayToObject(b, "random");
+            for (size_t i = 0; i < rb.n; i++)
+                cJSON_AddItemToArray(g, cJSON_CreateNumber((double)rb.random[i]));
+            cJSON_AddNumberToObject(b, "at_least", (double)rb.at_least);
+            cJSON_AddNumberToObject(b, "permutation_p", rb.p);
+            cJSON_AddNumberToObject(b, "mcnemar_p", judged->e.overall.mcnemar_p);
+        }
         cli_print_json(o);
     } else if (!rc) {
         printf("model %s; ", model);
@@ -370,7 +412,14 @@ static int run(int argc, char **argv)
         printf("; gaps by %s\n\n", xp_metric_name((xp_metric)metric));
         for (size_t k = 0; k < n_sets; k++)
             set_print(&sets[k], list.n > 0, generate, per_probe || !list.n);
+        if (n_random)
+            printf("random baseline (%s, %zu patches like it, seed %llu): fixed - broke %ld; "
+                   "%zu random patches did as well or better; permutation p = %.3g (McNemar "
+                   "p = %.3g)\n",
+                   judged->split, rb.n, (unsigned long long)rb.seed, rb.observed, rb.at_least,
+                   rb.p, judged->e.overall.mcnemar_p);
     }
+    xp_random_baseline_free(&rb);
     if (!rc)
         cli_note("evaluated in %.1f s", cli_now() - t0);
     for (size_t k = 0; k < 2; k++) {

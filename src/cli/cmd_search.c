@@ -34,9 +34,7 @@ static const char usage[] =
     "  --heldout FILE         probes evaluated only at the end\n"
     "  --allow-dead           search even with dead targets\n"
     "Measure and fitness:\n"
-    "  --metric NAME          seq_logprob (default), token_gap (legacy), margin or\n"
-    "                         answer_logprob (the correct answer alone: plain {\"prompt\",\n"
-    "                         \"answer\"} items need no wrong answer; see audit --help)\n"
+    "  --metric NAME          seq_logprob (default), token_gap, margin, answer_logprob\n"
     "  --fitness NAME         mean (default), min, borderline or focused (SPEC 8)\n"
     "  --lambda X             control penalty (default 2.0)\n"
     "  --epsilon X            focused: how far a control may fall (default 0.5)\n"
@@ -74,6 +72,8 @@ static const char usage[] =
     "                         \"seconds\", \"flips\"} (fitness null when screened out)\n"
     "  --report FILE          the HTML report (default PATCH.html)\n"
     "  --no-eval              skip the before/after generations (gaps only)\n"
+    "  --random-baseline N    random patches for a held-out permutation p (default 20:\n"
+    "                         20 more held-out evaluations; 0: off)\n"
     "  --kernel NAME          fast-path kernel: avx512, avx2 or portable (default: best)\n"
     "  -t, --threads N        threads (default: all cores)\n"
     "  -q, --quiet            no progress, notes or text report (files are written)\n"
@@ -193,7 +193,7 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
 {
     enum { O_PROBES = 256, O_CONTROLS, O_HELDOUT, O_ALLOW_DEAD, O_METRIC, O_EPSILON,
            O_MIN_GAIN, O_SCALE_RATIO, O_SCALE_BITS, O_AUTO_STOP, O_SEED, O_RESUME, O_CKPT,
-           O_NAIVE, O_NAME, O_LOG, O_REPORT, O_NO_EVAL, O_KERNEL, O_PROMOTE_CAP };
+           O_NAIVE, O_NAME, O_LOG, O_REPORT, O_NO_EVAL, O_KERNEL, O_PROMOTE_CAP, O_RANDOM };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},        {"probes", required_argument, 0, O_PROBES},
         {"controls", required_argument, 0, O_CONTROLS}, {"heldout", required_argument, 0, O_HELDOUT},
@@ -207,7 +207,7 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
         {"checkpoint-every", required_argument, 0, O_CKPT}, {"naive", no_argument, 0, O_NAIVE},
         {"out", required_argument, 0, 'o'},          {"name", required_argument, 0, O_NAME},
         {"log", required_argument, 0, O_LOG},        {"report", required_argument, 0, O_REPORT},
-        {"no-eval", no_argument, 0, O_NO_EVAL},      {"kernel", required_argument, 0, O_KERNEL},
+        {"no-eval", no_argument, 0, O_NO_EVAL}, {"random-baseline", required_argument, 0, O_RANDOM},      {"kernel", required_argument, 0, O_KERNEL},
         {"promote-cap", required_argument, 0, O_PROMOTE_CAP},
         {"threads", required_argument, 0, 't'},      {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
@@ -281,6 +281,11 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
         case O_LOG: a->log = optarg; break;
         case O_REPORT: a->report = optarg; break;
         case O_NO_EVAL: a->no_eval = true; break;
+        case O_RANDOM:
+            if ((a->random_baseline = cli_parse_count(optarg)) < 0)
+                return cli_usage_error(a->command, "--random-baseline needs a count, not '%s'",
+                                       optarg);
+            break;
         case O_KERNEL: a->kernel = optarg; break;
         case O_PROMOTE_CAP:
             if (!a->pipeline)
@@ -316,7 +321,7 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
 
 static int run(int argc, char **argv)
 {
-    cli_search_args a = {.command = "search", .self = &cli_search};
+    cli_search_args a = {.command = "search", .self = &cli_search, .random_baseline = -1};
     xp_search_opts_default(&a.opts);
     int rc = cli_search_parse(argc, argv, &a);
     if (rc >= 0)
@@ -335,6 +340,7 @@ static int run(int argc, char **argv)
                          .resume = a.resume,
                          .allow_dead = a.allow_dead,
                          .no_eval = a.no_eval,
+                         .random_baseline = a.random_baseline < 0 ? 20 : (size_t)a.random_baseline,
                          .opts = a.opts,
                          .report = cli.quiet ? NULL : stdout};
     cli_job_view view;

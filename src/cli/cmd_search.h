@@ -13,6 +13,7 @@ typedef struct cli_search_args {
     const char *model, *probes, *controls, *heldout, *out, *name, *log, *report, *resume,
         *kernel;
     bool allow_dead, no_eval;
+    long random_baseline; /* -1: the default */
     bool pipeline;              /* positional probe files and --promote-cap allowed */
     bool lambda_set, iterations_set, layers_set; /* given on the command line */
     size_t promote_cap;

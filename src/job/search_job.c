@@ -163,6 +163,7 @@ static int report(const xp_search_job *job, const search_report *sr, xp_search_j
 void xp_search_job_result_free(xp_search_job_result *r)
 {
     xp_search_result_free(&r->search);
+    xp_random_baseline_free(&r->baseline);
     free(r->report_text);
     memset(r, 0, sizeof *r);
 }
@@ -258,6 +259,19 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
             rc = evaluate(m, sets[i], toks[i], res->patch, &o, !job->no_eval, &ev[i], err);
             evaluated[i] = !rc;
         }
+    if (!rc && evaluated[3] && job->random_baseline) {
+        job_note(cb, "random baseline: %zu random patches like it on the held-out set ...",
+                 job->random_baseline);
+        xp_eval_opts eo = {.metric = o.metric, .generate = !job->no_eval};
+        rc = xp_random_baseline_run(m, p.heldout, p.h, res->patch, &eo, job->random_baseline,
+                                    o.seed, &out->baseline, err);
+        if (!rc)
+            job_note(cb,
+                     "random baseline: held-out fixed - broke %ld; %zu of %zu random patches "
+                     "did as well or better: permutation p = %.3g (McNemar p = %.3g)",
+                     out->baseline.observed, out->baseline.at_least, out->baseline.n,
+                     out->baseline.p, ev[3].overall.mcnemar_p);
+    }
     if (!rc) {
         search_report sr = {.model = job->model_path,
                             .patch_path = job->out,

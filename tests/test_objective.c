@@ -442,3 +442,55 @@ Test(objective, random_patches_like_a_patch_have_its_kind_counts_and_repeat_by_s
     xp_patch_free(p);
     xp_model_close(m);
 }
+
+static void count_changed(void *ctx, const xp_search_iter *it)
+{
+    *(size_t *)ctx += it->control_changed;
+}
+
+static void control_texts(xp_model *m, const xp_probe_tokens *c, size_t n, char **texts)
+{
+    const int32_t *prompts[8];
+    size_t lens[8];
+    for (size_t i = 0; i < n; i++)
+        prompts[i] = c[i].prompt, lens[i] = c[i].n_prompt;
+    xp_batch_gen_opts go = {24, true, NULL, NULL};
+    xp_err err = {0};
+    cr_assert_eq(xp_generate_batch(m, prompts, lens, n, &go, texts, &err), XP_OK, "%s", err.msg);
+}
+
+Test(objective, control_check_generation_keeps_every_control_output, .timeout = 300)
+{
+    xp_model *m = xp_test_open_tiny();
+    xp_err err = {0};
+    xp_probe_set *s = parse(plain_items);
+    xp_probe_tokens *pt;
+    cr_assert_eq(xp_probe_tokenize(s, xp_model_tokenizer(m), &pt, &err), XP_OK, "%s", err.msg);
+    size_t nt = 2, nc = 4, changed = 0;
+    xp_search_opts o;
+    xp_search_opts_default(&o);
+    o.metric = XP_METRIC_MARGIN;
+    o.iterations = 20;
+    o.seed = 2;
+    o.lambda = 0; /* nothing but the generation check guards the controls */
+    o.granularity = XP_GRAN_ROW;
+    o.control_generation = true;
+    o.on_iter = count_changed;
+    o.ctx = &changed;
+    xp_search_result r;
+    cr_assert_eq(xp_search_run(m, pt, nt, pt + nt, nc, &o, NULL, &r, &err), XP_OK, "%s", err.msg);
+    char *before[4], *after[4];
+    control_texts(m, pt + nt, nc, before);
+    cr_assert_eq(xp_model_patch_apply(m, r.patch, &err), XP_OK, "%s", err.msg);
+    control_texts(m, pt + nt, nc, after);
+    cr_assert_eq(xp_model_patch_revert(m, r.patch, &err), XP_OK);
+    for (size_t i = 0; i < nc; i++) {
+        cr_expect_str_eq(after[i], before[i], "control %zu's greedy output is kept", i);
+        free(before[i]), free(after[i]);
+    }
+    cr_expect_leq(changed + r.accepted, r.iterations);
+    xp_search_result_free(&r);
+    xp_probe_tokens_free(pt, s->n);
+    xp_probe_set_free(s);
+    xp_model_close(m);
+}

@@ -40,6 +40,7 @@ static const char usage[] =
     "  --epsilon X            focused: how far a control may fall (default 0.5)\n"
     "  --min-gain X           keep a flip only if it beats the best by more (default 0;\n"
     "                         not with focused, whose rule is lexicographic)\n"
+    "  --control-check C      none or generation: no control's greedy output may change\n"
     "Candidates:\n"
     "  --granularity G        row (default), block or scale-bit (block flips and, with\n"
     "                         probability --scale-ratio, scale-bit moves)\n"
@@ -72,8 +73,7 @@ static const char usage[] =
     "                         \"seconds\", \"flips\"} (fitness null when screened out)\n"
     "  --report FILE          the HTML report (default PATCH.html)\n"
     "  --no-eval              skip the before/after generations (gaps only)\n"
-    "  --random-baseline N    random patches for a held-out permutation p (default 20:\n"
-    "                         20 more held-out evaluations; 0: off)\n"
+    "  --random-baseline N    held-out p vs N random patches (20 more evals; 0: off)\n"
     "  --kernel NAME          fast-path kernel: avx512, avx2 or portable (default: best)\n"
     "  -t, --threads N        threads (default: all cores)\n"
     "  -q, --quiet            no progress, notes or text report (files are written)\n"
@@ -193,7 +193,8 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
 {
     enum { O_PROBES = 256, O_CONTROLS, O_HELDOUT, O_ALLOW_DEAD, O_METRIC, O_EPSILON,
            O_MIN_GAIN, O_SCALE_RATIO, O_SCALE_BITS, O_AUTO_STOP, O_SEED, O_RESUME, O_CKPT,
-           O_NAIVE, O_NAME, O_LOG, O_REPORT, O_NO_EVAL, O_KERNEL, O_PROMOTE_CAP, O_RANDOM };
+           O_NAIVE, O_NAME, O_LOG, O_REPORT, O_NO_EVAL, O_KERNEL, O_PROMOTE_CAP, O_RANDOM,
+           O_CONTROL_CHECK };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},        {"probes", required_argument, 0, O_PROBES},
         {"controls", required_argument, 0, O_CONTROLS}, {"heldout", required_argument, 0, O_HELDOUT},
@@ -207,7 +208,8 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
         {"checkpoint-every", required_argument, 0, O_CKPT}, {"naive", no_argument, 0, O_NAIVE},
         {"out", required_argument, 0, 'o'},          {"name", required_argument, 0, O_NAME},
         {"log", required_argument, 0, O_LOG},        {"report", required_argument, 0, O_REPORT},
-        {"no-eval", no_argument, 0, O_NO_EVAL}, {"random-baseline", required_argument, 0, O_RANDOM},      {"kernel", required_argument, 0, O_KERNEL},
+        {"no-eval", no_argument, 0, O_NO_EVAL}, {"random-baseline", required_argument, 0, O_RANDOM},
+        {"control-check", required_argument, 0, O_CONTROL_CHECK},      {"kernel", required_argument, 0, O_KERNEL},
         {"promote-cap", required_argument, 0, O_PROMOTE_CAP},
         {"threads", required_argument, 0, 't'},      {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
@@ -281,6 +283,12 @@ int cli_search_parse(int argc, char **argv, cli_search_args *a)
         case O_LOG: a->log = optarg; break;
         case O_REPORT: a->report = optarg; break;
         case O_NO_EVAL: a->no_eval = true; break;
+        case O_CONTROL_CHECK:
+            if (strcmp(optarg, "none") && strcmp(optarg, "generation"))
+                return cli_usage_error(a->command, "--control-check must be none or "
+                                       "generation, not '%s'", optarg);
+            a->opts.control_generation = !strcmp(optarg, "generation");
+            break;
         case O_RANDOM:
             if ((a->random_baseline = cli_parse_count(optarg)) < 0)
                 return cli_usage_error(a->command, "--random-baseline needs a count, not '%s'",

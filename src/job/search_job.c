@@ -221,6 +221,9 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
         o.name = job->name ? job->name : stem;
         o.base_sha256 = base_sha;
         o.provenance = &pv;
+        const xp_probe_set *rule = p.controls ? p.controls : p.promoted;
+        o.control_max_tokens = rule->max_tokens; /* the controls' generation rule */
+        o.control_stop_newline = rule->stop_newline;
         job_search_hook(&js, &o);
         job_note(cb,
                  "search: %zu targets, %zu controls, %s, fitness %s, %s flips, %zu "

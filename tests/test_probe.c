@@ -131,8 +131,8 @@ Test(probe, older_bankai_keys_and_alternates)
 Test(probe, malformed_files_name_the_probe_and_the_field)
 {
     struct { const char *json, *msg; } cases[] = {
-        {"[{\"prompt\":\"p\",\"correct\":\" 1\",\"name\":\"n1\"}]",
-         "mem.json: probe \"n1\" (probes[0]): field \"wrong\" is missing"},
+        {"[{\"prompt\":\"p\",\"correct\":\" 1\",\"wrong\":\"\",\"name\":\"n1\"}]",
+         "mem.json: probe \"n1\" (probes[0]): field \"wrong\" is empty"},
         {"[{\"prompt\":\"p\",\"correct\":\" 1\",\"wrong\":\" 2\",\"name\":\"a\"},"
          "{\"prompt\":\"p\",\"correct\":1,\"wrong\":\" 2\",\"name\":\"b\"}]",
          "probe \"b\" (probes[1]): field \"correct\" must be a string"},

@@ -239,7 +239,7 @@ Test(probe_cli, errors_name_the_probe_and_field_and_exit_codes_hold)
     xp_test_write(probes, "[{\"prompt\":\"p\",\"correct\":\" 1\",\"wrong\":\" 2\",\"name\":\"ok\"},"
                        "{\"prompt\":\"p\",\"correct\":\" 1\",\"name\":\"broken\"}]");
     struct { const char *fmt; int code; const char *msg; } cases[] = {
-        {"audit -m '%s' --probes '%s'", 2, "probe \"broken\" (probes[1]): field \"wrong\" is missing"},
+        {"audit -m '%s' --probes '%s'", 2, "probe \"broken\" has no wrong answer"},
         {"eval -m '%s' --probes '%s'", 2, "probe \"broken\""},
         {"audit -m '%s' --probes '%s' --metric nope", 1, "--metric must be seq_logprob"},
         {"eval -m '%s' --probes '%s' --heldout x --split ratio:0.5", 1, "not both"},

@@ -36,7 +36,8 @@ void xp_paired_tally(const bool *before, const bool *after, const bool *select, 
 typedef struct xp_eval_probe {
     double gap[2];      /* seq_logprob gap (or the metric's) base / patched */
     char *output[2];    /* greedy generations (NULL without generation) */
-    bool right[2];      /* by the set's matcher; by gap > 0 without generation */
+    bool right[2];      /* by the set's matcher; by gap > 0 without generation (answer_logprob:
+                           by margin > 0) */
     int verbatim[2];    /* enum xp_verbatim, -1 for other sets */
 } xp_eval_probe;
 typedef struct xp_eval_opts {
@@ -59,6 +60,32 @@ int xp_eval_run(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
                 xp_patch *const *ps, size_t n_ps, const xp_eval_opts *o, xp_eval *out,
                 xp_err *err);
 void xp_eval_free(xp_eval *e);
+
+/* ---- the random-patch baseline ----------------------------------------------------- */
+
+/* The permutation p-value of a gain against n random gains, with the +1 correction:
+ * (1 + #{random[i] >= observed}) / (1 + n). */
+double xp_permutation_p(long observed, const long *random, size_t n);
+/* A random patch like p (bound to g's model): the same tensors, and per tensor the same
+ * number of flips of each kind (scale flips keep their bit, masks their mask) at
+ * distinct random places, no two sign-bit flips of different kinds in one row, so its
+ * canonical form has exactly p's counts. The same seed gives the same patch. */
+int xp_random_like_patch(const xp_patch *p, const xp_gguf *g, uint64_t seed, xp_patch **out,
+                         xp_err *err);
+typedef struct xp_random_baseline {
+    size_t n;            /* random patches */
+    uint64_t seed;
+    long observed;       /* the patch's fixed − broke on the set */
+    long *random;        /* [n] each random patch's fixed − broke */
+    size_t at_least;     /* random patches with a gain >= observed */
+    double p;            /* xp_permutation_p */
+} xp_random_baseline;
+/* The patch and n random patches like it (seeded by seed and their index alone), each
+ * judged on the set as xp_eval_run judges (the base once); progress counts patches. */
+int xp_random_baseline_run(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
+                           xp_patch *patch, const xp_eval_opts *o, size_t n, uint64_t seed,
+                           xp_random_baseline *out, xp_err *err);
+void xp_random_baseline_free(xp_random_baseline *b);
 
 /* ---- task benchmarks -------------------------------------------------------------- */
 

@@ -53,6 +53,8 @@ typedef struct xp_search_job {
     const char *resume;   /* a patch to go on from (NULL: a fresh search) */
     bool allow_dead;      /* search even with dead targets */
     bool no_eval;         /* gaps only at the end, no generations */
+    size_t random_baseline; /* random patches like the result judged on the held-out set
+                               at the end, as it is judged (0: none) */
     xp_search_opts opts;
     FILE *report;     /* the text report goes here (NULL: nowhere) */
     bool report_text; /* and, when set, into the result's report_text */
@@ -62,6 +64,7 @@ typedef struct xp_search_job_result {
     xp_search_result search; /* the patch (with its provenance), gaps and counts */
     bool written;            /* the patch file was written (it has flips) */
     char *report_text;       /* the text report, when asked for (malloc'd) */
+    xp_random_baseline baseline; /* the held-out random-patch baseline (n 0: none) */
 } xp_search_job_result;
 
 /* Runs the job: audit (dead targets refused unless allowed), search (checkpointed to out

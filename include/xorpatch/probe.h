@@ -12,19 +12,36 @@ extern "C" {
 
 /* ---- probes and metrics --------------------------------------------------------- */
 
-/* A probe is a prompt with a correct answer and a wrong one (the distractor); its gap
- * is positive when the model prefers the correct answer. seq_logprob (the default):
- * summed teacher-forced log-probability of the correct continuation minus the wrong
- * one's. token_gap (legacy, for reproducing old results only): logit(correct) −
- * logit(wrong) at the last prompt position with each answer reduced to one id (the
- * stored base ids when the file has them, else the first token of the in-context
- * continuation), so multi-token answers such as " 20" and " 0" share an id and the
- * probe is dead. generation: greedy output judged by the set's matcher; its gap is
- * the seq_logprob gap. */
-typedef enum { XP_METRIC_SEQ_LOGPROB = 0, XP_METRIC_TOKEN_GAP, XP_METRIC_GENERATION } xp_metric;
-const char *xp_metric_name(xp_metric m);      /* "seq_logprob", "token_gap", "generation" */
+/* A probe is a prompt with a correct answer and, for the pair metrics, a wrong one (the
+ * distractor); its gap is positive when the model prefers the correct answer.
+ * seq_logprob (the default): summed teacher-forced log-probability of the correct
+ * continuation minus the wrong one's. token_gap (legacy, for reproducing old results
+ * only): logit(correct) − logit(wrong) at the last prompt position with each answer
+ * reduced to one id (the stored base ids when the file has them, else the first token of
+ * the in-context continuation), so multi-token answers such as " 20" and " 0" share an id
+ * and the probe is dead. generation: greedy output judged by the set's matcher; its gap
+ * is the seq_logprob gap.
+ * The correctness metrics read the correct continuation alone (no wrong answer needed):
+ * answer_logprob is its teacher-forced log-probability (≤ 0; its sign says nothing);
+ * margin is, over its tokens, the least of (the correct token's logit − the strongest
+ * other token's logit) at that position, so the distractor is whatever the model would
+ * say now. margin > 0 exactly when greedy decoding, fed the prompt, emits the answer's
+ * tokens (in its in-context tokenisation) one after another; a tie (margin 0) counts as
+ * not right. What greedy generation emits after the answer is not measured: the matcher
+ * may still reject " 86" followed by "0". */
+typedef enum {
+    XP_METRIC_SEQ_LOGPROB = 0,
+    XP_METRIC_TOKEN_GAP,
+    XP_METRIC_GENERATION,
+    XP_METRIC_ANSWER_LOGPROB,
+    XP_METRIC_MARGIN
+} xp_metric;
+/* "seq_logprob", "token_gap", "generation", "answer_logprob", "margin" */
+const char *xp_metric_name(xp_metric m);
 int xp_metric_from_name(const char *name);    /* -1 when unknown */
-
+/* Whether the metric compares the correct answer with a wrong one (seq_logprob,
+ * token_gap, generation) rather than reading the correct continuation alone. */
+bool xp_metric_pair(xp_metric m);
 /* Targets are probes to improve; controls (Neagari's promoted_controls) are to keep. */
 enum xp_probe_role { XP_ROLE_TARGET = 0, XP_ROLE_CONTROL = 1 };
 /* How a set's generations are judged: the math matcher (SPEC §2), the verbatim
@@ -35,7 +52,8 @@ enum xp_matcher { XP_MATCH_MATH = 0, XP_MATCH_VERBATIM = 1, XP_MATCH_PREFIX = 2 
 enum xp_probe_format { XP_PROBES_BANKAI = 0, XP_PROBES_NEAGARI = 1, XP_PROBES_VERBATIM = 2 };
 
 typedef struct xp_probe {
-    char *name, *category, *system, *prompt, *correct, *wrong, *target_span, *passage;
+    char *name, *category, *system, *prompt, *correct, *target_span, *passage;
+    char *wrong;        /* NULL for a plain {"prompt", "answer"} item */
     char **alternates;  /* other accepted forms of the correct answer */
     size_t n_alternates;
     bool chat;          /* system + prompt go through the chat template (verbatim sets) */
@@ -66,6 +84,13 @@ typedef struct xp_probe_set {
  * domains stop at a newline after 24 tokens with the prefix matcher. Names may repeat
  * (Neagari's editing set keeps a target as a promoted control under the same name). */
 int xp_probe_set_load(xp_probe_set **out, const char *path, xp_err *err);
+/* Plain items are probes too: a list of {"prompt", "answer"} (or "correct") objects, as
+ * an array or as JSONL (one object per line, the bench-task files), read as a Bankai list
+ * with no wrong answer. */
+/* Refuses a set under a pair metric when a probe has no wrong answer, naming it. */
+int xp_probe_set_check_metric(const xp_probe_set *s, xp_metric metric, xp_err *err);
+/* Probes whose prompt (with its system text) repeats an earlier one's. */
+size_t xp_probe_set_repeats(const xp_probe_set *s, size_t *first_repeat);
 /* The same from a buffer; where names it in messages. */
 int xp_probe_set_parse(xp_probe_set **out, const char *json, size_t len, const char *where,
                        xp_err *err);
@@ -91,7 +116,8 @@ int xp_probe_set_select_role(const xp_probe_set *s, int role, xp_probe_set **out
 /* A probe as tokens, built once per set and reused. */
 typedef struct xp_probe_tokens {
     int32_t *prompt; size_t n_prompt;        /* chat-formatted where the probe is a chat probe */
-    int32_t *answer[2]; size_t n_answer[2];  /* [0] correct, [1] wrong: continuation tokenised in context */
+    int32_t *answer[2]; size_t n_answer[2];  /* [0] correct, [1] wrong: continuation tokenised in
+                                                context (n_answer[1] 0 with no wrong answer) */
     int32_t gap_id[2];                       /* token_gap ids */
 } xp_probe_tokens;
 
@@ -114,6 +140,8 @@ bool xp_probe_dead(const xp_probe_tokens *pt, xp_metric metric);
  * position where they part, the one log-sum-exp both answers' terms subtract. What is left is the
  * difference of the two parting tokens' logits plus each answer's later log-probabilities: the same
  * quantity with less rounding, read from fewer rows (xp_probe_gap_parts takes just those). */
+/* answer_logprob and margin read answer 0's rows alone: row_last predicts its first token
+ * and rows[0] the others (rows[1] unused). */
 double xp_probe_gap(const xp_probe_tokens *pt, xp_metric metric, const float *row_last,
                     const float *const rows[2], size_t n_vocab);
 /* Answer tokens both answers start with, each answer keeping at least one of its own. */
@@ -130,10 +158,12 @@ int  xp_probe_gaps(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric m
 /* What the audit needs beyond the gap, from the same forward passes. */
 typedef struct xp_probe_score {
     double gap;            /* under the metric */
-    double logprob[2];     /* teacher-forced log-probability of each continuation */
+    double logprob[2];     /* teacher-forced log-probability of each continuation (NAN
+                              under token_gap, and [1] when there is no wrong answer) */
+    double margin;         /* the correct continuation's margin (NAN under token_gap) */
     int32_t emitted;       /* the model's next token after the prompt (argmax; lowest id on ties) */
     int32_t measured[2];   /* the ids the metric reads first: gap_id (token_gap) or each
-                              continuation's first token */
+                              continuation's first token (-1 for an absent wrong answer) */
     size_t distractor_rank; /* 1-based rank of the wrong answer's token among the model's
                                choices where the answers first differ (token_gap: the gap
                                ids at the last prompt position); 0 when dead */

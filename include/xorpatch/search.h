@@ -41,6 +41,8 @@ typedef struct xp_search_iter {
     double fitness;          /* the candidate's (NAN when screening rejected it) */
     double best;             /* the best after this iteration */
     bool accepted, screened; /* screened: rejected by screening alone */
+    bool control_changed;    /* passed the fitness, rejected: a control's greedy output
+                                changed (control_generation) */
     size_t probes_run;       /* probe evaluations this iteration */
     double seconds;
     size_t n_flips;          /* kept so far */
@@ -83,6 +85,13 @@ typedef struct xp_search_opts {
                                     0: off; default 200 and 0.01, SPEC 8) */
     double min_gain;             /* keep a flip only if it beats the best by more than this
                                     (mean, min, borderline) */
+    bool control_generation;     /* a flip that passes the fitness is kept only if every
+                                    control's greedy output (at most control_max_tokens,
+                                    ending at a newline when control_stop_newline) is the
+                                    base's: one batched generation of the controls per
+                                    such candidate */
+    size_t control_max_tokens;   /* 24 */
+    bool control_stop_newline;   /* true */
     uint64_t seed;
     bool naive;                  /* the reference evaluation the fast one is measured
                                     against: each sequence alone, every layer, every

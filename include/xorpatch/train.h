@@ -29,10 +29,18 @@ typedef struct xp_corpus {
 
 /* The deterministic corpus of the tiny model: the same seed gives the same items in
  * the same order. Held-out items differ from training items in content (other operand
- * pairs, polynomials, numbers, sentences), not only in template. */
+ * pairs, polynomials, numbers, sentences), not only in template, and no held-out prompt
+ * repeats (training prompts do: the controls and primality are drilled). */
 int xp_corpus_generate(xp_corpus **out, uint64_t seed, xp_err *err);
+/* n held-out items of a plain task (arith, deriv, deriv2), distinct, none a training
+ * prompt of the corpus of this seed, drawn by a generator of their own (so not the
+ * corpus's held-out items, which they may meet); XP_EINVAL when the task has fewer. */
+int xp_corpus_heldout_items(uint64_t seed, const char *task, size_t n, xp_corpus **out,
+                            xp_err *err);
 /* JSON lines, one item a line: {"task","prompt","answer","chat","heldout"}. */
 int xp_corpus_write(const xp_corpus *c, const char *path, xp_err *err);
+/* The items as plain probes, one {"prompt", "answer"} a line. */
+int xp_corpus_write_items(const xp_corpus *c, const char *path, xp_err *err);
 int xp_corpus_read(xp_corpus **out, const char *path, xp_err *err);
 void xp_corpus_free(xp_corpus *c);
 /* prompt + answer + end marker, malloc'd. */

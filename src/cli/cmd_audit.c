@@ -21,7 +21,13 @@ static const char usage[] =
     "  -m, --model FILE     a Qwen3 GGUF\n"
     "  --probes FILE        the probe file\n"
     "  --metric NAME        seq_logprob (default), token_gap (legacy: one id per answer) or\n"
-    "                       generation (solved = the greedy output matches)\n"
+    "                       generation (solved = the greedy output matches), margin (the\n"
+    "                       correct answer alone: at each of its tokens its logit minus the\n"
+    "                       strongest other's, the least of them; > 0 exactly when greedy\n"
+    "                       decoding under teacher forcing emits every answer token, which\n"
+    "                       the matcher's greedy generation then judges with what follows)\n"
+    "                       or answer_logprob (its log-probability; solved by margin > 0);\n"
+    "                       these two need no wrong answer ({\"prompt\", \"answer\"} items)\n"
     "  --no-generate        skip the greedy outputs (not with --metric generation)\n"
     "  --max-tokens N       generation limit (default: the set's, 24 for math and short\n"
     "                       answers, 80 for verbatim chat sets)\n"
@@ -67,6 +73,8 @@ static int execute(const cli_values *v)
     xp_audit au = {0};
     double t0 = cli_now();
     rc = xp_probe_set_load(&s, probes, &err);
+    if (!rc)
+        rc = xp_probe_set_check_metric(s, (xp_metric)v->metric, &err);
     if (!rc)
         rc = xp_probe_tokenize(s, xp_model_tokenizer(m), &pt, &err);
     if (!rc && v->max_tokens)

@@ -5,6 +5,8 @@
  * on the training probes and on held-out ones (a second file or a split). This file
  * names the options, loads and evaluates the sets and prints the report (the job
  * layer's) as text or JSON. */
+#include <cjson/cJSON.h>
+
 #include "cli/options.h"
 
 static const char usage[] =
@@ -24,12 +26,22 @@ static const char usage[] =
     "  --probes FILE        the training probes (any probe file format)\n"
     "  --heldout FILE       held-out probes from a second file\n"
     "  --split SPEC         or hold out part of --probes: FIELD=VALUE (category, role or name;\n"
-    "                       VALUE* matches a prefix) or ratio:R[:SEED] (a seeded fraction)\n"
+    "                       VALUE* matches a prefix) or ratio:R[:SEED] (a seeded fraction);\n"
+    "                       refused when a prompt repeats in --probes\n"
     "  -p, --patch PATH     a patch file in any format or a Neagari patch directory;\n"
     "                       repeat to stack several\n"
-    "  --metric NAME        gaps as seq_logprob (default) or token_gap (legacy)\n"
+    "  --metric NAME        gaps as seq_logprob (default), token_gap (legacy), margin or\n"
+    "                       answer_logprob (the correct answer alone, no wrong one needed;\n"
+    "                       margin > 0: greedy emits each answer token under teacher\n"
+    "                       forcing, see audit --help; answer_logprob is judged by margin)\n"
     "  --no-generate        judge by gap sign only (fast, no generation)\n"
     "  --max-tokens N       generation limit (default: the set's)\n"
+    "  --random-baseline N  also N random patches like the one -p gives (its tensors and,\n"
+    "                       per tensor, its number of rows, blocks and scale bits), judged\n"
+    "                       on the held-out set (else --probes): the permutation p-value of\n"
+    "                       the patch's fixed - broke among theirs, (1 + #{random >= it}) /\n"
+    "                       (1 + N), next to McNemar's; costs N more evaluations of that set\n"
+    "  --seed S             seed of the random patches (default 1)\n"
     "  --per-probe          list every probe in the text report (default: only the probes\n"
     "                       whose outcome or gap sign changed)\n"
     "  --json               one JSON object on stdout:\n"
@@ -54,9 +66,29 @@ static const char usage[] =
 static const int options[] = {
     CLI_O_MODEL,     CLI_O_PROBES, CLI_O_HELDOUT,     CLI_O_SPLIT,
     CLI_O_PATCH,     CLI_O_METRIC, CLI_O_NO_GENERATE, CLI_O_MAX_TOKENS | CLI_LONG_ONLY,
-    CLI_O_PER_PROBE, CLI_O_JSON,   CLI_O_KERNEL,      CLI_O_THREADS};
+    CLI_O_PER_PROBE, CLI_O_JSON,   CLI_O_KERNEL,      CLI_O_THREADS,
+    CLI_O_RANDOM_BASELINE, CLI_O_SEED};
 CLI_COMMAND(cli_eval, "eval", "probes without and with patches: fixed/broke, Wilson, McNemar",
             usage, options, false, execute);
+
+/* The "random_baseline" member of --json: the patch's held-out fixed - broke against
+ * those of random patches like it. */
+static cJSON *random_baseline_json(const xp_random_baseline *rb, const char *split,
+                                   const xp_eval *e)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "split", split);
+    cJSON_AddNumberToObject(b, "n", (double)rb->n);
+    cJSON_AddNumberToObject(b, "seed", (double)rb->seed);
+    cJSON_AddNumberToObject(b, "fixed_minus_broke", (double)rb->observed);
+    cJSON *g = cJSON_AddArrayToObject(b, "random");
+    for (size_t i = 0; i < rb->n; i++)
+        cJSON_AddItemToArray(g, cJSON_CreateNumber((double)rb->random[i]));
+    cJSON_AddNumberToObject(b, "at_least", (double)rb->at_least);
+    cJSON_AddNumberToObject(b, "permutation_p", rb->p);
+    cJSON_AddNumberToObject(b, "mcnemar_p", e->overall.mcnemar_p);
+    return b;
+}
 
 static int execute(const cli_values *v)
 {
@@ -67,6 +99,9 @@ static int execute(const cli_values *v)
         return cli_usage_error("eval", "-m MODEL and --probes FILE are required");
     if (heldout && split)
         return cli_usage_error("eval", "give --heldout FILE or --split SPEC, not both");
+    if (v->random_baseline && list->n != 1)
+        return cli_usage_error("eval", "--random-baseline compares one patch (-p) with random "
+                               "ones");
     /* generation is judged anyway; its gap is seq_logprob */
     xp_metric metric = v->metric == XP_METRIC_GENERATION ? XP_METRIC_SEQ_LOGPROB : v->metric;
     xp_err err = {0};
@@ -85,6 +120,12 @@ static int execute(const cli_values *v)
     } sets[2] = {{"train", NULL, NULL, {0}}, {"heldout", NULL, NULL, {0}}};
     size_t n_sets = heldout || split ? 2 : 1;
     rc = xp_probe_set_load(&sets[0].s, probes, &err);
+    size_t rep = 0, n_rep = !rc && split ? xp_probe_set_repeats(sets[0].s, &rep) : 0;
+    if (n_rep)
+        rc = xp_err_set(&err, XP_EINVAL, "%s: %zu probes repeat an earlier prompt (the first: "
+                        "\"%s\"), so a split could put one item on both sides; remove the "
+                        "repeats or give --heldout FILE", probes, n_rep,
+                        sets[0].s->probes[rep].name);
     if (!rc && split) {
         xp_probe_set *whole = sets[0].s;
         rc = xp_probe_set_split(whole, &how, &sets[0].s, &sets[1].s, &err);
@@ -97,7 +138,8 @@ static int execute(const cli_values *v)
     for (size_t k = 0; !rc && k < n_sets; k++) {
         if (v->max_tokens)
             sets[k].s->max_tokens = v->max_tokens;
-        rc = xp_probe_tokenize(sets[k].s, xp_model_tokenizer(m), &sets[k].pt, &err);
+        if (!(rc = xp_probe_set_check_metric(sets[k].s, metric, &err)))
+            rc = xp_probe_tokenize(sets[k].s, xp_model_tokenizer(m), &sets[k].pt, &err);
     }
     double t0 = cli_now();
     cli_progress bar;
@@ -109,14 +151,36 @@ static int execute(const cli_values *v)
         rc = xp_eval_run(m, sets[k].s, sets[k].pt, list->p, list->n, &eo, &sets[k].e, &err);
         cli_progress_end(&bar);
     }
+    xp_random_baseline rb = {0};
+    size_t judged = n_sets - 1;
+    if (!rc && v->random_baseline) {
+        cli_progress_start(&bar, "random patches");
+        if (!(rc = xp_patch_bind(list->p[0], xp_model_gguf(m), &err)))
+            rc = xp_random_baseline_run(m, sets[judged].s, sets[judged].pt, list->p[0], &eo,
+                                        v->random_baseline, v->given[CLI_O_SEED] ? v->seed : 1,
+                                        &rb, &err);
+        cli_progress_end(&bar);
+    }
     xp_eval_report_set done[2];
     for (size_t k = 0; k < n_sets; k++)
         done[k] = (xp_eval_report_set){sets[k].split, sets[k].s, &sets[k].e};
     xp_eval_report report = {model, list->p, list->n, metric, generate, v->per_probe, done, n_sets};
-    if (!rc && v->json)
-        cli_print_json(xp_eval_report_json(&report));
-    else if (!rc)
+    if (!rc && v->json) {
+        cJSON *o = xp_eval_report_json(&report);
+        if (v->random_baseline)
+            cJSON_AddItemToObject(o, "random_baseline",
+                                  random_baseline_json(&rb, sets[judged].split, &sets[judged].e));
+        cli_print_json(o);
+    } else if (!rc) {
         xp_eval_report_print(stdout, &report);
+        if (v->random_baseline)
+            printf("random baseline (%s, %zu patches like it, seed %llu): fixed - broke %ld; "
+                   "%zu random patches did as well or better; permutation p = %.3g (McNemar "
+                   "p = %.3g)\n",
+                   sets[judged].split, rb.n, (unsigned long long)rb.seed, rb.observed,
+                   rb.at_least, rb.p, sets[judged].e.overall.mcnemar_p);
+    }
+    xp_random_baseline_free(&rb);
     if (!rc)
         cli_note("evaluated in %.1f s", cli_now() - t0);
     for (size_t k = 0; k < 2; k++) {

@@ -27,12 +27,13 @@ static const char usage[] =
     "  --heldout FILE         probes evaluated only at the end\n"
     "  --allow-dead           search even with dead targets\n"
     "Measure and fitness:\n"
-    "  --metric NAME          seq_logprob (default) or token_gap (legacy)\n"
+    "  --metric NAME          seq_logprob (default), token_gap, margin, answer_logprob\n"
     "  --fitness NAME         mean (default), min, borderline or focused (SPEC 8)\n"
     "  --lambda X             control penalty (default 2.0)\n"
     "  --epsilon X            focused: how far a control may fall (default 0.5)\n"
     "  --min-gain X           keep a flip only if it beats the best by more (default 0;\n"
     "                         not with focused, whose rule is lexicographic)\n"
+    "  --control-check C      none or generation: no control's greedy output may change\n"
     "Candidates:\n"
     "  --granularity G        row (default), block or scale-bit (block flips and, with\n"
     "                         probability --scale-ratio, scale-bit moves)\n"
@@ -65,6 +66,7 @@ static const char usage[] =
     "                         \"seconds\", \"flips\"} (fitness null when screened out)\n"
     "  --report FILE          the HTML report (default PATCH.html)\n"
     "  --no-eval              skip the before/after generations (gaps only)\n"
+    "  --random-baseline N    held-out p vs N random patches (20 more evals; 0: off)\n"
     "  --kernel NAME          fast-path kernel: avx512, avx2 or portable (default: best)\n"
     "  -t, --threads N        threads (default: all cores)\n"
     "  -q, --quiet            no progress, notes or text report (files are written)\n"
@@ -72,7 +74,8 @@ static const char usage[] =
 
 static const int options[] = {CLI_SEARCH_RUN_OPTIONS, CLI_O_PROBES, CLI_O_HELDOUT,
                               CLI_O_RESUME_FROM,      CLI_O_NAME,   CLI_O_LOG,
-                              CLI_O_REPORT,           CLI_O_NO_EVAL};
+                              CLI_O_REPORT,           CLI_O_NO_EVAL, CLI_O_RANDOM_BASELINE,
+                              CLI_O_CONTROL_CHECK};
 CLI_COMMAND(cli_search, "search", "search a sparse XOR patch that fixes target probes", usage,
             options, false, execute);
 
@@ -85,6 +88,8 @@ void cli_search_opts(const cli_values *v, xp_search_opts *o)
         o->metric = (xp_metric)v->metric;
     if (v->given[CLI_O_CHECKPOINT_EVERY])
         o->checkpoint_every = v->checkpoint_every;
+    if (v->given[CLI_O_CONTROL_CHECK])
+        o->control_generation = v->control_check == 1;
 }
 
 static int execute(const cli_values *v)
@@ -104,6 +109,7 @@ static int execute(const cli_values *v)
                          .resume = v->resume_from,
                          .allow_dead = v->allow_dead,
                          .no_eval = v->no_eval,
+                         .random_baseline = v->given[CLI_O_RANDOM_BASELINE] ? v->random_baseline : 20,
                          .report = cli.quiet ? NULL : stdout};
     xp_search_opts_default(&job.opts);
     cli_search_opts(v, &job.opts);

@@ -14,6 +14,8 @@
 
 static const char *metric_name(int i) { return xp_metric_name((xp_metric)i); }
 
+static const char *control_check_name(int i) { return i == 0 ? "none" : i == 1 ? "generation" : NULL; }
+
 static const char *task_kind_name(int i)
 {
     static const char *const names[] = {
@@ -274,11 +276,12 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_PROBES] = {"probes", 0, TEXT(probes)},
     [CLI_O_HELDOUT] = {"heldout", 0, TEXT(heldout)},
     [CLI_O_SPLIT] = {"split", 0, TEXT(split)},
-    [CLI_O_METRIC] = {"metric", 0, ENUM(metric, metric_name, XP_METRIC_GENERATION + 1)},
+    [CLI_O_METRIC] = {"metric", 0, ENUM(metric, metric_name, XP_METRIC_MARGIN + 1)},
     [CLI_O_NO_GENERATE] = {"no-generate", 0, FLAG(no_generate)},
     [CLI_O_PER_PROBE] = {"per-probe", 0, FLAG(per_probe)},
 
     [CLI_O_CORPUS] = {"corpus", 0, TEXT(corpus)},
+    [CLI_O_ITEMS] = {"items", 0, TEXT(items)},
     [CLI_O_STEPS] = {"steps", 0, TRAIN_COUNT(train.steps)},
     [CLI_O_STOP_AFTER] = {"stop-after", 0, TRAIN_COUNT(stop_after)},
     [CLI_O_BATCH] = {"batch", 0, TRAIN_COUNT(train.batch)},
@@ -324,6 +327,8 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_REPORT] = {"report", 0, TEXT(report)},
     [CLI_O_NO_EVAL] = {"no-eval", 0, FLAG(no_eval)},
     [CLI_O_PROMOTE_CAP] = {"promote-cap", 0, INT(promote_cap, 0, 1000000)},
+    [CLI_O_RANDOM_BASELINE] = {"random-baseline", 0, INT(random_baseline, 0, 100000)},
+    [CLI_O_CONTROL_CHECK] = {"control-check", 0, ENUM(control_check, control_check_name, 2)},
 
     [CLI_O_TEXT] = {"text", 0, TEXT(text)},
     [CLI_O_COUNTS] = {"counts", 0,

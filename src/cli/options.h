@@ -98,6 +98,7 @@ typedef enum cli_option_id {
     CLI_O_PER_PROBE,
     /* corpus and training */
     CLI_O_CORPUS,
+    CLI_O_ITEMS,
     CLI_O_STEPS,
     CLI_O_STOP_AFTER,
     CLI_O_BATCH,
@@ -135,6 +136,8 @@ typedef enum cli_option_id {
     CLI_O_REPORT,
     CLI_O_NO_EVAL,
     CLI_O_PROMOTE_CAP,
+    CLI_O_RANDOM_BASELINE,
+    CLI_O_CONTROL_CHECK,
     /* experiments */
     CLI_O_TEXT,
     CLI_O_COUNTS,
@@ -208,7 +211,7 @@ typedef struct cli_values {
     const char *probes, *heldout, *split;
     int metric;
     bool no_generate, per_probe;
-    const char *corpus, *checkpoint;
+    const char *corpus, *checkpoint, *items;
     xp_train_opts train; /* --steps, --batch, --lr, --focus, ... */
     uint32_t stop_after, checkpoint_every, log_every;
     bool resume;
@@ -217,6 +220,8 @@ typedef struct cli_values {
     bool allow_dead, no_eval;
     const char *resume_from, *log, *report;
     size_t promote_cap;
+    size_t random_baseline;
+    int control_check; /* 0 none, 1 generation */
     const char *text;
     cli_counts counts;
     cli_kinds strategies;

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "xorpatch/eval.h"
+#include "eval/eval_int.h"
 
 void xp_eval_free(xp_eval *e)
 {
@@ -20,20 +20,27 @@ void xp_eval_free(xp_eval *e)
 
 /* One side (0 base, 1 patched): gaps, generations, judgements. */
 static int measure_side(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
-                        const xp_eval_opts *o, int side, xp_eval *e, double *gaps,
-                        char **texts, xp_err *err)
+                        const xp_eval_opts *o, int side, xp_eval *e, double *gaps, char **texts,
+                        xp_err *err)
 {
-    xp_metric gm = o->metric == XP_METRIC_TOKEN_GAP ? XP_METRIC_TOKEN_GAP : XP_METRIC_SEQ_LOGPROB;
+    xp_metric gm = o->metric == XP_METRIC_GENERATION ? XP_METRIC_SEQ_LOGPROB : o->metric;
     int rc = xp_probe_gaps(m, pt, s->n, gm, gaps, err);
+    /* answer_logprob is never > 0: right by its sign is right by the margin's */
+    double *margins = NULL;
+    if (!rc && !o->generate && gm == XP_METRIC_ANSWER_LOGPROB) {
+        if (!(margins = xp_calloc(s->n, sizeof *margins)))
+            rc = xp_err_set(err, XP_ENOMEM, "out of memory");
+        else
+            rc = xp_probe_gaps(m, pt, s->n, XP_METRIC_MARGIN, margins, err);
+    }
     if (!rc && o->generate)
-        rc = xp_probe_generate(m, s, pt, o->max_tokens, o->progress, o->progress_ctx, texts,
-                               err);
+        rc = xp_probe_generate(m, s, pt, o->max_tokens, o->progress, o->progress_ctx, texts, err);
     for (size_t i = 0; !rc && i < s->n; i++) {
         xp_eval_probe *p = &e->probes[i];
         p->gap[side] = gaps[i];
         p->verbatim[side] = -1;
         if (!o->generate) {
-            p->right[side] = gaps[i] > 0;
+            p->right[side] = (margins ? margins[i] : gaps[i]) > 0;
             continue;
         }
         p->output[side] = texts[i];
@@ -43,12 +50,24 @@ static int measure_side(xp_model *m, const xp_probe_set *s, const xp_probe_token
         if (s->matcher == XP_MATCH_VERBATIM && q->target_span && q->passage)
             p->verbatim[side] = xp_verbatim_classify(p->output[side], q->target_span, q->passage);
     }
+    free(margins);
     return rc;
 }
 
-int xp_eval_run(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
-                xp_patch *const *ps, size_t n_ps, const xp_eval_opts *o, xp_eval *out,
-                xp_err *err)
+int xp_eval_judge(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
+                  const xp_eval_opts *o, xp_patch *patch, bool *right, xp_err *err)
+{
+    xp_eval e;
+    int rc = xp_eval_run(m, s, pt, patch ? &patch : NULL, patch ? 1 : 0, o, &e, err);
+    for (size_t i = 0; !rc && i < s->n; i++)
+        right[i] = e.probes[i].right[1];
+    if (!rc)
+        xp_eval_free(&e);
+    return rc;
+}
+
+int xp_eval_run(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt, xp_patch *const *ps,
+                size_t n_ps, const xp_eval_opts *o, xp_eval *out, xp_err *err)
 {
     *out = (xp_eval){0};
     out->n = s->n;
@@ -56,8 +75,8 @@ int xp_eval_run(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
     double *gaps = xp_calloc(s->n, sizeof *gaps);
     char **texts = xp_calloc(s->n, sizeof *texts);
     bool *flags = xp_calloc(4 * s->n, sizeof *flags);
-    int rc = out->probes && gaps && texts && flags ? XP_OK
-                                                   : xp_err_set(err, XP_ENOMEM, "out of memory");
+    int rc =
+        out->probes && gaps && texts && flags ? XP_OK : xp_err_set(err, XP_ENOMEM, "out of memory");
     if (!rc)
         rc = measure_side(m, s, pt, o, 0, out, gaps, texts, err);
     size_t applied = 0;

@@ -51,6 +51,10 @@ static int load_probes(xp_model *m, const xp_search_job *job, probes *p, xp_err 
         rc = job_probe_files_load(job->controls, job->n_controls, &p->controls, err);
     if (!rc && job->heldout)
         rc = xp_probe_set_load(&p->heldout, job->heldout, err);
+    xp_probe_set *check[] = {p->file, p->controls, p->heldout};
+    for (int i = 0; i < 3 && !rc; i++)
+        if (check[i])
+            rc = xp_probe_set_check_metric(check[i], job->opts.metric, err);
     if (!rc && !(rc = tokenize(m, p->targets, &p->t, err)) &&
         !(rc = tokenize(m, p->promoted, &p->p, err)) &&
         !(rc = tokenize(m, p->controls, &p->c, err)))
@@ -164,6 +168,7 @@ static int report(const xp_search_job *job, const search_report *sr, xp_search_j
 void xp_search_job_result_free(xp_search_job_result *r)
 {
     xp_search_result_free(&r->search);
+    xp_random_baseline_free(&r->baseline);
     free(r->report_text);
     memset(r, 0, sizeof *r);
 }
@@ -225,6 +230,9 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
         o.name = job->name ? job->name : stem;
         o.base_sha256 = base_sha;
         o.provenance = &pv;
+        const xp_probe_set *rule = p.controls ? p.controls : p.promoted;
+        o.control_max_tokens = rule->max_tokens; /* the controls' generation rule */
+        o.control_stop_newline = rule->stop_newline;
         job_search_hook(&js, &o);
         job_note(cb,
                  "search: %zu targets, %zu controls, %s, fitness %s, %s flips, %zu "
@@ -263,6 +271,19 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
             rc = evaluate(m, sets[i], toks[i], res->patch, &o, !job->no_eval, &ev[i], err);
             evaluated[i] = !rc;
         }
+    if (!rc && evaluated[3] && job->random_baseline) {
+        job_note(cb, "random baseline: %zu random patches like it on the held-out set ...",
+                 job->random_baseline);
+        xp_eval_opts eo = {.metric = o.metric, .generate = !job->no_eval};
+        rc = xp_random_baseline_run(m, p.heldout, p.h, res->patch, &eo, job->random_baseline,
+                                    o.seed, &out->baseline, err);
+        if (!rc)
+            job_note(cb,
+                     "random baseline: held-out fixed - broke %ld; %zu of %zu random patches "
+                     "did as well or better: permutation p = %.3g (McNemar p = %.3g)",
+                     out->baseline.observed, out->baseline.at_least, out->baseline.n,
+                     out->baseline.p, ev[3].overall.mcnemar_p);
+    }
     if (!rc) {
         search_report sr = {.model = job->model_path,
                             .patch_path = job->out,

@@ -48,8 +48,9 @@ static int tally_categories(const xp_probe_set *s, xp_audit *a, xp_err *err)
         ac->n++;
         bool seen = false, seen_anywhere = false;
         for (size_t j = 0; j < i && !seen; j++) {
-            bool same = !strcmp(s->probes[j].correct, p->correct) &&
-                        !strcmp(s->probes[j].wrong, p->wrong);
+            bool same =
+                !strcmp(s->probes[j].correct, p->correct) &&
+                !strcmp(s->probes[j].wrong ? s->probes[j].wrong : "", p->wrong ? p->wrong : "");
             seen_anywhere = seen_anywhere || same;
             seen = same && cat[j] == c;
         }
@@ -64,8 +65,8 @@ static int tally_categories(const xp_probe_set *s, xp_audit *a, xp_err *err)
     return XP_OK;
 }
 
-int xp_probe_audit(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
-                   xp_metric metric, bool generate, xp_audit *out, xp_err *err)
+int xp_probe_audit(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt, xp_metric metric,
+                   bool generate, xp_audit *out, xp_err *err)
 {
     *out = (xp_audit){0};
     out->metric = metric;
@@ -74,7 +75,8 @@ int xp_probe_audit(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt
     char **texts = generate ? xp_calloc(s->n, sizeof *texts) : NULL;
     out->probes = xp_calloc(s->n, sizeof *out->probes);
     int rc = sc && out->probes && (texts || !generate)
-                 ? XP_OK : xp_err_set(err, XP_ENOMEM, "out of memory");
+                 ? XP_OK
+                 : xp_err_set(err, XP_ENOMEM, "out of memory");
     if (!rc)
         rc = xp_probe_scores(m, pt, s->n, metric, sc, err);
     if (!rc && generate)
@@ -86,10 +88,10 @@ int xp_probe_audit(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt
         p->score = sc[i];
         p->dead = xp_probe_dead(&pt[i], metric);
         p->dead_token_gap = xp_probe_dead(&pt[i], XP_METRIC_TOKEN_GAP);
-        p->emitted_measured = sc[i].emitted == sc[i].measured[0] ||
-                              sc[i].emitted == sc[i].measured[1];
+        p->emitted_measured =
+            sc[i].emitted == sc[i].measured[0] || sc[i].emitted == sc[i].measured[1];
         p->output = texts ? texts[i] : NULL;
-        p->solved = !p->dead && sc[i].gap > 0;
+        p->solved = !p->dead && (metric == XP_METRIC_ANSWER_LOGPROB ? sc[i].margin : sc[i].gap) > 0;
         if (metric == XP_METRIC_GENERATION)
             p->solved = p->output && xp_probe_output_correct(s, i, p->output);
         out->dead += p->dead;

@@ -1,7 +1,8 @@
 /* Probe files as they exist in the wild, read as they are: Bankai lists (correct/wrong
  * or the older correct_token/wrong_token, alternates, category), Neagari calibrated
  * sets (targets and promoted controls, search_config, stored base ids) and Neagari
- * verbatim sets (system + user through the chat template, target span, passage). One
+ * verbatim sets (system + user through the chat template, target span, passage), plain
+ * {"prompt", "answer"} items with no wrong answer (an array, or JSONL lines). One
  * in-memory shape for all of them, each set with its generation rule; and the ways a
  * set is cut into train and held-out probes. Every error names the file, the probe and
  * the field. */
@@ -29,16 +30,53 @@ const char *xp_metric_name(xp_metric m)
     case XP_METRIC_SEQ_LOGPROB: return "seq_logprob";
     case XP_METRIC_TOKEN_GAP: return "token_gap";
     case XP_METRIC_GENERATION: return "generation";
+    case XP_METRIC_ANSWER_LOGPROB: return "answer_logprob";
+    case XP_METRIC_MARGIN: return "margin";
     }
     return "?";
 }
 
 int xp_metric_from_name(const char *name)
 {
-    for (int m = XP_METRIC_SEQ_LOGPROB; m <= XP_METRIC_GENERATION; m++)
+    for (int m = XP_METRIC_SEQ_LOGPROB; m <= XP_METRIC_MARGIN; m++)
         if (!strcmp(name, xp_metric_name((xp_metric)m)))
             return m;
     return -1;
+}
+
+bool xp_metric_pair(xp_metric m) { return m != XP_METRIC_ANSWER_LOGPROB && m != XP_METRIC_MARGIN; }
+
+int xp_probe_set_check_metric(const xp_probe_set *s, xp_metric metric, xp_err *err)
+{
+    for (size_t i = 0; i < s->n && xp_metric_pair(metric); i++)
+        if (!s->probes[i].wrong)
+            return xp_err_set(err, XP_EINVAL,
+                              "%s: probe \"%s\" has no wrong answer, and %s "
+                              "compares the correct answer with one: use --metric margin or "
+                              "answer_logprob, which read the correct answer alone",
+                              s->path, s->probes[i].name, xp_metric_name(metric));
+    return XP_OK;
+}
+
+/* Whether probes i and j ask the same: the same prompt after the same system text. */
+static bool same_prompt(const xp_probe *a, const xp_probe *b)
+{
+    return !strcmp(a->prompt, b->prompt) &&
+           !strcmp(a->system ? a->system : "", b->system ? b->system : "") && a->chat == b->chat;
+}
+
+size_t xp_probe_set_repeats(const xp_probe_set *s, size_t *first_repeat)
+{
+    size_t n = 0;
+    /* quadratic, but sets are thousands of probes at most and this runs once */
+    for (size_t i = 0; i < s->n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (same_prompt(&s->probes[i], &s->probes[j])) {
+                if (!n++ && first_repeat)
+                    *first_repeat = i;
+                break;
+            }
+    return n;
 }
 
 static void probe_clear(xp_probe *p)
@@ -78,8 +116,8 @@ static int bad(xp_err *err, const where *w, const char *field, const char *fmt, 
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     if (w->name)
-        return xp_err_set(err, XP_EFORMAT, "%s: probe \"%s\" (%s[%zu]): field \"%s\" %s",
-                          w->file, w->name, w->list, w->index, field, what);
+        return xp_err_set(err, XP_EFORMAT, "%s: probe \"%s\" (%s[%zu]): field \"%s\" %s", w->file,
+                          w->name, w->list, w->index, field, what);
     return xp_err_set(err, XP_EFORMAT, "%s: probe %s[%zu]: field \"%s\" %s", w->file, w->list,
                       w->index, field, what);
 }
@@ -121,7 +159,7 @@ static int read_probe(const cJSON *o, xp_probe *p, int format, int role, const w
                       xp_err *err)
 {
     static const char *const k_name[] = {"name", NULL}, *const k_prompt[] = {"prompt", NULL},
-                             *const k_correct[] = {"correct", "correct_token", NULL},
+                             *const k_correct[] = {"correct", "correct_token", "answer", NULL},
                              *const k_wrong[] = {"wrong", "wrong_token", NULL},
                              *const k_cat[] = {"category", "domain", NULL},
                              *const k_system[] = {"system", NULL},
@@ -141,7 +179,7 @@ static int read_probe(const cJSON *o, xp_probe *p, int format, int role, const w
     bool verbatim = format == XP_PROBES_VERBATIM;
     if ((rc = str_field(o, k_prompt, true, &p->prompt, &w, err)) ||
         (rc = str_field(o, k_correct, true, &p->correct, &w, err)) ||
-        (rc = str_field(o, k_wrong, true, &p->wrong, &w, err)) ||
+        (rc = str_field(o, k_wrong, false, &p->wrong, &w, err)) ||
         (rc = str_field(o, k_cat, false, &p->category, &w, err)) ||
         (rc = str_field(o, k_system, false, &p->system, &w, err)) ||
         (rc = str_field(o, k_span, verbatim, &p->target_span, &w, err)) ||
@@ -151,9 +189,9 @@ static int read_probe(const cJSON *o, xp_probe *p, int format, int role, const w
         return rc;
     if (!*p->correct)
         return bad(err, &w, "correct", "is empty");
-    if (!*p->wrong)
+    if (p->wrong && !*p->wrong)
         return bad(err, &w, "wrong", "is empty");
-    if (!strcmp(p->correct, p->wrong))
+    if (p->wrong && !strcmp(p->correct, p->wrong))
         return bad(err, &w, "wrong", "equals the correct answer \"%s\"", p->correct);
     if (verbatim && !*p->target_span)
         return bad(err, &w, "target_span", "is empty");
@@ -186,12 +224,10 @@ static int read_probe(const cJSON *o, xp_probe *p, int format, int role, const w
     return XP_OK;
 }
 
-static int read_list(const cJSON *arr, xp_probe_set *s, int role, const char *list,
-                     xp_err *err)
+static int read_list(const cJSON *arr, xp_probe_set *s, int role, const char *list, xp_err *err)
 {
     if (!cJSON_IsArray(arr))
-        return xp_err_set(err, XP_EFORMAT, "%s: \"%s\" must be an array of probes", s->path,
-                          list);
+        return xp_err_set(err, XP_EFORMAT, "%s: \"%s\" must be an array of probes", s->path, list);
     size_t n = (size_t)cJSON_GetArraySize(arr);
     xp_probe *grown = xp_realloc_array(s->probes, s->n + n, sizeof *grown);
     if (!grown)
@@ -233,6 +269,42 @@ static void set_rule(xp_probe_set *s)
     s->matcher = math ? XP_MATCH_MATH : XP_MATCH_PREFIX;
 }
 
+/* JSONL: plain items, one object per line (blank lines skipped). */
+static int parse_lines(const char *json, size_t len, xp_probe_set *s, xp_err *err)
+{
+    s->format = XP_PROBES_BANKAI;
+    size_t line = 0;
+    for (const char *at = json, *end = json + len; at < end; line++) {
+        const char *nl = memchr(at, '\n', (size_t)(end - at));
+        size_t n = nl ? (size_t)(nl - at) : (size_t)(end - at);
+        const char *next = nl ? nl + 1 : end;
+        size_t k = 0;
+        while (k < n && (at[k] == ' ' || at[k] == '\t' || at[k] == '\r'))
+            k++;
+        if (k == n) {
+            at = next;
+            continue;
+        }
+        cJSON *o = cJSON_ParseWithLength(at, n);
+        if (!o)
+            return xp_err_set(err, XP_EFORMAT, "%s: line %zu is not a JSON object", s->path,
+                              line + 1);
+        xp_probe *grown = xp_realloc_array(s->probes, s->n + 1, sizeof *grown);
+        int rc = grown ? XP_OK : xp_err_set(err, XP_ENOMEM, "%s: out of memory", s->path);
+        if (!rc) {
+            s->probes = grown;
+            where w = {s->path, "line", line + 1, NULL};
+            rc = read_probe(o, &s->probes[s->n], s->format, XP_ROLE_TARGET, &w, err);
+            s->n++;
+        }
+        cJSON_Delete(o);
+        if (rc)
+            return rc;
+        at = next;
+    }
+    return XP_OK;
+}
+
 static int parse_root(const cJSON *root, xp_probe_set *s, xp_err *err)
 {
     if (cJSON_IsArray(root)) {
@@ -240,8 +312,10 @@ static int parse_root(const cJSON *root, xp_probe_set *s, xp_err *err)
         return read_list(root, s, XP_ROLE_TARGET, "probes", err);
     }
     if (!cJSON_IsObject(root))
-        return xp_err_set(err, XP_EFORMAT, "%s: a probe file is a JSON array of probes or an "
-                          "object with \"probes\"", s->path);
+        return xp_err_set(err, XP_EFORMAT,
+                          "%s: a probe file is a JSON array of probes or an "
+                          "object with \"probes\"",
+                          s->path);
     const cJSON *dom = cJSON_GetObjectItemCaseSensitive(root, "domain");
     if (cJSON_IsString(dom)) {
         free(s->domain);
@@ -261,8 +335,10 @@ static int parse_root(const cJSON *root, xp_probe_set *s, xp_err *err)
         return read_list(probes, s, XP_ROLE_TARGET, "probes", err);
     }
     if (!cJSON_IsObject(probes))
-        return xp_err_set(err, XP_EFORMAT, "%s: \"probes\" must be an array or an object with "
-                          "\"target\" and \"promoted_controls\"", s->path);
+        return xp_err_set(err, XP_EFORMAT,
+                          "%s: \"probes\" must be an array or an object with "
+                          "\"target\" and \"promoted_controls\"",
+                          s->path);
     s->format = XP_PROBES_NEAGARI;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(probes, "target");
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(probes, "promoted_controls");
@@ -286,7 +362,15 @@ int xp_probe_set_parse(xp_probe_set **out, const char *json, size_t len, const c
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
     int rc;
-    if (!root)
+    /* an object with a prompt and no probes, or objects one after another: JSONL items */
+    bool lines = root && cJSON_IsObject(root) &&
+                 !cJSON_GetObjectItemCaseSensitive(root, "probes") &&
+                 cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (lines) {
+        cJSON_Delete(root);
+        root = NULL;
+        rc = parse_lines(json, len, s, err);
+    } else if (!root)
         rc = xp_err_set(err, XP_EFORMAT, "%s: not valid JSON near byte %zu", where,
                         end ? (size_t)(end - json) : (size_t)0);
     else
@@ -393,8 +477,10 @@ int xp_probe_split_parse(const char *spec, xp_probe_split *out, xp_err *err)
     }
     const char *eq = strchr(spec, '=');
     if (!eq || eq == spec)
-        return xp_err_set(err, XP_EINVAL, "split '%s': expected FIELD=VALUE (category, role, "
-                          "name) or ratio:R[:SEED]", spec);
+        return xp_err_set(err, XP_EINVAL,
+                          "split '%s': expected FIELD=VALUE (category, role, "
+                          "name) or ratio:R[:SEED]",
+                          spec);
     size_t flen = (size_t)(eq - spec);
     static const char *const fields[] = {"category", "role", "name"};
     for (size_t i = 0; i < 3; i++)
@@ -409,9 +495,10 @@ int xp_probe_split_parse(const char *spec, xp_probe_split *out, xp_err *err)
 
 static bool field_matches(const xp_probe *p, const char *field, const char *value)
 {
-    const char *v = !strcmp(field, "category") ? p->category
-                    : !strcmp(field, "name")   ? p->name
-                    : p->role == XP_ROLE_CONTROL ? "control" : "target";
+    const char *v = !strcmp(field, "category")   ? p->category
+                    : !strcmp(field, "name")     ? p->name
+                    : p->role == XP_ROLE_CONTROL ? "control"
+                                                 : "target";
     size_t n = strlen(value);
     if (n && value[n - 1] == '*')
         return !strncmp(v, value, n - 1);

@@ -85,20 +85,20 @@ static int answer_tokens(const xp_tokenizer *t, const xp_probe *p, const char *a
     return XP_OK;
 }
 
-static int tokenize_one(const xp_probe_set *s, size_t i, const xp_tokenizer *t,
-                        xp_probe_tokens *o, xp_err *err)
+static int tokenize_one(const xp_probe_set *s, size_t i, const xp_tokenizer *t, xp_probe_tokens *o,
+                        xp_err *err)
 {
     const xp_probe *p = &s->probes[i];
     int rc = p->chat ? xp_chat_encode(t, p->system, p->prompt, false, &o->prompt, &o->n_prompt, err)
-                     : xp_tokenize(t, p->prompt, strlen(p->prompt), false, &o->prompt,
-                                   &o->n_prompt, err);
+                     : xp_tokenize(t, p->prompt, strlen(p->prompt), false, &o->prompt, &o->n_prompt,
+                                   err);
     if (!rc && o->n_prompt == 0)
         rc = xp_err_set(err, XP_EFORMAT, "field \"prompt\" has no tokens");
     const char *const answers[2] = {p->correct, p->wrong};
     static const char *const fields[2] = {"correct", "wrong"};
-    for (int a = 0; !rc && a < 2; a++) {
-        rc = answer_tokens(t, p, answers[a], o->prompt, o->n_prompt, &o->answer[a],
-                           &o->n_answer[a], err);
+    for (int a = 0; !rc && a < (p->wrong ? 2 : 1); a++) {
+        rc = answer_tokens(t, p, answers[a], o->prompt, o->n_prompt, &o->answer[a], &o->n_answer[a],
+                           err);
         if (!rc && o->n_answer[a] == 0)
             rc = xp_err_set(err, XP_EFORMAT, "field \"%s\" has no tokens", fields[a]);
     }
@@ -106,13 +106,15 @@ static int tokenize_one(const xp_probe_set *s, size_t i, const xp_tokenizer *t,
     for (int a = 0; !rc && a < 2; a++) {
         static const char *const ids[2] = {"base_correct_id", "base_wrong_id"};
         if (p->base_id[a] >= 0 && (size_t)p->base_id[a] >= V)
-            rc = xp_err_set(err, XP_EFORMAT, "field \"%s\": id %d is not in the vocabulary of "
-                            "%zu tokens", ids[a], p->base_id[a], V);
+            rc = xp_err_set(err, XP_EFORMAT,
+                            "field \"%s\": id %d is not in the vocabulary of "
+                            "%zu tokens",
+                            ids[a], p->base_id[a], V);
     }
     if (!rc) {
         bool stored = p->base_id[0] >= 0 && p->base_id[1] >= 0;
         for (int a = 0; a < 2; a++)
-            o->gap_id[a] = stored ? p->base_id[a] : o->answer[a][0];
+            o->gap_id[a] = stored ? p->base_id[a] : o->n_answer[a] ? o->answer[a][0] : -1;
     }
     if (rc)
         xp_err_wrap(err, "%s: probe \"%s\"", s->path, p->name);
@@ -142,6 +144,8 @@ int xp_probe_tokenize(const xp_probe_set *s, const xp_tokenizer *t, xp_probe_tok
 
 bool xp_probe_dead(const xp_probe_tokens *pt, xp_metric metric)
 {
+    if (!xp_metric_pair(metric))
+        return false; /* the correct answer against everything else: never blind */
     if (metric == XP_METRIC_TOKEN_GAP)
         return pt->gap_id[0] == pt->gap_id[1];
     return pt->n_answer[0] == pt->n_answer[1] &&
@@ -189,9 +193,31 @@ double xp_probe_gap_parts(const xp_probe_tokens *pt, xp_metric metric, const flo
     return ((double)first[0] - (double)first[1]) + (lp[0] - lp[1]);
 }
 
+/* The least, over the correct answer's tokens, of its logit minus the strongest other
+ * logit at that position (row_last predicts token 0, rows the others). */
+static double answer_margin(const xp_probe_tokens *pt, const float *row_last, const float *rows,
+                            size_t V)
+{
+    double least = INFINITY;
+    for (size_t i = 0; i < pt->n_answer[0]; i++) {
+        const float *r = i ? rows + (i - 1) * V : row_last;
+        int32_t c = pt->answer[0][i];
+        float other = -INFINITY;
+        for (size_t j = 0; j < V; j++)
+            other = (int32_t)j != c && r[j] > other ? r[j] : other;
+        double m = (double)r[c] - (double)other;
+        least = m < least ? m : least;
+    }
+    return least;
+}
+
 double xp_probe_gap(const xp_probe_tokens *pt, xp_metric metric, const float *row_last,
                     const float *const rows[2], size_t n_vocab)
 {
+    if (metric == XP_METRIC_ANSWER_LOGPROB)
+        return whole_logprob(pt, 0, row_last, rows[0], n_vocab);
+    if (metric == XP_METRIC_MARGIN)
+        return answer_margin(pt, row_last, rows[0], n_vocab);
     if (metric == XP_METRIC_TOKEN_GAP) {
         float first[2] = {row_last[pt->gap_id[0]], row_last[pt->gap_id[1]]};
         return xp_probe_gap_parts(pt, metric, first, NULL, n_vocab);
@@ -226,15 +252,17 @@ static int32_t argmax(const float *row, size_t V)
 static void fill_score(const xp_probe_tokens *pt, xp_metric metric, const float *row_last,
                        const float *const rows[2], size_t V, xp_probe_score *sc)
 {
-    bool seq = metric != XP_METRIC_TOKEN_GAP;
+    bool seq = metric != XP_METRIC_TOKEN_GAP, pair = xp_metric_pair(metric);
     sc->gap = xp_probe_gap(pt, metric, row_last, rows, V);
     for (int a = 0; a < 2; a++) {
-        sc->logprob[a] = seq ? whole_logprob(pt, a, row_last, rows[a], V) : NAN;
-        sc->measured[a] = seq ? pt->answer[a][0] : pt->gap_id[a];
+        bool read = seq && pt->n_answer[a] && (a == 0 || pair);
+        sc->logprob[a] = read ? whole_logprob(pt, a, row_last, rows[a], V) : NAN;
+        sc->measured[a] = !seq ? pt->gap_id[a] : pt->n_answer[a] ? pt->answer[a][0] : -1;
     }
+    sc->margin = seq ? answer_margin(pt, row_last, rows[0], V) : NAN;
     sc->emitted = argmax(row_last, V);
     sc->distractor_rank = 0;
-    if (xp_probe_dead(pt, metric))
+    if (!pair || xp_probe_dead(pt, metric))
         return;
     if (!seq) {
         sc->distractor_rank = rank_of(row_last, V, pt->gap_id[1]);
@@ -249,24 +277,37 @@ static void fill_score(const xp_probe_tokens *pt, xp_metric metric, const float 
 
 /* The sequences of one probe: A = prompt + correct (minus its last token), with logits at
  * the last prompt position and at each answer token; B = prompt + wrong likewise without
- * the last prompt position (A has it). token_gap needs A's last prompt row only. */
-static size_t probe_rows(const xp_probe_tokens *pt, bool seq)
+ * the last prompt position (A has it), for the pair metrics only. token_gap needs A's
+ * last prompt row only. */
+typedef enum { READ_LAST, READ_CORRECT, READ_BOTH } reading;
+
+static reading reading_of(xp_metric metric)
 {
-    return seq ? 1 + (pt->n_answer[0] - 1) + (pt->n_answer[1] - 1) : 1;
+    return metric == XP_METRIC_TOKEN_GAP ? READ_LAST
+           : xp_metric_pair(metric)      ? READ_BOTH
+                                         : READ_CORRECT;
 }
 
-static size_t probe_tokens(const xp_probe_tokens *pt, bool seq)
+static size_t probe_rows(const xp_probe_tokens *pt, reading r)
 {
-    return seq ? 2 * pt->n_prompt + pt->n_answer[0] + pt->n_answer[1] - 2 : pt->n_prompt;
+    size_t both = r == READ_BOTH && pt->n_answer[1] > 1 ? pt->n_answer[1] - 1 : 0;
+    return r == READ_LAST ? 1 : pt->n_answer[0] + both;
+}
+
+static size_t probe_tokens(const xp_probe_tokens *pt, reading r)
+{
+    size_t both = r == READ_BOTH ? pt->n_prompt + pt->n_answer[1] - 1 : 0;
+    return r == READ_LAST ? pt->n_prompt : pt->n_prompt + pt->n_answer[0] - 1 + both;
 }
 
 static int run_chunk(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric metric,
                      xp_probe_score *out, double *gaps, float *logits, xp_err *err)
 {
-    bool seq = metric != XP_METRIC_TOKEN_GAP;
+    reading rd = reading_of(metric);
+    bool seq = rd != READ_LAST;
     size_t V = xp_model_shape(m)->n_vocab, n_seqs = 0, n_tok = 0;
     for (size_t i = 0; i < n; i++)
-        n_tok += probe_tokens(&pt[i], seq);
+        n_tok += probe_tokens(&pt[i], rd);
     xp_seq *seqs = xp_calloc(2 * n, sizeof *seqs);
     int32_t *tok = xp_calloc(n_tok, sizeof *tok);
     uint8_t *want = xp_calloc(n_tok, 1);
@@ -276,7 +317,7 @@ static int run_chunk(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric
     }
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
-        for (int a = 0; a < (seq ? 2 : 1); a++) {
+        for (int a = 0; a < (rd == READ_BOTH ? 2 : 1); a++) {
             size_t np = pt[i].n_prompt, na = seq ? pt[i].n_answer[a] - 1 : 0;
             if (a == 1 && na == 0)
                 continue; /* a one-token wrong answer needs no row of its own */
@@ -293,7 +334,7 @@ static int run_chunk(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric
     for (size_t i = 0; !rc && i < n; i++) {
         const float *last = row, *rows[2] = {row + V, row + V};
         row += (seq ? pt[i].n_answer[0] : 1) * V;
-        if (seq) {
+        if (rd == READ_BOTH) {
             rows[1] = row;
             row += (pt[i].n_answer[1] - 1) * V;
         }
@@ -310,20 +351,26 @@ static int run_chunk(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric
 static int measure(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric metric,
                    xp_probe_score *out, double *gaps, xp_err *err)
 {
-    bool seq = metric != XP_METRIC_TOKEN_GAP;
+    reading rd = reading_of(metric);
     size_t V = xp_model_shape(m)->n_vocab, max_rows = CHUNK_ROWS;
-    for (size_t i = 0; i < n; i++)
-        max_rows = probe_rows(&pt[i], seq) > max_rows ? probe_rows(&pt[i], seq) : max_rows;
+    for (size_t i = 0; i < n; i++) {
+        if (rd != READ_CORRECT && pt[i].n_answer[1] == 0)
+            return xp_err_set(err, XP_EINVAL,
+                              "probe %zu has no wrong answer, and %s compares "
+                              "with one (margin and answer_logprob do not)",
+                              i, xp_metric_name(metric));
+        max_rows = probe_rows(&pt[i], rd) > max_rows ? probe_rows(&pt[i], rd) : max_rows;
+    }
     float *logits = xp_calloc(max_rows, V * sizeof *logits);
     if (!logits)
         return xp_err_set(err, XP_ENOMEM, "out of memory for %zu logits rows", max_rows);
     int rc = XP_OK;
     for (size_t i = 0; !rc && i < n;) {
         size_t j = i, rows = 0, toks = 0;
-        while (j < n && (j == i || (rows + probe_rows(&pt[j], seq) <= CHUNK_ROWS &&
-                                    toks + probe_tokens(&pt[j], seq) <= CHUNK_TOKENS))) {
-            rows += probe_rows(&pt[j], seq);
-            toks += probe_tokens(&pt[j], seq);
+        while (j < n && (j == i || (rows + probe_rows(&pt[j], rd) <= CHUNK_ROWS &&
+                                    toks + probe_tokens(&pt[j], rd) <= CHUNK_TOKENS))) {
+            rows += probe_rows(&pt[j], rd);
+            toks += probe_tokens(&pt[j], rd);
             j++;
         }
         rc = run_chunk(m, pt + i, j - i, metric, out ? out + i : NULL, gaps ? gaps + i : NULL,
@@ -336,8 +383,8 @@ static int measure(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric m
     return rc;
 }
 
-int xp_probe_gaps(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric metric,
-                  double *gaps, xp_err *err)
+int xp_probe_gaps(xp_model *m, const xp_probe_tokens *pt, size_t n, xp_metric metric, double *gaps,
+                  xp_err *err)
 {
     return measure(m, pt, n, metric, NULL, gaps, err);
 }

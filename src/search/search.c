@@ -30,6 +30,8 @@ void xp_search_opts_default(xp_search_opts *o)
                           .stop_window = 200,
                           .stop_rate = 0.01,
                           .seed = 1,
+                          .control_max_tokens = 24,
+                          .control_stop_newline = true,
                           .checkpoint_every = 10};
 }
 
@@ -52,9 +54,11 @@ static double now(void)
 
 static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
 {
-    if (o->metric != XP_METRIC_SEQ_LOGPROB && o->metric != XP_METRIC_TOKEN_GAP)
-        return xp_err_set(err, XP_EINVAL, "the search measures seq_logprob or token_gap gaps, "
-                          "not %s", xp_metric_name(o->metric));
+    if (o->metric == XP_METRIC_GENERATION || xp_metric_name(o->metric)[0] == '?')
+        return xp_err_set(err, XP_EINVAL,
+                          "the search measures seq_logprob, token_gap, margin "
+                          "or answer_logprob, not %s",
+                          xp_metric_name(o->metric));
     if (o->fitness < 0 || o->fitness > XP_FITNESS_FOCUSED)
         return xp_err_set(err, XP_EINVAL, "unknown fitness %d", o->fitness);
     if (o->granularity < 0 || o->granularity > XP_GRAN_SCALE_BIT)
@@ -69,8 +73,10 @@ static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
     if (o->stop_window && !(o->stop_rate > 0 && o->stop_rate <= 1))
         return xp_err_set(err, XP_EINVAL, "auto-stop rate %g is not in (0, 1]", o->stop_rate);
     if (o->stop_window > 1000000)
-        return xp_err_set(err, XP_EINVAL, "an auto-stop window of %zu iterations is more than "
-                          "the 1,000,000 allowed", o->stop_window);
+        return xp_err_set(err, XP_EINVAL,
+                          "an auto-stop window of %zu iterations is more than "
+                          "the 1,000,000 allowed",
+                          o->stop_window);
     for (size_t i = 0; i < o->n_layers; i++)
         if (o->layers[i] >= xp_model_shape(m)->n_layer)
             return xp_err_set(err, XP_EINVAL, "layer %u is not below the model's %u layers",
@@ -133,6 +139,11 @@ static cJSON *settings_json(const xp_search_opts *o, const uint32_t *layers, siz
     cJSON_AddNumberToObject(s, "screen", (double)o->screen);
     cJSON_AddNumberToObject(s, "min_gain", o->min_gain);
     cJSON_AddNumberToObject(s, "seed", (double)o->seed);
+    if (o->control_generation) {
+        cJSON_AddStringToObject(s, "control_check", "generation");
+        cJSON_AddNumberToObject(s, "control_max_tokens", (double)o->control_max_tokens);
+        cJSON_AddBoolToObject(s, "control_stop_newline", o->control_stop_newline);
+    }
     return s;
 }
 
@@ -156,7 +167,7 @@ static void run_fingerprint(const char *base, const cJSON *settings, const xp_pr
         hex[64] = 0;
         return;
     }
-#define PUT(p, n) (memcpy(w, (p), (n)), w += (n))
+#define PUT(p, n) ((n) != 0 ? (memcpy(w, (p), (n)), w += (n)) : w)
     PUT(text ? text : "", len);
     uint32_t counts[2] = {(uint32_t)nt, (uint32_t)nc};
     PUT(counts, sizeof counts);
@@ -190,13 +201,47 @@ typedef struct run {
     bool *solved;
     xp_candidate *kept;
     size_t n_kept, cap_kept;
-    char *window; /* '0'/'1' per iteration, the last stop_window */
+    char *window;                        /* '0'/'1' per iteration, the last stop_window */
     size_t iter, accepted, screened_out; /* over the whole run, resumed parts included */
     double best;
     bool best_restored;
     cJSON *settings;
     char fingerprint[65];
+    const xp_probe_tokens *controls;
+    char **ctl_text, **ctl_now; /* control_generation: the base's greedy outputs, a
+                                   candidate's */
 } run;
+
+/* The controls' greedy outputs on the model as it is, into texts (freed first). */
+static int control_outputs(run *r, char **texts, xp_err *err)
+{
+    const int32_t **prompts = calloc(r->nc + 1, sizeof *prompts);
+    size_t *lens = calloc(r->nc + 1, sizeof *lens);
+    if (!prompts || !lens) {
+        free(prompts), free(lens);
+        return xp_err_set(err, XP_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < r->nc; i++) {
+        prompts[i] = r->controls[i].prompt;
+        lens[i] = r->controls[i].n_prompt;
+        free(texts[i]);
+        texts[i] = NULL;
+    }
+    xp_batch_gen_opts go = {r->o->control_max_tokens, r->o->control_stop_newline, NULL, NULL};
+    int rc = xp_generate_batch(r->m, prompts, lens, r->nc, &go, texts, err);
+    free(prompts), free(lens);
+    return rc;
+}
+
+/* Whether the model as it is gives every control the base's greedy output. */
+static int controls_unchanged(run *r, bool *same, xp_err *err)
+{
+    int rc = control_outputs(r, r->ctl_now, err);
+    *same = true;
+    for (size_t i = 0; !rc && i < r->nc; i++)
+        *same = *same && !strcmp(r->ctl_now[i], r->ctl_text[i]);
+    return rc;
+}
 
 static void run_free(run *r)
 {
@@ -204,6 +249,9 @@ static void run_free(run *r)
     xp_proposer_free(&r->prop);
     free(r->base), free(r->cur), free(r->g), free(r->sg), free(r->sel), free(r->solved);
     free(r->kept), free(r->window);
+    for (size_t i = 0; i < r->nc && r->ctl_text; i++)
+        free(r->ctl_text[i]), free(r->ctl_now[i]);
+    free(r->ctl_text), free(r->ctl_now);
     cJSON_Delete(r->settings);
 }
 
@@ -330,15 +378,16 @@ static int write_checkpoint(run *r, xp_err *err)
 }
 
 /* Candidate for one flip of a patch, when it is one the search could have made. */
-static int flip_candidate(const xp_patch *p, const xp_flip *f, const xp_model *m,
-                          xp_candidate *c, xp_err *err)
+static int flip_candidate(const xp_patch *p, const xp_flip *f, const xp_model *m, xp_candidate *c,
+                          xp_err *err)
 {
     const char *name = p->tensors[f->tensor].name;
     uint32_t layer;
     int proj_i = xp_tensor_name_parse(name, &layer);
     if (proj_i < 0 || layer >= xp_model_shape(m)->n_layer ||
         (f->kind != XP_FLIP_ROW && f->kind != XP_FLIP_BLOCK && f->kind != XP_FLIP_SCALE))
-        return xp_err_set(err, XP_EINVAL, "%s: flip %u on %s is not a row, block or scale flip "
+        return xp_err_set(err, XP_EINVAL,
+                          "%s: flip %u on %s is not a row, block or scale flip "
                           "of a layer's projection, so a search cannot continue from it",
                           p->path ? p->path : "resume patch", f->src, name);
     *c = (xp_candidate){layer, (uint8_t)proj_i, f->kind, f->bit, f->index};
@@ -387,9 +436,10 @@ static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
             r->best_restored = true;
         }
         const cJSON *t;
-        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(st, "solved"))
-            if (cJSON_IsNumber(t) && t->valuedouble >= 0 && t->valuedouble < (double)r->nt)
-                r->solved[(size_t)t->valuedouble] = true;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(
+                                  st, "solved")) if (cJSON_IsNumber(t) && t->valuedouble >= 0 &&
+                                                     t->valuedouble < (double)r->nt)
+            r->solved[(size_t)t->valuedouble] = true;
         out->resumed_at = r->iter;
     } else {
         for (size_t i = 0; i < r->n_kept; i++)
@@ -490,6 +540,13 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
             it.accepted = it.fitness > r->best + o->min_gain;
         }
     }
+    if (it.accepted && o->control_generation && r->nc) {
+        bool same;
+        if ((rc = controls_unchanged(r, &same, err)))
+            goto undo;
+        it.accepted = same;
+        it.control_changed = !same;
+    }
     if (it.accepted) {
         if ((rc = keep(r, &c))) {
             rc = xp_err_set(err, rc, "out of memory");
@@ -530,15 +587,23 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
     if (n_targets == 0)
         return xp_err_set(err, XP_EINVAL, "the search needs at least one target probe");
     double t_start = now();
-    run r = {.m = m, .o = o, .nt = n_targets, .nc = n_controls, .n = n_targets + n_controls};
+    run r = {.m = m,
+             .o = o,
+             .nt = n_targets,
+             .nc = n_controls,
+             .n = n_targets + n_controls,
+             .controls = controls};
     uint32_t layers[xp_model_shape(m)->n_layer + 1];
     size_t n_layers = xp_search_layers(m, o, layers);
     unsigned mlp = 1u << XP_PROJ_GATE | 1u << XP_PROJ_UP | 1u << XP_PROJ_DOWN;
     const xp_probe_tokens **pt = malloc((r.n + 1) * sizeof *pt);
-    bool ok = pt && (r.base = calloc(r.n, sizeof *r.base)) && (r.cur = calloc(r.n, sizeof *r.cur)) &&
-              (r.g = calloc(r.n, sizeof *r.g)) && (r.sg = calloc(r.n, sizeof *r.sg)) &&
-              (r.sel = calloc(r.n, sizeof *r.sel)) && (r.solved = calloc(r.nt, sizeof *r.solved)) &&
-              (r.window = calloc(o->stop_window + 2, 1));
+    bool ok = pt && (r.base = calloc(r.n, sizeof *r.base)) &&
+              (r.cur = calloc(r.n, sizeof *r.cur)) && (r.g = calloc(r.n, sizeof *r.g)) &&
+              (r.sg = calloc(r.n, sizeof *r.sg)) && (r.sel = calloc(r.n, sizeof *r.sel)) &&
+              (r.solved = calloc(r.nt, sizeof *r.solved)) &&
+              (r.window = calloc(o->stop_window + 2, 1)) &&
+              (r.ctl_text = calloc(r.nc + 1, sizeof *r.ctl_text)) &&
+              (r.ctl_now = calloc(r.nc + 1, sizeof *r.ctl_now));
     if (!ok) {
         free(pt);
         run_free(&r);
@@ -556,6 +621,8 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         memcpy(r.cur, r.base, r.n * sizeof *r.cur);
         out->probes_run += r.n;
         out->measure_tokens = xp_gauge_tokens(&r.gauge);
+        if (o->control_generation && r.nc) /* the base's outputs, before any flip */
+            rc = control_outputs(&r, r.ctl_text, err);
     }
     r.fit = (xp_fitness_ctx){o->fitness, o->lambda, o->epsilon, r.nt, r.nc, r.base, r.solved};
     if (!rc && resume)

@@ -3,8 +3,12 @@
  * two-term polynomials, primality, a verbatim-extraction chat task) and controls
  * (capitals, simple facts), each a prompt and its answer. Which items are held out is a
  * property of their content (an operand pair, a polynomial, a number, a sentence's
- * subject and place), so a held-out item is never a training item in another template.
- * The corpus is read and written as JSON lines. */
+ * subject and place), so a held-out item is never a training item in another template,
+ * and no held-out prompt is asked twice: a repeat drawn among the held-out items is
+ * replaced, in its place, by a fresh held-out item from a second generator, so the
+ * training items and every position stay what they were (the shipped model was trained
+ * on them). The same generators give extra held-out items of a task on request. The
+ * corpus is read and written as JSON lines. */
 #include "xorpatch/train.h"
 
 #include <cjson/cJSON.h>
@@ -23,8 +27,8 @@ typedef struct builder {
     int failed;
 } builder;
 
-static void push(builder *b, const char *task, const char *prompt, const char *answer,
-                 bool chat, bool heldout)
+static void push(builder *b, const char *task, const char *prompt, const char *answer, bool chat,
+                 bool heldout)
 {
     if (b->failed)
         return;
@@ -58,16 +62,30 @@ static bool held(const char *content, unsigned den)
 
 /* ---- arithmetic ------------------------------------------------------------------- */
 
+/* One drawn item: its prompt and answer, and whether it belongs to held-out items. */
+typedef struct item {
+    char prompt[1024], answer[128];
+    bool held;
+} item;
+
+static void arith_item(xp_rng *r, item *it)
+{
+    int a = (int)xp_rng_below(r, 100), c = (int)xp_rng_below(r, 100);
+    snprintf(it->prompt, sizeof it->prompt, "%d + %d =", a, c);
+    snprintf(it->answer, sizeof it->answer, " %d", a + c);
+    it->held = held(it->prompt, 8);
+}
+
 static void arithmetic(builder *b, xp_rng *r, size_t n_train, size_t n_held)
 {
     size_t got_train = 0, got_held = 0;
-    /* draw until both quotas are met; repeats are fine (10,000 pairs in all) */
+    /* draw until both quotas are met; training repeats are fine (10,000 pairs in all),
+     * held-out ones are replaced afterwards */
     while (got_train < n_train || got_held < n_held) {
-        int a = (int)xp_rng_below(r, 100), c = (int)xp_rng_below(r, 100);
-        char prompt[32], answer[16];
-        snprintf(prompt, sizeof prompt, "%d + %d =", a, c);
-        snprintf(answer, sizeof answer, " %d", a + c);
-        bool h = held(prompt, 8);
+        item it;
+        arith_item(r, &it);
+        const char *prompt = it.prompt, *answer = it.answer;
+        bool h = it.held;
         if (h ? got_held >= n_held : got_train >= n_train)
             continue;
         push(b, "arith", prompt, answer, false, h);
@@ -107,33 +125,41 @@ static void poly(char *out, size_t size, const int *c, const int *n, int k)
         snprintf(out, size, "0");
 }
 
+static void deriv_item(xp_rng *r, int order, item *it)
+{
+    int k = 1 + (int)xp_rng_below(r, 2);
+    int c[2], n[2], dc[2], dn[2];
+    /* exponents strictly decreasing; the leading one survives `order` derivatives */
+    n[0] = order + (int)xp_rng_below(r, 9 - order);
+    c[0] = 1 + (int)xp_rng_below(r, 9);
+    if (k == 2) {
+        n[1] = (int)xp_rng_below(r, (uint64_t)n[0]);
+        c[1] = 1 + (int)xp_rng_below(r, 9);
+    }
+    for (int i = 0; i < k; i++) {
+        dc[i] = c[i];
+        dn[i] = n[i];
+        for (int j = 0; j < order; j++) {
+            dc[i] *= dn[i];
+            dn[i] = dn[i] > 0 ? dn[i] - 1 : 0;
+        }
+    }
+    char f[64], df[64];
+    poly(f, sizeof f, c, n, k);
+    poly(df, sizeof df, dc, dn, k);
+    snprintf(it->prompt, sizeof it->prompt, "%s [%s] =", order == 1 ? "d/dx" : "d2/dx2", f);
+    snprintf(it->answer, sizeof it->answer, " %s", df);
+    it->held = held(it->prompt, 6);
+}
+
 static void derivatives(builder *b, xp_rng *r, int order, size_t n_train, size_t n_held)
 {
     size_t got_train = 0, got_held = 0;
     while (got_train < n_train || got_held < n_held) {
-        int k = 1 + (int)xp_rng_below(r, 2);
-        int c[2], n[2], dc[2], dn[2];
-        /* exponents strictly decreasing; the leading one survives `order` derivatives */
-        n[0] = order + (int)xp_rng_below(r, 9 - order);
-        c[0] = 1 + (int)xp_rng_below(r, 9);
-        if (k == 2) {
-            n[1] = (int)xp_rng_below(r, (uint64_t)n[0]);
-            c[1] = 1 + (int)xp_rng_below(r, 9);
-        }
-        for (int i = 0; i < k; i++) {
-            dc[i] = c[i];
-            dn[i] = n[i];
-            for (int j = 0; j < order; j++) {
-                dc[i] *= dn[i];
-                dn[i] = dn[i] > 0 ? dn[i] - 1 : 0;
-            }
-        }
-        char f[64], df[64], prompt[96], answer[72];
-        poly(f, sizeof f, c, n, k);
-        poly(df, sizeof df, dc, dn, k);
-        snprintf(prompt, sizeof prompt, "%s [%s] =", order == 1 ? "d/dx" : "d2/dx2", f);
-        snprintf(answer, sizeof answer, " %s", df);
-        bool h = held(prompt, 6);
+        item it;
+        deriv_item(r, order, &it);
+        const char *prompt = it.prompt, *answer = it.answer;
+        bool h = it.held;
         if (h ? got_held >= n_held : got_train >= n_train)
             continue;
         push(b, order == 1 ? "deriv" : "deriv2", prompt, answer, false, h);
@@ -172,19 +198,45 @@ static void primes(builder *b, int repeats, unsigned den)
 /* ---- controls --------------------------------------------------------------------- */
 
 static const char *const capitals[][2] = {
-    {"France", "Paris"},      {"Germany", "Berlin"},      {"Italy", "Rome"},
-    {"Spain", "Madrid"},      {"Japan", "Tokyo"},         {"China", "Beijing"},
-    {"Russia", "Moscow"},     {"Egypt", "Cairo"},         {"Canada", "Ottawa"},
-    {"Kenya", "Nairobi"},     {"Peru", "Lima"},           {"Chile", "Santiago"},
-    {"Greece", "Athens"},     {"Norway", "Oslo"},         {"Sweden", "Stockholm"},
-    {"Poland", "Warsaw"},     {"Austria", "Vienna"},      {"Portugal", "Lisbon"},
-    {"Ireland", "Dublin"},    {"Cuba", "Havana"},         {"Mexico", "Mexico City"},
-    {"India", "New Delhi"},   {"Thailand", "Bangkok"},    {"Turkey", "Ankara"},
-    {"Iran", "Tehran"},       {"Iraq", "Baghdad"},        {"Australia", "Canberra"},
-    {"Brazil", "Brasilia"},   {"Argentina", "Buenos Aires"}, {"Finland", "Helsinki"},
-    {"Denmark", "Copenhagen"}, {"Hungary", "Budapest"},   {"Belgium", "Brussels"},
-    {"Vietnam", "Hanoi"},     {"Nigeria", "Abuja"},       {"Ghana", "Accra"},
-    {"Colombia", "Bogota"},   {"Morocco", "Rabat"},       {"Nepal", "Kathmandu"},
+    {"France", "Paris"},
+    {"Germany", "Berlin"},
+    {"Italy", "Rome"},
+    {"Spain", "Madrid"},
+    {"Japan", "Tokyo"},
+    {"China", "Beijing"},
+    {"Russia", "Moscow"},
+    {"Egypt", "Cairo"},
+    {"Canada", "Ottawa"},
+    {"Kenya", "Nairobi"},
+    {"Peru", "Lima"},
+    {"Chile", "Santiago"},
+    {"Greece", "Athens"},
+    {"Norway", "Oslo"},
+    {"Sweden", "Stockholm"},
+    {"Poland", "Warsaw"},
+    {"Austria", "Vienna"},
+    {"Portugal", "Lisbon"},
+    {"Ireland", "Dublin"},
+    {"Cuba", "Havana"},
+    {"Mexico", "Mexico City"},
+    {"India", "New Delhi"},
+    {"Thailand", "Bangkok"},
+    {"Turkey", "Ankara"},
+    {"Iran", "Tehran"},
+    {"Iraq", "Baghdad"},
+    {"Australia", "Canberra"},
+    {"Brazil", "Brasilia"},
+    {"Argentina", "Buenos Aires"},
+    {"Finland", "Helsinki"},
+    {"Denmark", "Copenhagen"},
+    {"Hungary", "Budapest"},
+    {"Belgium", "Brussels"},
+    {"Vietnam", "Hanoi"},
+    {"Nigeria", "Abuja"},
+    {"Ghana", "Accra"},
+    {"Colombia", "Bogota"},
+    {"Morocco", "Rabat"},
+    {"Nepal", "Kathmandu"},
     {"Iceland", "Reykjavik"},
 };
 
@@ -227,17 +279,17 @@ static void controls(builder *b, int repeats)
 
 /* ---- verbatim extraction ---------------------------------------------------------- */
 
-static const char *const animals[] = {"fox", "bear", "owl", "cat", "dog", "wolf", "horse",
-                                      "goat", "duck", "frog", "mouse", "deer", "lion", "tiger",
-                                      "rabbit", "crow", "snake", "sheep", "pig", "hawk"};
-static const char *const colours[] = {"red", "brown", "white", "black", "grey",
-                                      "small", "old", "big", "quiet", "tall"};
-static const char *const verbs[] = {"sleeps near", "runs to", "hides behind", "sings by",
-                                    "waits at", "looks at", "walks past", "eats by",
-                                    "plays near", "stands on"};
-static const char *const places[] = {"bridge", "river", "barn", "hill", "lake", "road",
-                                     "tower", "garden", "gate", "forest", "house", "wall",
-                                     "field", "school", "market", "well"};
+static const char *const animals[] = {"fox",    "bear", "owl",   "cat",   "dog",  "wolf", "horse",
+                                      "goat",   "duck", "frog",  "mouse", "deer", "lion", "tiger",
+                                      "rabbit", "crow", "snake", "sheep", "pig",  "hawk"};
+static const char *const colours[] = {"red",   "brown", "white", "black", "grey",
+                                      "small", "old",   "big",   "quiet", "tall"};
+static const char *const verbs[] = {"sleeps near", "runs to",  "hides behind", "sings by",
+                                    "waits at",    "looks at", "walks past",   "eats by",
+                                    "plays near",  "stands on"};
+static const char *const places[] = {"bridge", "river",  "barn",   "hill",   "lake",  "road",
+                                     "tower",  "garden", "gate",   "forest", "house", "wall",
+                                     "field",  "school", "market", "well"};
 #define COUNT(a) (sizeof(a) / sizeof(a)[0])
 
 /* A sentence's (animal, place) pair decides whether it belongs to held-out items. */
@@ -261,6 +313,49 @@ static void sentence(char *out, size_t size, xp_rng *r, size_t animal, size_t pl
  * longer passage than any seen in training is part of what held-out items test. */
 enum { TRAIN_SENTENCES = 3, HELD_SENTENCES = 5 };
 
+/* One passage and question, held out or not as wanted; false when the draw does not fit
+ * (the caller draws again). */
+static bool verbatim_item(xp_rng *r, bool want_held, item *it)
+{
+    int n_sent = want_held ? HELD_SENTENCES : TRAIN_SENTENCES;
+    size_t an[HELD_SENTENCES], pl[HELD_SENTENCES];
+    /* different animals; the asked-about sentence (index `ask`) has a held-out pair in
+     * held-out items only, and no training item has any held-out pair */
+    for (int i = 0; i < n_sent; i++) {
+        bool dup;
+        do {
+            an[i] = xp_rng_below(r, COUNT(animals));
+            dup = false;
+            for (int j = 0; j < i; j++)
+                dup |= an[j] == an[i];
+        } while (dup);
+    }
+    size_t ask = xp_rng_below(r, (uint64_t)n_sent);
+    bool ok = true;
+    for (int i = 0; i < n_sent; i++) {
+        pl[i] = xp_rng_below(r, COUNT(places));
+        bool h = pair_held(an[i], pl[i]);
+        if ((size_t)i == ask ? h != want_held : h)
+            ok = false;
+    }
+    if (!ok)
+        return false;
+    char s[HELD_SENTENCES][96], user[768];
+    size_t len = 0;
+    for (int i = 0; i < n_sent; i++) {
+        sentence(s[i], sizeof s[i], r, an[i], pl[i]);
+        len += (size_t)snprintf(user + len, sizeof user - len, "%s%s", i ? " " : "Passage: ", s[i]);
+    }
+    snprintf(user + len, sizeof user - len, "\nExtract the sentence about the %s.",
+             animals[an[ask]]);
+    snprintf(it->prompt, sizeof it->prompt,
+             "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+             user);
+    snprintf(it->answer, sizeof it->answer, "%s", s[ask]);
+    it->held = want_held;
+    return true;
+}
+
 static void verbatim(builder *b, xp_rng *r, size_t n_train, size_t n_held)
 {
     size_t got_train = 0, got_held = 0;
@@ -268,44 +363,84 @@ static void verbatim(builder *b, xp_rng *r, size_t n_train, size_t n_held)
      * change which training passages a seed gives */
     while (got_train < n_train || got_held < n_held) {
         bool want_held = got_train >= n_train;
-        int n_sent = want_held ? HELD_SENTENCES : TRAIN_SENTENCES;
-        size_t an[HELD_SENTENCES], pl[HELD_SENTENCES];
-        /* different animals; the asked-about sentence (index `ask`) has a held-out pair in
-         * held-out items only, and no training item has any held-out pair */
-        for (int i = 0; i < n_sent; i++) {
-            bool dup;
-            do {
-                an[i] = xp_rng_below(r, COUNT(animals));
-                dup = false;
-                for (int j = 0; j < i; j++)
-                    dup |= an[j] == an[i];
-            } while (dup);
-        }
-        size_t ask = xp_rng_below(r, (uint64_t)n_sent);
-        bool ok = true;
-        for (int i = 0; i < n_sent; i++) {
-            pl[i] = xp_rng_below(r, COUNT(places));
-            bool h = pair_held(an[i], pl[i]);
-            if ((size_t)i == ask ? h != want_held : h)
-                ok = false;
-        }
-        if (!ok)
+        item it;
+        if (!verbatim_item(r, want_held, &it))
             continue;
-        char s[HELD_SENTENCES][96], user[768], prompt[1024];
-        size_t len = 0;
-        for (int i = 0; i < n_sent; i++) {
-            sentence(s[i], sizeof s[i], r, an[i], pl[i]);
-            len += (size_t)snprintf(user + len, sizeof user - len, "%s%s",
-                                    i ? " " : "Passage: ", s[i]);
-        }
-        snprintf(user + len, sizeof user - len, "\nExtract the sentence about the %s.",
-                 animals[an[ask]]);
-        snprintf(prompt, sizeof prompt,
-                 "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
-                 user);
-        push(b, "verbatim", prompt, s[ask], true, want_held);
+        push(b, "verbatim", it.prompt, it.answer, true, want_held);
         *(want_held ? &got_held : &got_train) += 1;
     }
+}
+
+/* ---- held-out items asked once ------------------------------------------------------ */
+
+/* Tries a held-out draw of a task may take before the task counts as exhausted. */
+#define FRESH_TRIES 1000000
+
+/* A fresh held-out item of the task whose prompt is not in seen; false when the task's
+ * held-out items run out (or the task has no generator). */
+static bool fresh_item(xp_rng *r, const char *task, const xp_strmap *seen, item *it)
+{
+    for (long t = 0; t < FRESH_TRIES; t++) {
+        bool ok = true;
+        if (!strcmp(task, "arith"))
+            arith_item(r, it);
+        else if (!strcmp(task, "deriv") || !strcmp(task, "deriv2"))
+            deriv_item(r, strcmp(task, "deriv") ? 2 : 1, it);
+        else if (!strcmp(task, "verbatim"))
+            ok = verbatim_item(r, true, it);
+        else
+            return false;
+        if (ok && it->held && xp_strmap_get(seen, it->prompt, strlen(it->prompt)) < 0)
+            return true;
+    }
+    return false;
+}
+
+/* The second generator: seeded from the corpus seed, apart from the first. */
+static void fresh_seed(xp_rng *r, uint64_t seed) { xp_rng_seed(r, seed ^ 0x5eedf00dc0ffee11ull); }
+
+/* Replaces each held-out item whose prompt came before by a fresh one of its task. */
+static int dedupe_heldout(xp_corpus *c, uint64_t seed, xp_err *err)
+{
+    xp_strmap seen;
+    if (xp_strmap_init(&seen, 2 * c->n) != XP_OK)
+        return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    xp_rng r;
+    fresh_seed(&r, seed);
+    int rc = XP_OK;
+    for (size_t i = 0; i < c->n && !rc; i++) /* every training prompt first */
+        if (!c->docs[i].heldout &&
+            xp_strmap_put(&seen, c->docs[i].prompt, strlen(c->docs[i].prompt), 0, NULL) < 0)
+            rc = xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    for (size_t i = 0; i < c->n && !rc; i++) {
+        xp_doc *d = &c->docs[i];
+        if (!d->heldout)
+            continue;
+        int put = xp_strmap_put(&seen, d->prompt, strlen(d->prompt), 0, NULL);
+        if (put == 1)
+            continue;
+        item it;
+        char *p = NULL, *a = NULL;
+        if (put != 0)
+            rc = xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+        else if (!fresh_item(&r, d->task, &seen, &it))
+            rc = xp_err_set(err, XP_EINVAL,
+                            "corpus: the task '%s' has no held-out item left "
+                            "to replace a repeat of \"%s\"",
+                            d->task, d->prompt);
+        else if (!(p = xp_strdup(it.prompt)) || !(a = xp_strdup(it.answer)))
+            rc = xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+        if (rc) {
+            free(p);
+            break;
+        }
+        free(d->prompt), free(d->answer);
+        d->prompt = p, d->answer = a;
+        if (xp_strmap_put(&seen, d->prompt, strlen(d->prompt), 0, NULL) < 0)
+            rc = xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    }
+    xp_strmap_free(&seen);
+    return rc;
 }
 
 /* ---- the corpus ------------------------------------------------------------------- */
@@ -334,6 +469,66 @@ int xp_corpus_generate(xp_corpus **out, uint64_t seed, xp_err *err)
         xp_corpus_free(b.c);
         return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
     }
+    int rc = dedupe_heldout(b.c, seed, err);
+    if (rc) {
+        xp_corpus_free(b.c);
+        return rc;
+    }
+    *out = b.c;
+    return XP_OK;
+}
+
+static const char *const item_tasks[] = {"arith", "deriv", "deriv2"};
+
+int xp_corpus_heldout_items(uint64_t seed, const char *task, size_t n, xp_corpus **out, xp_err *err)
+{
+    *out = NULL;
+    bool known = false;
+    for (size_t i = 0; i < sizeof item_tasks / sizeof item_tasks[0]; i++)
+        known |= !strcmp(task, item_tasks[i]);
+    if (!known)
+        return xp_err_set(err, XP_EINVAL,
+                          "corpus: no plain held-out items of task '%s' "
+                          "(arith, deriv or deriv2)",
+                          task);
+    /* the training prompts of the corpus of this seed are never drawn */
+    xp_corpus *c;
+    int rc = xp_corpus_generate(&c, seed, err);
+    if (rc)
+        return rc;
+    builder b = {xp_calloc(1, sizeof(xp_corpus)), 0, 0};
+    xp_strmap seen;
+    if (!b.c || xp_strmap_init(&seen, 2 * (c->n + n)) != XP_OK) {
+        xp_corpus_free(c);
+        free(b.c);
+        return xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    }
+    for (size_t i = 0; i < c->n && !rc; i++)
+        if (!c->docs[i].heldout &&
+            xp_strmap_put(&seen, c->docs[i].prompt, strlen(c->docs[i].prompt), 0, NULL) < 0)
+            rc = xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    xp_rng r;
+    xp_rng_seed(&r, seed ^ 0x17e5c0de5eedull);
+    for (size_t k = 0; k < n && !rc; k++) {
+        item it;
+        if (!fresh_item(&r, task, &seen, &it)) {
+            rc = xp_err_set(err, XP_EINVAL,
+                            "corpus: the task '%s' has %zu distinct held-out "
+                            "items, not %zu",
+                            task, k, n);
+            break;
+        }
+        push(&b, task, it.prompt, it.answer, false, true);
+        const char *key = b.failed ? NULL : b.c->docs[b.c->n - 1].prompt;
+        if (b.failed || xp_strmap_put(&seen, key, strlen(key), 0, NULL) < 0)
+            rc = xp_err_set(err, XP_ENOMEM, "corpus: out of memory");
+    }
+    xp_strmap_free(&seen);
+    xp_corpus_free(c);
+    if (rc) {
+        xp_corpus_free(b.c);
+        return rc;
+    }
     *out = b.c;
     return XP_OK;
 }
@@ -361,8 +556,7 @@ char *xp_doc_text(const xp_doc *d)
     return s;
 }
 
-int xp_doc_tokenize(const xp_tokenizer *t, const xp_doc *d, int32_t **ids, size_t *n,
-                    xp_err *err)
+int xp_doc_tokenize(const xp_tokenizer *t, const xp_doc *d, int32_t **ids, size_t *n, xp_err *err)
 {
     char *text = xp_doc_text(d);
     if (!text)
@@ -372,7 +566,8 @@ int xp_doc_tokenize(const xp_tokenizer *t, const xp_doc *d, int32_t **ids, size_
     return rc;
 }
 
-int xp_corpus_write(const xp_corpus *c, const char *path, xp_err *err)
+/* JSON lines of every item, whole or (plain) as {"prompt", "answer"} alone. */
+static int write_lines(const xp_corpus *c, const char *path, bool plain, xp_err *err)
 {
     size_t cap = 1 << 20, len = 0;
     char *buf = malloc(cap);
@@ -382,11 +577,11 @@ int xp_corpus_write(const xp_corpus *c, const char *path, xp_err *err)
         const xp_doc *d = &c->docs[i];
         cJSON *o = cJSON_CreateObject();
         char *line = NULL;
-        if (o && cJSON_AddStringToObject(o, "task", d->task) &&
+        if (o && (plain || cJSON_AddStringToObject(o, "task", d->task)) &&
             cJSON_AddStringToObject(o, "prompt", d->prompt) &&
             cJSON_AddStringToObject(o, "answer", d->answer) &&
-            cJSON_AddBoolToObject(o, "chat", d->chat) &&
-            cJSON_AddBoolToObject(o, "heldout", d->heldout))
+            (plain || (cJSON_AddBoolToObject(o, "chat", d->chat) &&
+                       cJSON_AddBoolToObject(o, "heldout", d->heldout))))
             line = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         size_t n = line ? strlen(line) : 0;
@@ -413,8 +608,18 @@ int xp_corpus_write(const xp_corpus *c, const char *path, xp_err *err)
     return rc;
 }
 
-static int field_str(const cJSON *o, const char *key, char **dst, const char *path,
-                     size_t line, xp_err *err)
+int xp_corpus_write(const xp_corpus *c, const char *path, xp_err *err)
+{
+    return write_lines(c, path, false, err);
+}
+
+int xp_corpus_write_items(const xp_corpus *c, const char *path, xp_err *err)
+{
+    return write_lines(c, path, true, err);
+}
+
+static int field_str(const cJSON *o, const char *key, char **dst, const char *path, size_t line,
+                     xp_err *err)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsString(v))
@@ -450,8 +655,10 @@ int xp_corpus_read(xp_corpus **out, const char *path, xp_err *err)
             if (!cJSON_IsObject(o))
                 rc = xp_err_set(err, XP_EFORMAT, "%s:%zu: not a JSON object", path, line);
             else if (!cJSON_IsBool(chat) || !cJSON_IsBool(heldout))
-                rc = xp_err_set(err, XP_EFORMAT, "%s:%zu: \"chat\" and \"heldout\" must be "
-                                "true or false", path, line);
+                rc = xp_err_set(err, XP_EFORMAT,
+                                "%s:%zu: \"chat\" and \"heldout\" must be "
+                                "true or false",
+                                path, line);
             else if (!(rc = field_str(o, "task", &task, path, line, err)) &&
                      !(rc = field_str(o, "prompt", &prompt, path, line, err)) &&
                      !(rc = field_str(o, "answer", &answer, path, line, err))) {

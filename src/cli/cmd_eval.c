@@ -319,6 +319,10 @@ static int run(int argc, char **argv)
     } else if (!rc && heldout) {
         rc = xp_probe_set_load(&sets[1].s, heldout, &err);
     }
+    if (!rc && generate && max_tokens >= (long)xp_model_shape(m)->n_ctx)
+        cli_note("--max-tokens %ld: the model's context holds %u tokens, the prompt included: "
+                 "an answer stops where it fills the context",
+                 max_tokens, xp_model_shape(m)->n_ctx);
     for (size_t k = 0; !rc && k < n_sets; k++) {
         if (max_tokens)
             sets[k].s->max_tokens = (size_t)max_tokens;

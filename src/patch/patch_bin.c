@@ -397,6 +397,10 @@ static int decode(bin_in *c, xp_patch *p)
             cJSON_Delete(o);
             return bad(c, at, "provenance", "is not one JSON object");
         }
+        if (xp_json_refuse_nul((const char *)s, n, "", c->err)) {
+            cJSON_Delete(o);
+            return bad(c, at, "provenance", "a string in it holds a NUL (\\u0000)");
+        }
         rc = xp_patch_provenance_from_json(p, o, c->where, c->err);
         cJSON_Delete(o);
         if (rc)

@@ -3,7 +3,8 @@
  * codec its "format" key, or for older Bankai and Neagari files its "version", names),
  * a Neagari directory of patches in its manifest's order, and serialising or writing
  * in the format asked for. What every JSON format shares is checked here: the text is
- * one JSON value (else the line and column where it breaks), a "flips_sha256" must
+ * one JSON value (else the line and column where it breaks), no string holds an escaped
+ * NUL, no flip is listed twice (it would cancel itself silently), a "flips_sha256" must
  * match the flips, and a patch must keep some flips once normalised. */
 #include <errno.h>
 #include <stdio.h>
@@ -16,17 +17,6 @@
 
 /* the largest patch file read: 4M flips as JSON stay well below it */
 #define MAX_FILE (512 << 20)
-
-static void line_col(const char *text, const char *at, int *line, int *col)
-{
-    *line = 1, *col = 1;
-    for (const char *c = text; c < at; c++) {
-        if (*c == '\n')
-            ++*line, *col = 1;
-        else
-            ++*col;
-    }
-}
 
 /* Reads root into p with the codec its "format" (or "version") names. */
 static int read_root(xp_patch *p, const cJSON *root, const char *where, xp_err *err)
@@ -79,19 +69,24 @@ static int parse_json(xp_patch **out, const char *text, size_t len, const char *
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
     if (!root) {
         int line, col;
-        line_col(text, end && end >= text && end <= text + len ? end : text, &line, &col);
+        xp_json_line_col(text, end && end >= text && end <= text + len ? end : text, &line, &col);
         return xp_json_fail(err, where, "line %d, column %d: malformed JSON", line, col);
     }
     for (const char *c = end; c < text + len; c++)
         if (*c != ' ' && *c != '\n' && *c != '\r' && *c != '\t') {
             int line, col;
-            line_col(text, c, &line, &col);
+            xp_json_line_col(text, c, &line, &col);
             cJSON_Delete(root);
             return xp_json_fail(
                 err, where, "line %d, column %d: unexpected text after the JSON value", line, col);
         }
+    int rc = xp_json_refuse_nul(text, len, where, err);
+    if (rc) {
+        cJSON_Delete(root);
+        return rc;
+    }
     xp_patch *p;
-    int rc = xp_patch_new(&p, err);
+    rc = xp_patch_new(&p, err);
     if (!rc && !(p->path = xp_strdup(where)))
         rc = xp_json_oom(err, where);
     if (!rc)
@@ -108,6 +103,8 @@ static int parse_json(xp_patch **out, const char *text, size_t len, const char *
     size_t listed = rc ? 0 : p->n_flips;
     if (!rc && !listed)
         rc = xp_json_fail(err, where, "the patch has no flips");
+    if (!rc)
+        rc = xp_patch_refuse_repeats(p, err);
     if (!rc)
         rc = xp_patch_normalize(p, err);
     if (!rc && !p->n_flips)

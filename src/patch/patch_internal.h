@@ -40,6 +40,11 @@ const char *xp_patch_where(const xp_patch *p);
 /* "TENSOR row 17", "TENSOR scale bit 3 of block 9", ... for messages. */
 void xp_flip_describe(const xp_patch *p, const xp_flip *f, char *out, size_t size);
 
+/* Refuses a patch read from a file that lists one flip twice (same tensor, kind, index,
+ * bit, group and mask): XOR would cancel it silently. Every reader calls it before
+ * normalising; the error names the file, both positions and the flip. */
+int xp_patch_refuse_repeats(const xp_patch *p, xp_err *err);
+
 /* ---- 2. JSON helpers and provenance ---------------------------------------------- */
 
 /* A malloc'd copy of a cJSON item printed unformatted, or NULL for NULL. */
@@ -64,6 +69,11 @@ int xp_json_member_uint(const cJSON *o, const char *key, uint64_t max, uint64_t 
 /* Every key of o is one of allowed (NULL-terminated). */
 int xp_json_check_keys(const cJSON *o, const char *const *allowed, const char *where,
                        const char *path, xp_err *err);
+/* The 1-based line and column of at in text, for messages. */
+void xp_json_line_col(const char *text, const char *at, int *line, int *col);
+/* Refuses JSON text (already parsed) with a NUL escaped inside a string ("\u0000"),
+ * naming the line, column and the key it belongs to: C strings would cut it short. */
+int xp_json_refuse_nul(const char *text, size_t len, const char *where, xp_err *err);
 /* Adds the JSON text (when it parses) as member key. */
 void xp_json_add_text(cJSON *o, const char *key, const char *text);
 

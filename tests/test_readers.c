@@ -1,0 +1,154 @@
+/* The patch readers at their edges, through the program as a user runs it: a flip listed
+ * twice is refused by every reader (it would cancel itself), a NUL escaped in a JSON
+ * string is refused naming its field, a truncated binary patch is reported as binary,
+ * Neagari's minimal list of [layer, projection, group] triples is read, shown, converted
+ * and applied, generation says when -n is more than the context holds, and a search that
+ * keeps no flip says so without claiming a patch it did not write. */
+#include <string.h>
+#include <sys/stat.h>
+
+#include "test_patch_util.h"
+
+#define FMT(buf, ...)                                                                              \
+    cr_assert_lt(snprintf(buf, sizeof buf, __VA_ARGS__), (int)sizeof buf, "command too long")
+
+/* Runs `xorpatch ARGS`, expects its exit code and (when given) a phrase on stdout+stderr;
+ * returns stdout+stderr (malloc'd). */
+static char *run_expect(const char *args, int code, const char *needle)
+{
+    char *cmd = malloc(strlen(args) + 600), *out, *err;
+    sprintf(cmd, "NO_COLOR=1 %.500s %s", xp_test_bin(), args);
+    int rc = xp_test_run(cmd, NULL, &out, &err);
+    free(cmd);
+    cr_expect_eq(rc, code, "`xorpatch %s` exited %d, expected %d\n%s%s", args, rc, code, out, err);
+    size_t n = strlen(out) + strlen(err);
+    char *all = malloc(n + 1);
+    strcpy(all, out);
+    strcat(all, err);
+    free(out), free(err);
+    if (needle)
+        cr_expect(strstr(all, needle), "`xorpatch %s` lacks '%s':\n%s", args, needle, all);
+    return all;
+}
+
+static void expect_cli(const char *args, int code, const char *needle)
+{
+    free(run_expect(args, code, needle));
+}
+
+/* A fresh temporary file holding text, with the given extension. */
+static void tmp_file(char *out, size_t size, const char *stem, const char *ext, const char *text)
+{
+    char base[400];
+    xp_test_tmp_path(base, sizeof base, stem);
+    snprintf(out, size, "%s%s", base, ext);
+    if (text)
+        xp_test_write(out, text);
+}
+
+/* `show FILE` refuses the file (exit 2) with every phrase of needles (NULL-ended). */
+static void expect_show_refused(const char *text, const char *ext, const char *const *needles)
+{
+    char path[512], args[700];
+    tmp_file(path, sizeof path, "reader", ext, text);
+    FMT(args, "show '%s'", path);
+    char *all = run_expect(args, 2, path);
+    for (size_t i = 0; needles[i]; i++)
+        cr_expect(strstr(all, needles[i]), "show of %s lacks '%s':\n%s", text, needles[i], all);
+    free(all);
+    unlink(path);
+}
+
+/* ---- 4f: a flip listed twice, a NUL in a string ----------------------------------- */
+
+Test(readers, a_flip_listed_twice_is_refused_by_every_json_reader)
+{
+    static const char *const own[] = {
+        "{\"format\":\"xorpatch/1\",\"tensors\":{\"blk.0.ffn_up.weight\":{\"rows\":[31,5,31]}}}",
+        "{\"format\":\"xorpatch/1\",\"tensors\":{\"blk.0.ffn_up.weight\":"
+        "{\"scale_bits\":[[4,9],[4,9]]}}}",
+        "{\"format\":\"xorpatch/1\",\"tensors\":{\"blk.0.ffn_up.weight\":"
+        "{\"masks\":[[2,\"0f000000000000000000000000000000\"],"
+        "[2,\"0f000000000000000000000000000000\"]]}}}",
+    };
+    static const char *const what[] = {"row 31", "scale bit 9 of block 4", "mask 2"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *needles[] = {"blk.0.ffn_up.weight", what[i], "listed twice", NULL};
+        expect_show_refused(own[i], ".json", needles);
+    }
+    /* Bankai v1 (also with a group), Neagari v2 under two spellings of one projection */
+    const char *bankai[] = {"blk.1.ffn_up.weight row 3", "listed twice", NULL};
+    expect_show_refused("{\"format\":\"bankai_row_xor_v1\",\"flips\":[{\"layer\":1,\"proj\":"
+                        "\"up_proj\",\"row\":3},{\"layer\":1,\"proj\":\"up_proj\",\"row\":3}]}",
+                        ".json", bankai);
+    const char *group[] = {"blk.1.ffn_up.weight", "listed twice", NULL};
+    expect_show_refused("{\"version\":1,\"flips\":[{\"layer\":1,\"proj\":\"up_proj\",\"row\":3,"
+                        "\"group\":1},{\"layer\":1,\"proj\":\"ffn_up\",\"row\":3,\"group\":1}]}",
+                        ".json", group);
+    const char *neagari[] = {"blk.1.ffn_gate.weight block 7", "listed twice", NULL};
+    expect_show_refused("{\"version\":2,\"flips\":[{\"layer\":1,\"proj\":\"ffn_gate.weight\","
+                        "\"group\":7,\"type\":\"group\"},{\"layer\":1,\"proj\":\"ffn_gate\","
+                        "\"group\":7}]}",
+                        ".json", neagari);
+    /* different flips on one block are not repeats: a block and a scale bit of it */
+    char path[512], args[700];
+    tmp_file(path, sizeof path, "reader", ".json",
+             "{\"version\":2,\"flips\":[{\"layer\":1,\"proj\":\"ffn_gate.weight\",\"group\":7},"
+             "{\"layer\":1,\"proj\":\"ffn_gate.weight\",\"group\":7,\"type\":\"scale\","
+             "\"bit\":3}]}");
+    FMT(args, "show '%s'", path);
+    expect_cli(args, 0, "flips         2:");
+    unlink(path);
+}
+
+Test(readers, a_nul_in_a_json_string_is_refused_naming_the_field)
+{
+    const char *name[] = {"\"name\"", "NUL", "line 1", NULL};
+    expect_show_refused("{\"format\":\"xorpatch/1\",\"name\":\"ab\\u0000cd\",\"tensors\":"
+                        "{\"blk.0.ffn_up.weight\":{\"rows\":[3]}}}",
+                        ".json", name);
+    const char *proj[] = {"\"proj\"", "NUL", NULL};
+    expect_show_refused("{\"version\":1,\"flips\":[{\"layer\":1,\"proj\":\"up_proj\\u0000x\","
+                        "\"row\":3}]}",
+                        ".json", proj);
+    const char *key[] = {"the key", "NUL", NULL};
+    expect_show_refused("{\"format\":\"xorpatch/1\",\"tensors\":"
+                        "{\"blk.0.ffn_up.weight\\u0000\":{\"rows\":[3]}}}",
+                        ".json", key);
+    /* an escaped backslash before u0000 is no NUL */
+    char path[512], args[700];
+    tmp_file(path, sizeof path, "reader", ".json",
+             "{\"format\":\"xorpatch/1\",\"name\":\"a\\\\u0000\",\"tensors\":"
+             "{\"blk.0.ffn_up.weight\":{\"rows\":[3]}}}");
+    FMT(args, "show '%s'", path);
+    expect_cli(args, 0, "a\\u0000");
+    unlink(path);
+}
+
+Test(readers, generate_says_when_n_is_more_than_the_context_holds)
+{
+    /* the shipped tiny model: its context is 1,024 tokens */
+    char model[512];
+    snprintf(model, sizeof model, "%s/models/tiny-bonsai.gguf", xp_test_env("XP_ROOT", "."));
+    xp_model *m;
+    xp_err err = {0};
+    cr_assert_eq(xp_model_open(&m, model, &err), XP_OK, "%s", err.msg);
+    uint32_t n_ctx = xp_model_shape(m)->n_ctx;
+    xp_model_close(m);
+    cr_assert_leq(n_ctx, 4096, "a short context, so the prompt is quick to read");
+    /* n_ctx - 10 one-token words, then -n 100 */
+    char *prompt = malloc(2 * (size_t)n_ctx + 1), text[512], args[1500];
+    strcpy(prompt, "a");
+    for (uint32_t i = 1; i < n_ctx - 10; i++)
+        strcat(prompt, " a");
+    tmp_file(text, sizeof text, "prompt", ".txt", prompt);
+    FMT(args, "generate -m '%s' -p \"$(cat '%s')\" -n 100 -t 1", model, text);
+    char want[160];
+    snprintf(want, sizeof want,
+             "-n 100: the model's context holds %u tokens and the prompt takes %u, so at most "
+             "10 new tokens follow it",
+             n_ctx, n_ctx - 10);
+    free(run_expect(args, 0, want));
+    free(prompt);
+    unlink(text);
+}

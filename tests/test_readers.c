@@ -152,3 +152,33 @@ Test(readers, generate_says_when_n_is_more_than_the_context_holds)
     free(prompt);
     unlink(text);
 }
+
+/* ---- 4b: a truncated binary patch ------------------------------------------------- */
+
+Test(readers, a_truncated_binary_patch_is_reported_as_binary)
+{
+    char json[512], xpb[512], cut[512], args[1600];
+    tmp_file(json, sizeof json, "whole", ".json",
+             "{\"format\":\"xorpatch/1\",\"tensors\":{\"blk.0.ffn_up.weight\":{\"rows\":[31,5]},"
+             "\"blk.0.ffn_gate.weight\":{\"blocks\":[3]}}}");
+    tmp_file(xpb, sizeof xpb, "whole", ".xpb", NULL);
+    FMT(args, "convert '%s' -o '%s' -q", json, xpb);
+    expect_cli(args, 0, NULL);
+    struct stat st;
+    cr_assert_eq(stat(xpb, &st), 0);
+    size_t cuts[] = {0, 3, 7, 12, 20, (size_t)st.st_size - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        tmp_file(cut, sizeof cut, "cut", ".xpb", NULL);
+        FMT(args, "head -c %zu '%s' > '%s'", cuts[i], xpb, cut);
+        cr_assert_eq(system(args), 0);
+        FMT(args, "show '%s'", cut);
+        char *all = run_expect(args, 2, cut);
+        cr_expect(!strstr(all, "JSON"), "cut at %zu: %s", cuts[i], all);
+        cr_expect(strstr(all, "binary"), "cut at %zu does not name the binary format: %s", cuts[i],
+                  all);
+        cr_expect(cuts[i] == 0 || strstr(all, "cut short"), "cut at %zu: %s", cuts[i], all);
+        free(all);
+        unlink(cut);
+    }
+    unlink(json), unlink(xpb);
+}

@@ -1,6 +1,7 @@
 /* Patch files in any format, by format: reading a file or a buffer (the format found by
- * content: a GGUF is refused, the binary magic is the binary codec's, JSON goes to the
- * codec its "format" key, or for older Bankai and Neagari files its "version", names),
+ * content: a GGUF is refused; the binary magic, a cut part of it, or a .xpb name on what
+ * is not JSON go to the binary codec; JSON to the codec its "format" key, or for older
+ * Bankai and Neagari files its "version", names),
  * a Neagari directory of patches in its manifest's order, and serialising or writing
  * in the format asked for. What every JSON format shares is checked here: the text is
  * one JSON value (else the line and column where it breaks), no string holds an escaped
@@ -123,12 +124,28 @@ static int parse_json(xp_patch **out, const char *text, size_t len, const char *
     return XP_OK;
 }
 
+/* A name ending in .xpb: the binary format's, so its errors are the binary format's. */
+static bool has_binary_name(const char *where)
+{
+    size_t n = strlen(where);
+    return n > 4 && strcmp(where + n - 4, ".xpb") == 0;
+}
+
+/* Text that begins (after white space) as a JSON object or array does. */
+static bool json_like(const char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t'))
+        i++;
+    return i < len && (buf[i] == '{' || buf[i] == '[');
+}
+
 int xp_patch_parse(xp_patch **out, const void *buf, size_t len, const char *where, xp_err *err)
 {
     *out = NULL;
     if (len >= 4 && memcmp(buf, "GGUF", 4) == 0)
         return xp_json_fail(err, where, "a GGUF model, not a patch");
-    if (xp_patch_is_binary(buf, len))
+    if (xp_patch_binary_prefix(buf, len) || (has_binary_name(where) && !json_like(buf, len)))
         return xp_patch_decode(out, buf, len, where, err);
     return parse_json(out, buf, len, where, err);
 }

@@ -87,6 +87,8 @@ int xp_patch_provenance_from_json(xp_patch *p, const cJSON *o, const char *where
 enum { XP_BIN_BASE = 1, XP_BIN_NAME = 2, XP_BIN_PROVENANCE = 4, XP_BIN_SHAPES = 8 };
 int xp_patch_encode(const xp_patch *p, unsigned flags, uint8_t **buf, size_t *len, xp_err *err);
 int xp_patch_decode(xp_patch **out, const uint8_t *buf, size_t len, const char *where, xp_err *err);
+/* Whether bytes begin as the binary magic does, as far as they go (a cut file too). */
+bool xp_patch_binary_prefix(const void *buf, size_t len);
 
 /* The JSON formats, by their "format" strings. Each reads its format from a parsed root
  * into p (what every JSON format shares is checked by the dispatcher), and writes a

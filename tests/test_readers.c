@@ -182,3 +182,121 @@ Test(readers, a_truncated_binary_patch_is_reported_as_binary)
     }
     unlink(json), unlink(xpb);
 }
+
+/* ---- 6: Neagari's list of [layer, projection, group] triples ---------------------- */
+
+/* The flips_sha256 `show` prints for a patch file. */
+static void show_id(const char *path, char id[65])
+{
+    char args[700];
+    FMT(args, "show '%s'", path);
+    char *all = run_expect(args, 0, "flips_sha256");
+    const char *at = strstr(all, "flips_sha256");
+    cr_assert(at && sscanf(at, "flips_sha256 %64s", id) == 1, "%s", all);
+    free(all);
+}
+
+Test(readers, neagari_list_is_read_shown_converted_and_applied)
+{
+    char model[512], list[512], own[512], back[512], out[512], args[2200];
+    xp_test_small_model(model, sizeof model);
+    /* ffn_gate is [128, 256] (1 block a row), ffn_down [256, 128] (2 blocks a row) */
+    tmp_file(list, sizeof list, "list", ".json",
+             "[[0, \"ffn_gate.weight\", 5],\n [0, \"ffn_up\", 2],\n"
+             " [0, \"ffn_down.weight\", 255]]\n");
+    FMT(args, "show '%s'", list);
+    char *all = run_expect(args, 0, "neagari-list");
+    cr_expect(strstr(all, "3: 0 rows, 3 blocks"), "%s", all);
+    free(all);
+    /* bound to the model, a block that is a whole row (gate, up) is that row */
+    FMT(args, "show '%s' -m '%s'", list, model);
+    expect_cli(args, 0, "3: 2 rows, 1 blocks");
+    /* convert writes the project's own format from it, recording where it came from */
+    tmp_file(own, sizeof own, "from-list", ".json", NULL);
+    FMT(args, "convert '%s' -o '%s'", list, own);
+    expect_cli(args, 0, "xorpatch, 3 flips");
+    char *text = xp_test_slurp(own);
+    cr_expect(strstr(text, "\"xorpatch/1\"") && strstr(text, "\"neagari-list\""), "%s", text);
+    free(text);
+    char a[65], b[65], c[65];
+    show_id(list, a);
+    show_id(own, b);
+    cr_expect_str_eq(a, b, "one patch, one identity in both formats");
+    /* and back: a list again */
+    tmp_file(back, sizeof back, "back", ".json", NULL);
+    FMT(args, "convert '%s' --to neagari-list -o '%s'", own, back);
+    expect_cli(args, 0, "neagari-list, 3 flips");
+    text = xp_test_slurp(back);
+    cr_expect(strstr(text, "[0, \"ffn_gate.weight\", 5]"), "%s", text);
+    free(text);
+    show_id(back, c);
+    cr_expect_str_eq(a, c);
+    /* applied on a synthetic model, and verified bit for bit */
+    tmp_file(out, sizeof out, "list-applied", ".gguf", NULL);
+    FMT(args, "apply -m '%s' -p '%s' -o '%s'", model, list, out);
+    expect_cli(args, 0, "3 flips");
+    FMT(args, "verify -m '%s' -b '%s' -p '%s'", out, model, list);
+    expect_cli(args, 0, NULL);
+    unlink(list), unlink(own), unlink(back), unlink(out);
+}
+
+Test(readers, neagari_list_takes_rows_only_as_their_blocks)
+{
+    char model[512], rows[512], list[512], args[2200];
+    xp_test_small_model(model, sizeof model);
+    tmp_file(rows, sizeof rows, "rows", ".json",
+             "{\"format\":\"xorpatch/1\",\"tensors\":{\"blk.0.ffn_down.weight\":{\"rows\":[3]},"
+             "\"blk.0.ffn_up.weight\":{\"scale_bits\":[[1,4]]}}}");
+    tmp_file(list, sizeof list, "list", ".json", NULL);
+    FMT(args, "convert '%s' --to neagari-list -o '%s'", rows, list);
+    expect_cli(args, 2, "give the model");
+    tmp_file(rows, sizeof rows, "rows", ".json",
+             "{\"format\":\"xorpatch/1\",\"tensors\":{\"blk.0.ffn_down.weight\":{\"rows\":[3]}}}");
+    FMT(args, "convert '%s' --to neagari-list -m '%s' -o '%s'", rows, model, list);
+    expect_cli(args, 0, "neagari-list");
+    char *text = xp_test_slurp(list);
+    cr_expect(strstr(text, "[[0, \"ffn_down.weight\", 6], [0, \"ffn_down.weight\", 7]]"), "%s",
+              text);
+    free(text);
+    unlink(rows), unlink(list);
+}
+
+Test(readers, malformed_triples_are_refused_clearly)
+{
+    const char *arity[] = {"[1]: expected a triple [layer, \"ffn_gate.weight\", group], found 2",
+                           NULL};
+    expect_show_refused("[[0, \"ffn_gate.weight\", 1], [0, \"ffn_gate.weight\"]]", ".json", arity);
+    const char *four[] = {"[0]: expected a triple", "found 4 elements", NULL};
+    expect_show_refused("[[0, \"ffn_gate.weight\", 1, 2]]", ".json", four);
+    const char *value[] = {"[1]: expected a triple", "another JSON value", NULL};
+    expect_show_refused("[[0, \"ffn_gate.weight\", 1], 7]", ".json", value);
+    const char *name[] = {"[0][1]: \"mlp.weight\" is not a projection", "ffn_gate.weight", NULL};
+    expect_show_refused("[[0, \"mlp.weight\", 1]]", ".json", name);
+    const char *mlx[] = {"[0][1]: \"gate_proj\" is not a projection", NULL};
+    expect_show_refused("[[0, \"gate_proj\", 1]]", ".json", mlx);
+    const char *layer[] = {"[0][0]: the layer must be an integer", NULL};
+    expect_show_refused("[[-1, \"ffn_gate.weight\", 1]]", ".json", layer);
+    const char *neg[] = {"[0][2]: the group (a block's index in the tensor) must be an integer "
+                         "from 0 to",
+                         NULL};
+    expect_show_refused("[[0, \"ffn_gate.weight\", -3]]", ".json", neg);
+    expect_show_refused("[[0, \"ffn_gate.weight\", 2.5]]", ".json", neg);
+    expect_show_refused("[[0, \"ffn_gate.weight\", 1e15]]", ".json", neg);
+    const char *twice[] = {"flips 0 and 2 are the same flip (blk.3.ffn_up.weight block 9)",
+                           "listed twice", NULL};
+    expect_show_refused("[[3, \"ffn_up.weight\", 9], [3, \"ffn_up.weight\", 10],"
+                        " [3, \"ffn_up\", 9]]",
+                        ".json", twice);
+    const char *empty[] = {"no flips", NULL};
+    expect_show_refused("[]", ".json", empty);
+    /* a group beyond the tensor: refused against the model, naming the range */
+    char model[512], list[512], out[512], args[2200];
+    xp_test_small_model(model, sizeof model);
+    tmp_file(list, sizeof list, "list", ".json", "[[0, \"ffn_gate.weight\", 256]]");
+    tmp_file(out, sizeof out, "list-applied", ".gguf", NULL);
+    FMT(args, "apply -m '%s' -p '%s' -o '%s'", model, list, out);
+    expect_cli(args, 2, "block out of range: the tensor has 256 blocks");
+    struct stat st;
+    cr_expect_neq(stat(out, &st), 0, "nothing written");
+    unlink(list);
+}

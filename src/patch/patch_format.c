@@ -19,12 +19,16 @@
 /* the largest patch file read: 4M flips as JSON stay well below it */
 #define MAX_FILE (512 << 20)
 
-/* Reads root into p with the codec its "format" (or "version") names. */
+/* Reads root into p with the codec its "format" (or "version") names, or a list of
+ * triples with Neagari's list codec. */
 static int read_root(xp_patch *p, const cJSON *root, const char *where, xp_err *err)
 {
+    if (cJSON_IsArray(root) && (!root->child || cJSON_IsArray(root->child)))
+        return xp_patch_neagari_list_read(p, root, where, err);
     if (!cJSON_IsObject(root))
         return xp_json_fail(err, where,
-                            "expected a JSON object (a patch), found another JSON value");
+                            "expected a JSON object (a patch) or a list of [layer, "
+                            "\"ffn_gate.weight\", group] triples, found another JSON value");
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
     if (format) {
@@ -92,7 +96,8 @@ static int parse_json(xp_patch **out, const char *text, size_t len, const char *
         rc = xp_json_oom(err, where);
     if (!rc)
         rc = read_root(p, root, where, err);
-    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(root, "flips_sha256");
+    const cJSON *sum =
+        cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "flips_sha256") : NULL;
     char want[65] = "";
     if (!rc && sum) {
         if (!cJSON_IsString(sum) || !xp_hex64_valid(sum->valuestring))
@@ -239,6 +244,8 @@ static int json_text(const xp_patch *p, int format, char **text, xp_err *err)
         rc = xp_patch_bankai_write(p, &o, err);
     else if (format == XP_PATCH_NEAGARI_V2)
         rc = xp_patch_neagari_write(p, &o, err);
+    else if (format == XP_PATCH_NEAGARI_LIST)
+        rc = xp_patch_neagari_list_write(p, &o, err);
     else
         return xp_err_set(err, XP_EINVAL, "patch: format %d is not a JSON format", format);
     if (rc)
@@ -292,17 +299,20 @@ int xp_patch_write(const xp_patch *p, int format, const char *path, xp_err *err)
     return rc;
 }
 
-static const char *const format_names[] = {"xorpatch", "binary", "binary-compact", "bankai-v1",
-                                           "neagari-v2"};
+/* by enum xp_patch_format */
+static const char *const format_names[] = {"xorpatch",  "binary",     "binary-compact",
+                                           "bankai-v1", "neagari-v2", "neagari-list"};
+#define N_FORMATS (int)(sizeof format_names / sizeof *format_names)
+_Static_assert(XP_PATCH_NEAGARI_LIST + 1 == N_FORMATS, "every patch format has a name");
 
 const char *xp_patch_format_name(int format)
 {
-    return format >= 0 && format <= XP_PATCH_NEAGARI_V2 ? format_names[format] : "?";
+    return format >= 0 && format < N_FORMATS ? format_names[format] : "?";
 }
 
 int xp_patch_format_from_name(const char *name)
 {
-    for (int i = 0; i <= XP_PATCH_NEAGARI_V2; i++)
+    for (int i = 0; i < N_FORMATS; i++)
         if (strcmp(name, format_names[i]) == 0)
             return i;
     return -1;

@@ -5,8 +5,8 @@
  *   2. the JSON helpers (patch_json_util.c) and the provenance object
  *      (patch_provenance.c);
  *   3. the codecs: binary (patch_bin.c), then xorpatch/1 (patch_own.c), and Bankai v1
- *      (patch_bankai.c) and Neagari v2 (patch_neagari.c) over what those two share
- *      (patch_foreign.c, patch_foreign.h);
+ *      (patch_bankai.c), Neagari v2 (patch_neagari.c) and Neagari's list of triples
+ *      (patch_neagari_list.c) over what those share (patch_foreign.c, patch_foreign.h);
  *   4. the format dispatcher (patch_format.c: read, parse, serialise, write by format);
  *   5. what works on patches and files: applying (patch_apply.c), the record a patched
  *      file keeps (patch_record.c), patching files in place (patch_file.c) and the audit
@@ -102,6 +102,9 @@ int xp_patch_bankai_read(xp_patch *p, const cJSON *root, const char *where, xp_e
 int xp_patch_bankai_write(const xp_patch *p, cJSON **out, xp_err *err);
 int xp_patch_neagari_read(xp_patch *p, const cJSON *root, const char *where, xp_err *err);
 int xp_patch_neagari_write(const xp_patch *p, cJSON **out, xp_err *err);
+/* Neagari's list of [layer, projection, group] triples: root is a JSON array. */
+int xp_patch_neagari_list_read(xp_patch *p, const cJSON *root, const char *where, xp_err *err);
+int xp_patch_neagari_list_write(const xp_patch *p, cJSON **out, xp_err *err);
 /* A Neagari patch directory's patch_*.json names (malloc'd), in its manifest.json's step
  * order, then the others sorted; *missing counts manifest steps whose file is absent.
  * A directory without patch files is XP_ENOTFOUND. */

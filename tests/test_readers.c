@@ -216,6 +216,7 @@ Test(readers, neagari_list_is_read_shown_converted_and_applied)
     FMT(args, "convert '%s' -o '%s'", list, own);
     expect_cli(args, 0, "xorpatch, 3 flips");
     char *text = xp_test_slurp(own);
+    cr_assert_not_null(text, "%s is not written", own);
     cr_expect(strstr(text, "\"xorpatch/1\"") && strstr(text, "\"neagari-list\""), "%s", text);
     free(text);
     char a[65], b[65], c[65];
@@ -227,6 +228,7 @@ Test(readers, neagari_list_is_read_shown_converted_and_applied)
     FMT(args, "convert '%s' --to neagari-list -o '%s'", own, back);
     expect_cli(args, 0, "neagari-list, 3 flips");
     text = xp_test_slurp(back);
+    cr_assert_not_null(text, "%s is not written", back);
     cr_expect(strstr(text, "[0, \"ffn_gate.weight\", 5]"), "%s", text);
     free(text);
     show_id(back, c);
@@ -255,6 +257,7 @@ Test(readers, neagari_list_takes_rows_only_as_their_blocks)
     FMT(args, "convert '%s' --to neagari-list -m '%s' -o '%s'", rows, model, list);
     expect_cli(args, 0, "neagari-list");
     char *text = xp_test_slurp(list);
+    cr_assert_not_null(text, "%s is not written", list);
     cr_expect(strstr(text, "[[0, \"ffn_down.weight\", 6], [0, \"ffn_down.weight\", 7]]"), "%s",
               text);
     free(text);
@@ -299,4 +302,67 @@ Test(readers, malformed_triples_are_refused_clearly)
     struct stat st;
     cr_expect_neq(stat(out, &st), 0, "nothing written");
     unlink(list);
+}
+
+/* ---- 2: a search that keeps no flip ----------------------------------------------- */
+
+/* The shipped tiny model already solves every probe of the behaviour record's deriv set,
+ * so a focused search has nothing to fix and keeps no flip. */
+static void solved_setup(char model[512], char probes[512])
+{
+    snprintf(model, 512, "%s/models/tiny-bonsai.gguf", xp_test_env("XP_ROOT", "."));
+    snprintf(probes, 512, "%s/tests/behaviour/deriv.json", xp_test_env("XP_ROOT", "."));
+}
+
+Test(readers, a_search_that_keeps_no_flip_claims_no_patch)
+{
+    char model[512], probes[512], out[512], args[2200];
+    solved_setup(model, probes);
+    tmp_file(out, sizeof out, "unkept", ".json", "{\"an\": \"older file\"}\n");
+    FMT(args,
+        "search -m '%s' --probes '%s' --fitness focused --iterations 3 --no-eval -t 1 "
+        "-o '%s'",
+        model, probes, out);
+    char *all = run_expect(args, 0, "no flip was kept");
+    char wrote[600], stale[700];
+    snprintf(wrote, sizeof wrote, "wrote %s,", out);
+    cr_expect(!strstr(all, wrote), "claims a patch it did not write:\n%s", all);
+    snprintf(stale, sizeof stale, "%s is not written (the file there is from before", out);
+    cr_expect(strstr(all, stale), "%s", all);
+    cr_expect(strstr(all, "patch       none: no flip was kept"), "%s", all);
+    cr_expect(strstr(all, ".log.jsonl and ") && strstr(all, "; no patch (no flip was kept)"), "%s",
+              all);
+    free(all);
+    char *text = xp_test_slurp(out);
+    cr_expect_str_eq(text, "{\"an\": \"older file\"}\n", "the user's file is left alone");
+    free(text);
+    char side[600];
+    snprintf(side, sizeof side, "%s.log.jsonl", out), unlink(side);
+    snprintf(side, sizeof side, "%s.html", out), unlink(side);
+    unlink(out);
+}
+
+Test(readers, a_pipeline_step_that_keeps_no_flip_says_its_old_file_is_not_its_own)
+{
+    char model[512], probes[512], dir[512], step[600], stacked[600], args[2200];
+    solved_setup(model, probes);
+    xp_test_tmp_path(dir, sizeof dir, "unkept-pipe");
+    cr_assert_eq(mkdir(dir, 0777), 0);
+    snprintf(step, sizeof step, "%s/step-1-deriv.json", dir);
+    snprintf(stacked, sizeof stacked, "%s/stacked.json", dir);
+    xp_test_write(step, "{}\n");
+    xp_test_write(stacked, "{}\n");
+    FMT(args, "pipeline -m '%s' --fitness focused --iterations 3 -t 1 -o '%s' '%s'", model, dir,
+        probes);
+    char *all = run_expect(args, 0, "0 flips");
+    cr_expect(strstr(all, "step 1: no flip was kept") && strstr(all, "is not this pipeline's"),
+              "%s", all);
+    cr_expect(strstr(all, "stacked: no step kept a flip") && strstr(all, "from before"), "%s", all);
+    free(all);
+    char *text = xp_test_slurp(step);
+    cr_expect_str_eq(text, "{}\n");
+    free(text);
+    char cmd[700];
+    FMT(cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
 }

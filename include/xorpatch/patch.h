@@ -152,7 +152,8 @@ void xp_patch_total_stats(const xp_patch *p, xp_patch_stats *s);
  * "format"/"version" keys, or a top-level list of triples), or with _read_all also a Neagari patch directory (its
  * patch_*.json files in manifest.json's step order; *n_missing counts manifest steps
  * whose file is not there). Extra keys in Bankai / Neagari files are ignored; the
- * project's own format is read strictly. A patch that lists no flips is an error. */
+ * project's own format is read strictly. A patch that lists no flips, lists one flip
+ * twice (XOR would cancel it) or escapes a NUL in a JSON string is an error. */
 int xp_patch_read(xp_patch **out, const char *path, xp_err *err);
 int xp_patch_read_all(xp_patch ***out, size_t *n, size_t *n_missing, const char *path,
                       xp_err *err);

@@ -1,5 +1,5 @@
-/* libFuzzer harness for the patch readers: xorpatch JSON, Bankai v1, Neagari v2 and the
- * binary encoding. Any input must either be refused with a format or argument error whose
+/* libFuzzer harness for the patch readers: xorpatch JSON, Bankai v1, Neagari v2,
+ * Neagari's list of triples and the binary encoding. Any input must either be refused with a format or argument error whose
  * message names the input, or read into a canonical, non-empty patch that survives every
  * writer: its binary and JSON forms read back with the same identity (flips_sha256) and
  * the binary form is a fixed point of decode ∘ encode. Binding it to a small model shape
@@ -35,7 +35,8 @@ static void round_trip(xp_patch *p, int format, const char *want, const xp_shape
     size_t len;
     xp_err err = {0};
     int rc = xp_patch_serialize(p, format, &buf, &len, &err);
-    if (rc && (format == XP_PATCH_BANKAI_V1 || format == XP_PATCH_NEAGARI_V2)) {
+    if (rc && (format == XP_PATCH_BANKAI_V1 || format == XP_PATCH_NEAGARI_V2 ||
+               format == XP_PATCH_NEAGARI_LIST)) {
         /* a flip these formats cannot hold is refused, never mangled */
         CHECK(rc == XP_EINVAL);
         return;
@@ -88,6 +89,7 @@ static void check_patch(xp_patch *p)
         round_trip(p, XP_PATCH_BINARY, bound, NULL);
         round_trip(p, XP_PATCH_BANKAI_V1, bound, &s);
         round_trip(p, XP_PATCH_NEAGARI_V2, bound, &s);
+        round_trip(p, XP_PATCH_NEAGARI_LIST, bound, &s);
     }
 }
 

@@ -388,6 +388,9 @@ Test(patch_json, clear_errors_for_bad_patches)
     expect_parse_error("{\"format\":\"bankai_row_xor_v1\",\"flips\":[]}", "no flips");
     expect_parse_error("{\"format\":\"bankai_row_xor_v1\",\"flips\":[{\"layer\":1,\"proj\":"
                        "\"up_proj\",\"row\":3},{\"layer\":1,\"proj\":\"up_proj\",\"row\":3}]}",
+                       "flips 0 and 1 are the same flip (blk.1.ffn_up.weight row 3)");
+    expect_parse_error("{\"format\":\"xorpatch/1\",\"tensors\":{\"blk.0.ffn_up.weight\":"
+                       "{\"blocks\":[2],\"masks\":[[2,\"ffffffffffffffffffffffffffffffff\"]]}}}",
                        "cancel in pairs: the patch is empty");
     expect_parse_error("{\"format\":\"bankai_row_xor_v1\",\"flips\":[{\"layer\":1,\"proj\":"
                        "\"mlp_proj\",\"row\":3}]}", "flips[0]: unknown projection \"mlp_proj\"");

@@ -66,13 +66,15 @@ typedef struct xp_patch_tensor {
 
 /* File formats. JSON is the project's own "xorpatch/1"; BINARY is the compact encoding
  * (sorted, delta + varint) with the provenance, BINARY_COMPACT the same without it
- * (name, base fingerprint, shapes and flips only). */
+ * (name, base fingerprint, shapes and flips only); NEAGARI_LIST is Neagari's minimal
+ * JSON list of [layer, "ffn_gate.weight", group] block flips. */
 enum xp_patch_format {
     XP_PATCH_JSON = 0,
     XP_PATCH_BINARY = 1,
     XP_PATCH_BINARY_COMPACT = 2,
     XP_PATCH_BANKAI_V1 = 3,
     XP_PATCH_NEAGARI_V2 = 4,
+    XP_PATCH_NEAGARI_LIST = 5,
 };
 
 /* One patch. Every string is malloc'd and owned by the patch (NULL when unknown); the
@@ -147,10 +149,11 @@ void xp_patch_tensor_stats(const xp_patch *p, size_t tensor, xp_patch_stats *s);
 void xp_patch_total_stats(const xp_patch *p, xp_patch_stats *s);
 
 /* Reading: one file in any format (found by content: binary magic, else JSON with its
- * "format"/"version" keys), or with _read_all also a Neagari patch directory (its
+ * "format"/"version" keys, or a top-level list of triples), or with _read_all also a Neagari patch directory (its
  * patch_*.json files in manifest.json's step order; *n_missing counts manifest steps
  * whose file is not there). Extra keys in Bankai / Neagari files are ignored; the
- * project's own format is read strictly. A patch that lists no flips is an error. */
+ * project's own format is read strictly. A patch that lists no flips, lists one flip
+ * twice (XOR would cancel it) or escapes a NUL in a JSON string is an error. */
 int xp_patch_read(xp_patch **out, const char *path, xp_err *err);
 int xp_patch_read_all(xp_patch ***out, size_t *n, size_t *n_missing, const char *path,
                       xp_err *err);
@@ -160,8 +163,9 @@ int xp_patch_parse(xp_patch **out, const void *buf, size_t len, const char *wher
 bool xp_patch_is_binary(const void *buf, size_t len);
 /* Writing: into a malloc'd buffer, or a file (temporary file, fsync, rename). Bankai v1
  * takes row and row-group flips (block flips too once the shape is known); Neagari v2
- * block and scale flips (row flips too once the shape is known); anything else is
- * refused, naming the first flip that does not fit. */
+ * block and scale flips (row flips too once the shape is known); Neagari's list block
+ * flips (rows too once the shape is known); anything else is refused, naming the first
+ * flip that does not fit. */
 int xp_patch_serialize(const xp_patch *p, int format, uint8_t **buf, size_t *len,
                        xp_err *err);
 int xp_patch_write(const xp_patch *p, int format, const char *path, xp_err *err);

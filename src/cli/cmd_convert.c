@@ -11,16 +11,17 @@ static const char usage[] =
     "Usage: xorpatch convert IN -o OUT [--to FORMAT] [-m MODEL | --shape NAME] [--name NAME]\n"
     "\n"
     "Reads a patch in any format (xorpatch JSON or binary, Bankai bankai_row_xor_v1,\n"
-    "Neagari bankai_group_xor_v2, or a Neagari directory holding one patch) and writes it\n"
-    "in another. Flips are written in canonical order. Bankai v1 holds rows and blocks\n"
-    "within rows; Neagari v2 holds blocks and scale bits (a row becomes its blocks); a flip\n"
-    "that does not fit is refused, naming it. Turning blocks into v1 rows and groups, or\n"
-    "rows into v2 blocks, needs the layout. Converting a Bankai or Neagari file records\n"
+    "Neagari bankai_group_xor_v2, a Neagari directory holding one patch, or Neagari's list\n"
+    "of [layer, \"ffn_gate.weight\", group] block flips) and writes it in another. Flips are\n"
+    "written in canonical order. Bankai v1 holds rows and blocks within rows; Neagari v2\n"
+    "holds blocks and scale bits (a row becomes its blocks), Neagari's list blocks only; a\n"
+    "flip that does not fit is refused, naming it. Turning blocks into v1 rows and groups,\n"
+    "or rows into blocks, needs the layout. Converting a Bankai or Neagari file records\n"
     "where it came from (format, file, SHA-256) as the patch's source.\n"
     "\n"
     "  -o, --output FILE   where to write (temporary file, then rename)\n"
     "      --to FORMAT     xorpatch (JSON, the default), binary (the default for .xpb),\n"
-    "                      binary-compact, bankai-v1 or neagari-v2\n"
+    "                      binary-compact, bankai-v1, neagari-v2 or neagari-list\n"
     "  -m, --model FILE    learn tensor shapes from this GGUF and check every flip; a patch\n"
     "                      without a base fingerprint gets this model's (its record's base,\n"
     "                      else its SHA-256) and its architecture\n"
@@ -32,7 +33,8 @@ static const char usage[] =
 
 static int stamp_source(xp_patch *p, const char *in, xp_err *err)
 {
-    if (p->format != XP_PATCH_BANKAI_V1 && p->format != XP_PATCH_NEAGARI_V2)
+    if (p->format != XP_PATCH_BANKAI_V1 && p->format != XP_PATCH_NEAGARI_V2 &&
+        p->format != XP_PATCH_NEAGARI_LIST)
         return XP_OK;
     char sha[65];
     int rc = xp_sha256_file(p->path, sha, err);

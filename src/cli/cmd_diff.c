@@ -20,7 +20,8 @@ static const char usage[] =
     "\n"
     "  -o, --output FILE   where to write the patch (temporary file, then rename)\n"
     "      --to FORMAT     xorpatch (JSON, the default), binary (the default for .xpb),\n"
-    "                      binary-compact, bankai-v1 or neagari-v2 (when the flips fit)\n"
+    "                      binary-compact, bankai-v1, neagari-v2 or neagari-list (when the\n"
+    "                      flips fit)\n"
     "      --name NAME     the patch's name (default: the output file's name)\n"
     "  -q, --quiet         nothing but results and errors\n"
     "  -h, --help          this text\n";

@@ -135,6 +135,10 @@ static int execute(const cli_values *v)
     } else if (!rc && heldout) {
         rc = xp_probe_set_load(&sets[1].s, heldout, &err);
     }
+    if (!rc && generate && v->max_tokens >= xp_model_shape(m)->n_ctx)
+        cli_note("--max-tokens %zu: the model's context holds %u tokens, the prompt included: "
+                 "an answer stops where it fills the context",
+                 v->max_tokens, xp_model_shape(m)->n_ctx);
     for (size_t k = 0; !rc && k < n_sets; k++) {
         if (v->max_tokens)
             sets[k].s->max_tokens = v->max_tokens;

@@ -73,6 +73,11 @@ static int execute(const cli_values *v)
         rc = xp_chat_encode(tok, v->system, prompt, v->think, &ids, &n_ids, &err);
     else
         rc = xp_tokenize(tok, prompt, strlen(prompt), false, &ids, &n_ids, &err);
+    size_t n_ctx = xp_model_shape(m)->n_ctx;
+    if (!rc && n_ids < n_ctx && n_ids + o.max_tokens > n_ctx)
+        cli_note("-n %zu: the model's context holds %zu tokens and the prompt takes %zu, so at "
+                 "most %zu new tokens follow it",
+                 o.max_tokens, n_ctx, n_ids, n_ctx - n_ids);
     double t0 = cli_now();
     if (!rc)
         rc = xp_generate(m, ids, n_ids, &o, &out, &n_out, &err);

@@ -35,7 +35,7 @@ int cli_patch_out_format(const char *command, const char *to, const char *path)
         int f = xp_patch_format_from_name(to);
         if (f < 0)
             cli_usage_error(command, "unknown format '%s' (expected xorpatch, binary, "
-                            "binary-compact, bankai-v1 or neagari-v2)", to);
+                            "binary-compact, bankai-v1, neagari-v2 or neagari-list)", to);
         return f;
     }
     return xp_job_patch_format(path);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/file.h"
 #include "job/job_int.h"
@@ -181,6 +182,12 @@ static int run_step(pipeline *pl, size_t k, xp_err *err)
                 st->targets->n, broken, nc, newly);
         fflush(job->out);
     }
+    /* a step without flips writes no patch; a file already at its path is left alone */
+    if (!st->patch->n_flips && access(path, F_OK) == 0)
+        job_warn(pl->cb,
+                 "step %zu: no flip was kept: %s is not written (the file there is from "
+                 "before: it is not this pipeline's)",
+                 k + 1, path);
     xp_search_result_free(&r);
     if (st->patch->n_flips && !(rc = xp_model_patch_apply(pl->m, st->patch, err)))
         st->applied = true;
@@ -197,9 +204,12 @@ static int write_stacked(pipeline *pl, xp_err *err)
         if (pl->steps[k].patch && pl->steps[k].patch->n_flips)
             ps[n_ps++] = pl->steps[k].patch;
     xp_patch *stacked;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/stacked.json", pl->job->out_dir);
+    if (!rc && !n_ps && pl->job->out)
+        fprintf(pl->job->out, "stacked: no step kept a flip, %s is not written%s\n", path,
+                access(path, F_OK) == 0 ? " (the file there is from before)" : "");
     if (!rc && n_ps && !(rc = xp_patch_stack(&stacked, ps, n_ps, false, err))) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/stacked.json", pl->job->out_dir);
         snprintf(stacked->base_sha256, sizeof stacked->base_sha256, "%s", pl->base_sha);
         rc = job_patch_write(&(job_patch_out){path, XP_PATCH_JSON, "pipeline", NULL}, stacked, err);
         cJSON *js = cJSON_AddObjectToObject(pl->summary, "stacked");

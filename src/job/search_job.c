@@ -5,6 +5,7 @@
  * reports it as text and as an HTML page. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/file.h"
 #include "job/job_int.h"
@@ -257,8 +258,13 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
         search_log_reread(&log, res->resumed_at);
     if (!rc) {
         out->written = res->patch->n_flips > 0;
+        /* readers refuse a patch without flips, so none is written; a file already at
+         * the path is not this search's, and is left as it is */
         if (!out->written)
-            job_warn(cb, "no flip was kept: %s is not written", job->out);
+            job_warn(cb, "no flip was kept: %s is not written%s", job->out,
+                     access(job->out, F_OK) == 0
+                         ? " (the file there is from before: it is not this search's patch)"
+                         : "");
     }
     /* evaluated apart: targets, the probe file's promoted controls, controls, held-out */
     static const char *const labels[4] = {"targets", "promoted controls", "controls", "held-out"};
@@ -297,8 +303,10 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
             sr.sets[i] = (search_report_set){labels[i], sets[i], evaluated[i] ? &ev[i] : NULL};
         if (!(rc = report(job, &sr, out, err)))
             rc = search_report_html(html, &sr, err);
-        if (!rc)
+        if (!rc && out->written)
             job_note(cb, "wrote %s, %s and %s", job->out, log_path, html);
+        else if (!rc)
+            job_note(cb, "wrote %s and %s; no patch (no flip was kept)", log_path, html);
     }
     for (int i = 0; i < 4; i++)
         xp_eval_free(&ev[i]);

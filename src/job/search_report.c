@@ -104,7 +104,10 @@ void search_report_print(FILE *out, const search_report *r)
     size_t it = res->iterations, done = it - res->resumed_at;
     fprintf(out, "\n== search report ==\n");
     fprintf(out, "model       %s\n", r->model);
-    fprintf(out, "patch       %s (%zu flips)\n", r->patch_path, res->patch ? res->patch->n_flips : 0);
+    if (res->patch && res->patch->n_flips)
+        fprintf(out, "patch       %s (%zu flips)\n", r->patch_path, res->patch->n_flips);
+    else
+        fprintf(out, "patch       none: no flip was kept (%s is not written)\n", r->patch_path);
     settings_line(out, o, res);
     fprintf(out, "iterations  %zu", it);
     if (res->resumed_at)

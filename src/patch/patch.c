@@ -223,6 +223,41 @@ static int cmp_final(const void *a, const void *b)
     return x->group < y->group ? -1 : x->group > y->group;
 }
 
+/* Identical flips (kind, index, bit, group and mask) side by side, then by position. */
+static int cmp_repeat(const void *a, const void *b)
+{
+    const xp_flip *x = a, *y = b;
+    int c = cmp_final(a, b);
+    if (!c && x->kind == XP_FLIP_MASK)
+        c = memcmp(x->mask, y->mask, 16);
+    return c ? c : x->src < y->src ? -1 : x->src > y->src;
+}
+
+int xp_patch_refuse_repeats(const xp_patch *p, xp_err *err)
+{
+    if (p->n_flips < 2)
+        return XP_OK;
+    xp_flip *w = xp_calloc(p->n_flips, sizeof *w);
+    if (!w)
+        return xp_err_set(err, XP_ENOMEM, "patch: out of memory");
+    memcpy(w, p->flips, p->n_flips * sizeof *w);
+    qsort(w, p->n_flips, sizeof *w, cmp_repeat);
+    int rc = XP_OK;
+    for (size_t i = 1; i < p->n_flips && !rc; i++) {
+        if (cmp_final(&w[i - 1], &w[i]) ||
+            (w[i].kind == XP_FLIP_MASK && memcmp(w[i - 1].mask, w[i].mask, 16)))
+            continue;
+        char d[160];
+        xp_flip_describe(p, &w[i], d, sizeof d);
+        rc = xp_err_set(err, XP_EFORMAT,
+                        "%s: flips %u and %u are the same flip (%s): listed twice it would "
+                        "cancel itself, so the file is refused; keep it once, or drop both",
+                        xp_patch_where(p), w[i - 1].src, w[i].src, d);
+    }
+    free(w);
+    return rc;
+}
+
 static int cmp_tensor_order(const void *a, const void *b)
 {
     const xp_patch_tensor *const *x = a, *const *y = b;

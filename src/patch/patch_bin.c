@@ -73,6 +73,11 @@ bool xp_patch_is_binary(const void *buf, size_t len)
     return len >= 7 && memcmp(buf, MAGIC, 7) == 0;
 }
 
+bool xp_patch_binary_prefix(const void *buf, size_t len)
+{
+    return len > 0 && memcmp(buf, MAGIC, len < 7 ? len : 7) == 0;
+}
+
 /* ---- encoding ------------------------------------------------------------------ */
 
 typedef struct bin_out {
@@ -360,15 +365,35 @@ static int decode(bin_in *c, xp_patch *p)
     int rc;
     uint64_t flags, n, n_tensors;
     const uint8_t *s;
-    if (c->len < sizeof MAGIC + TRAILER || memcmp(c->p, MAGIC, 7) != 0)
+    if (!c->len)
+        return bad(c, 0, "magic", "the file is empty: not a binary xorpatch patch");
+    if (!xp_patch_binary_prefix(c->p, c->len))
         return bad(c, 0, "magic", "expected \"XPATCH\\0\" and a version byte: not a binary "
-                   "xorpatch patch (or too short to be one)");
+                   "xorpatch patch");
+    if (c->len < sizeof MAGIC + TRAILER + 2) {
+        char what[128];
+        snprintf(what, sizeof what, "a binary xorpatch patch cut short: %zu bytes, and one "
+                 "takes at least %zu", c->len, sizeof MAGIC + TRAILER + 2);
+        return bad(c, c->len, "end", what);
+    }
     if (c->p[7] != MAGIC[7]) {
         char what[64];
         snprintf(what, sizeof what, "is %u, this xorpatch reads version 1", c->p[7]);
         return bad(c, 7, "version", what);
     }
     c->len -= TRAILER;
+    /* the checksum first: a cut or damaged file is told as such, not by the first field
+     * that happens to look wrong */
+    char hex[65];
+    xp_sha256_hex(c->p, c->len, hex);
+    uint8_t sum[32];
+    hex_to_bytes(hex, sum);
+    if (memcmp(sum, c->p + c->len, TRAILER) != 0) {
+        char what[160];
+        snprintf(what, sizeof what, "does not match the content: the binary patch is damaged "
+                 "or cut short (%zu bytes)", c->len + TRAILER);
+        return bad(c, c->len, "checksum", what);
+    }
     c->off = sizeof MAGIC;
     if ((rc = get_max(c, 15, &flags, "flags")))
         return rc;
@@ -396,6 +421,10 @@ static int decode(bin_in *c, xp_patch *p)
         if (!o || !cJSON_IsObject(o)) {
             cJSON_Delete(o);
             return bad(c, at, "provenance", "is not one JSON object");
+        }
+        if (xp_json_refuse_nul((const char *)s, n, "", c->err)) {
+            cJSON_Delete(o);
+            return bad(c, at, "provenance", "a string in it holds a NUL (\\u0000)");
         }
         rc = xp_patch_provenance_from_json(p, o, c->where, c->err);
         cJSON_Delete(o);
@@ -443,12 +472,6 @@ static int decode(bin_in *c, xp_patch *p)
     }
     if (c->off != c->len)
         return bad(c, c->off, "end", "unexpected bytes after the last tensor");
-    char hex[65];
-    xp_sha256_hex(c->p, c->len, hex);
-    uint8_t sum[32];
-    hex_to_bytes(hex, sum);
-    if (memcmp(sum, c->p + c->len, TRAILER) != 0)
-        return bad(c, c->len, "checksum", "does not match the content: the patch is damaged");
     return XP_OK;
 }
 

@@ -25,9 +25,7 @@ int xp_foreign_read(xp_patch *p, const cJSON *root, int format, xp_foreign_part_
     return rc;
 }
 
-/* The projection a foreign file names: by GGUF name, with ".weight" (as Neagari writes
- * it) or without, or when mlx also by MLX name (as Bankai writes it); -1 when none. */
-static int find_proj(const char *s, bool mlx)
+int xp_foreign_find_proj(const char *s, bool mlx)
 {
     int k = xp_proj_find(s, XP_NAMING_GGUF);
     if (k < 0)
@@ -37,8 +35,7 @@ static int find_proj(const char *s, bool mlx)
     return k;
 }
 
-/* Every projection's name in a vocabulary, "a, b, ... f or g", for messages. */
-static const char *proj_list(int naming, char *buf, size_t size)
+const char *xp_foreign_proj_list(int naming, char *buf, size_t size)
 {
     size_t n = 0;
     for (int i = 0; i < XP_N_PROJ && n < size; i++) {
@@ -62,12 +59,12 @@ int xp_foreign_read_flip(const cJSON *f, size_t i, bool mlx, const char *key, ch
     const cJSON *proj = cJSON_GetObjectItemCaseSensitive(f, "proj");
     if (!cJSON_IsString(proj))
         return xp_json_fail(err, where, "%s: \"proj\" must be a string naming a projection", path);
-    int k = find_proj(proj->valuestring, mlx);
+    int k = xp_foreign_find_proj(proj->valuestring, mlx);
     char names[160];
     if (k < 0)
         return xp_json_fail(
             err, where, "%s: unknown projection \"%s\" (expected %s)", path, proj->valuestring,
-            proj_list(mlx ? XP_NAMING_MLX : XP_NAMING_NEAGARI, names, sizeof names));
+            xp_foreign_proj_list(mlx ? XP_NAMING_MLX : XP_NAMING_NEAGARI, names, sizeof names));
     xp_tensor_name(tensor, XP_TENSOR_NAME_MAX, (uint32_t)layer, xp_proj_tensor(k));
     return XP_OK;
 }

@@ -1,7 +1,7 @@
-/* What Bankai v1 and Neagari v2 patch files share (patch_foreign.c): flips named by layer
- * and projection rather than by tensor, the same top-level strings, and the same ways a
- * flip can fail to fit them. Both are read leniently (extra keys ignored), because they
- * are what they are. */
+/* What Bankai v1, Neagari v2 and Neagari's block list share (patch_foreign.c): flips
+ * named by layer and projection rather than by tensor, the same top-level strings, and
+ * the same ways a flip can fail to fit them. Bankai's and Neagari's files are read
+ * leniently (extra keys ignored), because they are what they are. */
 #ifndef XP_PATCH_FOREIGN_H
 #define XP_PATCH_FOREIGN_H
 #include "patch/patch_internal.h"
@@ -19,6 +19,12 @@ int xp_foreign_read(xp_patch *p, const cJSON *root, int format, xp_foreign_part_
  * MLX name. Fills path ("flips[i]") and the flip's tensor name. */
 int xp_foreign_read_flip(const cJSON *f, size_t i, bool mlx, const char *key, char path[48],
                          char tensor[XP_TENSOR_NAME_MAX], const char *where, xp_err *err);
+
+/* The projection a foreign file names: by GGUF name, with ".weight" (as Neagari writes
+ * it) or without, or when mlx also by MLX name (as Bankai writes it); -1 when none. */
+int xp_foreign_find_proj(const char *s, bool mlx);
+/* Every projection's name in a vocabulary (enum xp_naming), "a, b, ... f or g", in buf. */
+const char *xp_foreign_proj_list(int naming, char *buf, size_t size);
 
 /* The layer and projection of a flip that fmt is to hold; an error when its tensor is not
  * a layer's projection, or when unfit (why fmt cannot hold it) is not NULL. */

@@ -1,9 +1,11 @@
 /* Patch files in any format, by format: reading a file or a buffer (the format found by
- * content: a GGUF is refused, the binary magic is the binary codec's, JSON goes to the
- * codec its "format" key, or for older Bankai and Neagari files its "version", names),
+ * content: a GGUF is refused; the binary magic, a cut part of it, or a .xpb name on what
+ * is not JSON go to the binary codec; JSON to the codec its "format" key, or for older
+ * Bankai and Neagari files its "version", names),
  * a Neagari directory of patches in its manifest's order, and serialising or writing
  * in the format asked for. What every JSON format shares is checked here: the text is
- * one JSON value (else the line and column where it breaks), a "flips_sha256" must
+ * one JSON value (else the line and column where it breaks), no string holds an escaped
+ * NUL, no flip is listed twice (it would cancel itself silently), a "flips_sha256" must
  * match the flips, and a patch must keep some flips once normalised. */
 #include <errno.h>
 #include <stdio.h>
@@ -17,23 +19,16 @@
 /* the largest patch file read: 4M flips as JSON stay well below it */
 #define MAX_FILE (512 << 20)
 
-static void line_col(const char *text, const char *at, int *line, int *col)
-{
-    *line = 1, *col = 1;
-    for (const char *c = text; c < at; c++) {
-        if (*c == '\n')
-            ++*line, *col = 1;
-        else
-            ++*col;
-    }
-}
-
-/* Reads root into p with the codec its "format" (or "version") names. */
+/* Reads root into p with the codec its "format" (or "version") names, or a list of
+ * triples with Neagari's list codec. */
 static int read_root(xp_patch *p, const cJSON *root, const char *where, xp_err *err)
 {
+    if (cJSON_IsArray(root) && (!root->child || cJSON_IsArray(root->child)))
+        return xp_patch_neagari_list_read(p, root, where, err);
     if (!cJSON_IsObject(root))
         return xp_json_fail(err, where,
-                            "expected a JSON object (a patch), found another JSON value");
+                            "expected a JSON object (a patch) or a list of [layer, "
+                            "\"ffn_gate.weight\", group] triples, found another JSON value");
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
     if (format) {
@@ -79,24 +74,30 @@ static int parse_json(xp_patch **out, const char *text, size_t len, const char *
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
     if (!root) {
         int line, col;
-        line_col(text, end && end >= text && end <= text + len ? end : text, &line, &col);
+        xp_json_line_col(text, end && end >= text && end <= text + len ? end : text, &line, &col);
         return xp_json_fail(err, where, "line %d, column %d: malformed JSON", line, col);
     }
     for (const char *c = end; c < text + len; c++)
         if (*c != ' ' && *c != '\n' && *c != '\r' && *c != '\t') {
             int line, col;
-            line_col(text, c, &line, &col);
+            xp_json_line_col(text, c, &line, &col);
             cJSON_Delete(root);
             return xp_json_fail(
                 err, where, "line %d, column %d: unexpected text after the JSON value", line, col);
         }
+    int rc = xp_json_refuse_nul(text, len, where, err);
+    if (rc) {
+        cJSON_Delete(root);
+        return rc;
+    }
     xp_patch *p;
-    int rc = xp_patch_new(&p, err);
+    rc = xp_patch_new(&p, err);
     if (!rc && !(p->path = xp_strdup(where)))
         rc = xp_json_oom(err, where);
     if (!rc)
         rc = read_root(p, root, where, err);
-    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(root, "flips_sha256");
+    const cJSON *sum =
+        cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "flips_sha256") : NULL;
     char want[65] = "";
     if (!rc && sum) {
         if (!cJSON_IsString(sum) || !xp_hex64_valid(sum->valuestring))
@@ -108,6 +109,8 @@ static int parse_json(xp_patch **out, const char *text, size_t len, const char *
     size_t listed = rc ? 0 : p->n_flips;
     if (!rc && !listed)
         rc = xp_json_fail(err, where, "the patch has no flips");
+    if (!rc)
+        rc = xp_patch_refuse_repeats(p, err);
     if (!rc)
         rc = xp_patch_normalize(p, err);
     if (!rc && !p->n_flips)
@@ -126,12 +129,28 @@ static int parse_json(xp_patch **out, const char *text, size_t len, const char *
     return XP_OK;
 }
 
+/* A name ending in .xpb: the binary format's, so its errors are the binary format's. */
+static bool has_binary_name(const char *where)
+{
+    size_t n = strlen(where);
+    return n > 4 && strcmp(where + n - 4, ".xpb") == 0;
+}
+
+/* Text that begins (after white space) as a JSON object or array does. */
+static bool json_like(const char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t'))
+        i++;
+    return i < len && (buf[i] == '{' || buf[i] == '[');
+}
+
 int xp_patch_parse(xp_patch **out, const void *buf, size_t len, const char *where, xp_err *err)
 {
     *out = NULL;
     if (len >= 4 && memcmp(buf, "GGUF", 4) == 0)
         return xp_json_fail(err, where, "a GGUF model, not a patch");
-    if (xp_patch_is_binary(buf, len))
+    if (xp_patch_binary_prefix(buf, len) || (has_binary_name(where) && !json_like(buf, len)))
         return xp_patch_decode(out, buf, len, where, err);
     return parse_json(out, buf, len, where, err);
 }
@@ -225,6 +244,8 @@ static int json_text(const xp_patch *p, int format, char **text, xp_err *err)
         rc = xp_patch_bankai_write(p, &o, err);
     else if (format == XP_PATCH_NEAGARI_V2)
         rc = xp_patch_neagari_write(p, &o, err);
+    else if (format == XP_PATCH_NEAGARI_LIST)
+        rc = xp_patch_neagari_list_write(p, &o, err);
     else
         return xp_err_set(err, XP_EINVAL, "patch: format %d is not a JSON format", format);
     if (rc)
@@ -278,17 +299,20 @@ int xp_patch_write(const xp_patch *p, int format, const char *path, xp_err *err)
     return rc;
 }
 
-static const char *const format_names[] = {"xorpatch", "binary", "binary-compact", "bankai-v1",
-                                           "neagari-v2"};
+/* by enum xp_patch_format */
+static const char *const format_names[] = {"xorpatch",  "binary",     "binary-compact",
+                                           "bankai-v1", "neagari-v2", "neagari-list"};
+#define N_FORMATS (int)(sizeof format_names / sizeof *format_names)
+_Static_assert(XP_PATCH_NEAGARI_LIST + 1 == N_FORMATS, "every patch format has a name");
 
 const char *xp_patch_format_name(int format)
 {
-    return format >= 0 && format <= XP_PATCH_NEAGARI_V2 ? format_names[format] : "?";
+    return format >= 0 && format < N_FORMATS ? format_names[format] : "?";
 }
 
 int xp_patch_format_from_name(const char *name)
 {
-    for (int i = 0; i <= XP_PATCH_NEAGARI_V2; i++)
+    for (int i = 0; i < N_FORMATS; i++)
         if (strcmp(name, format_names[i]) == 0)
             return i;
     return -1;

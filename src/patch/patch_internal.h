@@ -5,8 +5,8 @@
  *   2. the JSON helpers (patch_json_util.c) and the provenance object
  *      (patch_provenance.c);
  *   3. the codecs: binary (patch_bin.c), then xorpatch/1 (patch_own.c), and Bankai v1
- *      (patch_bankai.c) and Neagari v2 (patch_neagari.c) over what those two share
- *      (patch_foreign.c, patch_foreign.h);
+ *      (patch_bankai.c), Neagari v2 (patch_neagari.c) and Neagari's list of triples
+ *      (patch_neagari_list.c) over what those share (patch_foreign.c, patch_foreign.h);
  *   4. the format dispatcher (patch_format.c: read, parse, serialise, write by format);
  *   5. what works on patches and files: applying (patch_apply.c), the record a patched
  *      file keeps (patch_record.c), patching files in place (patch_file.c) and the audit
@@ -40,6 +40,11 @@ const char *xp_patch_where(const xp_patch *p);
 /* "TENSOR row 17", "TENSOR scale bit 3 of block 9", ... for messages. */
 void xp_flip_describe(const xp_patch *p, const xp_flip *f, char *out, size_t size);
 
+/* Refuses a patch read from a file that lists one flip twice (same tensor, kind, index,
+ * bit, group and mask): XOR would cancel it silently. Every reader calls it before
+ * normalising; the error names the file, both positions and the flip. */
+int xp_patch_refuse_repeats(const xp_patch *p, xp_err *err);
+
 /* ---- 2. JSON helpers and provenance ---------------------------------------------- */
 
 /* A malloc'd copy of a cJSON item printed unformatted, or NULL for NULL. */
@@ -64,6 +69,11 @@ int xp_json_member_uint(const cJSON *o, const char *key, uint64_t max, uint64_t 
 /* Every key of o is one of allowed (NULL-terminated). */
 int xp_json_check_keys(const cJSON *o, const char *const *allowed, const char *where,
                        const char *path, xp_err *err);
+/* The 1-based line and column of at in text, for messages. */
+void xp_json_line_col(const char *text, const char *at, int *line, int *col);
+/* Refuses JSON text (already parsed) with a NUL escaped inside a string ("\u0000"),
+ * naming the line, column and the key it belongs to: C strings would cut it short. */
+int xp_json_refuse_nul(const char *text, size_t len, const char *where, xp_err *err);
 /* Adds the JSON text (when it parses) as member key. */
 void xp_json_add_text(cJSON *o, const char *key, const char *text);
 
@@ -77,6 +87,8 @@ int xp_patch_provenance_from_json(xp_patch *p, const cJSON *o, const char *where
 enum { XP_BIN_BASE = 1, XP_BIN_NAME = 2, XP_BIN_PROVENANCE = 4, XP_BIN_SHAPES = 8 };
 int xp_patch_encode(const xp_patch *p, unsigned flags, uint8_t **buf, size_t *len, xp_err *err);
 int xp_patch_decode(xp_patch **out, const uint8_t *buf, size_t len, const char *where, xp_err *err);
+/* Whether bytes begin as the binary magic does, as far as they go (a cut file too). */
+bool xp_patch_binary_prefix(const void *buf, size_t len);
 
 /* The JSON formats, by their "format" strings. Each reads its format from a parsed root
  * into p (what every JSON format shares is checked by the dispatcher), and writes a
@@ -90,6 +102,9 @@ int xp_patch_bankai_read(xp_patch *p, const cJSON *root, const char *where, xp_e
 int xp_patch_bankai_write(const xp_patch *p, cJSON **out, xp_err *err);
 int xp_patch_neagari_read(xp_patch *p, const cJSON *root, const char *where, xp_err *err);
 int xp_patch_neagari_write(const xp_patch *p, cJSON **out, xp_err *err);
+/* Neagari's list of [layer, projection, group] triples: root is a JSON array. */
+int xp_patch_neagari_list_read(xp_patch *p, const cJSON *root, const char *where, xp_err *err);
+int xp_patch_neagari_list_write(const xp_patch *p, cJSON **out, xp_err *err);
 /* A Neagari patch directory's patch_*.json names (malloc'd), in its manifest.json's step
  * order, then the others sorted; *missing counts manifest steps whose file is absent.
  * A directory without patch files is XP_ENOTFOUND. */

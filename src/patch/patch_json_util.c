@@ -1,6 +1,7 @@
 /* What the JSON codecs share: printing, integers checked on cJSON numbers (JSON has only
  * doubles), members taken into a patch with an error that names the file and the key,
- * strict key lists, and the check of a SHA-256 in hex. */
+ * strict key lists, the check of a SHA-256 in hex, and the refusal of a NUL escaped
+ * inside a string (which cJSON's C strings would silently cut short). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -105,4 +106,61 @@ void xp_json_add_text(cJSON *o, const char *key, const char *text)
     cJSON *v = text ? cJSON_Parse(text) : NULL;
     if (v)
         cJSON_AddItemToObject(o, key, v);
+}
+
+void xp_json_line_col(const char *text, const char *at, int *line, int *col)
+{
+    *line = 1, *col = 1;
+    for (const char *c = text; c < at; c++) {
+        if (*c == '\n')
+            ++*line, *col = 1;
+        else
+            ++*col;
+    }
+}
+
+static bool json_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+int xp_json_refuse_nul(const char *text, size_t len, const char *where, xp_err *err)
+{
+    const char *key = NULL; /* the last key read: the field a string belongs to */
+    int key_len = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] != '"')
+            continue;
+        size_t start = ++i;
+        const char *nul = NULL;
+        for (; i < len && text[i] != '"'; i++)
+            if (text[i] == '\\' && i + 1 < len) {
+                if (!nul && len - i >= 6 && memcmp(text + i + 1, "u0000", 5) == 0)
+                    nul = text + i;
+                i++;
+            }
+        size_t next = i + 1;
+        while (next < len && json_space(text[next]))
+            next++;
+        bool is_key = next < len && text[next] == ':';
+        int n = (int)(i - start) < 60 ? (int)(i - start) : 60;
+        if (nul) {
+            int line, col;
+            xp_json_line_col(text, nul, &line, &col);
+            if (is_key)
+                return xp_json_fail(err, where,
+                                    "line %d, column %d: the key \"%.*s\" holds a NUL "
+                                    "(\\u0000), which would cut it short: refused",
+                                    line, col, n, text + start);
+            if (key)
+                return xp_json_fail(err, where,
+                                    "line %d, column %d: \"%.*s\": a string holds a NUL "
+                                    "(\\u0000), which would cut it short: refused",
+                                    line, col, key_len, key);
+            return xp_json_fail(err, where,
+                                "line %d, column %d: a string holds a NUL (\\u0000), which "
+                                "would cut it short: refused",
+                                line, col);
+        }
+        if (is_key)
+            key = text + start, key_len = n;
+    }
+    return XP_OK;
 }

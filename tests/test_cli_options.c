@@ -264,7 +264,8 @@ Test(cli_options, bad_numbers_stay_refused)
         {"train --layers 0 --corpus /nonexistent/c.jsonl -o /nonexistent/x.gguf",
          "--layers needs a positive integer"},
         {"audit -m /nonexistent/x.gguf --probes /nonexistent/p.json --metric nope",
-         "--metric must be seq_logprob, token_gap or generation, not 'nope'"},
+         "--metric must be seq_logprob, token_gap, generation, answer_logprob or margin, not "
+         "'nope'"},
         {"logits -m /nonexistent/x.gguf --ids 1,,2", "--ids needs comma-separated token ids"},
     };
     expect_refused(cases, sizeof cases / sizeof *cases);

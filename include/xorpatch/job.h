@@ -217,6 +217,7 @@ typedef struct xp_eval_report {
                          there is no patch) */
     const xp_eval_report_set *sets;
     size_t n_sets;
+    const xp_random_baseline *baseline; /* judged on the last set; NULL: none */
 } xp_eval_report;
 /* The report as text (eval --help describes it), and as one JSON object (the caller's). */
 void xp_eval_report_print(FILE *out, const xp_eval_report *r);

@@ -5,8 +5,6 @@
  * on the training probes and on held-out ones (a second file or a split). This file
  * names the options, loads and evaluates the sets and prints the report (the job
  * layer's) as text or JSON. */
-#include <cjson/cJSON.h>
-
 #include "cli/options.h"
 
 static const char usage[] =
@@ -70,25 +68,6 @@ static const int options[] = {
     CLI_O_RANDOM_BASELINE, CLI_O_SEED};
 CLI_COMMAND(cli_eval, "eval", "probes without and with patches: fixed/broke, Wilson, McNemar",
             usage, options, false, execute);
-
-/* The "random_baseline" member of --json: the patch's held-out fixed - broke against
- * those of random patches like it. */
-static cJSON *random_baseline_json(const xp_random_baseline *rb, const char *split,
-                                   const xp_eval *e)
-{
-    cJSON *b = cJSON_CreateObject();
-    cJSON_AddStringToObject(b, "split", split);
-    cJSON_AddNumberToObject(b, "n", (double)rb->n);
-    cJSON_AddNumberToObject(b, "seed", (double)rb->seed);
-    cJSON_AddNumberToObject(b, "fixed_minus_broke", (double)rb->observed);
-    cJSON *g = cJSON_AddArrayToObject(b, "random");
-    for (size_t i = 0; i < rb->n; i++)
-        cJSON_AddItemToArray(g, cJSON_CreateNumber((double)rb->random[i]));
-    cJSON_AddNumberToObject(b, "at_least", (double)rb->at_least);
-    cJSON_AddNumberToObject(b, "permutation_p", rb->p);
-    cJSON_AddNumberToObject(b, "mcnemar_p", e->overall.mcnemar_p);
-    return b;
-}
 
 static int execute(const cli_values *v)
 {
@@ -168,22 +147,12 @@ static int execute(const cli_values *v)
     xp_eval_report_set done[2];
     for (size_t k = 0; k < n_sets; k++)
         done[k] = (xp_eval_report_set){sets[k].split, sets[k].s, &sets[k].e};
-    xp_eval_report report = {model, list->p, list->n, metric, generate, v->per_probe, done, n_sets};
-    if (!rc && v->json) {
-        cJSON *o = xp_eval_report_json(&report);
-        if (v->random_baseline)
-            cJSON_AddItemToObject(o, "random_baseline",
-                                  random_baseline_json(&rb, sets[judged].split, &sets[judged].e));
-        cli_print_json(o);
-    } else if (!rc) {
+    xp_eval_report report = {model,   list->p, list->n, metric, generate, v->per_probe, done,
+                             n_sets, v->random_baseline ? &rb : NULL};
+    if (!rc && v->json)
+        cli_print_json(xp_eval_report_json(&report));
+    else if (!rc)
         xp_eval_report_print(stdout, &report);
-        if (v->random_baseline)
-            printf("random baseline (%s, %zu patches like it, seed %llu): fixed - broke %ld; "
-                   "%zu random patches did as well or better; permutation p = %.3g (McNemar "
-                   "p = %.3g)\n",
-                   sets[judged].split, rb.n, (unsigned long long)rb.seed, rb.observed,
-                   rb.at_least, rb.p, sets[judged].e.overall.mcnemar_p);
-    }
     xp_random_baseline_free(&rb);
     if (!rc)
         cli_note("evaluated in %.1f s", cli_now() - t0);

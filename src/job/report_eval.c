@@ -187,6 +187,24 @@ static void set_print(FILE *out, const xp_eval_report_set *es, bool patched, boo
 
 static const char *patch_name(const xp_patch *p) { return p->name ? p->name : p->path; }
 
+/* The "random_baseline" member: the patch's fixed - broke on the last set against those
+ * of random patches like it. */
+static cJSON *baseline_json(const xp_random_baseline *rb, const xp_eval_report_set *set)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "split", set->split);
+    cJSON_AddNumberToObject(b, "n", (double)rb->n);
+    cJSON_AddNumberToObject(b, "seed", (double)rb->seed);
+    cJSON_AddNumberToObject(b, "fixed_minus_broke", (double)rb->observed);
+    cJSON *g = cJSON_AddArrayToObject(b, "random");
+    for (size_t i = 0; i < rb->n; i++)
+        cJSON_AddItemToArray(g, cJSON_CreateNumber((double)rb->random[i]));
+    cJSON_AddNumberToObject(b, "at_least", (double)rb->at_least);
+    cJSON_AddNumberToObject(b, "permutation_p", rb->p);
+    cJSON_AddNumberToObject(b, "mcnemar_p", set->eval->overall.mcnemar_p);
+    return b;
+}
+
 cJSON *xp_eval_report_json(const xp_eval_report *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -199,6 +217,9 @@ cJSON *xp_eval_report_json(const xp_eval_report *r)
     cJSON *arr = cJSON_AddArrayToObject(o, "sets");
     for (size_t k = 0; k < r->n_sets; k++)
         cJSON_AddItemToArray(arr, set_json(&r->sets[k]));
+    if (r->baseline)
+        cJSON_AddItemToObject(o, "random_baseline",
+                              baseline_json(r->baseline, &r->sets[r->n_sets - 1]));
     return o;
 }
 
@@ -215,4 +236,12 @@ void xp_eval_report_print(FILE *out, const xp_eval_report *r)
     fprintf(out, "; gaps by %s\n\n", xp_metric_name(r->metric));
     for (size_t k = 0; k < r->n_sets; k++)
         set_print(out, &r->sets[k], r->n_patches > 0, r->generate, r->per_probe || !r->n_patches);
+    const xp_random_baseline *rb = r->baseline;
+    if (rb)
+        fprintf(out,
+                "random baseline (%s, %zu patches like it, seed %llu): fixed - broke %ld; %zu "
+                "random patches did as well or better; permutation p = %.3g (McNemar p = "
+                "%.3g)\n",
+                r->sets[r->n_sets - 1].split, rb->n, (unsigned long long)rb->seed, rb->observed,
+                rb->at_least, rb->p, r->sets[r->n_sets - 1].eval->overall.mcnemar_p);
 }

@@ -40,6 +40,25 @@ Test(fitness, rules_of_spec_section_8)
     cr_expect_eq(xp_focused_target(&f, cur), -1, "every target solved");
 }
 
+/* Focused's control slack lets a control fall by up to epsilon, but never across zero: a
+ * control of small positive margin stays positive whatever epsilon is. */
+Test(fitness, focused_slack_never_lets_a_control_cross_zero)
+{
+    double base[] = {-0.4, 0.1, -0.2}; /* target 0; controls: margin 0.1, and one already wrong */
+    bool solved[1] = {false};
+    xp_fitness_ctx f = {XP_FITNESS_FOCUSED, 2.0, 0.5, 1, 2, base, solved};
+    double cur[] = {-0.4, 0.1, -0.2};
+    double fall[] = {-0.3, 0.05, -0.2}, cross[] = {-0.3, -0.05, -0.2}, zero[] = {-0.3, 0, -0.2};
+    double wrong_falls[] = {-0.3, 0.1, -0.8}, wrong_within[] = {-0.3, 0.1, -0.6};
+    cr_expect(xp_focused_accept(&f, cur, fall, 0), "a fall within epsilon that stays above 0");
+    cr_expect(!xp_focused_accept(&f, cur, cross, 0), "within epsilon, but across zero");
+    cr_expect(!xp_focused_accept(&f, cur, zero, 0), "onto zero is no longer right");
+    cr_expect(xp_focused_accept(&f, cur, wrong_within, 0), "a wrong control keeps its slack");
+    cr_expect(!xp_focused_accept(&f, cur, wrong_falls, 0), "and no more");
+    f.epsilon = 1e6;
+    cr_expect(!xp_focused_accept(&f, cur, cross, 0), "whatever epsilon");
+}
+
 Test(propose, no_candidate_twice_and_high_scales_drawn_more)
 {
     xp_model *m = xp_test_open_tiny();

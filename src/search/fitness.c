@@ -2,7 +2,8 @@
  * targets, then the controls. mean and min are baseline-relative with a penalty of λ
  * times the mean control loss; borderline sums a squashed gap per target so the pressure
  * sits on targets near zero; focused is lexicographic: move the unsolved target nearest
- * its boundary, break no solved target and lose no control by more than ε. */
+ * its boundary, break no solved target and lose no control by more than ε, nor a right control
+ * at all: ε never takes one across zero. */
 #include <math.h>
 #include <string.h>
 
@@ -20,15 +21,15 @@ static int find(const char *const *names, int n, const char *name)
     return -1;
 }
 
-#define NAMED(fn_name, fn_from, table)                                                     \
-    const char *fn_name(int v)                                                             \
-    {                                                                                      \
-        int n = (int)(sizeof table / sizeof table[0]);                                     \
-        return v >= 0 && v < n ? table[v] : "?";                                           \
-    }                                                                                      \
-    int fn_from(const char *name)                                                          \
-    {                                                                                      \
-        return find(table, (int)(sizeof table / sizeof table[0]), name);                   \
+#define NAMED(fn_name, fn_from, table)                                                             \
+    const char *fn_name(int v)                                                                     \
+    {                                                                                              \
+        int n = (int)(sizeof table / sizeof table[0]);                                             \
+        return v >= 0 && v < n ? table[v] : "?";                                                   \
+    }                                                                                              \
+    int fn_from(const char *name)                                                                  \
+    {                                                                                              \
+        return find(table, (int)(sizeof table / sizeof table[0]), name);                           \
     }
 NAMED(xp_fitness_name, xp_fitness_from_name, fitness_names)
 NAMED(xp_granularity_name, xp_granularity_from_name, granularity_names)
@@ -91,7 +92,7 @@ bool xp_focused_accept(const xp_fitness_ctx *f, const double *cur, const double 
         if (f->solved[t] && !(g[t] > 0))
             return false;
     for (size_t c = f->nt; c < f->nt + f->nc; c++)
-        if (!(g[c] >= f->base[c] - f->epsilon))
-            return false;
+        if (!(g[c] >= f->base[c] - f->epsilon) || (f->base[c] > 0 && !(g[c] > 0)))
+            return false; /* the slack never takes a right control across zero */
     return true;
 }

@@ -148,15 +148,16 @@ static xp_probe_tokens *random_probes(size_t n, uint64_t seed, uint64_t vocab)
 
 typedef struct setup {
     xp_model *m;
-    xp_probe_tokens *t, *c;
-    size_t nt, nc;
+    xp_probe_tokens *t, *c, *v;
+    size_t nt, nc, nv;
 } setup;
 
 static setup make_setup(void)
 {
-    setup s = {xp_test_open_tiny(), NULL, NULL, 6, 2};
+    setup s = {xp_test_open_tiny(), NULL, NULL, NULL, 6, 2, 4};
     s.t = random_probes(s.nt, 1, 5000);
     s.c = random_probes(s.nc, 2, 5000);
+    s.v = random_probes(s.nv, 3, 5000);
     return s;
 }
 
@@ -164,6 +165,7 @@ static void free_setup(setup *s)
 {
     xp_probe_tokens_free(s->t, s->nt);
     xp_probe_tokens_free(s->c, s->nc);
+    xp_probe_tokens_free(s->v, s->nv);
     xp_model_close(s->m);
 }
 
@@ -199,11 +201,14 @@ static void flips_id(xp_patch *p, char hex[65])
 static void check_patch_gives_final_gaps(setup *s, xp_search_result *r, xp_metric metric)
 {
     xp_err err = {0};
-    double *g = malloc((s->nt + s->nc) * sizeof *g);
+    size_t nv = r->n_validation;
+    double *g = malloc((s->nt + s->nc + nv) * sizeof *g);
     cr_assert_eq(xp_model_patch_apply(s->m, r->patch, &err), XP_OK, "%s", err.msg);
     cr_assert_eq(xp_probe_gaps(s->m, s->t, s->nt, metric, g, &err), XP_OK, "%s", err.msg);
     cr_assert_eq(xp_probe_gaps(s->m, s->c, s->nc, metric, g + s->nt, &err), XP_OK);
-    cr_expect(memcmp(g, r->final_gaps, (s->nt + s->nc) * sizeof *g) == 0,
+    if (nv)
+        cr_assert_eq(xp_probe_gaps(s->m, s->v, nv, metric, g + s->nt + s->nc, &err), XP_OK);
+    cr_expect(memcmp(g, r->final_gaps, (s->nt + s->nc + nv) * sizeof *g) == 0,
               "the patch is exactly the kept flips: its gaps are the search's final gaps");
     cr_assert_eq(xp_model_patch_revert(s->m, r->patch, &err), XP_OK);
     free(g);
@@ -337,7 +342,10 @@ static void check_resume(setup *s, xp_search_opts o, size_t at)
     cr_expect_eq(b.iterations, a.iterations);
     cr_expect_eq(b.auto_stopped, a.auto_stopped);
     cr_expect(memcmp(&a.best, &b.best, sizeof a.best) == 0, "best %a vs %a", a.best, b.best);
-    cr_expect(memcmp(a.final_gaps, b.final_gaps, (s->nt + s->nc) * sizeof(double)) == 0);
+    cr_expect(memcmp(a.final_gaps, b.final_gaps,
+                     (s->nt + s->nc + a.n_validation) * sizeof(double)) == 0);
+    cr_expect_eq(b.validation_best_flips, a.validation_best_flips);
+    cr_expect_eq(b.validation_rejected, a.validation_rejected);
     xp_search_result_free(&a);
     xp_search_result_free(&b);
     xp_patch_free(saved);
@@ -452,4 +460,145 @@ Test(search, screening_auto_stop_min_gain_and_uniform_proposals, .timeout = 180)
     cr_expect_geq(r.iterations, 3);
     xp_search_result_free(&r);
     free_setup(&s);
+}
+
+/* ---- validation inside the search ---- */
+
+typedef struct vtrace {
+    size_t n, screen;
+    xp_search_iter it[64];
+    xp_candidate kept[64];
+    size_t n_kept;
+    bool probes_ok;
+    size_t n_all;
+} vtrace;
+
+static void on_viter(void *ctx, const xp_search_iter *it)
+{
+    vtrace *t = ctx;
+    if (t->n < 64)
+        t->it[t->n++] = *it;
+    if (it->accepted && t->n_kept < 64)
+        t->kept[t->n_kept++] = it->cand;
+    /* the validation probes are measured with the others, never in screening */
+    if (it->probes_run != (it->screened ? t->screen : t->screen + t->n_all))
+        t->probes_ok = false;
+}
+
+static void with_validation(setup *s, xp_search_opts *o, int rule, vtrace *t)
+{
+    o->validation = s->v;
+    o->n_validation = s->nv;
+    o->validation_rule = rule;
+    *t = (vtrace){.screen = o->screen, .probes_ok = true, .n_all = s->nt + s->nc + s->nv};
+    o->on_iter = on_viter;
+    o->ctx = t;
+}
+
+Test(search, validation_keep_never_lowers_the_validation_objective, .timeout = 180)
+{
+    setup s = make_setup();
+    xp_search_opts o;
+    xp_search_opts_default(&o);
+    o.iterations = 40;
+    o.seed = 11;
+    vtrace t;
+    with_validation(&s, &o, XP_VALIDATION_KEEP, &t);
+    xp_search_result r;
+    search(&s, &o, NULL, &r);
+    cr_expect(t.probes_ok, "validation probes measured at every full measurement, never "
+                           "screened");
+    double now = r.validation_base;
+    size_t rejected = 0;
+    for (size_t i = 0; i < t.n; i++) {
+        const xp_search_iter *it = &t.it[i];
+        if (it->accepted) {
+            cr_expect_geq(it->validation, now, "a kept flip does not lower the validation");
+            now = it->validation;
+        }
+        cr_expect(it->validation_now == now, "iteration %zu: the kept flips' value", it->iter);
+        rejected += it->validation_rejected;
+        if (it->validation_rejected)
+            cr_expect_lt(it->validation, now);
+    }
+    cr_expect_eq(rejected, r.validation_rejected);
+    cr_expect_gt(rejected, 0, "the validation refused some flip the fitness took");
+    cr_expect(r.validation_final == now);
+    cr_expect_gt(r.accepted, 0);
+    cr_expect_eq(r.patch->n_flips, r.accepted);
+    check_patch_gives_final_gaps(&s, &r, o.metric);
+    xp_search_result_free(&r);
+    free_setup(&s);
+}
+
+Test(search, validation_early_stop_keeps_the_prefix_at_the_best_point, .timeout = 180)
+{
+    setup s = make_setup();
+    xp_search_opts o;
+    xp_search_opts_default(&o);
+    o.iterations = 40;
+    o.seed = 13; /* a run whose validation peaks before its last kept flip */
+    vtrace plain = {0}, t;
+    o.on_iter = on_viter;
+    o.ctx = &plain;
+    xp_search_result a, r;
+    search(&s, &o, NULL, &a);
+    with_validation(&s, &o, XP_VALIDATION_EARLY_STOP, &t);
+    search(&s, &o, NULL, &r);
+    cr_expect(t.probes_ok);
+    /* the training fitness alone decides: the same flips kept, in the same order */
+    cr_assert_eq(t.n_kept, plain.n_kept);
+    cr_expect(memcmp(t.kept, plain.kept, t.n_kept * sizeof *t.kept) == 0);
+    cr_expect_eq(r.accepted, a.accepted);
+    /* the best validation point (the first of equals), the start included */
+    double best = r.validation_base;
+    size_t at = 0, kept = 0;
+    for (size_t i = 0; i < t.n; i++)
+        if (t.it[i].accepted && (kept++, t.it[i].validation_now > best))
+            best = t.it[i].validation_now, at = kept;
+    cr_expect_eq(r.validation_best_flips, at);
+    cr_expect(at < kept && at > 0, "stopped early: %zu of %zu", at, kept);
+    cr_expect_eq(r.patch->n_flips, at, "the final patch is the prefix of %zu flips", at);
+    cr_expect(r.validation_final == best);
+    if (at)
+        check_patch_gives_final_gaps(&s, &r, o.metric);
+    xp_search_result_free(&a);
+    xp_search_result_free(&r);
+    free_setup(&s);
+}
+
+Test(search, validation_resumes_exactly_under_both_rules, .timeout = 240)
+{
+    setup s = make_setup();
+    for (int rule = 0; rule < 2; rule++) {
+        xp_search_opts o;
+        xp_search_opts_default(&o);
+        o.iterations = 40;
+        o.seed = rule == XP_VALIDATION_KEEP ? 11 : 13; /* as above: rejections, an early stop */
+        o.validation = s.v;
+        o.n_validation = s.nv;
+        o.validation_rule = rule;
+        check_resume(&s, o, 13);
+    }
+    free_setup(&s);
+}
+
+Test(search, flip_effect_counts_moves_and_crossings)
+{
+    double before[] = {-1.0, 0.5, 2.0, 0.1, -0.2, 0.3};
+    double after[] = {0.5, 0.5, 1.0, -0.1, 0.4, 0.3};
+    size_t ends[3] = {2, 4, 6}; /* targets 0-1, controls 2-3, validation 4-5 */
+    xp_probe_move room[6];
+    xp_flip_effect e = {.crossings = room};
+    xp_flip_effect_measure(&e, before, after, ends);
+    cr_expect_eq(e.moved, 4);
+    cr_expect_eq(e.crossed[0], 1);
+    cr_expect_eq(e.crossed[1], 1);
+    cr_expect_eq(e.crossed[2], 1);
+    cr_assert_eq(e.n_crossings, 3);
+    cr_expect(e.crossings[1].role == XP_SEARCH_CONTROL && e.crossings[1].index == 1);
+    cr_expect(e.crossings[2].role == XP_SEARCH_VALIDATION && e.crossings[2].index == 0);
+    cr_assert_eq(e.n_largest, 4);
+    cr_expect(e.largest[0].role == XP_SEARCH_TARGET && e.largest[0].index == 0, "1.5 first");
+    cr_expect(e.largest[1].role == XP_SEARCH_CONTROL && e.largest[1].index == 0, "then 1.0");
 }

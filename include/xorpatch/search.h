@@ -20,12 +20,44 @@ extern "C" {
 enum xp_fitness { XP_FITNESS_MEAN = 0, XP_FITNESS_MIN, XP_FITNESS_BORDERLINE, XP_FITNESS_FOCUSED };
 enum xp_granularity { XP_GRAN_ROW = 0, XP_GRAN_BLOCK, XP_GRAN_SCALE_BIT };
 enum xp_proposal { XP_PROPOSE_SCALE = 0, XP_PROPOSE_UNIFORM };
+/* What the validation probes decide: keep (a flip is kept only if it does not lower the
+ * validation objective) or early-stop (flips kept by the training fitness alone; the
+ * final patch is the prefix of kept flips at the best validation point). */
+enum xp_validation_rule { XP_VALIDATION_KEEP = 0, XP_VALIDATION_EARLY_STOP };
 const char *xp_fitness_name(int f);         /* "mean", "min", "borderline", "focused" */
 int xp_fitness_from_name(const char *name); /* -1 when unknown; likewise below */
 const char *xp_granularity_name(int g);     /* "row", "block", "scale-bit" */
 int xp_granularity_from_name(const char *name);
 const char *xp_proposal_name(int p);        /* "scale", "uniform" */
 int xp_proposal_from_name(const char *name);
+const char *xp_validation_rule_name(int r); /* "keep", "early-stop" */
+int xp_validation_rule_from_name(const char *name);
+
+/* The roles of a search's probes; gaps arrays hold them in this order. */
+enum xp_search_role { XP_SEARCH_TARGET = 0, XP_SEARCH_CONTROL, XP_SEARCH_VALIDATION };
+const char *xp_search_role_name(int role); /* "target", "control", "validation" */
+
+/* What one change of the weights did to the probes' gaps (flip accounting): how many
+ * moved, and which crossed zero (a right answer became wrong, or the reverse). */
+typedef struct xp_probe_move {
+    int role;     /* enum xp_search_role */
+    size_t index; /* within its role */
+    double before, after;
+} xp_probe_move;
+#define XP_EFFECT_LARGEST 5
+typedef struct xp_flip_effect {
+    size_t moved;             /* probes whose gap changed at all */
+    size_t crossed[3];        /* probes whose gap's sign (> 0 or not) changed, per role */
+    xp_probe_move *crossings; /* every crossing, in probe order (the caller's room for
+                                 every probe) */
+    size_t n_crossings;
+    xp_probe_move largest[XP_EFFECT_LARGEST]; /* the largest |after - before|, largest first */
+    size_t n_largest;
+} xp_flip_effect;
+/* The effect of going from gaps before to after on n probes, whose roles end at ends[0]
+ * (targets), ends[1] (controls) and ends[2] == n (validation). */
+void xp_flip_effect_measure(xp_flip_effect *e, const double *before, const double *after,
+                            const size_t ends[3]);
 
 /* One candidate flip: a row (XP_FLIP_ROW), a block (XP_FLIP_BLOCK) or one bit of a
  * block's fp16 scale (XP_FLIP_SCALE) of tensor blk.LAYER.<proj>.weight. */
@@ -46,6 +78,14 @@ typedef struct xp_search_iter {
     size_t probes_run;       /* probe evaluations this iteration */
     double seconds;
     size_t n_flips;          /* kept so far */
+    /* validation (with validation probes only; NAN otherwise) */
+    double validation;       /* the candidate's objective (NAN: not measured) */
+    double validation_now;   /* the kept flips' objective after this iteration */
+    bool validation_rejected; /* keep rule: passed the fitness, lowered the validation */
+    size_t validation_best_flips; /* early-stop: kept flips at the best point so far */
+    /* flip accounting, for an accepted flip (zero otherwise) */
+    size_t moved, crossed[3]; /* probes whose gap moved; that crossed zero, per role */
+    const xp_flip_effect *effect; /* accepted: the detail, valid during on_iter only */
 } xp_search_iter;
 
 /* Where a search's patch came from, recorded in its search JSON after the settings and
@@ -92,6 +132,10 @@ typedef struct xp_search_opts {
                                     such candidate */
     size_t control_max_tokens;   /* 24 */
     bool control_stop_newline;   /* true */
+    const xp_probe_tokens *validation; /* measured with the others at every full
+                                    measurement, never screened, never in the fitness */
+    size_t n_validation;         /* 0: no validation */
+    int validation_rule;         /* enum xp_validation_rule */
     uint64_t seed;
     bool naive;                  /* the reference evaluation the fast one is measured
                                     against: each sequence alone, every layer, every
@@ -114,8 +158,12 @@ void xp_search_opts_default(xp_search_opts *o);
 typedef struct xp_search_result {
     xp_patch *patch;             /* the kept flips (canonical order), with the settings, the
                                     state a resume needs and the outcome in ->search */
-    size_t n_targets, n_controls;
-    double *base_gaps, *final_gaps; /* targets, then controls */
+    size_t n_targets, n_controls, n_validation;
+    double *base_gaps, *final_gaps; /* targets, then controls, then validation */
+    double validation_base, validation_final; /* the validation objective (NAN: none) */
+    size_t validation_rejected;  /* keep rule: flips the validation refused */
+    size_t validation_best_flips; /* the final patch's flips: under early-stop the first
+                                    ones kept (the run kept `accepted`) */
     size_t iterations, accepted, screened_out; /* over the whole run, resumed part included */
     size_t probes_run;           /* probe evaluations of this call */
     size_t measure_tokens;       /* tokens one measurement of every probe runs (the fast

@@ -12,6 +12,8 @@
 static const char *const fitness_names[] = {"mean", "min", "borderline", "focused"};
 static const char *const granularity_names[] = {"row", "block", "scale-bit"};
 static const char *const proposal_names[] = {"scale", "uniform"};
+static const char *const validation_rule_names[] = {"keep", "early-stop"};
+static const char *const role_names[] = {"target", "control", "validation"};
 
 static int find(const char *const *names, int n, const char *name)
 {
@@ -34,6 +36,9 @@ static int find(const char *const *names, int n, const char *name)
 NAMED(xp_fitness_name, xp_fitness_from_name, fitness_names)
 NAMED(xp_granularity_name, xp_granularity_from_name, granularity_names)
 NAMED(xp_proposal_name, xp_proposal_from_name, proposal_names)
+NAMED(xp_validation_rule_name, xp_validation_rule_from_name, validation_rule_names)
+
+const char *xp_search_role_name(int role) { return role >= 0 && role < 3 ? role_names[role] : "?"; }
 
 /* λ · mean over controls of max(0, b − g). */
 static double control_penalty(const xp_fitness_ctx *f, const double *g)

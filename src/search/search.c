@@ -4,7 +4,11 @@
  * layers, so each measurement reruns from the flip's layer. The state a run needs to go
  * on (iterations done, the recent accepts for auto-stop, focused's solved targets)
  * travels in the patch's "search" JSON, and the proposals are replayed from the seed, so
- * a search resumed from its checkpoint ends with the patch an uninterrupted one makes. */
+ * a search resumed from its checkpoint ends with the patch an uninterrupted one makes.
+ * Validation probes, when given, are measured with the others at every full measurement
+ * (never screened, never in the fitness): under the keep rule a flip that lowers their
+ * objective is refused; under early-stop the final patch is the prefix of kept flips at
+ * the best validation point, and the acceptance order travels in the state. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -65,6 +69,10 @@ static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
         return xp_err_set(err, XP_EINVAL, "unknown granularity %d", o->granularity);
     if (!(o->lambda >= 0) || !(o->epsilon >= 0) || !(o->min_gain >= 0))
         return xp_err_set(err, XP_EINVAL, "lambda, epsilon and min-gain must be >= 0");
+    if (o->validation_rule < 0 || o->validation_rule > XP_VALIDATION_EARLY_STOP)
+        return xp_err_set(err, XP_EINVAL, "unknown validation rule %d", o->validation_rule);
+    if (o->n_validation && !o->validation)
+        return xp_err_set(err, XP_EINVAL, "%zu validation probes, but none given", o->n_validation);
     if (!(o->scale_ratio >= 0 && o->scale_ratio <= 1))
         return xp_err_set(err, XP_EINVAL, "scale ratio %g is not in [0, 1]", o->scale_ratio);
     if (o->scale_bit_min < 0 || o->scale_bit_max > 15 || o->scale_bit_min > o->scale_bit_max)
@@ -139,6 +147,10 @@ static cJSON *settings_json(const xp_search_opts *o, const uint32_t *layers, siz
     cJSON_AddNumberToObject(s, "screen", (double)o->screen);
     cJSON_AddNumberToObject(s, "min_gain", o->min_gain);
     cJSON_AddNumberToObject(s, "seed", (double)o->seed);
+    if (o->n_validation) {
+        cJSON_AddStringToObject(s, "validation", xp_validation_rule_name(o->validation_rule));
+        cJSON_AddNumberToObject(s, "validation_probes", (double)o->n_validation);
+    }
     if (o->control_generation) {
         cJSON_AddStringToObject(s, "control_check", "generation");
         cJSON_AddNumberToObject(s, "control_max_tokens", (double)o->control_max_tokens);
@@ -148,9 +160,9 @@ static cJSON *settings_json(const xp_search_opts *o, const uint32_t *layers, siz
 }
 
 /* SHA-256 of the base model's fingerprint (when known), the settings that shape the run
- * and every probe's tokens. */
+ * and every probe's tokens (the validation probes' after the others, when there are). */
 static void run_fingerprint(const char *base, const cJSON *settings, const xp_probe_tokens **pt,
-                            size_t nt, size_t nc, char hex[65])
+                            size_t nt, size_t nc, size_t nv, char hex[65])
 {
     cJSON *what = cJSON_CreateObject();
     cJSON_AddStringToObject(what, "base", base ? base : "");
@@ -158,7 +170,7 @@ static void run_fingerprint(const char *base, const cJSON *settings, const xp_pr
     char *text = cJSON_PrintUnformatted(what);
     cJSON_Delete(what);
     size_t len = text ? strlen(text) : 0, cap = len + 64;
-    for (size_t i = 0; i < nt + nc; i++)
+    for (size_t i = 0; i < nt + nc + nv; i++)
         cap += (pt[i]->n_prompt + pt[i]->n_answer[0] + pt[i]->n_answer[1] + 8) * 4;
     uint8_t *buf = malloc(cap), *w = buf;
     if (!buf) { /* cannot fingerprint: one that no resume matches */
@@ -169,9 +181,9 @@ static void run_fingerprint(const char *base, const cJSON *settings, const xp_pr
     }
 #define PUT(p, n) ((n) != 0 ? (memcpy(w, (p), (n)), w += (n)) : w)
     PUT(text ? text : "", len);
-    uint32_t counts[2] = {(uint32_t)nt, (uint32_t)nc};
-    PUT(counts, sizeof counts);
-    for (size_t i = 0; i < nt + nc; i++) {
+    uint32_t counts[3] = {(uint32_t)nt, (uint32_t)nc, (uint32_t)nv};
+    PUT(counts, nv ? sizeof counts : 2 * sizeof *counts); /* as before validation, without */
+    for (size_t i = 0; i < nt + nc + nv; i++) {
         const xp_probe_tokens *p = pt[i];
         uint32_t lens[3] = {(uint32_t)p->n_prompt, (uint32_t)p->n_answer[0],
                             (uint32_t)p->n_answer[1]};
@@ -192,10 +204,15 @@ static void run_fingerprint(const char *base, const cJSON *settings, const xp_pr
 typedef struct run {
     xp_model *m;
     const xp_search_opts *o;
-    size_t nt, nc, n;
+    size_t nt, nc, nv, n;
     xp_gauge gauge;
     xp_proposer prop;
-    xp_fitness_ctx fit;
+    xp_fitness_ctx fit, vfit; /* vfit: the fitness's own objective on the validation probes */
+    double val_now;           /* the kept flips' validation objective */
+    double val_best;          /* early-stop: the best validation point, */
+    size_t val_best_flips;    /* and the kept flips there */
+    size_t val_rejected;
+    xp_flip_effect effect;
     double *base, *cur, *g, *sg;
     size_t *sel;
     bool *solved;
@@ -204,7 +221,7 @@ typedef struct run {
     char *window;                        /* '0'/'1' per iteration, the last stop_window */
     size_t iter, accepted, screened_out; /* over the whole run, resumed parts included */
     double best;
-    bool best_restored;
+    bool best_restored, val_restored;
     cJSON *settings;
     char fingerprint[65];
     const xp_probe_tokens *controls;
@@ -248,7 +265,7 @@ static void run_free(run *r)
     xp_gauge_free(&r->gauge);
     xp_proposer_free(&r->prop);
     free(r->base), free(r->cur), free(r->g), free(r->sg), free(r->sel), free(r->solved);
-    free(r->kept), free(r->window);
+    free(r->kept), free(r->window), free(r->effect.crossings);
     for (size_t i = 0; i < r->nc && r->ctl_text; i++)
         free(r->ctl_text[i]), free(r->ctl_now[i]);
     free(r->ctl_text), free(r->ctl_now);
@@ -298,13 +315,38 @@ static void add_provenance(cJSON *s, const xp_search_provenance *pv, const xp_se
     }
 }
 
-/* The patch of the kept flips, with the settings, the state and the provenance; done:
- * the outcome, for the final patch (NULL for a checkpoint). */
-static int make_patch(run *r, const xp_search_result *done, xp_patch **out, xp_err *err)
+static cJSON *candidate_json(const xp_candidate *c)
+{
+    double v[5] = {c->layer, c->proj, c->kind, c->bit, (double)c->index};
+    return cJSON_CreateDoubleArray(v, 5);
+}
+
+static bool candidate_from_json(const cJSON *a, xp_candidate *c)
+{
+    double v[5];
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 5)
+        return false;
+    for (int i = 0; i < 5; i++) {
+        const cJSON *e = cJSON_GetArrayItem(a, i);
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0)
+            return false;
+        v[i] = e->valuedouble;
+    }
+    if (v[1] >= XP_N_PROJ || v[3] > 15 ||
+        (v[2] != XP_FLIP_ROW && v[2] != XP_FLIP_BLOCK && v[2] != XP_FLIP_SCALE))
+        return false;
+    *c = (xp_candidate){(uint32_t)v[0], (uint8_t)v[1], (uint8_t)v[2], (uint8_t)v[3], (int64_t)v[4]};
+    return true;
+}
+
+/* The patch of the first n_flips kept flips, with the settings, the state and the
+ * provenance; done: the outcome, for the final patch (NULL for a checkpoint). */
+static int make_patch(run *r, size_t n_flips, const xp_search_result *done, xp_patch **out,
+                      xp_err *err)
 {
     xp_patch *p;
     int rc = xp_patch_new(&p, err);
-    for (size_t i = 0; i < r->n_kept && !rc; i++) {
+    for (size_t i = 0; i < n_flips && !rc; i++) {
         const xp_candidate *c = &r->kept[i];
         char tensor[XP_TENSOR_NAME_MAX];
         xp_tensor_name(tensor, sizeof tensor, c->layer, xp_proj_tensor(c->proj));
@@ -336,6 +378,18 @@ static int make_patch(run *r, const xp_search_result *done, xp_patch **out, xp_e
     for (size_t t = 0; t < r->nt; t++)
         if (r->solved[t])
             cJSON_AddItemToArray(sv, cJSON_CreateNumber((double)t));
+    if (r->nv) {
+        cJSON_AddNumberToObject(st, "validation_rejected", (double)r->val_rejected);
+        if (r->o->validation_rule == XP_VALIDATION_EARLY_STOP) {
+            /* every kept flip in the order kept: the prefix is the patch */
+            snprintf(best, sizeof best, "%a", r->val_best);
+            cJSON_AddStringToObject(st, "validation_best", best);
+            cJSON_AddNumberToObject(st, "validation_best_flips", (double)r->val_best_flips);
+            cJSON *kept = cJSON_AddArrayToObject(st, "kept");
+            for (size_t i = 0; i < r->n_kept; i++)
+                cJSON_AddItemToArray(kept, candidate_json(&r->kept[i]));
+        }
+    }
     cJSON_AddNumberToObject(s, "best_fitness", r->best);
     cJSON_AddNumberToObject(s, "targets", (double)r->nt);
     cJSON_AddNumberToObject(s, "controls", (double)r->nc);
@@ -369,7 +423,7 @@ static int write_checkpoint(run *r, xp_err *err)
     if (!r->o->checkpoint && !r->o->write_patch)
         return XP_OK;
     xp_patch *p;
-    int rc = make_patch(r, NULL, &p, err);
+    int rc = make_patch(r, r->n_kept, NULL, &p, err);
     if (!rc) {
         rc = write_patch(r, p, err);
         xp_patch_free(p);
@@ -394,29 +448,58 @@ static int flip_candidate(const xp_patch *p, const xp_flip *f, const xp_model *m
     return XP_OK;
 }
 
+/* Keeps and applies candidate c; lowest: the lowest layer flipped so far. */
+static int keep_applied(run *r, const xp_candidate *c, uint32_t *lowest, xp_err *err)
+{
+    if (c->layer >= xp_model_shape(r->m)->n_layer)
+        return xp_err_set(err, XP_EINVAL, "a kept flip's layer %u is not in the model", c->layer);
+    if (keep(r, c))
+        return xp_err_set(err, XP_ENOMEM, "out of memory");
+    xp_candidate_flip(r->m, c);
+    *lowest = c->layer < *lowest ? c->layer : *lowest;
+    return XP_OK;
+}
+
 /* Starts from a patch: its flips applied and kept; when it is this run's checkpoint,
- * the state restored and the proposals replayed. */
+ * the state restored and the proposals replayed (an early-stop run's flips from its
+ * state, in the order kept, the patch holding only a prefix of them). */
 static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
 {
     int rc = xp_patch_bind(p, xp_model_gguf(r->m), err);
     uint32_t n_layer = xp_model_shape(r->m)->n_layer, lowest = n_layer;
-    for (size_t i = 0; i < p->n_flips && !rc; i++) {
-        xp_candidate c;
-        if (!(rc = flip_candidate(p, &p->flips[i], r->m, &c, err)) &&
-            !(rc = keep(r, &c) ? xp_err_set(err, XP_ENOMEM, "out of memory") : 0)) {
-            xp_candidate_flip(r->m, &c);
-            lowest = c.layer < lowest ? c.layer : lowest;
-        }
-    }
-    if (rc)
-        return rc;
-    cJSON *s = p->search ? cJSON_Parse(p->search) : NULL;
+    cJSON *s = !rc && p->search ? cJSON_Parse(p->search) : NULL;
     const cJSON *fp = cJSON_GetObjectItemCaseSensitive(s, "run_sha256");
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(s, "state");
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(st, "iterations");
     const cJSON *win = cJSON_GetObjectItemCaseSensitive(st, "window");
-    if (cJSON_IsString(fp) && !strcmp(fp->valuestring, r->fingerprint) && cJSON_IsNumber(it) &&
-        it->valuedouble >= 0 && cJSON_IsString(win)) {
+    const cJSON *kept = cJSON_GetObjectItemCaseSensitive(st, "kept");
+    bool ours = cJSON_IsString(fp) && !strcmp(fp->valuestring, r->fingerprint) &&
+                cJSON_IsNumber(it) && it->valuedouble >= 0 && cJSON_IsString(win);
+    bool early = r->nv && r->o->validation_rule == XP_VALIDATION_EARLY_STOP;
+    if (ours && early && cJSON_IsArray(kept)) {
+        const cJSON *k;
+        cJSON_ArrayForEach(k, kept)
+        {
+            xp_candidate c;
+            if (rc)
+                break;
+            rc = candidate_from_json(k, &c) ? keep_applied(r, &c, &lowest, err)
+                                            : xp_err_set(err, XP_EFORMAT,
+                                                         "%s: a kept flip of the search state is "
+                                                         "not [layer, proj, kind, bit, index]",
+                                                         p->path ? p->path : "resume patch");
+        }
+    } else
+        for (size_t i = 0; i < p->n_flips && !rc; i++) {
+            xp_candidate c;
+            if (!(rc = flip_candidate(p, &p->flips[i], r->m, &c, err)))
+                rc = keep_applied(r, &c, &lowest, err);
+        }
+    if (rc) {
+        cJSON_Delete(s);
+        return rc;
+    }
+    if (ours) {
         r->iter = (size_t)it->valuedouble;
         for (size_t i = 0; i < r->iter; i++) {
             xp_candidate c;
@@ -440,6 +523,15 @@ static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
                                   st, "solved")) if (cJSON_IsNumber(t) && t->valuedouble >= 0 &&
                                                      t->valuedouble < (double)r->nt)
             r->solved[(size_t)t->valuedouble] = true;
+        if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(st, "validation_rejected")))
+            r->val_rejected = (size_t)v->valuedouble;
+        if (early && cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(st, "validation_best")))
+            r->val_best = strtod(v->valuestring, NULL);
+        if (early &&
+            cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(st, "validation_best_flips")))
+            r->val_best_flips =
+                (size_t)v->valuedouble <= r->n_kept ? (size_t)v->valuedouble : r->n_kept;
+        r->val_restored = true;
         out->resumed_at = r->iter;
     } else {
         for (size_t i = 0; i < r->n_kept; i++)
@@ -512,7 +604,11 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
         return XP_OK;
     }
     r->iter++;
-    xp_search_iter it = {.iter = r->iter, .cand = c, .fitness = NAN};
+    xp_search_iter it = {.iter = r->iter,
+                         .cand = c,
+                         .fitness = NAN,
+                         .validation = NAN,
+                         .validation_now = r->nv ? r->val_now : NAN};
     xp_candidate_flip(r->m, &c);
     xp_tree_change change = xp_candidate_change(r->m, &c);
     int rc = XP_OK;
@@ -539,6 +635,15 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
             it.fitness = xp_fitness_value(&r->fit, r->g);
             it.accepted = it.fitness > r->best + o->min_gain;
         }
+        if (r->nv) {
+            it.validation = xp_fitness_value(&r->vfit, r->g + r->nt + r->nc);
+            if (it.accepted && o->validation_rule == XP_VALIDATION_KEEP &&
+                !(it.validation >= r->val_now)) {
+                it.accepted = false;
+                it.validation_rejected = true;
+                r->val_rejected++;
+            }
+        }
     }
     if (it.accepted && o->control_generation && r->nc) {
         bool same;
@@ -553,7 +658,19 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
             goto undo;
         }
         xp_gauge_commit(&r->gauge);
+        size_t ends[3] = {r->nt, r->nt + r->nc, r->n};
+        xp_flip_effect_measure(&r->effect, r->cur, r->g, ends);
+        it.effect = &r->effect;
+        it.moved = r->effect.moved;
+        memcpy(it.crossed, r->effect.crossed, sizeof it.crossed);
         memcpy(r->cur, r->g, r->n * sizeof *r->cur);
+        if (r->nv) {
+            r->val_now = it.validation_now = it.validation;
+            if (o->validation_rule == XP_VALIDATION_EARLY_STOP && r->val_now > r->val_best) {
+                r->val_best = r->val_now;
+                r->val_best_flips = r->n_kept;
+            }
+        }
         if (focal >= 0) {
             r->solved[focal] = r->cur[focal] > 0;
             r->best = r->cur[focal];
@@ -567,6 +684,7 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
     push_window(r, it.accepted);
     it.best = r->best;
     it.n_flips = r->n_kept;
+    it.validation_best_flips = r->val_best_flips;
     it.seconds = now() - t0;
     if (o->on_iter)
         o->on_iter(o->ctx, &it);
@@ -591,7 +709,8 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
              .o = o,
              .nt = n_targets,
              .nc = n_controls,
-             .n = n_targets + n_controls,
+             .nv = o->n_validation,
+             .n = n_targets + n_controls + o->n_validation,
              .controls = controls};
     uint32_t layers[xp_model_shape(m)->n_layer + 1];
     size_t n_layers = xp_search_layers(m, o, layers);
@@ -603,16 +722,19 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
               (r.solved = calloc(r.nt, sizeof *r.solved)) &&
               (r.window = calloc(o->stop_window + 2, 1)) &&
               (r.ctl_text = calloc(r.nc + 1, sizeof *r.ctl_text)) &&
-              (r.ctl_now = calloc(r.nc + 1, sizeof *r.ctl_now));
+              (r.ctl_now = calloc(r.nc + 1, sizeof *r.ctl_now)) &&
+              (r.effect.crossings = calloc(r.n, sizeof *r.effect.crossings));
     if (!ok) {
         free(pt);
         run_free(&r);
         return xp_err_set(err, XP_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < r.n; i++)
-        pt[i] = i < r.nt ? &targets[i] : &controls[i - r.nt];
+        pt[i] = i < r.nt          ? &targets[i]
+                : i < r.nt + r.nc ? &controls[i - r.nt]
+                                  : &o->validation[i - r.nt - r.nc];
     r.settings = settings_json(o, layers, n_layers);
-    run_fingerprint(o->base_sha256, r.settings, pt, r.nt, r.nc, r.fingerprint);
+    run_fingerprint(o->base_sha256, r.settings, pt, r.nt, r.nc, r.nv, r.fingerprint);
     if (!(rc = xp_proposer_init(&r.prop, m, o, layers, n_layers, err)) &&
         !(rc = xp_gauge_init(&r.gauge, m, pt, r.n, o->metric, o->naive, layers, n_layers,
                              (xp_search_projs(o) & mlp) != 0, err)) &&
@@ -625,6 +747,15 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
             rc = control_outputs(&r, r.ctl_text, err);
     }
     r.fit = (xp_fitness_ctx){o->fitness, o->lambda, o->epsilon, r.nt, r.nc, r.base, r.solved};
+    /* the fitness's objective on the validation probes, relative to their base gaps
+     * (focused, which has no aggregate, is judged by the mean) */
+    r.vfit = (xp_fitness_ctx){o->fitness == XP_FITNESS_FOCUSED ? XP_FITNESS_MEAN : o->fitness,
+                              0,
+                              0,
+                              r.nv,
+                              0,
+                              r.base + r.nt + r.nc,
+                              NULL};
     if (!rc && resume)
         rc = resume_from(&r, resume, out, err);
     if (!rc) {
@@ -633,6 +764,13 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
                 r.solved[t] = r.cur[t] > 0;
         if (!r.best_restored)
             r.best = o->fitness == XP_FITNESS_FOCUSED ? NAN : xp_fitness_value(&r.fit, r.cur);
+        if (r.nv) {
+            r.val_now = xp_fitness_value(&r.vfit, r.cur + r.nt + r.nc);
+            if (!r.val_restored) { /* the start is the first validation point */
+                r.val_best = r.val_now;
+                r.val_best_flips = r.n_kept;
+            }
+        }
     }
     /* a run that had already stopped by the window rule stays stopped */
     bool stop = !rc && auto_stop(&r);
@@ -644,22 +782,39 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         if (!rc && o->checkpoint_every && r.iter % o->checkpoint_every == 0)
             rc = write_checkpoint(&r, err);
     }
+    /* early-stop: the final patch is the prefix at the best validation point, and the
+     * final gaps are its own */
+    size_t n_final =
+        r.nv && o->validation_rule == XP_VALIDATION_EARLY_STOP ? r.val_best_flips : r.n_kept;
+    size_t applied = r.n_kept;
+    if (!rc && n_final < r.n_kept) {
+        for (size_t i = r.n_kept; i-- > n_final;)
+            xp_candidate_flip(m, &r.kept[i]);
+        applied = n_final;
+        if (!(rc = xp_gauge_run(&r.gauge, NULL, 0, NULL, r.cur, err)))
+            out->probes_run += r.n;
+    }
     if (!rc) {
         out->iterations = r.iter;
         out->accepted = r.accepted;
         out->screened_out = r.screened_out;
         out->best = r.best;
+        out->validation_rejected = r.val_rejected;
+        out->validation_best_flips = n_final;
+        out->validation_base = r.nv ? xp_fitness_value(&r.vfit, r.base + r.nt + r.nc) : NAN;
+        out->validation_final = r.nv ? xp_fitness_value(&r.vfit, r.cur + r.nt + r.nc) : NAN;
         out->seconds = now() - t_start;
         /* the last checkpoint is the final patch */
-        if (!(rc = make_patch(&r, out, &out->patch, err)))
+        if (!(rc = make_patch(&r, n_final, out, &out->patch, err)))
             rc = write_patch(&r, out->patch, err);
     }
     /* leave the model as it was given */
-    for (size_t i = r.n_kept; i-- > 0;)
+    for (size_t i = applied; i-- > 0;)
         xp_candidate_flip(m, &r.kept[i]);
     if (!rc) {
         out->n_targets = r.nt;
         out->n_controls = r.nc;
+        out->n_validation = r.nv;
         out->base_gaps = r.base;
         out->final_gaps = r.cur;
         r.base = r.cur = NULL;

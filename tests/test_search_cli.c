@@ -245,6 +245,84 @@ Test(search_cli, dead_targets_and_bad_input_are_refused)
     free(o), free(e);
 }
 
+/* Every line of a log holds key, or none does. */
+static size_t lines_with(const char *log, const char *key, size_t *lines)
+{
+    char *text = xp_test_slurp(log);
+    cr_assert(text, "%s", log);
+    size_t n = 0;
+    *lines = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"), ++*lines) {
+        cJSON *o = cJSON_Parse(line);
+        n += cJSON_GetObjectItem(o, key) != NULL;
+        cJSON_Delete(o);
+    }
+    free(text);
+    return n;
+}
+
+Test(search_cli, validation_split_early_stop_and_flip_detail, .timeout = 240)
+{
+    paths p = setup();
+    char out[512], log[600], cmd[4096], *o = NULL, *e = NULL;
+    xp_test_tmp_path(out, sizeof out, "search-valid.json");
+    snprintf(log, sizeof log, "%s.log.jsonl", out);
+    snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes '%s' --controls '%s' -o '%s' "
+             "--iterations 14 --granularity block --no-eval --validation-split 0.5 "
+             "--validation-rule early-stop --log-flip-detail --fitness focused -t 2",
+             xp_test_bin(), p.model, p.probes, p.controls, out);
+    cr_assert_eq(xp_test_run(cmd, NULL, &o, &e), 0, "%s", e);
+    cr_expect(strstr(e, "validation: 2 of the 4 targets") && strstr(e, "seed 1"),
+              "the log says where the validation probes come from: %s", e);
+    cr_expect(strstr(o, "validation  2 probes, rule early-stop") &&
+                  strstr(o, "early stop: the patch is the first"),
+              "%s", o);
+    cr_expect(strstr(o, "kept flips changed some probe's sign"), "%s", o);
+    cr_expect(strstr(o, "search: 2 targets") || strstr(e, "search: 2 targets"), "%s", e);
+    size_t lines, accepted;
+    cr_expect_eq(lines_with(log, "validation_now", &lines), lines);
+    cr_expect_eq(lines_with(log, "validation_best_flips", &lines), lines);
+    cr_expect_eq(lines, 14);
+    size_t moved = lines_with(log, "moved", &lines);
+    char *text = xp_test_slurp(log);
+    accepted = 0;
+    for (const char *q = text; (q = strstr(q, "\"accepted\":true")); q++)
+        accepted++;
+    free(text);
+    cr_expect_gt(accepted, 0);
+    cr_expect_eq(moved, accepted, "every kept flip and only they say which probes moved");
+    free(o), free(e);
+    /* the defaults log what they logged before */
+    cr_assert_eq(search(&p, out, ""), 0);
+    cr_expect_eq(lines_with(log, "validation", &lines), 0);
+    cr_expect_eq(lines_with(log, "moved", &lines), 0);
+    /* a plain {"prompt","answer"} validation file under margin */
+    char plain[512];
+    xp_test_tmp_path(plain, sizeof plain, "search-valid-plain.jsonl");
+    xp_test_write(plain, "{\"prompt\":\"5 + 4 =\",\"answer\":\"9\"}\n"
+                         "{\"prompt\":\"8 * 3 =\",\"answer\":\"24\"}\n");
+    char extra[700];
+    snprintf(extra, sizeof extra, "--metric margin --validation '%s'", plain);
+    cr_assert_eq(search(&p, out, extra), 0);
+    cr_expect_eq(lines_with(log, "validation", &lines), lines);
+    /* what cannot go together is a usage error */
+    const char *bad[] = {"--validation-split 1", "--validation-split 0",
+                         "--validation-rule keep", "--validation-rule late",
+                         "--validation-split 0.5 --validation x.json"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes '%s' -o '%s' %s", xp_test_bin(),
+                 p.model, p.probes, out, bad[i]);
+        cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 1, "%s: %s", bad[i], e);
+        free(o), free(e);
+    }
+    /* a split that leaves no target */
+    snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes '%s' -o '%s' --validation-split 0.95",
+             xp_test_bin(), p.model, p.probes, out);
+    cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 2, "%s", e);
+    cr_expect(strstr(e, "both need at least one"), "%s", e);
+    free(o), free(e);
+}
+
 Test(search_cli, pipeline_steps_stack_and_summary, .timeout = 240)
 {
     paths p = setup();

@@ -38,7 +38,8 @@ typedef struct xp_job_callbacks {
 /* xorpatch search. The model is opened from model_path (with kernel, when given) unless
  * an open one is passed; model_path is needed either way (the base fingerprint, the
  * report). The job sets the fields of opts that are its own (name, base_sha256,
- * write_patch, provenance, on_iter, ctx); checkpoint and checkpoint_format are unused. */
+ * write_patch, provenance, on_iter, ctx, validation, n_validation); checkpoint and
+ * checkpoint_format are unused. */
 typedef struct xp_search_job {
     xp_model *model; /* borrowed; NULL: the job opens model_path */
     const char *model_path, *kernel;
@@ -46,6 +47,12 @@ typedef struct xp_search_job {
     const char *const *controls; /* probe files to keep, loaded and concatenated in order */
     size_t n_controls;           /* (0: only the promoted ones) */
     const char *heldout;  /* probes evaluated only at the end (NULL: none) */
+    const char *validation;  /* probes the search validates on (NULL: none; see opts'
+                                validation_rule); never trained on */
+    double validation_split; /* or: this share (0 < F < 1) of the targets, drawn with the
+                                search's seed and taken out of the targets (0: none) */
+    bool log_flip_detail; /* the log says per kept flip which probes moved and crossed zero,
+                             and the text report how many kept flips changed a sign */
     const char *out;      /* the patch and its checkpoints (.xpb binary, else JSON) */
     const char *name;     /* the patch's name (NULL: out's stem) */
     const char *log;      /* per-iteration JSONL (NULL: OUT.log.jsonl) */

@@ -51,6 +51,13 @@ void cli_note(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+void cli_print_usage(const cli_command *cmd)
+{
+    fputs(cmd->usage, stdout);
+    if (cmd->usage_more)
+        fputs(cmd->usage_more, stdout);
+}
+
 double cli_now(void)
 {
     struct timespec ts;

@@ -14,9 +14,13 @@ enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_BAD_INPUT = 2, EXIT_INTERNAL = 3 };
 typedef struct cli_command {
     const char *name;
     const char *summary;
-    const char *usage; /* the whole --help text */
+    const char *usage; /* the --help text, */
     int (*run)(int argc, char **argv);
+    const char *usage_more; /* and its rest, for a text longer than one string literal may
+                               be (4,095 bytes; NULL: none) */
 } cli_command;
+/* Prints a command's --help text on stdout. */
+void cli_print_usage(const cli_command *cmd);
 
 extern const cli_command cli_synth, cli_inspect, cli_tokenize;
 extern const cli_command cli_generate, cli_logits, cli_perplexity;

@@ -25,12 +25,21 @@ static const char usage[] =
     "  --probes FILE          targets (a Neagari set's promoted controls become controls)\n"
     "  --controls FILE        probes to keep; repeat to add files (default: none but promoted)\n"
     "  --heldout FILE         probes evaluated only at the end\n"
+    "  --validation FILE      probes measured with the targets, never searched (plain\n"
+    "                         {\"prompt\",\"answer\"} items too with margin/answer_logprob)\n"
+    "  --validation-split F   or: a share 0<F<1 of the targets, drawn with --seed and\n"
+    "                         taken out of them\n"
+    "  --validation-rule R    keep (default: a flip may not lower the validation\n"
+    "                         objective, the fitness's own on them) or early-stop (the\n"
+    "                         fitness alone; the patch is the kept flips up to the best\n"
+    "                         validation point)\n"
     "  --allow-dead           search even with dead targets\n"
     "Measure and fitness:\n"
     "  --metric NAME          seq_logprob (default), token_gap, margin, answer_logprob\n"
     "  --fitness NAME         mean (default), min, borderline or focused (SPEC 8)\n"
     "  --lambda X             control penalty (default 2.0)\n"
-    "  --epsilon X            focused: how far a control may fall (default 0.5)\n"
+    "  --epsilon X            focused: how far a control may fall (default 0.5), never\n"
+    "                         across zero\n"
     "  --min-gain X           keep a flip only if it beats the best by more (default 0;\n"
     "                         not with focused, whose rule is lexicographic)\n"
     "  --control-check C      none or generation: no control's greedy output may change\n"
@@ -55,7 +64,9 @@ static const char usage[] =
     "                         a patch made for another base model is refused\n"
     "  --checkpoint-every N   (default 10)\n"
     "  --naive                measure each sequence alone with every layer and the full\n"
-    "                         LM head (the reference for speed; same gaps, same patch)\n"
+    "                         LM head (the reference for speed; same gaps, same patch)\n";
+/* the rest: one literal may hold at most 4,095 bytes */
+static const char usage_more[] =
     "Output:\n"
     "  -o, --out PATCH        the patch and its checkpoints (.xpb: binary; else\n"
     "                         xorpatch JSON)\n"
@@ -63,7 +74,13 @@ static const char usage[] =
     "  --log FILE             per-iteration JSONL (default PATCH.log.jsonl); each line\n"
     "                         {\"iter\", \"layer\", \"proj\", \"kind\", \"index\", \"bit\",\n"
     "                         \"fitness\", \"best\", \"accepted\", \"screened\", \"probes\",\n"
-    "                         \"seconds\", \"flips\"} (fitness null when screened out)\n"
+    "                         \"seconds\", \"flips\"} (fitness null when screened out);\n"
+    "                         with validation also \"validation\" (the candidate's),\n"
+    "                         \"validation_now\" (the kept flips'), \"validation_rejected\"\n"
+    "                         and, early-stop, \"validation_best_flips\"\n"
+    "  --log-flip-detail      per kept flip also \"moved\", \"largest\" (probes whose gaps\n"
+    "                         moved most) and \"crossed\" (those that crossed zero); the\n"
+    "                         report counts the kept flips that changed any sign\n"
     "  --report FILE          the HTML report (default PATCH.html)\n"
     "  --no-eval              skip the before/after generations (gaps only)\n"
     "  --random-baseline N    held-out p vs N random patches (20 more evals; 0: off)\n"
@@ -75,9 +92,10 @@ static const char usage[] =
 static const int options[] = {CLI_SEARCH_RUN_OPTIONS, CLI_O_PROBES, CLI_O_HELDOUT,
                               CLI_O_RESUME_FROM,      CLI_O_NAME,   CLI_O_LOG,
                               CLI_O_REPORT,           CLI_O_NO_EVAL, CLI_O_RANDOM_BASELINE,
-                              CLI_O_CONTROL_CHECK};
-CLI_COMMAND(cli_search, "search", "search a sparse XOR patch that fixes target probes", usage,
-            options, false, execute);
+                              CLI_O_CONTROL_CHECK, CLI_O_VALIDATION, CLI_O_VALIDATION_SPLIT,
+                              CLI_O_VALIDATION_RULE, CLI_O_LOG_FLIP_DETAIL};
+CLI_COMMAND_LONG_HELP(cli_search, "search", "search a sparse XOR patch that fixes target probes",
+                      usage, usage_more, options, false, execute);
 
 void cli_search_opts(const cli_values *v, xp_search_opts *o)
 {
@@ -96,12 +114,24 @@ static int execute(const cli_values *v)
 {
     if (!v->model || !v->probes || !v->out)
         return cli_usage_error("search", "-m MODEL, --probes FILE and -o PATCH are required");
+    if (v->given[CLI_O_VALIDATION_SPLIT] && !(v->validation_split < 1))
+        return cli_usage_error("search", "--validation-split needs a share below 1, not %g",
+                               v->validation_split);
+    if (v->validation && v->given[CLI_O_VALIDATION_SPLIT])
+        return cli_usage_error("search", "--validation and --validation-split exclude each "
+                                         "other: validate on a file or on a split of the targets");
+    if (v->given[CLI_O_VALIDATION_RULE] && !v->validation && !v->given[CLI_O_VALIDATION_SPLIT])
+        return cli_usage_error("search", "--validation-rule needs --validation or "
+                                         "--validation-split");
     xp_search_job job = {.model_path = v->model,
                          .kernel = v->kernel,
                          .probes = v->probes,
                          .controls = v->controls.v,
                          .n_controls = v->controls.n,
                          .heldout = v->heldout,
+                         .validation = v->validation,
+                         .validation_split = v->validation_split,
+                         .log_flip_detail = v->log_flip_detail,
                          .out = v->out,
                          .name = v->name,
                          .log = v->log,

@@ -89,7 +89,7 @@ int main(int argc, char **argv)
         const cli_command *cmd = find(argv[2]);
         if (!cmd)
             return cli_usage_error("", "unknown command '%s'", argv[2]);
-        fputs(cmd->usage, stdout);
+        cli_print_usage(cmd);
         return EXIT_OK;
     }
     const cli_command *cmd = find(name);

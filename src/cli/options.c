@@ -329,6 +329,13 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_PROMOTE_CAP] = {"promote-cap", 0, INT(promote_cap, 0, 1000000)},
     [CLI_O_RANDOM_BASELINE] = {"random-baseline", 0, INT(random_baseline, 0, 100000)},
     [CLI_O_CONTROL_CHECK] = {"control-check", 0, ENUM(control_check, control_check_name, 2)},
+    [CLI_O_VALIDATION] = {"validation", 0, TEXT(validation)},
+    [CLI_O_VALIDATION_SPLIT] = {"validation-split", 0, NUMBER(validation_split, 0, 1),
+                                .open_lo = true}, /* 1 itself: refused by the command */
+    [CLI_O_VALIDATION_RULE] = {"validation-rule", 0,
+                               ENUM(search.validation_rule, xp_validation_rule_name,
+                                    XP_VALIDATION_EARLY_STOP + 1)},
+    [CLI_O_LOG_FLIP_DETAIL] = {"log-flip-detail", 0, FLAG(log_flip_detail)},
 
     [CLI_O_TEXT] = {"text", 0, TEXT(text)},
     [CLI_O_COUNTS] = {"counts", 0,
@@ -588,7 +595,7 @@ static int parse(const cli_spec *spec, int argc, char **argv, cli_values *v)
         times[i]++;
         v->given[u->id] = true;
         if (u->id == CLI_O_HELP) {
-            fputs(cmd->usage, stdout);
+            cli_print_usage(cmd);
             return EXIT_OK;
         }
         cli.quiet |= u->id == CLI_O_QUIET;

@@ -138,6 +138,10 @@ typedef enum cli_option_id {
     CLI_O_PROMOTE_CAP,
     CLI_O_RANDOM_BASELINE,
     CLI_O_CONTROL_CHECK,
+    CLI_O_VALIDATION,
+    CLI_O_VALIDATION_SPLIT,
+    CLI_O_VALIDATION_RULE,
+    CLI_O_LOG_FLIP_DETAIL,
     /* experiments */
     CLI_O_TEXT,
     CLI_O_COUNTS,
@@ -222,6 +226,9 @@ typedef struct cli_values {
     size_t promote_cap;
     size_t random_baseline;
     int control_check; /* 0 none, 1 generation */
+    const char *validation;
+    double validation_split;
+    bool log_flip_detail;
     const char *text;
     cli_counts counts;
     cli_kinds strategies;
@@ -279,11 +286,14 @@ int cli_run(const cli_spec *spec, int argc, char **argv);
 /* Defines the command `var` (cli_NAME): its spec, and the run that hands argv to cli_run
  * (execute, the command's function, is defined after it). */
 #define CLI_COMMAND(var, name, summary, usage, options, operands, execute)                         \
+    CLI_COMMAND_LONG_HELP(var, name, summary, usage, NULL, options, operands, execute)
+/* The same for a --help text in two parts (cli_command's usage_more). */
+#define CLI_COMMAND_LONG_HELP(var, name, summary, usage, usage_more, options, operands, execute)   \
     static int execute(const cli_values *v);                                                       \
     static const cli_spec var##_spec = {&var, options, sizeof options / sizeof *options, operands, \
                                         execute};                                                  \
     static int var##_run(int argc, char **argv) { return cli_run(&var##_spec, argc, argv); }       \
-    const cli_command var = {name, summary, usage, var##_run}
+    const cli_command var = {name, summary, usage, var##_run, usage_more}
 
 /* Copies into dst the given values of the options whose field is within v's member at
  * `member` (dst laid out as that member): the library's defaults stay where none was

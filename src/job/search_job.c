@@ -1,7 +1,8 @@
 /* The search job (job.h): loads the probes, audits the targets (dead ones are refused
  * unless allowed), runs the greedy search with a JSONL line per iteration and the patch
  * checkpointed as it goes (a killed search resumes from it), writes the patch with its
- * provenance, then evaluates it on the targets, the controls and the held-out probes and
+ * provenance, then evaluates it on the targets, the controls, the validation probes (a
+ * file, or a seeded share of the targets taken out of them) and the held-out probes and
  * reports it as text and as an HTML page. */
 #include <stdlib.h>
 #include <string.h>
@@ -15,18 +16,19 @@
 /* ---- probes ---- */
 
 typedef struct probes {
-    xp_probe_set *file, *targets, *promoted, *controls, *heldout;
-    xp_probe_tokens *t, *p, *c, *h;
+    xp_probe_set *file, *targets, *promoted, *controls, *heldout, *validation;
+    xp_probe_tokens *t, *p, *c, *h, *v;
     xp_probe_tokens *ctl; /* promoted then controls, shallow copies */
     size_t n_ctl;
-    const char **target_names, **control_names;
+    const char **target_names, **control_names, **validation_names;
 } probes;
 
 static void probes_free(probes *p)
 {
-    xp_probe_set *sets[] = {p->file, p->targets, p->promoted, p->controls, p->heldout};
-    xp_probe_tokens *toks[] = {NULL, p->t, p->p, p->c, p->h};
-    for (int i = 0; i < 5; i++) {
+    xp_probe_set *sets[] = {p->file,     p->targets, p->promoted,
+                            p->controls, p->heldout, p->validation};
+    xp_probe_tokens *toks[] = {NULL, p->t, p->p, p->c, p->h, p->v};
+    for (int i = 0; i < 6; i++) {
         if (toks[i])
             xp_probe_tokens_free(toks[i], sets[i]->n);
         xp_probe_set_free(sets[i]);
@@ -34,6 +36,35 @@ static void probes_free(probes *p)
     free(p->ctl);
     free(p->target_names);
     free(p->control_names);
+    free(p->validation_names);
+}
+
+/* The validation probes: a file, or a share of the targets drawn with the seed (and
+ * taken out of them). */
+static int load_validation(const xp_search_job *job, probes *p, xp_err *err)
+{
+    if (job->validation && job->validation_split > 0)
+        return xp_err_set(err, XP_EINVAL,
+                          "validation comes from a file or from a split of the targets, "
+                          "not both");
+    if (job->validation)
+        return xp_probe_set_load(&p->validation, job->validation, err);
+    if (!(job->validation_split > 0))
+        return XP_OK;
+    xp_probe_split how = {.ratio = job->validation_split, .seed = job->opts.seed};
+    xp_probe_set *train;
+    int rc = xp_probe_set_split(p->targets, &how, &train, &p->validation, err);
+    if (rc)
+        return rc;
+    size_t n = p->targets->n;
+    xp_probe_set_free(p->targets);
+    p->targets = train;
+    if (!p->validation->n || !train->n)
+        return xp_err_set(err, XP_EINVAL,
+                          "a validation split of %g of %zu targets leaves %zu for validation "
+                          "and %zu to search: both need at least one",
+                          job->validation_split, n, p->validation->n, train->n);
+    return XP_OK;
 }
 
 static int tokenize(xp_model *m, xp_probe_set *s, xp_probe_tokens **pt, xp_err *err)
@@ -52,14 +83,16 @@ static int load_probes(xp_model *m, const xp_search_job *job, probes *p, xp_err 
         rc = job_probe_files_load(job->controls, job->n_controls, &p->controls, err);
     if (!rc && job->heldout)
         rc = xp_probe_set_load(&p->heldout, job->heldout, err);
-    xp_probe_set *check[] = {p->file, p->controls, p->heldout};
-    for (int i = 0; i < 3 && !rc; i++)
+    if (!rc)
+        rc = load_validation(job, p, err);
+    xp_probe_set *check[] = {p->file, p->controls, p->heldout, p->validation};
+    for (int i = 0; i < 4 && !rc; i++)
         if (check[i])
             rc = xp_probe_set_check_metric(check[i], job->opts.metric, err);
     if (!rc && !(rc = tokenize(m, p->targets, &p->t, err)) &&
         !(rc = tokenize(m, p->promoted, &p->p, err)) &&
-        !(rc = tokenize(m, p->controls, &p->c, err)))
-        rc = tokenize(m, p->heldout, &p->h, err);
+        !(rc = tokenize(m, p->controls, &p->c, err)) && !(rc = tokenize(m, p->heldout, &p->h, err)))
+        rc = tokenize(m, p->validation, &p->v, err);
     if (rc)
         return rc;
     size_t np = p->promoted->n, nc = p->controls ? p->controls->n : 0;
@@ -67,8 +100,12 @@ static int load_probes(xp_model *m, const xp_search_job *job, probes *p, xp_err 
     p->ctl = calloc(p->n_ctl + 1, sizeof *p->ctl);
     p->target_names = calloc(p->targets->n + 1, sizeof *p->target_names);
     p->control_names = calloc(p->n_ctl + 1, sizeof *p->control_names);
-    if (!p->ctl || !p->target_names || !p->control_names)
+    size_t nv = p->validation ? p->validation->n : 0;
+    p->validation_names = calloc(nv + 1, sizeof *p->validation_names);
+    if (!p->ctl || !p->target_names || !p->control_names || !p->validation_names)
         return xp_err_set(err, XP_ENOMEM, "out of memory");
+    for (size_t i = 0; i < nv; i++)
+        p->validation_names[i] = p->validation->probes[i].name;
     for (size_t i = 0; i < p->targets->n; i++)
         p->target_names[i] = p->targets->probes[i].name;
     for (size_t i = 0; i < p->n_ctl; i++) {
@@ -112,15 +149,20 @@ static int audit_targets(xp_model *m, const probes *p, xp_metric metric, bool al
 }
 
 /* The probe files the patch records (the targets, every control file, the held-out
- * ones), with their SHA-256 ("" when unreadable); files holds 2 + n_controls. */
+ * ones, the validation ones), with their SHA-256 ("" when unreadable); files holds
+ * 3 + n_controls. */
 static size_t probe_files(const xp_search_job *job, xp_search_file *files)
 {
     size_t n = 0;
-    for (size_t i = 0; i < job->n_controls + 2; i++) {
-        const char *path = i == 0                 ? job->probes
-                           : i <= job->n_controls ? job->controls[i - 1]
-                                                  : job->heldout;
-        const char *role = i == 0 ? "targets" : i <= job->n_controls ? "controls" : "heldout";
+    for (size_t i = 0; i < job->n_controls + 3; i++) {
+        const char *path = i == 0                     ? job->probes
+                           : i <= job->n_controls     ? job->controls[i - 1]
+                           : i == job->n_controls + 1 ? job->heldout
+                                                      : job->validation;
+        const char *role = i == 0                     ? "targets"
+                           : i <= job->n_controls     ? "controls"
+                           : i == job->n_controls + 1 ? "heldout"
+                                                      : "validation";
         if (path) {
             files[n] = (xp_search_file){role, path, ""};
             xp_sha256_file(path, files[n++].sha256, NULL);
@@ -184,10 +226,10 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
     search_log log = {0};
     job_search js = {.stage = {cb, "search"}, .total = o.iterations, .log = &log};
     xp_patch *resume = NULL;
-    xp_eval ev[4] = {{0}};
+    xp_eval ev[5] = {{0}};
     xp_model *m = NULL;
     char *log_path = NULL, *html = NULL, base_sha[65] = "", stem[256];
-    xp_search_file *files = calloc(job->n_controls + 2, sizeof *files);
+    xp_search_file *files = calloc(job->n_controls + 3, sizeof *files);
     xp_search_provenance pv;
     int rc = !job->model_path || !job->probes || !job->out
                  ? xp_err_set(err, XP_EINVAL,
@@ -235,6 +277,25 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
         o.control_max_tokens = rule->max_tokens; /* the controls' generation rule */
         o.control_stop_newline = rule->stop_newline;
         job_search_hook(&js, &o);
+        if (p.validation) {
+            o.validation = p.v;
+            o.n_validation = p.validation->n;
+            if (job->validation)
+                job_note(cb, "validation: %zu probes of %s, rule %s", p.validation->n,
+                         job->validation, xp_validation_rule_name(o.validation_rule));
+            else
+                job_note(cb,
+                         "validation: %zu of the %zu targets (a share of %g drawn with seed "
+                         "%llu), not searched; rule %s",
+                         p.validation->n, p.validation->n + p.targets->n, job->validation_split,
+                         (unsigned long long)o.seed, xp_validation_rule_name(o.validation_rule));
+        }
+        log.validation = p.validation != NULL;
+        log.early_stop = log.validation && o.validation_rule == XP_VALIDATION_EARLY_STOP;
+        log.detail = job->log_flip_detail;
+        log.names[0] = p.target_names;
+        log.names[1] = p.control_names;
+        log.names[2] = p.validation_names;
         job_note(cb,
                  "search: %zu targets, %zu controls, %s, fitness %s, %s flips, %zu "
                  "iterations%s",
@@ -266,18 +327,20 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
                          ? " (the file there is from before: it is not this search's patch)"
                          : "");
     }
-    /* evaluated apart: targets, the probe file's promoted controls, controls, held-out */
-    static const char *const labels[4] = {"targets", "promoted controls", "controls", "held-out"};
-    xp_probe_set *sets[4] = {p.targets, p.promoted, p.controls, p.heldout};
-    const xp_probe_tokens *toks[4] = {p.t, p.p, p.c, p.h};
-    bool evaluated[4] = {false};
-    for (int i = 0; i < 4 && !rc && res->patch->n_flips; i++)
+    /* evaluated apart: targets, the probe file's promoted controls, controls, validation,
+     * held-out */
+    static const char *const labels[5] = {"targets", "promoted controls", "controls", "validation",
+                                          "held-out"};
+    xp_probe_set *sets[5] = {p.targets, p.promoted, p.controls, p.validation, p.heldout};
+    const xp_probe_tokens *toks[5] = {p.t, p.p, p.c, p.v, p.h};
+    bool evaluated[5] = {false};
+    for (int i = 0; i < 5 && !rc && res->patch->n_flips; i++)
         if (sets[i] && sets[i]->n) {
             job_note(cb, "evaluating %s ...", labels[i]);
             rc = evaluate(m, sets[i], toks[i], res->patch, &o, !job->no_eval, &ev[i], err);
             evaluated[i] = !rc;
         }
-    if (!rc && evaluated[3] && job->random_baseline) {
+    if (!rc && evaluated[4] && job->random_baseline) {
         job_note(cb, "random baseline: %zu random patches like it on the held-out set ...",
                  job->random_baseline);
         xp_eval_opts eo = {.metric = o.metric, .generate = !job->no_eval};
@@ -288,7 +351,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
                      "random baseline: held-out fixed - broke %ld; %zu of %zu random patches "
                      "did as well or better: permutation p = %.3g (McNemar p = %.3g)",
                      out->baseline.observed, out->baseline.at_least, out->baseline.n,
-                     out->baseline.p, ev[3].overall.mcnemar_p);
+                     out->baseline.p, ev[4].overall.mcnemar_p);
     }
     if (!rc) {
         search_report sr = {.model = job->model_path,
@@ -298,8 +361,10 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
                             .iters = log.iters,
                             .n_iters = log.n,
                             .target_names = p.target_names,
-                            .control_names = p.control_names};
-        for (int i = 0; i < 4; i++)
+                            .control_names = p.control_names,
+                            .validation_names = p.validation_names,
+                            .flip_detail = job->log_flip_detail};
+        for (int i = 0; i < 5; i++)
             sr.sets[i] = (search_report_set){labels[i], sets[i], evaluated[i] ? &ev[i] : NULL};
         if (!(rc = report(job, &sr, out, err)))
             rc = search_report_html(html, &sr, err);
@@ -308,7 +373,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
         else if (!rc)
             job_note(cb, "wrote %s and %s; no patch (no flip was kept)", log_path, html);
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         xp_eval_free(&ev[i]);
     search_log_free(&log);
     free(log_path);

@@ -1,9 +1,13 @@
 /* The search job's iteration log (search_log.h): JSON lines with the documented keys
  * {"iter", "layer", "proj", "kind", "index", "bit", "fitness", "best", "accepted",
  * "screened", "probes", "seconds", "flips"}, fitness null when screening rejected the
- * candidate. The file is created at the first line, so a run refused before it starts
- * leaves none, and each line goes in one write that is cut off again should the disk take
- * only part of it: every line in the file is whole. */
+ * candidate; with validation probes also "validation" (the candidate's objective, null
+ * when not measured), "validation_now" (the kept flips'), "validation_rejected" and, under
+ * early-stop, "validation_best_flips"; with flip detail, per kept flip "moved" (probes
+ * whose gap changed), "largest" (the largest moves) and "crossed" (every probe whose gap
+ * crossed zero: role, probe index and name, "up" to right or "down" to wrong). The file is created
+ * at the first line, so a run refused before it starts leaves none, and each line goes in one write
+ * that is cut off again should the disk take only part of it: every line in the file is whole. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +19,51 @@
 
 #include "core/file.h"
 #include "job/search_log.h"
+
+static cJSON *move_json(const search_log *l, const xp_probe_move *mv, bool direction)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "role", xp_search_role_name(mv->role));
+    cJSON_AddNumberToObject(o, "probe", (double)mv->index);
+    const char *const *names = mv->role >= 0 && mv->role < 3 ? l->names[mv->role] : NULL;
+    if (names && names[mv->index])
+        cJSON_AddStringToObject(o, "name", names[mv->index]);
+    cJSON_AddNumberToObject(o, "before", mv->before);
+    cJSON_AddNumberToObject(o, "after", mv->after);
+    if (direction)
+        cJSON_AddStringToObject(o, "direction", mv->after > 0 ? "up" : "down");
+    return o;
+}
+
+static void add_number_or_null(cJSON *o, const char *key, double v)
+{
+    if (isnan(v))
+        cJSON_AddNullToObject(o, key);
+    else
+        cJSON_AddNumberToObject(o, key, v);
+}
+
+/* What the validation and flip detail add to a line (nothing without them). */
+static void add_validation_and_detail(const search_log *l, cJSON *o, const xp_search_iter *it)
+{
+    if (l->validation) {
+        add_number_or_null(o, "validation", it->validation);
+        add_number_or_null(o, "validation_now", it->validation_now);
+        cJSON_AddBoolToObject(o, "validation_rejected", it->validation_rejected);
+        if (l->early_stop)
+            cJSON_AddNumberToObject(o, "validation_best_flips", (double)it->validation_best_flips);
+    }
+    if (l->detail && it->accepted && it->effect) {
+        const xp_flip_effect *e = it->effect;
+        cJSON_AddNumberToObject(o, "moved", (double)e->moved);
+        cJSON *largest = cJSON_AddArrayToObject(o, "largest");
+        for (size_t i = 0; i < e->n_largest; i++)
+            cJSON_AddItemToArray(largest, move_json(l, &e->largest[i], false));
+        cJSON *crossed = cJSON_AddArrayToObject(o, "crossed");
+        for (size_t i = 0; i < e->n_crossings; i++)
+            cJSON_AddItemToArray(crossed, move_json(l, &e->crossings[i], true));
+    }
+}
 
 static cJSON *iter_json(const xp_search_iter *it)
 {
@@ -55,7 +104,8 @@ static void remember(search_log *l, const xp_search_iter *it)
         l->iters = v;
         l->cap = cap;
     }
-    l->iters[l->n++] = *it;
+    l->iters[l->n] = *it;
+    l->iters[l->n++].effect = NULL; /* the detail lives during the callback only */
 }
 
 int search_log_open(search_log *l, const char *path, bool resume, xp_err *err)
@@ -115,6 +165,7 @@ void search_log_write(search_log *l, const xp_search_iter *it)
     if (!open_file(l))
         return;
     cJSON *o = iter_json(it);
+    add_validation_and_detail(l, o, it);
     char *line = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     size_t n = line ? strlen(line) : 0;
@@ -177,6 +228,18 @@ void search_log_reread(search_log *l, size_t upto)
             const cJSON *v = cJSON_GetObjectItem(o, "proj");
             int proj = cJSON_IsString(v) ? xp_proj_from_name(v->valuestring) : -1;
             r.cand.proj = (uint8_t)(proj >= 0 ? proj : 0);
+            r.validation = number(o, "validation", NAN);
+            r.validation_now = number(o, "validation_now", NAN);
+            r.validation_rejected = cJSON_IsTrue(cJSON_GetObjectItem(o, "validation_rejected"));
+            r.validation_best_flips = (size_t)number(o, "validation_best_flips", 0);
+            r.moved = (size_t)number(o, "moved", 0);
+            const cJSON *c;
+            cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "crossed"))
+            {
+                const cJSON *role = cJSON_GetObjectItem(c, "role");
+                for (int k = 0; k < 3 && cJSON_IsString(role); k++)
+                    r.crossed[k] += !strcmp(role->valuestring, xp_search_role_name(k));
+            }
             remember(&old, &r);
         }
         cJSON_Delete(o);

@@ -13,6 +13,11 @@ typedef struct search_log {
     bool resume;           /* append to the file rather than start it afresh */
     bool trim;             /* resuming: drop the lines from the first new iteration on */
     int failed;            /* the errno of a line that could not be written, else 0 */
+    bool validation;       /* the search has validation probes: their values per line */
+    bool early_stop;       /* under the early-stop rule: its best point per line */
+    bool detail;           /* flip accounting: per kept flip, the probes that moved and
+                              crossed zero */
+    const char *const *names[3]; /* probe names by role (enum xp_search_role), for detail */
     xp_search_iter *iters; /* every iteration written (and, after search_log_reread, the
                               resumed run's earlier ones first) */
     size_t n, cap;

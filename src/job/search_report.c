@@ -97,6 +97,47 @@ static void print_set(FILE *out, const search_report_set *rs)
         fprintf(out, "  no probe changed outcome\n");
 }
 
+/* Kept flips that changed some probe's sign: of any role ([3]), and per role. */
+static void sign_changes(const search_report *r, size_t changed[4], size_t *kept)
+{
+    memset(changed, 0, 4 * sizeof *changed);
+    *kept = 0;
+    for (size_t i = 0; i < r->n_iters; i++) {
+        const xp_search_iter *it = &r->iters[i];
+        if (!it->accepted)
+            continue;
+        ++*kept;
+        for (int k = 0; k < 3; k++)
+            changed[k] += it->crossed[k] > 0;
+        changed[3] += it->crossed[0] + it->crossed[1] + it->crossed[2] > 0;
+    }
+}
+
+static void validation_lines(FILE *out, const search_report *r)
+{
+    const xp_search_result *res = r->res;
+    const xp_search_opts *o = r->opts;
+    fprintf(out, "validation  %zu probes, rule %s: objective %+.4g -> %+.4g", res->n_validation,
+            xp_validation_rule_name(o->validation_rule), res->validation_base,
+            res->validation_final);
+    if (o->validation_rule == XP_VALIDATION_EARLY_STOP)
+        fprintf(out, "; early stop: the patch is the first %zu of %zu kept flips\n",
+                res->validation_best_flips, res->accepted);
+    else
+        fprintf(out, "; %zu flips the fitness took were refused by it\n",
+                res->validation_rejected);
+}
+
+static void sign_change_line(FILE *out, const search_report *r)
+{
+    size_t changed[4], kept;
+    sign_changes(r, changed, &kept);
+    fprintf(out,
+            "signs       %zu of %zu kept flips changed some probe's sign (targets %zu, "
+            "controls %zu, validation %zu)\n",
+            changed[3], kept, changed[0], changed[1], changed[2]);
+}
+
 void search_report_print(FILE *out, const search_report *r)
 {
     const xp_search_result *res = r->res;
@@ -122,6 +163,10 @@ void search_report_print(FILE *out, const search_report *r)
             100 * hi, res->screened_out);
     if (!isnan(res->best))
         fprintf(out, "fitness     best %.6g\n", res->best);
+    if (res->n_validation)
+        validation_lines(out, r);
+    if (r->flip_detail || res->n_validation)
+        sign_change_line(out, r);
     flip_map fm;
     map_flips(res->patch, &fm);
     if (fm.n_layers) {
@@ -145,7 +190,13 @@ void search_report_print(FILE *out, const search_report *r)
                 mean_of(res->base_gaps + nt, nc), mean_of(res->final_gaps + nt, nc),
                 count_positive(res->base_gaps + nt, nc), count_positive(res->final_gaps + nt, nc),
                 nc);
-    for (int i = 0; i < 4; i++)
+    size_t nv = res->n_validation;
+    if (nv)
+        fprintf(out, "            validation: mean %+.4f -> %+.4f, above 0: %zu -> %zu of %zu\n",
+                mean_of(res->base_gaps + nt + nc, nv), mean_of(res->final_gaps + nt + nc, nv),
+                count_positive(res->base_gaps + nt + nc, nv),
+                count_positive(res->final_gaps + nt + nc, nv), nv);
+    for (int i = 0; i < 5; i++)
         if (r->sets[i].set && r->sets[i].eval)
             print_set(out, &r->sets[i]);
     fflush(out);
@@ -204,6 +255,67 @@ static void fitness_svg(FILE *f, const search_report *r)
         if (isfinite(r->iters[i].best))
             fprintf(f, "%.1f,%.1f ", X(r->iters[i].iter), Y(r->iters[i].best));
     fprintf(f, "'/>\n</svg>\n");
+#undef X
+#undef Y
+}
+
+/* The training fitness (best so far) and the validation objective of the kept flips,
+ * per iteration (by_flip false) or per kept flip (by_flip: the start, then each kept
+ * flip), on one axis; under early-stop a mark where the final patch ends. */
+static void curves_svg(FILE *f, const search_report *r, bool by_flip)
+{
+    size_t n = r->n_iters, k = 0, last = 1;
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        const xp_search_iter *it = &r->iters[i];
+        if (by_flip && !it->accepted)
+            continue;
+        k++;
+        double v[2] = {it->best, it->validation_now};
+        for (int j = 0; j < 2; j++)
+            if (isfinite(v[j]))
+                lo = v[j] < lo ? v[j] : lo, hi = v[j] > hi ? v[j] : hi;
+    }
+    double v0 = r->res->validation_base;
+    if (isfinite(v0))
+        lo = v0 < lo ? v0 : lo, hi = v0 > hi ? v0 : hi;
+    last = by_flip ? (k ? k : 1) : (n ? r->iters[n - 1].iter : 1);
+    if (!(lo < hi))
+        lo = isfinite(lo) ? lo - 1 : 0, hi = isfinite(hi) ? hi + 1 : 1;
+    fprintf(f, "<svg viewBox='0 0 %d %d' width='%d' height='%d' role='img'>\n", W, H, W, H);
+    fprintf(f, "<rect x='%d' y='10' width='%d' height='%d' fill='#fafafa' stroke='#ccc'/>\n", PAD,
+            W - PAD - 10, H - PAD - 10);
+#define X(i) (PAD + (double)(i) / (double)last * (W - PAD - 10))
+#define Y(v) (10 + (hi - (v)) / (hi - lo) * (H - PAD - 10))
+    fprintf(f, "<text x='4' y='18' font-size='11'>%.3g</text><text x='4' y='%d' "
+               "font-size='11'>%.3g</text>\n", hi, H - PAD, lo);
+    fprintf(f, "<text x='%d' y='%d' font-size='11'>%s %zu</text>\n", W - 130, H - 18,
+            by_flip ? "kept flip" : "iteration", last);
+    fprintf(f, "<text x='%d' y='%d' font-size='11' fill='#0b5cad'>train (fitness)</text>"
+               "<text x='%d' y='%d' font-size='11' fill='#b35900'>validation</text>\n", PAD,
+            H - 18, PAD + 110, H - 18);
+    if (r->opts->validation_rule == XP_VALIDATION_EARLY_STOP && by_flip)
+        fprintf(f, "<line x1='%.1f' x2='%.1f' y1='10' y2='%d' stroke='#cf222e' "
+                   "stroke-dasharray='4 3'><title>the final patch: %zu flips</title></line>\n",
+                X(r->res->validation_best_flips), X(r->res->validation_best_flips), H - PAD,
+                r->res->validation_best_flips);
+    for (int line = 0; line < 2; line++) {
+        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='",
+                line ? "#b35900" : "#0b5cad");
+        if (line && by_flip && isfinite(v0))
+            fprintf(f, "%.1f,%.1f ", X(0), Y(v0));
+        for (size_t i = 0, j = 0; i < n; i++) {
+            const xp_search_iter *it = &r->iters[i];
+            if (by_flip && !it->accepted)
+                continue;
+            double v = line ? it->validation_now : it->best;
+            j++;
+            if (isfinite(v))
+                fprintf(f, "%.1f,%.1f ", X(by_flip ? j : it->iter), Y(v));
+        }
+        fprintf(f, "'/>\n");
+    }
+    fprintf(f, "</svg>\n");
 #undef X
 #undef Y
 }
@@ -353,7 +465,7 @@ int search_report_html(const char *path, const search_report *r, xp_err *err)
     FILE *t = open_memstream(&text, &tlen);
     if (t) {
         search_report rr = *r;
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 5; i++)
             rr.sets[i].eval = NULL; /* the summary only; the sets have their own tables */
         search_report_print(t, &rr);
         fclose(t);
@@ -363,6 +475,19 @@ int search_report_html(const char *path, const search_report *r, xp_err *err)
     fprintf(f, "</pre>\n<h2>Fitness</h2>\n<p>Best fitness after each iteration (line) and each "
                "measured candidate (dots; kept ones green and larger).</p>\n");
     fitness_svg(f, r);
+    if (res->n_validation) {
+        fprintf(f, "<h2>Train and validation</h2>\n<p>The training fitness (best so far) and "
+                   "the validation objective of the kept flips (%zu probes never searched, "
+                   "rule %s), per iteration and per kept flip.</p>\n",
+                res->n_validation, xp_validation_rule_name(r->opts->validation_rule));
+        curves_svg(f, r, false);
+        curves_svg(f, r, true);
+    }
+    size_t changed[4], kept;
+    sign_changes(r, changed, &kept);
+    fprintf(f, "<p>Flip accounting: %zu of %zu kept flips changed some probe's sign "
+               "(targets %zu, controls %zu, validation %zu).</p>\n",
+            changed[3], kept, changed[0], changed[1], changed[2]);
     fprintf(f, "<h2>Acceptance</h2>\n<p>Share of kept flips over the last 20 iterations.</p>\n");
     acceptance_svg(f, r);
     flip_map fm;
@@ -379,7 +504,13 @@ int search_report_html(const char *path, const search_report *r, xp_err *err)
         gaps_svg(f, res->base_gaps + res->n_targets, res->final_gaps + res->n_targets,
                  res->n_controls, r->control_names);
     }
-    for (int i = 0; i < 4; i++)
+    if (res->n_validation) {
+        fprintf(f, "<h3>validation</h3>\n");
+        size_t at = res->n_targets + res->n_controls;
+        gaps_svg(f, res->base_gaps + at, res->final_gaps + at, res->n_validation,
+                 r->validation_names);
+    }
+    for (int i = 0; i < 5; i++)
         if (r->sets[i].set && r->sets[i].eval)
             set_table(f, &r->sets[i]);
     fprintf(f, "</body></html>\n");

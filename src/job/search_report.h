@@ -1,5 +1,6 @@
 /* The report of a search, for a person: what ran, how the fitness climbed, which flips
- * were kept where, and what changed on every probe (gaps, and generations judged by the
+ * were kept where, how the validation objective went, how many kept flips changed any
+ * probe's sign, and what changed on every probe (gaps, and generations judged by the
  * set's matcher) on the training targets, the controls and the held-out probes. As text
  * for a terminal, and as one self-contained HTML file with SVG charts. */
 #ifndef XP_JOB_SEARCH_REPORT_H
@@ -23,7 +24,10 @@ typedef struct search_report {
                                     log had them) */
     size_t n_iters;
     const char *const *target_names, *const *control_names; /* per search probe */
-    search_report_set sets[4];
+    const char *const *validation_names;
+    bool flip_detail; /* the text says how many kept flips changed a probe's sign (the
+                         HTML always does; so does the text with validation probes) */
+    search_report_set sets[5]; /* targets, promoted controls, controls, validation, held-out */
 } search_report;
 
 void search_report_print(FILE *out, const search_report *r);

@@ -4,6 +4,7 @@
  * batched gaps equal gaps measured alone and by hand, batched generation equals
  * xp_generate, and the math / verbatim matchers follow SPEC §2 on hand-made cases. */
 #include <glob.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
 
@@ -239,6 +240,86 @@ Test(probe, token_gap_kills_fixture_probes_that_seq_logprob_separates)
     }
     cr_expect_eq(total_dead, 56);
     xp_model_close(m);
+}
+
+/* token_gap's one token: the first of the continuation in context (the default) or, as
+ * Bankai measured, the last of the answer encoded alone; a file's stored ids either way. */
+Test(probe, token_rule_first_or_last_sub_token)
+{
+    xp_model *m = xp_test_open_tiny();
+    const xp_tokenizer *t = xp_model_tokenizer(m);
+    xp_err err = {0};
+    xp_probe_set *s = parse("[{\"prompt\":\"d/dx [x^3] =\",\"correct\":\" 3x^2\",\"wrong\":\" 3x^3\","
+                            "\"name\":\"d\"},"
+                            "{\"prompt\":\"x\",\"correct\":\"a\",\"wrong\":\"b\",\"name\":\"ids\","
+                            "\"base_correct_id\":64,\"base_wrong_id\":65}]", &err);
+    cr_assert(s, "%s", err.msg);
+    xp_probe_tokens *pt;
+    cr_assert_eq(xp_probe_tokenize(s, t, &pt, &err), XP_OK, "%s", err.msg);
+    int32_t first[2] = {pt[0].gap_id[0], pt[0].gap_id[1]};
+    cr_expect_eq(first[0], first[1], "both continue with \" \" (or \" 3\"): dead");
+    cr_assert_eq(xp_probe_tokens_token_rule(s, t, XP_TOKEN_RULE_LAST, pt, &err), XP_OK);
+    for (int a = 0; a < 2; a++) {
+        int32_t *ids;
+        size_t n;
+        const char *text = a ? " 3x^3" : " 3x^2";
+        cr_assert_eq(xp_tokenize(t, text, strlen(text), false, &ids, &n, &err), XP_OK);
+        cr_expect_eq(pt[0].gap_id[a], ids[n - 1], "the last sub-token of %s alone", text);
+        free(ids);
+    }
+    cr_expect_neq(pt[0].gap_id[0], pt[0].gap_id[1], "\"2\" against \"3\": alive");
+    cr_expect(!xp_probe_dead(&pt[0], XP_METRIC_TOKEN_GAP));
+    cr_expect(pt[1].gap_id[0] == 64 && pt[1].gap_id[1] == 65, "stored ids are kept");
+    cr_assert_eq(xp_probe_tokens_token_rule(s, t, XP_TOKEN_RULE_FIRST, pt, &err), XP_OK);
+    cr_expect(pt[0].gap_id[0] == first[0] && pt[0].gap_id[1] == first[1], "first: as tokenised");
+    cr_expect_eq(xp_token_rule_from_name("last"), XP_TOKEN_RULE_LAST);
+    cr_expect_eq(xp_token_rule_from_name("middle"), -1);
+    xp_probe_tokens_free(pt, s->n);
+    xp_probe_set_free(s);
+    xp_model_close(m);
+}
+
+/* Bankai's calculus files: dead probes under each rule (on this tokenizer, Qwen3's). */
+Test(probe, token_rule_dead_counts_on_bankai_calculus)
+{
+    XP_NEED_SHARED(shared);
+    xp_model *m = xp_test_open_tiny();
+    const size_t want[2][2] = {{38, 18}, {17, 9}}; /* [rule][train, heldout] */
+    for (int rule = 0; rule < 2; rule++)
+        for (size_t f = 0; f < 2; f++) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", shared, fixtures[f].rel);
+            xp_probe_set *s;
+            xp_err err = {0};
+            cr_assert_eq(xp_probe_set_load(&s, path, &err), XP_OK, "%s", err.msg);
+            xp_probe_tokens *pt;
+            cr_assert_eq(xp_probe_tokenize(s, xp_model_tokenizer(m), &pt, &err), XP_OK);
+            cr_assert_eq(xp_probe_tokens_token_rule(s, xp_model_tokenizer(m), rule, pt, &err),
+                         XP_OK);
+            size_t dead = 0;
+            for (size_t i = 0; i < s->n; i++)
+                dead += xp_probe_dead(&pt[i], XP_METRIC_TOKEN_GAP);
+            cr_expect_eq(dead, want[rule][f], "%s, rule %s: %zu dead", fixtures[f].rel,
+                         xp_token_rule_name(rule), dead);
+            xp_probe_tokens_free(pt, s->n);
+            xp_probe_set_free(s);
+        }
+    xp_model_close(m);
+    /* audit --token-rule counts the same */
+    char model[512], cmd[6000], *o = NULL, *e = NULL;
+    xp_test_tiny_model(model, sizeof model);
+    snprintf(cmd, sizeof cmd, "%s audit -m '%s' --probes '%s/%s' --metric token_gap "
+             "--token-rule last --no-generate --json", xp_test_bin(), model, shared,
+             fixtures[0].rel);
+    cr_assert_eq(xp_test_run(cmd, NULL, &o, &e), 0, "%s", e);
+    cJSON *j = cJSON_Parse(o);
+    size_t dead = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "probes"))
+        dead += cJSON_IsTrue(cJSON_GetObjectItem(p, "dead"));
+    cr_expect_eq(dead, 17);
+    cJSON_Delete(j);
+    free(o), free(e);
 }
 
 static const char small_set[] =

@@ -128,6 +128,16 @@ typedef struct xp_probe_tokens {
  * vocabulary is an error naming the probe and the field. */
 int xp_probe_tokenize(const xp_probe_set *s, const xp_tokenizer *t, xp_probe_tokens **out, xp_err *err);
 void xp_probe_tokens_free(xp_probe_tokens *pt, size_t n);
+/* The one token token_gap reduces an answer to: the first of its continuation in
+ * context (xp_probe_tokenize's, the default) or the last of the answer encoded alone
+ * (the rule of Bankai's published measurements). */
+enum xp_token_rule { XP_TOKEN_RULE_FIRST = 0, XP_TOKEN_RULE_LAST };
+const char *xp_token_rule_name(int rule); /* "first", "last" */
+int xp_token_rule_from_name(const char *name); /* -1 when unknown */
+/* Sets the token_gap ids of s's probes, tokenised into pt, by rule; ids the file stores
+ * (base_correct_id, base_wrong_id) are kept under either rule. */
+int xp_probe_tokens_token_rule(const xp_probe_set *s, const xp_tokenizer *t, int rule,
+                               xp_probe_tokens *pt, xp_err *err);
 /* Dead: the metric cannot tell the answers apart (token_gap: one id for both;
  * seq_logprob and generation: identical continuations). */
 bool xp_probe_dead(const xp_probe_tokens *pt, xp_metric metric);

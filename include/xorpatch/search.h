@@ -136,6 +136,8 @@ typedef struct xp_search_opts {
                                     measurement, never screened, never in the fitness */
     size_t n_validation;         /* 0: no validation */
     int validation_rule;         /* enum xp_validation_rule */
+    int token_rule;              /* enum xp_token_rule the caller's token_gap ids follow
+                                    (the search job applies it; recorded when last) */
     uint64_t seed;
     bool naive;                  /* the reference evaluation the fast one is measured
                                     against: each sequence alone, every layer, every

@@ -28,6 +28,9 @@ static const char usage[] =
     "                       the matcher's greedy generation then judges with what follows)\n"
     "                       or answer_logprob (its log-probability; solved by margin > 0);\n"
     "                       these two need no wrong answer ({\"prompt\", \"answer\"} items)\n"
+    "  --token-rule R       the one token of token_gap and of the single-token count:\n"
+    "                       first (default: of the answer in context) or last (of the\n"
+    "                       answer encoded alone, as Bankai measured)\n"
     "  --no-generate        skip the greedy outputs (not with --metric generation)\n"
     "  --max-tokens N       generation limit (default: the set's, 24 for math and short\n"
     "                       answers, 80 for verbatim chat sets)\n"
@@ -50,7 +53,7 @@ static const char usage[] =
 
 static const int options[] = {
     CLI_O_MODEL, CLI_O_PROBES, CLI_O_METRIC, CLI_O_NO_GENERATE, CLI_O_MAX_TOKENS | CLI_LONG_ONLY,
-    CLI_O_JSON,  CLI_O_KERNEL, CLI_O_THREADS};
+    CLI_O_JSON,  CLI_O_KERNEL, CLI_O_THREADS, CLI_O_TOKEN_RULE};
 CLI_COMMAND(cli_audit, "audit",
             "what a probe set can measure: dead probes, ranks, solved, repeated contrasts", usage,
             options, false, execute);
@@ -77,6 +80,8 @@ static int execute(const cli_values *v)
         rc = xp_probe_set_check_metric(s, (xp_metric)v->metric, &err);
     if (!rc)
         rc = xp_probe_tokenize(s, xp_model_tokenizer(m), &pt, &err);
+    if (!rc)
+        rc = xp_probe_tokens_token_rule(s, xp_model_tokenizer(m), v->token_rule, pt, &err);
     if (!rc && v->max_tokens)
         s->max_tokens = v->max_tokens;
     if (!rc)

@@ -32,6 +32,7 @@ static const char usage[] =
     "                       answer_logprob (the correct answer alone, no wrong one needed;\n"
     "                       margin > 0: greedy emits each answer token under teacher\n"
     "                       forcing, see audit --help; answer_logprob is judged by margin)\n"
+    "  --token-rule R       token_gap's one token: first (default) or last (audit --help)\n"
     "  --no-generate        judge by gap sign only (fast, no generation)\n"
     "  --max-tokens N       generation limit (default: the set's)\n"
     "  --random-baseline N  also N random patches like the one -p gives (its tensors and,\n"
@@ -65,7 +66,7 @@ static const int options[] = {
     CLI_O_MODEL,     CLI_O_PROBES, CLI_O_HELDOUT,     CLI_O_SPLIT,
     CLI_O_PATCH,     CLI_O_METRIC, CLI_O_NO_GENERATE, CLI_O_MAX_TOKENS | CLI_LONG_ONLY,
     CLI_O_PER_PROBE, CLI_O_JSON,   CLI_O_KERNEL,      CLI_O_THREADS,
-    CLI_O_RANDOM_BASELINE, CLI_O_SEED};
+    CLI_O_RANDOM_BASELINE, CLI_O_SEED, CLI_O_TOKEN_RULE};
 CLI_COMMAND(cli_eval, "eval", "probes without and with patches: fixed/broke, Wilson, McNemar",
             usage, options, false, execute);
 
@@ -121,8 +122,10 @@ static int execute(const cli_values *v)
     for (size_t k = 0; !rc && k < n_sets; k++) {
         if (v->max_tokens)
             sets[k].s->max_tokens = v->max_tokens;
-        if (!(rc = xp_probe_set_check_metric(sets[k].s, metric, &err)))
-            rc = xp_probe_tokenize(sets[k].s, xp_model_tokenizer(m), &sets[k].pt, &err);
+        if (!(rc = xp_probe_set_check_metric(sets[k].s, metric, &err)) &&
+            !(rc = xp_probe_tokenize(sets[k].s, xp_model_tokenizer(m), &sets[k].pt, &err)))
+            rc = xp_probe_tokens_token_rule(sets[k].s, xp_model_tokenizer(m), v->token_rule,
+                                            sets[k].pt, &err);
     }
     double t0 = cli_now();
     cli_progress bar;

@@ -36,6 +36,7 @@ static const char usage[] =
     "  --allow-dead           search even with dead targets\n"
     "Measure and fitness:\n"
     "  --metric NAME          seq_logprob (default), token_gap, margin, answer_logprob\n"
+    "  --token-rule R         token_gap's one token: first (default) or last (audit --help)\n"
     "  --fitness NAME         mean (default), min, borderline or focused (SPEC 8)\n"
     "  --lambda X             control penalty (default 2.0)\n"
     "  --epsilon X            focused: how far a control may fall (default 0.5), never\n"
@@ -93,7 +94,7 @@ static const int options[] = {CLI_SEARCH_RUN_OPTIONS, CLI_O_PROBES, CLI_O_HELDOU
                               CLI_O_RESUME_FROM,      CLI_O_NAME,   CLI_O_LOG,
                               CLI_O_REPORT,           CLI_O_NO_EVAL, CLI_O_RANDOM_BASELINE,
                               CLI_O_CONTROL_CHECK, CLI_O_VALIDATION, CLI_O_VALIDATION_SPLIT,
-                              CLI_O_VALIDATION_RULE, CLI_O_LOG_FLIP_DETAIL};
+                              CLI_O_VALIDATION_RULE, CLI_O_LOG_FLIP_DETAIL, CLI_O_TOKEN_RULE};
 CLI_COMMAND_LONG_HELP(cli_search, "search", "search a sparse XOR patch that fixes target probes",
                       usage, usage_more, options, false, execute);
 
@@ -108,6 +109,8 @@ void cli_search_opts(const cli_values *v, xp_search_opts *o)
         o->checkpoint_every = v->checkpoint_every;
     if (v->given[CLI_O_CONTROL_CHECK])
         o->control_generation = v->control_check == 1;
+    if (v->given[CLI_O_TOKEN_RULE])
+        o->token_rule = v->token_rule;
 }
 
 static int execute(const cli_values *v)

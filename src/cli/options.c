@@ -336,6 +336,8 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
                                ENUM(search.validation_rule, xp_validation_rule_name,
                                     XP_VALIDATION_EARLY_STOP + 1)},
     [CLI_O_LOG_FLIP_DETAIL] = {"log-flip-detail", 0, FLAG(log_flip_detail)},
+    [CLI_O_TOKEN_RULE] = {"token-rule", 0,
+                          ENUM(token_rule, xp_token_rule_name, XP_TOKEN_RULE_LAST + 1)},
 
     [CLI_O_TEXT] = {"text", 0, TEXT(text)},
     [CLI_O_COUNTS] = {"counts", 0,

@@ -142,6 +142,7 @@ typedef enum cli_option_id {
     CLI_O_VALIDATION_SPLIT,
     CLI_O_VALIDATION_RULE,
     CLI_O_LOG_FLIP_DETAIL,
+    CLI_O_TOKEN_RULE,
     /* experiments */
     CLI_O_TEXT,
     CLI_O_COUNTS,
@@ -229,6 +230,7 @@ typedef struct cli_values {
     const char *validation;
     double validation_split;
     bool log_flip_detail;
+    int token_rule; /* enum xp_token_rule */
     const char *text;
     cli_counts counts;
     cli_kinds strategies;

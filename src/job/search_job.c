@@ -67,9 +67,11 @@ static int load_validation(const xp_search_job *job, probes *p, xp_err *err)
     return XP_OK;
 }
 
-static int tokenize(xp_model *m, xp_probe_set *s, xp_probe_tokens **pt, xp_err *err)
+static int tokenize(xp_model *m, xp_probe_set *s, int token_rule, xp_probe_tokens **pt, xp_err *err)
 {
-    return s ? xp_probe_tokenize(s, xp_model_tokenizer(m), pt, err) : XP_OK;
+    int rc = s ? xp_probe_tokenize(s, xp_model_tokenizer(m), pt, err) : XP_OK;
+    return rc || !s ? rc
+                    : xp_probe_tokens_token_rule(s, xp_model_tokenizer(m), token_rule, *pt, err);
 }
 
 static int load_probes(xp_model *m, const xp_search_job *job, probes *p, xp_err *err)
@@ -89,10 +91,12 @@ static int load_probes(xp_model *m, const xp_search_job *job, probes *p, xp_err 
     for (int i = 0; i < 4 && !rc; i++)
         if (check[i])
             rc = xp_probe_set_check_metric(check[i], job->opts.metric, err);
-    if (!rc && !(rc = tokenize(m, p->targets, &p->t, err)) &&
-        !(rc = tokenize(m, p->promoted, &p->p, err)) &&
-        !(rc = tokenize(m, p->controls, &p->c, err)) && !(rc = tokenize(m, p->heldout, &p->h, err)))
-        rc = tokenize(m, p->validation, &p->v, err);
+    int tr = job->opts.token_rule;
+    if (!rc && !(rc = tokenize(m, p->targets, tr, &p->t, err)) &&
+        !(rc = tokenize(m, p->promoted, tr, &p->p, err)) &&
+        !(rc = tokenize(m, p->controls, tr, &p->c, err)) &&
+        !(rc = tokenize(m, p->heldout, tr, &p->h, err)))
+        rc = tokenize(m, p->validation, tr, &p->v, err);
     if (rc)
         return rc;
     size_t np = p->promoted->n, nc = p->controls ? p->controls->n : 0;

@@ -121,6 +121,48 @@ static int tokenize_one(const xp_probe_set *s, size_t i, const xp_tokenizer *t, 
     return rc;
 }
 
+const char *xp_token_rule_name(int rule)
+{
+    return rule == XP_TOKEN_RULE_FIRST ? "first" : rule == XP_TOKEN_RULE_LAST ? "last" : "?";
+}
+
+int xp_token_rule_from_name(const char *name)
+{
+    for (int r = XP_TOKEN_RULE_FIRST; r <= XP_TOKEN_RULE_LAST && name; r++)
+        if (!strcmp(name, xp_token_rule_name(r)))
+            return r;
+    return -1;
+}
+
+int xp_probe_tokens_token_rule(const xp_probe_set *s, const xp_tokenizer *t, int rule,
+                               xp_probe_tokens *pt, xp_err *err)
+{
+    if (rule != XP_TOKEN_RULE_FIRST && rule != XP_TOKEN_RULE_LAST)
+        return xp_err_set(err, XP_EINVAL, "unknown token rule %d", rule);
+    for (size_t i = 0; i < s->n; i++) {
+        const xp_probe *p = &s->probes[i];
+        const char *const answers[2] = {p->correct, p->wrong};
+        if (p->base_id[0] >= 0 && p->base_id[1] >= 0)
+            continue; /* the file's own ids */
+        for (int a = 0; a < 2; a++) {
+            if (!answers[a] || rule == XP_TOKEN_RULE_FIRST) {
+                pt[i].gap_id[a] = pt[i].n_answer[a] ? pt[i].answer[a][0] : -1;
+                continue;
+            }
+            int32_t *ids;
+            size_t n;
+            int rc = xp_tokenize(t, answers[a], strlen(answers[a]), false, &ids, &n, err);
+            if (rc) {
+                xp_err_wrap(err, "%s: probe \"%s\"", s->path, p->name);
+                return rc;
+            }
+            pt[i].gap_id[a] = n ? ids[n - 1] : -1;
+            free(ids);
+        }
+    }
+    return XP_OK;
+}
+
 int xp_probe_tokenize(const xp_probe_set *s, const xp_tokenizer *t, xp_probe_tokens **out,
                       xp_err *err)
 {

@@ -125,6 +125,8 @@ static cJSON *settings_json(const xp_search_opts *o, const uint32_t *layers, siz
 {
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "metric", xp_metric_name(o->metric));
+    if (o->metric == XP_METRIC_TOKEN_GAP && o->token_rule == XP_TOKEN_RULE_LAST)
+        cJSON_AddStringToObject(s, "token_rule", xp_token_rule_name(o->token_rule));
     cJSON_AddStringToObject(s, "fitness", xp_fitness_name(o->fitness));
     cJSON_AddNumberToObject(s, "lambda", o->lambda);
     if (o->fitness == XP_FITNESS_FOCUSED)

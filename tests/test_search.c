@@ -602,3 +602,105 @@ Test(search, flip_effect_counts_moves_and_crossings)
     cr_expect(e.largest[0].role == XP_SEARCH_TARGET && e.largest[0].index == 0, "1.5 first");
     cr_expect(e.largest[1].role == XP_SEARCH_CONTROL && e.largest[1].index == 0, "then 1.0");
 }
+
+/* token_gap ids for each probe that the model as it is scores nearly alike (the two
+ * closest logits among its top 64 at the prompt's end), so small changes cross zero. */
+static void near_zero_ids(xp_model *m, xp_probe_tokens *pt, size_t n)
+{
+    size_t V = xp_model_shape(m)->n_vocab;
+    float *logits = malloc(V * sizeof *logits);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *want = calloc(pt[i].n_prompt, 1);
+        want[pt[i].n_prompt - 1] = 1;
+        xp_seq sq = {NULL, pt[i].prompt, pt[i].n_prompt, want};
+        xp_err err = {0};
+        cr_assert_eq(xp_forward(m, XP_PATH_FAST, &sq, 1, logits, &err), XP_OK, "%s", err.msg);
+        int32_t top[64];
+        for (size_t k = 0; k < 64; k++) { /* the top 64, by selection */
+            int32_t best = -1;
+            for (size_t v = 0; v < V; v++) {
+                bool taken = false;
+                for (size_t j = 0; j < k && !taken; j++)
+                    taken = top[j] == (int32_t)v;
+                if (!taken && (best < 0 || logits[v] > logits[best]))
+                    best = (int32_t)v;
+            }
+            top[k] = best;
+        }
+        size_t at = 0;
+        for (size_t k = 1; k + 1 < 64; k++)
+            if (logits[top[k]] - logits[top[k + 1]] < logits[top[at]] - logits[top[at + 1]])
+                at = k;
+        pt[i].gap_id[0] = top[at + 1]; /* just below: a gap a little under zero */
+        pt[i].gap_id[1] = top[at];
+        free(want);
+    }
+    free(logits);
+}
+
+/* show --probes: each flip's crossings, applied one after another, against the gaps of
+ * each prefix of the patch measured from scratch. */
+Test(search, crossings_per_flip_match_each_prefix_measured_alone, .timeout = 180)
+{
+    setup s = make_setup();
+    xp_search_opts o;
+    xp_search_opts_default(&o);
+    o.projs = (1u << XP_PROJ_GATE) | (1u << XP_PROJ_UP) | (1u << XP_PROJ_DOWN);
+    xp_candidate cand[12];
+    size_t n_cand;
+    xp_err err = {0};
+    cr_assert_eq(xp_search_propose(s.m, &o, 12, cand, &n_cand, &err), XP_OK);
+    xp_patch *p;
+    cr_assert_eq(xp_patch_new(&p, &err), XP_OK);
+    for (size_t i = 0; i < n_cand; i++) {
+        char tensor[XP_TENSOR_NAME_MAX];
+        xp_tensor_name(tensor, sizeof tensor, cand[i].layer, xp_proj_tensor(cand[i].proj));
+        xp_flip f = xp_candidate_as_flip(&cand[i]);
+        cr_assert_eq(xp_patch_add(p, tensor, &f, &err), XP_OK);
+    }
+    cr_assert_eq(xp_patch_bind(p, xp_model_gguf(s.m), &err), XP_OK, "%s", err.msg);
+    size_t n = s.nt;
+    near_zero_ids(s.m, s.t, n);
+    xp_metric metric = XP_METRIC_TOKEN_GAP;
+    xp_crossings c;
+    cr_assert_eq(xp_crossings_run(s.m, p, s.t, n, metric, &c, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(c.n_flips, p->n_flips);
+    double *prev = malloc(n * sizeof *prev), *g = malloc(n * sizeof *g);
+    cr_assert_eq(xp_probe_gaps(s.m, s.t, n, metric, prev, &err), XP_OK);
+    cr_expect(memcmp(prev, c.base, n * sizeof *prev) == 0);
+    size_t changed = 0;
+    for (size_t k = 0; k < p->n_flips; k++) {
+        xp_patch *prefix;
+        cr_assert_eq(xp_patch_new(&prefix, &err), XP_OK);
+        for (size_t i = 0; i <= k; i++)
+            cr_assert_eq(xp_patch_add(prefix, p->tensors[p->flips[i].tensor].name, &p->flips[i],
+                                      &err), XP_OK);
+        cr_assert_eq(xp_model_patch_apply(s.m, prefix, &err), XP_OK, "%s", err.msg);
+        cr_assert_eq(xp_probe_gaps(s.m, s.t, n, metric, g, &err), XP_OK);
+        cr_assert_eq(xp_model_patch_revert(s.m, prefix, &err), XP_OK);
+        xp_patch_free(prefix);
+        size_t crossed = 0, moved = 0;
+        for (size_t i = 0; i < n; i++) {
+            moved += g[i] != prev[i];
+            if ((g[i] > 0) != (prev[i] > 0)) {
+                cr_assert_lt(crossed, c.flips[k].n_crossings, "flip %zu: probe %zu crossed", k, i);
+                cr_expect_eq(c.flips[k].crossings[crossed].index, i);
+                cr_expect(c.flips[k].crossings[crossed].after == g[i]);
+                crossed++;
+            }
+        }
+        cr_expect_eq(crossed, c.flips[k].n_crossings, "flip %zu", k);
+        cr_expect_eq(moved, c.flips[k].moved, "flip %zu", k);
+        changed += crossed > 0;
+        memcpy(prev, g, n * sizeof *g);
+    }
+    cr_expect_eq(changed, c.changed_sign);
+    cr_expect_gt(changed, 0, "some flip changed an answer (%zu flips)", p->n_flips);
+    cr_expect(memcmp(prev, c.final, n * sizeof *prev) == 0);
+    cr_assert_eq(xp_probe_gaps(s.m, s.t, n, metric, g, &err), XP_OK);
+    cr_expect(memcmp(g, c.base, n * sizeof *g) == 0, "the model is left as it was");
+    free(prev), free(g);
+    xp_crossings_free(&c);
+    xp_patch_free(p);
+    free_setup(&s);
+}

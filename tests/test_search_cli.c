@@ -315,6 +315,21 @@ Test(search_cli, validation_split_early_stop_and_flip_detail, .timeout = 240)
         cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 1, "%s: %s", bad[i], e);
         free(o), free(e);
     }
+    /* show --probes: the crossings of each flip of a patch */
+    cr_assert_eq(search(&p, out, "--fitness borderline"), 0);
+    snprintf(cmd, sizeof cmd, "%s show '%s' -m '%s' --probes '%s' --json", xp_test_bin(), out,
+             p.model, p.probes);
+    cr_assert_eq(xp_test_run(cmd, NULL, &o, &e), 0, "%s", e);
+    cJSON *j = cJSON_Parse(o);
+    const cJSON *c = cJSON_GetObjectItem(j, "crossings");
+    cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(c, "changed_sign")), "%s", o);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(c, "flips")),
+                 (int)cJSON_GetObjectItem(j, "flips")->valuedouble, "a line per flip: %s", o);
+    cJSON_Delete(j);
+    free(o), free(e);
+    snprintf(cmd, sizeof cmd, "%s show '%s' --probes '%s'", xp_test_bin(), out, p.probes);
+    cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 1, "--probes needs -m: %s", e);
+    free(o), free(e);
     /* a split that leaves no target */
     snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes '%s' -o '%s' --validation-split 0.95",
              xp_test_bin(), p.model, p.probes, out);

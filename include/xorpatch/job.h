@@ -239,6 +239,29 @@ struct cJSON *xp_patch_describe_json(xp_patch *p, uint64_t weights);
  * neither can be read). */
 uint64_t xp_model_file_weights(const char *model, const char *shape);
 
+/* xorpatch show --probes: the patch's flips applied one after another in its order,
+ * and per flip the probes whose gap moved and those that crossed zero. */
+typedef struct xp_crossing_flip {
+    const xp_flip *flip;      /* the patch's */
+    const char *tensor;
+    size_t moved;             /* probes whose gap changed */
+    xp_probe_move *crossings; /* those that crossed zero (index: the probe's) */
+    size_t n_crossings;
+} xp_crossing_flip;
+typedef struct xp_crossings {
+    size_t n_probes, n_flips;
+    xp_metric metric;
+    double *base, *final;     /* the gaps without the patch, and with every flip */
+    xp_crossing_flip *flips;  /* [n_flips] */
+    size_t changed_sign;      /* flips that made some probe cross zero */
+} xp_crossings;
+/* Leaves the model as it was; p must outlive the result (its flips are pointed at). */
+int xp_crossings_run(xp_model *m, xp_patch *p, const xp_probe_tokens *pt, size_t n,
+                     xp_metric metric, xp_crossings *out, xp_err *err);
+void xp_crossings_free(xp_crossings *c);
+void xp_crossings_print(FILE *out, const xp_crossings *c, const xp_probe_set *s);
+struct cJSON *xp_crossings_json(const xp_crossings *c, const xp_probe_set *s);
+
 /* xorpatch inspect: a GGUF file (at path, read into g, its SHA-256 given) described: its
  * format, the model's shape, the tokenizer, the tensors (listed in the text when
  * tensors is set) and the totals by type. */

@@ -466,6 +466,7 @@ Test(search, screening_auto_stop_min_gain_and_uniform_proposals, .timeout = 180)
 
 typedef struct vtrace {
     size_t n, screen;
+    size_t most_written; /* the most flips a written patch held */
     xp_search_iter it[64];
     xp_candidate kept[64];
     size_t n_kept;
@@ -483,6 +484,14 @@ static void on_viter(void *ctx, const xp_search_iter *it)
     /* the validation probes are measured with the others, never in screening */
     if (it->probes_run != (it->screened ? t->screen : t->screen + t->n_all))
         t->probes_ok = false;
+}
+
+static int note_written(void *ctx, xp_patch *p, xp_err *err)
+{
+    vtrace *t = ctx;
+    (void)err;
+    t->most_written = p->n_flips > t->most_written ? p->n_flips : t->most_written;
+    return XP_OK;
 }
 
 static void with_validation(setup *s, xp_search_opts *o, int rule, vtrace *t)
@@ -544,6 +553,8 @@ Test(search, validation_early_stop_keeps_the_prefix_at_the_best_point, .timeout 
     xp_search_result a, r;
     search(&s, &o, NULL, &a);
     with_validation(&s, &o, XP_VALIDATION_EARLY_STOP, &t);
+    o.write_patch = note_written;
+    o.checkpoint_every = 5;
     search(&s, &o, NULL, &r);
     cr_expect(t.probes_ok);
     /* the training fitness alone decides: the same flips kept, in the same order */
@@ -560,6 +571,7 @@ Test(search, validation_early_stop_keeps_the_prefix_at_the_best_point, .timeout 
     cr_expect(at < kept && at > 0, "stopped early: %zu of %zu", at, kept);
     cr_expect_eq(r.patch->n_flips, at, "the final patch is the prefix of %zu flips", at);
     cr_expect(r.validation_final == best);
+    cr_expect_eq(t.most_written, at, "no checkpoint holds a flip past the best point");
     if (at)
         check_patch_gives_final_gaps(&s, &r, o.metric);
     xp_search_result_free(&a);

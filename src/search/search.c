@@ -420,12 +420,21 @@ static int write_patch(const run *r, xp_patch *p, xp_err *err)
     return o->checkpoint ? xp_patch_write(p, o->checkpoint_format, o->checkpoint, err) : XP_OK;
 }
 
+/* The kept flips a patch of the run holds: all, or under early-stop those up to the best
+ * validation point (which only moves on, so a checkpoint never holds a flip the final
+ * patch drops; the state holds the rest). */
+static size_t patch_flips(const run *r)
+{
+    return r->nv && r->o->validation_rule == XP_VALIDATION_EARLY_STOP ? r->val_best_flips
+                                                                      : r->n_kept;
+}
+
 static int write_checkpoint(run *r, xp_err *err)
 {
     if (!r->o->checkpoint && !r->o->write_patch)
         return XP_OK;
     xp_patch *p;
-    int rc = make_patch(r, r->n_kept, NULL, &p, err);
+    int rc = make_patch(r, patch_flips(r), NULL, &p, err);
     if (!rc) {
         rc = write_patch(r, p, err);
         xp_patch_free(p);
@@ -786,8 +795,7 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
     }
     /* early-stop: the final patch is the prefix at the best validation point, and the
      * final gaps are its own */
-    size_t n_final =
-        r.nv && o->validation_rule == XP_VALIDATION_EARLY_STOP ? r.val_best_flips : r.n_kept;
+    size_t n_final = patch_flips(&r);
     size_t applied = r.n_kept;
     if (!rc && n_final < r.n_kept) {
         for (size_t i = r.n_kept; i-- > n_final;)

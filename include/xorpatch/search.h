@@ -22,7 +22,8 @@ enum xp_granularity { XP_GRAN_ROW = 0, XP_GRAN_BLOCK, XP_GRAN_SCALE_BIT };
 enum xp_proposal { XP_PROPOSE_SCALE = 0, XP_PROPOSE_UNIFORM };
 /* What the validation probes decide: keep (a flip is kept only if it does not lower the
  * validation objective) or early-stop (flips kept by the training fitness alone; the
- * final patch is the prefix of kept flips at the best validation point). */
+ * final patch, and every checkpoint, is the prefix of kept flips at the best validation
+ * point so far; the state holds the rest for a resume). */
 enum xp_validation_rule { XP_VALIDATION_KEEP = 0, XP_VALIDATION_EARLY_STOP };
 const char *xp_fitness_name(int f);         /* "mean", "min", "borderline", "focused" */
 int xp_fitness_from_name(const char *name); /* -1 when unknown; likewise below */

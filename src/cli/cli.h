@@ -14,8 +14,9 @@ enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_BAD_INPUT = 2, EXIT_INTERNAL = 3 };
 typedef struct cli_command {
     const char *name;
     const char *summary;
-    const char *usage; /* the whole --help text */
+    const char *usage; /* the --help text, */
     int (*run)(int argc, char **argv);
+    const char *usage_tail; /* and its rest, when it is more than one string may hold */
 } cli_command;
 
 extern const cli_command cli_synth, cli_inspect, cli_tokenize;

@@ -41,8 +41,14 @@ static const char usage[] =
     "  --scale-bits LO-HI     fp16 scale bits to flip (default 4-9)\n"
     "  --layers LIST          e.g. 1-4,26 (default: 1,2,3,4 and n_layer-2)\n"
     "  --proj LIST            of gate,up,down,q,k,v,o (default gate,up)\n"
-    "  --proposal P           scale (default: by mean |scale|) or uniform\n"
-    "Run:\n"
+    "  --proposal P           scale (default: by mean |scale|), uniform, or gradient:\n"
+    "                         every candidate ranked by the first-order change of the\n"
+    "                         objective (one backward pass through the model), best\n"
+    "                         first; acceptance is still the exact measurement\n"
+    "  --rerank-every K       gradient: rank again after every K accepts (default 1)\n"
+    "Run:\n";
+
+static const char usage_tail[] =
     "  --iterations N         (default 300)\n"
     "  --screen K             worst targets measured first (default 2, 0 = off; focused\n"
     "                         measures its focal target first)\n"
@@ -63,7 +69,8 @@ static const char usage[] =
     "  --log FILE             per-iteration JSONL (default PATCH.log.jsonl); each line\n"
     "                         {\"iter\", \"layer\", \"proj\", \"kind\", \"index\", \"bit\",\n"
     "                         \"fitness\", \"best\", \"accepted\", \"screened\", \"probes\",\n"
-    "                         \"seconds\", \"flips\"} (fitness null when screened out)\n"
+    "                         \"seconds\", \"flips\"} (fitness null when screened out;\n"
+    "                         gradient: \"estimate\" and the measured \"change\")\n"
     "  --report FILE          the HTML report (default PATCH.html)\n"
     "  --no-eval              skip the before/after generations (gaps only)\n"
     "  --random-baseline N    held-out p vs N random patches (20 more evals; 0: off)\n"
@@ -76,8 +83,8 @@ static const int options[] = {CLI_SEARCH_RUN_OPTIONS, CLI_O_PROBES, CLI_O_HELDOU
                               CLI_O_RESUME_FROM,      CLI_O_NAME,   CLI_O_LOG,
                               CLI_O_REPORT,           CLI_O_NO_EVAL, CLI_O_RANDOM_BASELINE,
                               CLI_O_CONTROL_CHECK};
-CLI_COMMAND(cli_search, "search", "search a sparse XOR patch that fixes target probes", usage,
-            options, false, execute);
+CLI_COMMAND_PARTS(cli_search, "search", "search a sparse XOR patch that fixes target probes", usage,
+                  usage_tail, options, false, execute);
 
 void cli_search_opts(const cli_values *v, xp_search_opts *o)
 {

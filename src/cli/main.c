@@ -90,6 +90,8 @@ int main(int argc, char **argv)
         if (!cmd)
             return cli_usage_error("", "unknown command '%s'", argv[2]);
         fputs(cmd->usage, stdout);
+        if (cmd->usage_tail)
+            fputs(cmd->usage_tail, stdout);
         return EXIT_OK;
     }
     const cli_command *cmd = find(name);

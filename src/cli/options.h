@@ -128,6 +128,7 @@ typedef enum cli_option_id {
     CLI_O_SCREEN,
     CLI_O_AUTO_STOP,
     CLI_O_NAIVE,
+    CLI_O_RERANK_EVERY,
     /* search runs (search, pipeline) */
     CLI_O_CONTROLS,
     CLI_O_ALLOW_DEAD,
@@ -145,6 +146,7 @@ typedef enum cli_option_id {
     CLI_O_TRIALS,
     CLI_O_SAMPLES,
     CLI_O_PATCH_FILE,
+    CLI_O_TARGET_FITNESS,
     /* task benchmarks */
     CLI_O_TASKS,
     CLI_O_KIND,
@@ -226,6 +228,7 @@ typedef struct cli_values {
     cli_counts counts;
     cli_kinds strategies;
     size_t trials, samples;
+    double target_fitness;
     cli_texts patch_files; /* -p as paths, for a job that loads them itself */
     const char *tasks;
     int task_kind; /* enum xp_task_kind */
@@ -279,11 +282,14 @@ int cli_run(const cli_spec *spec, int argc, char **argv);
 /* Defines the command `var` (cli_NAME): its spec, and the run that hands argv to cli_run
  * (execute, the command's function, is defined after it). */
 #define CLI_COMMAND(var, name, summary, usage, options, operands, execute)                         \
+    CLI_COMMAND_PARTS(var, name, summary, usage, NULL, options, operands, execute)
+/* The same with a --help text in two parts (a string literal has a size limit). */
+#define CLI_COMMAND_PARTS(var, name, summary, usage, tail, options, operands, execute)             \
     static int execute(const cli_values *v);                                                       \
     static const cli_spec var##_spec = {&var, options, sizeof options / sizeof *options, operands, \
                                         execute};                                                  \
     static int var##_run(int argc, char **argv) { return cli_run(&var##_spec, argc, argv); }       \
-    const cli_command var = {name, summary, usage, var##_run}
+    const cli_command var = {name, summary, usage, var##_run, tail}
 
 /* Copies into dst the given values of the options whose field is within v's member at
  * `member` (dst laid out as that member): the library's defaults stay where none was

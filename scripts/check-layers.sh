@@ -31,7 +31,7 @@ model   tok
 patch   model
 probe   model
 train   model
-search  patch probe
+search  patch probe train
 eval    search
 job     eval search
 cli     job train

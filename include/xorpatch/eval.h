@@ -19,6 +19,9 @@ void xp_wilson(size_t k, size_t n, double *lo, double *hi);
 double xp_mcnemar_exact(size_t b, size_t c);
 /* 95% Wald interval for the paired difference of proportions (b − c) / n. */
 void xp_paired_diff_ci(size_t b, size_t c, size_t n, double *diff, double *lo, double *hi);
+/* Spearman's rank correlation of n pairs (ties get their mean rank; NAN when n < 2 or
+ * either side is constant). */
+double xp_spearman(const double *x, const double *y, size_t n);
 
 /* Paired right/wrong outcomes of n items before and after (base, patched). */
 typedef struct xp_paired {
@@ -237,6 +240,40 @@ int xp_exp_null_baseline(xp_model *m, xp_model *random, const xp_probe_tokens *t
                          const xp_search_opts *o, uint64_t random_seed, xp_null_baseline *out,
                          xp_err *err);
 void xp_null_baseline_free(xp_null_baseline *r);
+
+/* proposal-efficiency: the same search (o) with gradient-ranked proposals and with
+ * `baseline` proposals (scale or uniform), each run to o's iterations; how many exact
+ * evaluations (iterations, and probe measurements) and seconds each needed to reach the
+ * same fitness, `target` or, when NULL, the smaller of the two final ones; and, with a
+ * held-out set, each patch's held-out fixed / broke (by gap sign) with McNemar's p.
+ * Fitness mean, min or borderline: focused's "best" is a focal gap, not one objective. */
+typedef struct xp_proposal_run {
+    int proposal;               /* enum xp_proposal */
+    xp_search_result res;
+    size_t n;                   /* iterations recorded */
+    double *best;               /* [n] the best fitness after each iteration */
+    double *seconds;            /* [n] cumulative, the start-up measurement excluded */
+    size_t *probes;             /* [n] cumulative probe measurements */
+    double *estimate, *change;  /* [n] (estimate: NAN but for gradient proposals) */
+    size_t reached_at;          /* 1-based iteration of reaching the target; 0: never */
+    double spearman;            /* estimates against measured changes (NAN: none) */
+    size_t n_ranked;            /* iterations with both an estimate and a change */
+    bool has_heldout;
+    xp_paired heldout;
+} xp_proposal_run;
+typedef struct xp_proposal_efficiency {
+    double start, target;       /* the fitness before any flip, and the one to reach */
+    bool target_given;
+    xp_proposal_run run[2];     /* [0] gradient, [1] the baseline proposal */
+    double ratio_iterations, ratio_probes, ratio_seconds; /* baseline / gradient to reach
+                                                             (NAN unless both reached) */
+} xp_proposal_efficiency;
+int xp_exp_proposal_efficiency(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
+                               const xp_probe_tokens *controls, size_t n_controls,
+                               const xp_search_opts *o, int baseline, const double *target,
+                               const xp_probe_set *heldout, const xp_probe_tokens *heldout_pt,
+                               xp_proposal_efficiency *out, xp_err *err);
+void xp_proposal_efficiency_free(xp_proposal_efficiency *r);
 
 #ifdef __cplusplus
 }

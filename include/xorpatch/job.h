@@ -116,6 +116,7 @@ enum xp_experiment {
     XP_EXP_SCALE_VS_RANDOM,
     XP_EXP_STACKING,
     XP_EXP_NULL_BASELINE,
+    XP_EXP_PROPOSAL_EFFICIENCY,
     XP_N_EXPERIMENTS
 };
 const char *xp_experiment_name(int e);         /* "random-flips", "layer-map", ... */
@@ -144,7 +145,15 @@ typedef struct xp_experiment_job {
     const char *const *patches;
     size_t n_patches;
     bool force;
-    /* layer-map (layers, projs), scale-vs-random and null-baseline */
+    /* proposal-efficiency: controls besides --probes' promoted ones, a held-out set, the
+     * fitness both searches must reach (else the smaller final), and the proposal the
+     * gradient is compared with (search.proposal unless that is gradient: then scale) */
+    const char *const *controls;
+    size_t n_controls;
+    const char *heldout;
+    bool has_target_fitness;
+    double target_fitness;
+    /* layer-map (layers, projs), scale-vs-random, null-baseline and proposal-efficiency */
     xp_search_opts search;
     FILE *out;
 } xp_experiment_job;

@@ -247,6 +247,13 @@ typedef struct xp_layer {
 xp_layer *xp_model_layer(const xp_model *m, uint32_t layer);
 /* The weight of projection proj (enum xp_proj) of a layer. */
 xp_weight *xp_proj_weight(xp_layer *L, int proj);
+/* The token embedding, the LM head (the embedding when tied) and the final norm's
+ * weights (fp32, n_embd). */
+const xp_weight *xp_model_embedding(const xp_model *m);
+const xp_weight *xp_model_lm_head(const xp_model *m);
+const float *xp_model_output_norm(const xp_model *m);
+/* Row r of a weight of any supported type as fp32 (ne0 values). */
+void xp_weight_row(const xp_weight *w, int64_t r, float *out);
 /* The log of the patches applied to the model, which the patch layer keeps. */
 xp_patch_log *xp_model_patch_log(xp_model *m);
 

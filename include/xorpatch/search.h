@@ -19,7 +19,7 @@ extern "C" {
  * on any machine with the same kernels' results (all kernels compute the same bits). */
 enum xp_fitness { XP_FITNESS_MEAN = 0, XP_FITNESS_MIN, XP_FITNESS_BORDERLINE, XP_FITNESS_FOCUSED };
 enum xp_granularity { XP_GRAN_ROW = 0, XP_GRAN_BLOCK, XP_GRAN_SCALE_BIT };
-enum xp_proposal { XP_PROPOSE_SCALE = 0, XP_PROPOSE_UNIFORM };
+enum xp_proposal { XP_PROPOSE_SCALE = 0, XP_PROPOSE_UNIFORM, XP_PROPOSE_GRADIENT };
 /* What the validation probes decide: keep (a flip is kept only if it does not lower the
  * validation objective) or early-stop (flips kept by the training fitness alone; the
  * final patch, and every checkpoint, is the prefix of kept flips at the best validation
@@ -29,7 +29,7 @@ const char *xp_fitness_name(int f);         /* "mean", "min", "borderline", "foc
 int xp_fitness_from_name(const char *name); /* -1 when unknown; likewise below */
 const char *xp_granularity_name(int g);     /* "row", "block", "scale-bit" */
 int xp_granularity_from_name(const char *name);
-const char *xp_proposal_name(int p);        /* "scale", "uniform" */
+const char *xp_proposal_name(int p);        /* "scale", "uniform", "gradient" */
 int xp_proposal_from_name(const char *name);
 const char *xp_validation_rule_name(int r); /* "keep", "early-stop" */
 int xp_validation_rule_from_name(const char *name);
@@ -76,6 +76,10 @@ typedef struct xp_search_iter {
     bool accepted, screened; /* screened: rejected by screening alone */
     bool control_changed;    /* passed the fitness, rejected: a control's greedy output
                                 changed (control_generation) */
+    double estimate;         /* gradient proposals: the first-order estimate of the
+                                objective's change (NAN otherwise) */
+    double change;           /* the measured change of the objective (the fitness;
+                                focused: the focal target's gap); NAN when screened out */
     size_t probes_run;       /* probe evaluations this iteration */
     double seconds;
     size_t n_flips;          /* kept so far */
@@ -117,7 +121,10 @@ typedef struct xp_search_opts {
     const uint32_t *layers;      /* NULL: 1..4 and n_layer-2 (those below n_layer) */
     size_t n_layers;
     unsigned projs;              /* bit (1 << XP_PROJ_*) per projection; 0: gate and up */
-    int proposal;                /* enum xp_proposal */
+    int proposal;                /* enum xp_proposal: scale, uniform, or gradient (every
+                                    candidate ranked by the first-order change of the
+                                    objective one backward pass gives, best first) */
+    size_t rerank_every;         /* gradient: rank again after this many accepts (1) */
     size_t iterations;
     size_t screen;               /* measure this many worst targets first (2; 0 = off);
                                     focused measures its focal target first whatever it is */
@@ -172,6 +179,8 @@ typedef struct xp_search_result {
     size_t measure_tokens;       /* tokens one measurement of every probe runs (the fast
                                     gauge runs what sequences share once) */
     double best, seconds;
+    double start;                /* the fitness before this call's first iteration (NAN
+                                    for focused) */
     bool auto_stopped, exhausted; /* the window rule stopped it; no untried candidate left */
     size_t resumed_at;           /* iterations a resumed state had done (0 when fresh) */
 } xp_search_result;

@@ -98,6 +98,38 @@ int xp_trainer_logits(xp_trainer *t, const int32_t *tokens, size_t n, float *log
 /* Writes the model as a Qwen3 Q1_0 GGUF with the vocabulary's tokenizer keys. */
 int xp_trainer_export(xp_trainer *t, const xp_vocab *v, const char *path, xp_err *err);
 
+/* ---- the trainer's passes over a model's own weights ----------------------------- */
+
+/* The trainer's forward and backward passes (the same fp32 Qwen3 layers, in the engine's
+ * order of operations) run over the weights of a model as they are at each call, flips
+ * included: what the search ranks its candidate flips by. Close to the engine's forward,
+ * not bit-identical to its fast path. */
+typedef struct xp_grad_seq {
+    const int32_t *ids;
+    size_t n;
+    const uint8_t *want; /* per position: the objective reads the logits there */
+} xp_grad_seq;
+/* The objective of a pass: from the logits of the wanted positions (n_rows rows of
+ * n_vocab, in the order of the sequences and positions) its value, and its gradient with
+ * respect to those logits in dlogits (same shape, zeroed on entry). */
+typedef int (*xp_grad_objective)(void *ctx, const float *logits, float *dlogits, size_t n_rows,
+                                 size_t n_vocab, double *value, xp_err *err);
+/* A Q1_0 projection whose weight gradient a pass sums per block: for block b (numbered
+ * through the tensor, as block flips number them), the sum over its 128 weights of the
+ * weight's sign (+1 where its bit is set) times d objective / d weight. */
+typedef struct xp_grad_tensor {
+    uint32_t layer;
+    int proj;         /* enum xp_proj */
+    float *block_sum; /* the caller's, ne1 * ne0 / 128 floats */
+} xp_grad_tensor;
+/* A trainer over model m (which it borrows): no corpus, no optimiser. */
+int xp_trainer_over_model(xp_trainer **out, xp_model *m, xp_err *err);
+/* One forward pass of the sequences, the objective, and one backward pass down to the
+ * lowest layer asked for, filling each tensor's block sums. *value: the objective's. */
+int xp_trainer_block_grads(xp_trainer *t, const xp_grad_seq *seqs, size_t n_seqs,
+                           xp_grad_objective objective, void *ctx, xp_grad_tensor *tensors,
+                           size_t n_tensors, double *value, xp_err *err);
+
 /* Probe sets of the tiny model in the Bankai list format, measured on a model: for each
  * task, items of the training split and of the held-out split, and controls (capitals
  * and facts the model answers right). The wrong answer is the model's own greedy answer

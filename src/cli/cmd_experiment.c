@@ -1,8 +1,8 @@
 /* `xorpatch experiment NAME`: the anchors' experiments (SPEC §6-§8) on any model, a
  * synthetic one or a real Bonsai file: random-flips, layer-map, scale-vs-random,
- * stacking and null-baseline. This file names the options (refusing those the chosen
- * experiment does not use) and runs the experiment job (xorpatch/job.h) with a progress
- * bar, its table or JSON object on stdout. */
+ * stacking, null-baseline and proposal-efficiency. This file names the options (refusing those the
+ * chosen experiment does not use) and runs the experiment job (xorpatch/job.h) with a progress bar,
+ * its table or JSON object on stdout. */
 #include "cli/cli_job.h"
 #include "cli/cmd_search.h"
 
@@ -28,12 +28,20 @@ static const char usage[] =
     "                   sign bits are each flipped with probability 1/2 (scales kept);\n"
     "                   targets and promoted controls from --probes; accepted/iterations\n"
     "                   of each with Wilson 95% intervals\n"
+    "  proposal-efficiency  the same search with gradient-ranked proposals and with\n"
+    "                   --proposal's (scale by default): the iterations (exact\n"
+    "                   evaluations), probe measurements and seconds each needs to\n"
+    "                   reach --target-fitness (default: the smaller final fitness),\n"
+    "                   the estimates' rank correlation with the measured changes,\n"
+    "                   and with --heldout each patch's held-out fixed/broke (gap sign)\n"
+    "                   and McNemar p; targets and promoted controls from --probes\n"
     "\n"
     "  -m, --model FILE     a Qwen3 GGUF\n"
     "  --probes FILE        probes (every experiment but random-flips)\n"
     "  --metric NAME        seq_logprob (default) or token_gap\n"
-    "  --seed N             random-flips, scale-vs-random, null-baseline (default 1;\n"
-    "                       null-baseline: the searches' seed, N+1 randomises the copy)\n"
+    "  --seed N             random-flips, scale-vs-random, null-baseline and\n"
+    "                       proposal-efficiency (default 1; the searches' seed;\n"
+    "                       null-baseline: N+1 randomises the copy)\n"
     "  --json               one JSON object instead of the table: \"experiment\",\n"
     "                       \"model\", \"seed\" and \"metric\" (where used), then\n"
     "                       random-flips: \"base\", \"points\"; layer-map: \"layers\";\n"
@@ -41,10 +49,16 @@ static const char usage[] =
     "                       \"patches\" (\"stacked\" last), \"interaction\"; null-baseline:\n"
     "                       \"settings\", \"targets\", \"controls\", \"trained\" and\n"
     "                       \"randomised\" {\"accepted\", \"iterations\", \"rate\", \"lo\",\n"
-    "                       \"hi\", \"flips\"}; entries hold the table's columns\n"
+    "                       \"hi\", \"flips\"}; proposal-efficiency: \"settings\",\n"
+    "                       \"start\", \"target\", \"runs\" [{\"proposal\", \"reached_at\",\n"
+    "                       \"probes_to_reach\", \"seconds_to_reach\", \"spearman\",\n"
+    "                       \"heldout\", ...}], \"ratio_iterations\", \"ratio_probes\",\n"
+    "                       \"ratio_seconds\"; entries hold the table's columns\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress on stderr\n"
-    "  -h, --help           this text\n"
+    "  -h, --help           this text\n";
+
+static const char usage_more[] =
     "random-flips:\n"
     "  --text FILE          the text (required)\n"
     "  --counts LIST        e.g. 0,10,100 (default 10,100,1000)\n"
@@ -69,17 +83,26 @@ static const char usage[] =
     "  --fitness NAME       mean (default), min, borderline or focused\n"
     "  --lambda X           control penalty (default 2.0)\n"
     "  --proposal P         scale (default) or uniform\n"
-    "  --screen K           worst targets measured first (default 2, 0 = off)\n";
+    "  --screen K           worst targets measured first (default 2, 0 = off)\n"
+    "proposal-efficiency (and the null-baseline options above but --proposal: the\n"
+    "baseline, scale or uniform):\n"
+    "  --controls FILE      more controls; repeat to add files\n"
+    "  --heldout FILE       probes evaluated only at the end, for each patch\n"
+    "  --target-fitness X   the fitness both must reach (default: the smaller final)\n"
+    "  --rerank-every K     the gradient ranks again after K accepts (default 1)\n";
 
-static const int options[] = {CLI_SEARCH_SETTINGS, CLI_O_MODEL,      CLI_O_PROBES, CLI_O_METRIC,
-                              CLI_O_SEED,          CLI_O_JSON,       CLI_O_TEXT,   CLI_O_COUNTS,
-                              CLI_O_STRATEGY,      CLI_O_TRIALS,     CLI_O_CTX,    CLI_O_MAX_CHUNKS,
-                              CLI_O_SAMPLES,       CLI_O_PATCH_FILE, CLI_O_FORCE,  CLI_O_THREADS};
-CLI_COMMAND(cli_experiment, "experiment", "run an anchor experiment (random-flips, layer-map, ...)",
-            usage, options, true, execute);
+static const int options[] = {
+    CLI_SEARCH_SETTINGS, CLI_O_MODEL,          CLI_O_PROBES, CLI_O_METRIC, CLI_O_CONTROLS,
+    CLI_O_HELDOUT,       CLI_O_TARGET_FITNESS, CLI_O_SEED,   CLI_O_JSON,   CLI_O_TEXT,
+    CLI_O_COUNTS,        CLI_O_STRATEGY,       CLI_O_TRIALS, CLI_O_CTX,    CLI_O_MAX_CHUNKS,
+    CLI_O_SAMPLES,       CLI_O_PATCH_FILE,     CLI_O_FORCE,  CLI_O_THREADS};
+CLI_COMMAND_LONG_HELP(cli_experiment, "experiment",
+                      "run an anchor experiment (random-flips, layer-map, ...)", usage, usage_more,
+                      options, true, execute);
 
 #define ALL ((1u << XP_N_EXPERIMENTS) - 1)
 #define ONLY(e) (1u << XP_EXP_##e)
+#define SEARCHES (ONLY(NULL_BASELINE) | ONLY(PROPOSAL_EFFICIENCY))
 /* Which experiments use each option; any other use is a usage error. */
 static const struct {
     cli_option_id id;
@@ -87,24 +110,28 @@ static const struct {
 } uses[] = {
     {CLI_O_PROBES, ALL & ~ONLY(RANDOM_FLIPS)},
     {CLI_O_METRIC, ALL & ~ONLY(RANDOM_FLIPS)},
-    {CLI_O_SEED, ONLY(RANDOM_FLIPS) | ONLY(SCALE_VS_RANDOM) | ONLY(NULL_BASELINE)},
+    {CLI_O_SEED, ONLY(RANDOM_FLIPS) | ONLY(SCALE_VS_RANDOM) | ONLY(NULL_BASELINE) | SEARCHES},
     {CLI_O_TEXT, ONLY(RANDOM_FLIPS)},
     {CLI_O_COUNTS, ONLY(RANDOM_FLIPS)},
     {CLI_O_STRATEGY, ONLY(RANDOM_FLIPS)},
     {CLI_O_TRIALS, ONLY(RANDOM_FLIPS)},
     {CLI_O_CTX, ONLY(RANDOM_FLIPS)},
     {CLI_O_MAX_CHUNKS, ONLY(RANDOM_FLIPS)},
-    {CLI_O_SEARCH_LAYERS, ONLY(LAYER_MAP) | ONLY(SCALE_VS_RANDOM) | ONLY(NULL_BASELINE)},
-    {CLI_O_PROJ, ONLY(LAYER_MAP) | ONLY(SCALE_VS_RANDOM) | ONLY(NULL_BASELINE)},
-    {CLI_O_GRANULARITY, ONLY(SCALE_VS_RANDOM) | ONLY(NULL_BASELINE)},
+    {CLI_O_SEARCH_LAYERS, ONLY(LAYER_MAP) | ONLY(SCALE_VS_RANDOM) | SEARCHES},
+    {CLI_O_PROJ, ONLY(LAYER_MAP) | ONLY(SCALE_VS_RANDOM) | SEARCHES},
+    {CLI_O_GRANULARITY, ONLY(SCALE_VS_RANDOM) | SEARCHES},
     {CLI_O_SAMPLES, ONLY(SCALE_VS_RANDOM)},
     {CLI_O_PATCH_FILE, ONLY(STACKING)},
     {CLI_O_FORCE, ONLY(STACKING)},
-    {CLI_O_ITERATIONS, ONLY(NULL_BASELINE)},
-    {CLI_O_FITNESS, ONLY(NULL_BASELINE)},
-    {CLI_O_LAMBDA, ONLY(NULL_BASELINE)},
-    {CLI_O_PROPOSAL, ONLY(NULL_BASELINE)},
-    {CLI_O_SCREEN, ONLY(NULL_BASELINE)},
+    {CLI_O_ITERATIONS, SEARCHES},
+    {CLI_O_FITNESS, SEARCHES},
+    {CLI_O_LAMBDA, SEARCHES},
+    {CLI_O_PROPOSAL, SEARCHES},
+    {CLI_O_SCREEN, SEARCHES},
+    {CLI_O_RERANK_EVERY, ONLY(PROPOSAL_EFFICIENCY)},
+    {CLI_O_CONTROLS, ONLY(PROPOSAL_EFFICIENCY)},
+    {CLI_O_HELDOUT, ONLY(PROPOSAL_EFFICIENCY)},
+    {CLI_O_TARGET_FITNESS, ONLY(PROPOSAL_EFFICIENCY)},
 };
 
 /* The experiment named and the options it does not use: -1 to go on, else an exit
@@ -114,14 +141,16 @@ static int check(const cli_values *v, int *experiment)
     const char *cmd = "experiment";
     if (v->n_args < 1)
         return cli_usage_error(cmd, "name an experiment: random-flips, layer-map, "
-                                    "scale-vs-random, stacking or null-baseline");
+                                    "scale-vs-random, stacking, null-baseline or "
+                                    "proposal-efficiency");
     if (v->n_args > 1)
         return cli_usage_error(cmd, "unexpected argument '%s'", v->args[1]);
     int e = *experiment = xp_experiment_from_name(v->args[0]);
     if (e < 0)
         return cli_usage_error(cmd,
                                "unknown experiment '%s' (random-flips, layer-map, "
-                               "scale-vs-random, stacking or null-baseline)",
+                               "scale-vs-random, stacking, null-baseline or "
+                               "proposal-efficiency)",
                                v->args[0]);
     if (v->given[CLI_O_METRIC] && v->metric == XP_METRIC_GENERATION)
         return cli_usage_error(cmd, "experiments measure gaps: --metric must be "
@@ -171,6 +200,11 @@ static int execute(const cli_values *v)
                            .patches = v->patch_files.v,
                            .n_patches = v->patch_files.n,
                            .force = v->force,
+                           .controls = v->controls.v,
+                           .n_controls = v->controls.n,
+                           .heldout = v->heldout,
+                           .has_target_fitness = v->given[CLI_O_TARGET_FITNESS],
+                           .target_fitness = v->target_fitness,
                            .out = stdout};
     int rc = check(v, &j.experiment);
     if (rc >= 0)

@@ -31,8 +31,8 @@ static const char usage[] =
     "  -h, --help             this text\n"
     "and the search options, as `xorpatch help search` has them: --metric, --fitness,\n"
     "--lambda, --epsilon, --min-gain, --granularity, --scale-ratio, --scale-bits, --layers,\n"
-    "--proj, --proposal, --iterations, --screen, --auto-stop, --seed, --checkpoint-every,\n"
-    "--naive, --allow-dead, --kernel.\n";
+    "--proj, --proposal, --rerank-every, --iterations, --screen, --auto-stop, --seed,\n"
+    "--checkpoint-every, --naive, --allow-dead, --kernel.\n";
 
 static const int options[] = {CLI_SEARCH_RUN_OPTIONS, CLI_O_PROMOTE_CAP};
 CLI_COMMAND(cli_pipeline, "pipeline",

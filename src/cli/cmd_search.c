@@ -51,7 +51,13 @@ static const char usage[] =
     "  --scale-bits LO-HI     fp16 scale bits to flip (default 4-9)\n"
     "  --layers LIST          e.g. 1-4,26 (default: 1,2,3,4 and n_layer-2)\n"
     "  --proj LIST            of gate,up,down,q,k,v,o (default gate,up)\n"
-    "  --proposal P           scale (default: by mean |scale|) or uniform\n"
+    "  --proposal P           scale (default: by mean |scale|), uniform, or gradient:\n"
+    "                         every candidate ranked by the first-order change of the\n"
+    "                         objective (one backward pass through the model), best\n"
+    "                         first; acceptance is still the exact measurement\n"
+    "  --rerank-every K       gradient: rank again after every K accepts (default 1)\n";
+/* the rest: one literal may hold at most 4,095 bytes */
+static const char usage_more[] =
     "Run:\n"
     "  --iterations N         (default 300)\n"
     "  --screen K             worst targets measured first (default 2, 0 = off; focused\n"
@@ -65,9 +71,7 @@ static const char usage[] =
     "                         a patch made for another base model is refused\n"
     "  --checkpoint-every N   (default 10)\n"
     "  --naive                measure each sequence alone with every layer and the full\n"
-    "                         LM head (the reference for speed; same gaps, same patch)\n";
-/* the rest: one literal may hold at most 4,095 bytes */
-static const char usage_more[] =
+    "                         LM head (the reference for speed; same gaps, same patch)\n"
     "Output:\n"
     "  -o, --out PATCH        the patch and its checkpoints (.xpb: binary; else\n"
     "                         xorpatch JSON)\n"
@@ -75,7 +79,8 @@ static const char usage_more[] =
     "  --log FILE             per-iteration JSONL (default PATCH.log.jsonl); each line\n"
     "                         {\"iter\", \"layer\", \"proj\", \"kind\", \"index\", \"bit\",\n"
     "                         \"fitness\", \"best\", \"accepted\", \"screened\", \"probes\",\n"
-    "                         \"seconds\", \"flips\"} (fitness null when screened out);\n"
+    "                         \"seconds\", \"flips\"} (fitness null when screened out;\n"
+    "                         gradient: \"estimate\" and the measured \"change\");\n"
     "                         with validation also \"validation\" (the candidate's),\n"
     "                         \"validation_now\" (the kept flips'), \"validation_rejected\"\n"
     "                         and, early-stop, \"validation_best_flips\"\n"

@@ -6,8 +6,8 @@
 
 /* The settings all three take. */
 #define CLI_SEARCH_SETTINGS                                                                        \
-    CLI_O_FITNESS, CLI_O_LAMBDA, CLI_O_GRANULARITY, CLI_O_PROPOSAL, CLI_O_ITERATIONS,              \
-        CLI_O_SCREEN, CLI_O_SEARCH_LAYERS, CLI_O_PROJ
+    CLI_O_FITNESS, CLI_O_LAMBDA, CLI_O_GRANULARITY, CLI_O_PROPOSAL, CLI_O_RERANK_EVERY,            \
+        CLI_O_ITERATIONS, CLI_O_SCREEN, CLI_O_SEARCH_LAYERS, CLI_O_PROJ
 /* What a search run takes besides them, in search and pipeline alike. */
 #define CLI_SEARCH_RUN_OPTIONS                                                                     \
     CLI_SEARCH_SETTINGS, CLI_O_MODEL, CLI_O_CONTROLS, CLI_O_ALLOW_DEAD, CLI_O_METRIC,              \

@@ -311,7 +311,7 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
                              SEARCH_FIELDS(layers, n_layers, take_layers, "a list like 1-4,26")},
     [CLI_O_PROJ] = {"proj", 0, LIST(search.projs, take_projs, "a list of gate,up,down,q,k,v,o")},
     [CLI_O_PROPOSAL] = {"proposal", 0,
-                        ENUM(search.proposal, xp_proposal_name, XP_PROPOSE_UNIFORM + 1)},
+                        ENUM(search.proposal, xp_proposal_name, XP_PROPOSE_GRADIENT + 1)},
     [CLI_O_ITERATIONS] = {"iterations", 0, INT(search.iterations, 1, COUNT)},
     [CLI_O_SCREEN] = {"screen", 0, INT(search.screen, 0, COUNT)},
     [CLI_O_AUTO_STOP] = {"auto-stop", 0,
@@ -319,6 +319,7 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
                                        "N:RATE with N in 1..1000000 and RATE in (0, 1] (e.g. "
                                        "200:0.01), or off")},
     [CLI_O_NAIVE] = {"naive", 0, FLAG(search.naive)},
+    [CLI_O_RERANK_EVERY] = {"rerank-every", 0, INT(search.rerank_every, 1, COUNT)},
 
     [CLI_O_CONTROLS] = {"controls", 0, TEXT(controls), .repeats = CLI_MAX_TEXTS},
     [CLI_O_ALLOW_DEAD] = {"allow-dead", 0, FLAG(allow_dead)},
@@ -348,6 +349,7 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
                         LIST(strategies, take_strategies, "a list of distinct bit, row and block")},
     [CLI_O_TRIALS] = {"trials", 0, INT(trials, 1, COUNT)},
     [CLI_O_SAMPLES] = {"samples", 0, INT(samples, 1, 1000000)},
+    [CLI_O_TARGET_FITNESS] = {"target-fitness", 0, NUMBER(target_fitness, -1e9, 1e9)},
     [CLI_O_PATCH_FILE] = {"patch", 'p', TEXT(patch_files), .repeats = CLI_MAX_TEXTS},
 
     [CLI_O_TASKS] = {"tasks", 0, TEXT(tasks)},

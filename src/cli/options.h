@@ -128,6 +128,7 @@ typedef enum cli_option_id {
     CLI_O_SCREEN,
     CLI_O_AUTO_STOP,
     CLI_O_NAIVE,
+    CLI_O_RERANK_EVERY,
     /* search runs (search, pipeline) */
     CLI_O_CONTROLS,
     CLI_O_ALLOW_DEAD,
@@ -150,6 +151,7 @@ typedef enum cli_option_id {
     CLI_O_TRIALS,
     CLI_O_SAMPLES,
     CLI_O_PATCH_FILE,
+    CLI_O_TARGET_FITNESS,
     /* task benchmarks */
     CLI_O_TASKS,
     CLI_O_KIND,
@@ -235,6 +237,7 @@ typedef struct cli_values {
     cli_counts counts;
     cli_kinds strategies;
     size_t trials, samples;
+    double target_fitness;
     cli_texts patch_files; /* -p as paths, for a job that loads them itself */
     const char *tasks;
     int task_kind; /* enum xp_task_kind */

@@ -509,3 +509,143 @@ int xp_exp_null_baseline(xp_model *m, xp_model *random, const xp_probe_tokens *t
         xp_null_baseline_free(out);
     return rc;
 }
+
+/* ---- proposal efficiency ---- */
+
+typedef struct trace_ctx {
+    xp_proposal_run *run;
+    size_t cap;
+    const xp_search_opts *o; /* the caller's, whose on_iter sees every iteration too */
+    bool failed;
+} trace_ctx;
+
+static void trace_iter(void *ctx, const xp_search_iter *it)
+{
+    trace_ctx *t = ctx;
+    xp_proposal_run *r = t->run;
+    if (r->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 256;
+        double *b = xp_realloc_array(r->best, cap, sizeof *b);
+        r->best = b ? b : r->best;
+        double *s = xp_realloc_array(r->seconds, cap, sizeof *s);
+        r->seconds = s ? s : r->seconds;
+        size_t *p = xp_realloc_array(r->probes, cap, sizeof *p);
+        r->probes = p ? p : r->probes;
+        double *e = xp_realloc_array(r->estimate, cap, sizeof *e);
+        r->estimate = e ? e : r->estimate;
+        double *c = xp_realloc_array(r->change, cap, sizeof *c);
+        r->change = c ? c : r->change;
+        if (!b || !s || !p || !e || !c) {
+            t->failed = true;
+            return;
+        }
+        t->cap = cap;
+    }
+    size_t i = r->n++;
+    r->best[i] = it->best;
+    r->seconds[i] = (i ? r->seconds[i - 1] : 0) + it->seconds;
+    r->probes[i] = (i ? r->probes[i - 1] : 0) + it->probes_run;
+    r->estimate[i] = it->estimate;
+    r->change[i] = it->change;
+    if (t->o->on_iter)
+        t->o->on_iter(t->o->ctx, it);
+}
+
+void xp_proposal_efficiency_free(xp_proposal_efficiency *r)
+{
+    for (int k = 0; k < 2; k++) {
+        xp_proposal_run *x = &r->run[k];
+        xp_search_result_free(&x->res);
+        free(x->best), free(x->seconds), free(x->probes), free(x->estimate), free(x->change);
+    }
+    memset(r, 0, sizeof *r);
+}
+
+/* The held-out set's right / wrong by gap sign without and with the run's patch. */
+static int heldout_of(xp_model *m, const xp_probe_set *s, const xp_probe_tokens *pt,
+                      xp_metric metric, xp_proposal_run *r, xp_err *err)
+{
+    xp_eval ev = {0};
+    xp_eval_opts eo = {.metric = metric};
+    xp_patch *p = r->res.patch;
+    int rc = xp_eval_run(m, s, pt, &p, p && p->n_flips ? 1 : 0, &eo, &ev, err);
+    if (!rc) {
+        r->heldout = ev.by_gap;
+        r->has_heldout = true;
+    }
+    xp_eval_free(&ev);
+    return rc;
+}
+
+/* Where the run first reaches the target (above the start), its estimates' agreement. */
+static void judge_run(xp_proposal_run *r, double start, double target)
+{
+    r->reached_at = 0;
+    for (size_t i = 0; i < r->n && !r->reached_at; i++)
+        if (r->best[i] >= target && r->best[i] > start)
+            r->reached_at = i + 1;
+    double *e = malloc((r->n + 1) * sizeof *e), *c = malloc((r->n + 1) * sizeof *c);
+    r->n_ranked = 0;
+    for (size_t i = 0; e && c && i < r->n; i++)
+        if (isfinite(r->estimate[i]) && isfinite(r->change[i])) {
+            e[r->n_ranked] = r->estimate[i];
+            c[r->n_ranked++] = r->change[i];
+        }
+    r->spearman = e && c ? xp_spearman(e, c, r->n_ranked) : NAN;
+    free(e), free(c);
+}
+
+static double ratio_of(double baseline, double gradient)
+{
+    return baseline > 0 && gradient > 0 ? baseline / gradient : NAN;
+}
+
+int xp_exp_proposal_efficiency(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
+                               const xp_probe_tokens *controls, size_t n_controls,
+                               const xp_search_opts *o, int baseline, const double *target,
+                               const xp_probe_set *heldout, const xp_probe_tokens *heldout_pt,
+                               xp_proposal_efficiency *out, xp_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (o->fitness == XP_FITNESS_FOCUSED)
+        return xp_err_set(err, XP_EINVAL, "proposal-efficiency compares one objective: "
+                          "fitness mean, min or borderline, not focused");
+    if (baseline != XP_PROPOSE_SCALE && baseline != XP_PROPOSE_UNIFORM)
+        return xp_err_set(err, XP_EINVAL, "the baseline proposal is scale or uniform");
+    int rc = XP_OK;
+    for (int k = 0; k < 2 && !rc; k++) {
+        xp_proposal_run *r = &out->run[k];
+        r->proposal = k ? baseline : XP_PROPOSE_GRADIENT;
+        trace_ctx t = {.run = r, .o = o};
+        xp_search_opts so = *o;
+        so.proposal = r->proposal;
+        so.checkpoint = NULL; /* two searches must not write one checkpoint */
+        so.write_patch = NULL;
+        so.on_iter = trace_iter;
+        so.ctx = &t;
+        rc = xp_search_run(m, targets, n_targets, controls, n_controls, &so, NULL, &r->res, err);
+        if (!rc && t.failed)
+            rc = xp_err_set(err, XP_ENOMEM, "out of memory for the search's trace");
+        if (!rc && heldout)
+            rc = heldout_of(m, heldout, heldout_pt, o->metric, r, err);
+    }
+    if (rc) {
+        xp_proposal_efficiency_free(out);
+        return rc;
+    }
+    out->start = out->run[0].res.start;
+    out->target_given = target != NULL;
+    double a = out->run[0].res.best, b = out->run[1].res.best;
+    out->target = target ? *target : a < b ? a : b;
+    for (int k = 0; k < 2; k++)
+        judge_run(&out->run[k], out->start, out->target);
+    const xp_proposal_run *g = &out->run[0], *r = &out->run[1];
+    bool both = g->reached_at && r->reached_at;
+    out->ratio_iterations = both ? ratio_of((double)r->reached_at, (double)g->reached_at) : NAN;
+    out->ratio_probes =
+        both ? ratio_of((double)r->probes[r->reached_at - 1], (double)g->probes[g->reached_at - 1])
+             : NAN;
+    out->ratio_seconds =
+        both ? ratio_of(r->seconds[r->reached_at - 1], g->seconds[g->reached_at - 1]) : NAN;
+    return XP_OK;
+}

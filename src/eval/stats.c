@@ -3,6 +3,7 @@
  * difference. Checked against published figures (Neagari's 6/78 held-out conversion,
  * its null-baseline acceptance rates, a GSM8K comparison) in tests/test_eval.c. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "xorpatch/eval.h"
 
@@ -69,4 +70,49 @@ void xp_paired_tally(const bool *before, const bool *after, const bool *select, 
     }
     out->mcnemar_p = xp_mcnemar_exact(out->fixed, out->broke);
     xp_paired_diff_ci(out->fixed, out->broke, out->n, &out->diff, &out->diff_lo, &out->diff_hi);
+}
+
+/* The mean ranks (1-based) of v, ties averaged. */
+static bool ranks_of(const double *v, size_t n, double *rank)
+{
+    size_t *ix = malloc(n * sizeof *ix);
+    if (!ix)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        ix[i] = i;
+    for (size_t i = 1; i < n; i++) /* insertion sort: stable, n is a log's length */
+        for (size_t j = i; j > 0 && v[ix[j - 1]] > v[ix[j]]; j--) {
+            size_t t = ix[j];
+            ix[j] = ix[j - 1];
+            ix[j - 1] = t;
+        }
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && v[ix[j + 1]] == v[ix[i]])
+            j++;
+        for (size_t k = i; k <= j; k++)
+            rank[ix[k]] = (double)(i + j) / 2 + 1;
+        i = j + 1;
+    }
+    free(ix);
+    return true;
+}
+
+double xp_spearman(const double *x, const double *y, size_t n)
+{
+    if (n < 2)
+        return NAN;
+    double *rx = malloc(2 * n * sizeof *rx), *ry = rx ? rx + n : NULL;
+    if (!rx || !ranks_of(x, n, rx) || !ranks_of(y, n, ry)) {
+        free(rx);
+        return NAN;
+    }
+    double mean = ((double)n + 1) / 2, sxy = 0, sxx = 0, syy = 0;
+    for (size_t i = 0; i < n; i++) {
+        sxy += (rx[i] - mean) * (ry[i] - mean);
+        sxx += (rx[i] - mean) * (rx[i] - mean);
+        syy += (ry[i] - mean) * (ry[i] - mean);
+    }
+    free(rx);
+    return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
 }

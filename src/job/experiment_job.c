@@ -10,8 +10,9 @@
 #include "core/file.h"
 #include "job/job_int.h"
 
-static const char *const names[XP_N_EXPERIMENTS] = {"random-flips", "layer-map", "scale-vs-random",
-                                                    "stacking", "null-baseline"};
+static const char *const names[XP_N_EXPERIMENTS] = {"random-flips",    "layer-map",
+                                                    "scale-vs-random", "stacking",
+                                                    "null-baseline",   "proposal-efficiency"};
 
 const char *xp_experiment_name(int e) { return e >= 0 && e < XP_N_EXPERIMENTS ? names[e] : "?"; }
 
@@ -425,6 +426,169 @@ static int null_baseline(exp_run *e, xp_err *err)
     return XP_OK;
 }
 
+/* ---- proposal efficiency ---- */
+
+static cJSON *proposal_run_json(const xp_proposal_run *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "proposal", xp_proposal_name(r->proposal));
+    cJSON_AddNumberToObject(o, "iterations", (double)r->res.iterations);
+    cJSON_AddNumberToObject(o, "accepted", (double)r->res.accepted);
+    cJSON_AddNumberToObject(o, "final", r->res.best);
+    cJSON_AddNumberToObject(o, "seconds", r->n ? r->seconds[r->n - 1] : 0);
+    if (r->reached_at) {
+        cJSON_AddNumberToObject(o, "reached_at", (double)r->reached_at);
+        cJSON_AddNumberToObject(o, "probes_to_reach", (double)r->probes[r->reached_at - 1]);
+        cJSON_AddNumberToObject(o, "seconds_to_reach", r->seconds[r->reached_at - 1]);
+    } else {
+        cJSON_AddNullToObject(o, "reached_at");
+    }
+    if (isfinite(r->spearman)) {
+        cJSON_AddNumberToObject(o, "spearman", r->spearman);
+        cJSON_AddNumberToObject(o, "ranked", (double)r->n_ranked);
+    }
+    if (r->has_heldout) {
+        cJSON *h = cJSON_AddObjectToObject(o, "heldout");
+        cJSON_AddNumberToObject(h, "n", (double)r->heldout.n);
+        cJSON_AddNumberToObject(h, "fixed", (double)r->heldout.fixed);
+        cJSON_AddNumberToObject(h, "broke", (double)r->heldout.broke);
+        cJSON_AddNumberToObject(h, "mcnemar_p", r->heldout.mcnemar_p);
+    }
+    return o;
+}
+
+static void number_json(cJSON *o, const char *key, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static void proposal_efficiency_write(const xp_experiment_job *j, const xp_search_opts *o,
+                                      size_t nt, size_t nc, const xp_proposal_efficiency *r)
+{
+    FILE *out = j->out;
+    if (j->json) {
+        cJSON *oj = header_json(j);
+        const char *settings = r->run[0].res.patch->search;
+        cJSON *sj = settings ? cJSON_Parse(settings) : NULL;
+        cJSON_AddItemToObject(oj, "settings",
+                              sj ? cJSON_DetachItemFromObject(sj, "settings") : cJSON_CreateNull());
+        cJSON_Delete(sj);
+        cJSON_AddNumberToObject(oj, "targets", (double)nt);
+        cJSON_AddNumberToObject(oj, "controls", (double)nc);
+        cJSON_AddNumberToObject(oj, "start", r->start);
+        cJSON_AddNumberToObject(oj, "target", r->target);
+        cJSON_AddBoolToObject(oj, "target_given", r->target_given);
+        cJSON *runs = cJSON_AddArrayToObject(oj, "runs");
+        for (int k = 0; k < 2; k++)
+            cJSON_AddItemToArray(runs, proposal_run_json(&r->run[k]));
+        number_json(oj, "ratio_iterations", r->ratio_iterations);
+        number_json(oj, "ratio_probes", r->ratio_probes);
+        number_json(oj, "ratio_seconds", r->ratio_seconds);
+        put_json(out, oj);
+        return;
+    }
+    if (!out)
+        return;
+    fprintf(out,
+            "proposal-efficiency: the same search (%s, %s fitness, %s flips, seed %llu, %zu "
+            "iterations, %zu targets, %zu controls) with gradient-ranked and with %s "
+            "proposals\nfitness at the start %.6g; to reach: %.6g (%s)\n\n",
+            xp_metric_name(o->metric), xp_fitness_name(o->fitness),
+            xp_granularity_name(o->granularity), (unsigned long long)o->seed, o->iterations, nt, nc,
+            xp_proposal_name(r->run[1].proposal), r->start, r->target,
+            r->target_given ? "given" : "the smaller final fitness");
+    fprintf(out, "%-9s %6s %6s %11s %9s %10s %9s %8s %8s", "proposal", "iters", "kept", "final",
+            "reached", "probes", "seconds", "total s", "rho");
+    if (r->run[0].has_heldout)
+        fprintf(out, " %14s %9s", "held-out f/b", "McNemar p");
+    fprintf(out, "\n");
+    for (int k = 0; k < 2; k++) {
+        const xp_proposal_run *x = &r->run[k];
+        char reached[24] = "-", probes[24] = "-", secs[24] = "-", rho[24] = "-";
+        if (x->reached_at) {
+            snprintf(reached, sizeof reached, "%zu", x->reached_at);
+            snprintf(probes, sizeof probes, "%zu", x->probes[x->reached_at - 1]);
+            snprintf(secs, sizeof secs, "%.2f", x->seconds[x->reached_at - 1]);
+        }
+        if (isfinite(x->spearman))
+            snprintf(rho, sizeof rho, "%.3f", x->spearman);
+        fprintf(out, "%-9s %6zu %6zu %11.6g %9s %10s %9s %8.2f %8s", xp_proposal_name(x->proposal),
+                x->res.iterations, x->res.accepted, x->res.best, reached, probes, secs,
+                x->n ? x->seconds[x->n - 1] : 0, rho);
+        if (x->has_heldout) {
+            char fb[32];
+            snprintf(fb, sizeof fb, "%zu/%zu", x->heldout.fixed, x->heldout.broke);
+            fprintf(out, " %14s %9.3g", fb, x->heldout.mcnemar_p);
+        }
+        fprintf(out, "\n");
+    }
+    if (isfinite(r->ratio_iterations))
+        fprintf(out,
+                "\n%s / gradient to reach the target: %.1fx the iterations, %.1fx the probe "
+                "measurements, %.1fx the seconds\n",
+                xp_proposal_name(r->run[1].proposal), r->ratio_iterations, r->ratio_probes,
+                r->ratio_seconds);
+    else
+        fprintf(out, "\nnot both searches reached the target above the start: no ratio\n");
+    fprintf(out, "(reached: the first iteration whose best fitness is at least the target; "
+                 "rho: Spearman of the gradient's estimates and the measured changes, over "
+                 "the iterations measured in full)\n");
+}
+
+static int proposal_efficiency(exp_run *e, xp_err *err)
+{
+    const xp_experiment_job *j = e->job;
+    const xp_probe_set *s = e->s;
+    xp_probe_set *extra = NULL, *held = NULL;
+    xp_probe_tokens *xt = NULL, *ht = NULL;
+    int rc = XP_OK;
+    if (j->n_controls && !(rc = job_probe_files_load(j->controls, j->n_controls, &extra, err)))
+        rc = xp_probe_tokenize(extra, xp_model_tokenizer(e->m), &xt, err);
+    if (!rc && j->heldout && !(rc = xp_probe_set_load(&held, j->heldout, err)))
+        rc = xp_probe_tokenize(held, xp_model_tokenizer(e->m), &ht, err);
+    size_t n_extra = extra ? extra->n : 0, nt = 0, nc = 0;
+    xp_probe_tokens *t = calloc(s->n + 1, sizeof *t), *c = calloc(s->n + n_extra + 1, sizeof *c);
+    if (!rc && (!t || !c))
+        rc = xp_err_set(err, XP_ENOMEM, "out of memory");
+    for (size_t i = 0; i < s->n && !rc; i++) /* shallow: the tokens stay pt's */
+        if (s->probes[i].role == XP_ROLE_CONTROL)
+            c[nc++] = e->pt[i];
+        else
+            t[nt++] = e->pt[i];
+    for (size_t i = 0; i < n_extra && !rc; i++)
+        c[nc++] = xt[i];
+    xp_search_opts o = j->search;
+    int baseline = o.proposal == XP_PROPOSE_GRADIENT ? XP_PROPOSE_SCALE : o.proposal;
+    nb_progress bar = {.e = e, .total = 2 * o.iterations};
+    o.on_iter = nb_iter;
+    o.ctx = &bar;
+    xp_proposal_efficiency r = {0};
+    if (!rc) {
+        job_note(e->cb,
+                 "proposal-efficiency: %zu targets, %zu controls, %zu iterations with "
+                 "gradient-ranked proposals, then with %s ones",
+                 nt, nc, o.iterations, xp_proposal_name(baseline));
+        job_stage_start(&e->stage, bar.total);
+        rc = xp_exp_proposal_efficiency(e->m, t, nt, c, nc, &o, baseline,
+                                        j->has_target_fitness ? &j->target_fitness : NULL, held, ht,
+                                        &r, err);
+    }
+    if (!rc)
+        proposal_efficiency_write(j, &o, nt, nc, &r);
+    xp_proposal_efficiency_free(&r);
+    free(t), free(c);
+    if (xt)
+        xp_probe_tokens_free(xt, extra->n);
+    if (ht)
+        xp_probe_tokens_free(ht, held->n);
+    xp_probe_set_free(extra);
+    xp_probe_set_free(held);
+    return rc;
+}
+
 int xp_experiment_job_run(const xp_experiment_job *job, const xp_job_callbacks *cb, xp_err *err)
 {
     int x = job->experiment;
@@ -444,7 +608,7 @@ int xp_experiment_job_run(const xp_experiment_job *job, const xp_job_callbacks *
     e.n = s ? s->n : 0;
     if (!rc) {
         static int (*const run[XP_N_EXPERIMENTS])(exp_run *, xp_err *) = {
-            random_flips, layer_map, scale_vs_random, stacking, null_baseline};
+            random_flips, layer_map, scale_vs_random, stacking, null_baseline, proposal_efficiency};
         rc = run[x](&e, err);
     }
     if (pt)

@@ -5,7 +5,8 @@
  * when not measured), "validation_now" (the kept flips'), "validation_rejected" and, under
  * early-stop, "validation_best_flips"; with flip detail, per kept flip "moved" (probes
  * whose gap changed), "largest" (the largest moves) and "crossed" (every probe whose gap
- * crossed zero: role, probe index and name, "up" to right or "down" to wrong). The file is created
+ * crossed zero: role, probe index and name, "up" to right or "down" to wrong); gradient
+ * proposals add "estimate" and the measured "change" (null when screened out). The file is created
  * at the first line, so a run refused before it starts leaves none, and each line goes in one write
  * that is cut off again should the disk take only part of it: every line in the file is whole. */
 #include <cjson/cJSON.h>
@@ -91,6 +92,13 @@ static cJSON *iter_json(const xp_search_iter *it)
     cJSON_AddNumberToObject(o, "probes", (double)it->probes_run);
     cJSON_AddNumberToObject(o, "seconds", it->seconds);
     cJSON_AddNumberToObject(o, "flips", (double)it->n_flips);
+    if (isfinite(it->estimate)) {
+        cJSON_AddNumberToObject(o, "estimate", it->estimate);
+        if (isnan(it->change))
+            cJSON_AddNullToObject(o, "change");
+        else
+            cJSON_AddNumberToObject(o, "change", it->change);
+    }
     return o;
 }
 
@@ -224,6 +232,8 @@ void search_log_reread(search_log *l, size_t upto)
             r.screened = cJSON_IsTrue(cJSON_GetObjectItem(o, "screened"));
             r.seconds = number(o, "seconds", 0);
             r.n_flips = (size_t)number(o, "flips", 0);
+            r.estimate = number(o, "estimate", NAN);
+            r.change = number(o, "change", NAN);
             r.cand.layer = (uint32_t)number(o, "layer", 0);
             const cJSON *v = cJSON_GetObjectItem(o, "proj");
             int proj = cJSON_IsString(v) ? xp_proj_from_name(v->valuestring) : -1;

@@ -59,6 +59,26 @@ static void settings_line(FILE *out, const xp_search_opts *o, const xp_search_re
     (void)res;
 }
 
+/* Gradient proposals: how the estimates ranked the candidates measured in full. */
+static void estimates_line(FILE *out, const search_report *r)
+{
+    double *e = malloc((r->n_iters + 1) * sizeof *e), *c = malloc((r->n_iters + 1) * sizeof *c);
+    size_t n = 0;
+    for (size_t i = 0; e && c && i < r->n_iters; i++)
+        if (isfinite(r->iters[i].estimate) && isfinite(r->iters[i].change)) {
+            e[n] = r->iters[i].estimate;
+            c[n++] = r->iters[i].change;
+        }
+    double rho = e && c ? xp_spearman(e, c, n) : NAN;
+    free(e), free(c);
+    if (isnan(rho))
+        fprintf(out, "estimates   too few candidates measured in full for a rank correlation\n");
+    else
+        fprintf(out, "estimates   Spearman %.3f between the gradient's estimates and the measured "
+                     "changes (%zu candidates measured in full)\n",
+                rho, n);
+}
+
 static size_t count_positive(const double *g, size_t n)
 {
     size_t k = 0;
@@ -167,6 +187,8 @@ void search_report_print(FILE *out, const search_report *r)
         validation_lines(out, r);
     if (r->flip_detail || res->n_validation)
         sign_change_line(out, r);
+    if (o->proposal == XP_PROPOSE_GRADIENT)
+        estimates_line(out, r);
     flip_map fm;
     map_flips(res->patch, &fm);
     if (fm.n_layers) {

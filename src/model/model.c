@@ -83,6 +83,10 @@ void xp_weight_row(const xp_weight *w, int64_t r, float *out)
     }
 }
 
+const xp_weight *xp_model_embedding(const xp_model *m) { return &m->tok_embd; }
+const xp_weight *xp_model_lm_head(const xp_model *m) { return &m->output; }
+const float *xp_model_output_norm(const xp_model *m) { return m->output_norm; }
+
 xp_weight *xp_proj_weight(xp_layer *L, int proj)
 {
     xp_weight *w[XP_N_PROJ] = {&L->gate, &L->up, &L->down, &L->wq, &L->wk, &L->wv, &L->wo};

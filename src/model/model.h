@@ -18,6 +18,4 @@ struct xp_model {
     xp_patch_log applied; /* patches flipped into the map, in order */
 };
 
-/* Row r of any supported weight type as fp32 (ne0 values). */
-void xp_weight_row(const xp_weight *w, int64_t r, float *out);
 #endif

@@ -11,9 +11,9 @@
 
 static const char *const fitness_names[] = {"mean", "min", "borderline", "focused"};
 static const char *const granularity_names[] = {"row", "block", "scale-bit"};
-static const char *const proposal_names[] = {"scale", "uniform"};
 static const char *const validation_rule_names[] = {"keep", "early-stop"};
 static const char *const role_names[] = {"target", "control", "validation"};
+static const char *const proposal_names[] = {"scale", "uniform", "gradient"};
 
 static int find(const char *const *names, int n, const char *name)
 {

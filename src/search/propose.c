@@ -1,7 +1,9 @@
 /* Candidate flips for the search: a (layer, projection) tensor and a row or block in it,
  * drawn with probability proportional to its mean |scale| (a flip of a high-scale row
  * moves the model more) or uniformly, never the same candidate twice. The weights are
- * read once from the base model, so the proposals are a function of the seed alone. */
+ * read once from the base model, so the proposals are a function of the seed alone.
+ * Gradient proposals instead walk the ranking gradient.c leaves here, best estimate first,
+ * skipping what was tried. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,10 @@ int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,
     p->scale_ratio = o->granularity == XP_GRAN_SCALE_BIT ? o->scale_ratio : 0;
     p->bit_min = o->scale_bit_min;
     p->bit_max = o->scale_bit_max;
+    p->rerank_every = o->rerank_every ? o->rerank_every : 1;
+    p->stale = true;
+    p->ranked_focal = -1;
+    p->estimate = NAN;
     xp_rng_seed(&p->rng, o->seed);
     unsigned projs = xp_search_projs(o);
     p->units = calloc(n_layers * XP_N_PROJ + 1, sizeof *p->units);
@@ -42,7 +48,7 @@ int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,
             xp_unit *u = &p->units[p->n_units++];
             int64_t per_row = w->ne0 / XP_Q1_0_WEIGHTS;
             *u = (xp_unit){layers[li], proj, w, by_rows(p) ? w->ne1 : w->ne1 * per_row, NULL, 0};
-            if (p->proposal == XP_PROPOSE_UNIFORM) {
+            if (p->proposal != XP_PROPOSE_SCALE) {
                 u->total = (double)u->n_items;
             } else {
                 if (!(u->cum = malloc((size_t)u->n_items * sizeof *u->cum)))
@@ -69,6 +75,7 @@ void xp_proposer_free(xp_proposer *p)
         free(p->units[i].cum);
     free(p->units);
     free(p->tried);
+    free(p->ranked);
     memset(p, 0, sizeof *p);
 }
 
@@ -153,8 +160,25 @@ static void draw(xp_proposer *p, xp_candidate *c)
                                                          (uint64_t)(p->bit_max - p->bit_min + 1)));
 }
 
+void xp_proposer_accepted(xp_proposer *p)
+{
+    if (++p->accepts >= p->rerank_every)
+        p->stale = true;
+}
+
 bool xp_proposer_next(xp_proposer *p, xp_candidate *c)
 {
+    if (p->proposal == XP_PROPOSE_GRADIENT) {
+        while (p->next_rank < p->n_ranked) {
+            const xp_ranked *r = &p->ranked[p->next_rank++];
+            if (tried_insert(p, key_of(&r->c))) {
+                *c = r->c;
+                p->estimate = r->estimate;
+                return true;
+            }
+        }
+        return false;
+    }
     for (int i = 0; i < MAX_DRAWS; i++) {
         draw(p, c);
         if (tried_insert(p, key_of(c)))

@@ -29,6 +29,7 @@ void xp_search_opts_default(xp_search_opts *o)
                           .scale_bit_min = 4,
                           .scale_bit_max = 9,
                           .proposal = XP_PROPOSE_SCALE,
+                          .rerank_every = 1,
                           .iterations = 300,
                           .screen = 2,
                           .stop_window = 200,
@@ -67,6 +68,10 @@ static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
         return xp_err_set(err, XP_EINVAL, "unknown fitness %d", o->fitness);
     if (o->granularity < 0 || o->granularity > XP_GRAN_SCALE_BIT)
         return xp_err_set(err, XP_EINVAL, "unknown granularity %d", o->granularity);
+    if (o->proposal < 0 || o->proposal > XP_PROPOSE_GRADIENT)
+        return xp_err_set(err, XP_EINVAL, "unknown proposal %d", o->proposal);
+    if (o->proposal == XP_PROPOSE_GRADIENT && o->rerank_every == 0)
+        return xp_err_set(err, XP_EINVAL, "gradient proposals rank again every N >= 1 accepts");
     if (!(o->lambda >= 0) || !(o->epsilon >= 0) || !(o->min_gain >= 0))
         return xp_err_set(err, XP_EINVAL, "lambda, epsilon and min-gain must be >= 0");
     if (o->validation_rule < 0 || o->validation_rule > XP_VALIDATION_EARLY_STOP)
@@ -114,6 +119,10 @@ int xp_search_propose(xp_model *m, const xp_search_opts *o, size_t n, xp_candida
     size_t n_layers = xp_search_layers(m, o, layers);
     xp_proposer p;
     *n_out = 0;
+    if (o->proposal == XP_PROPOSE_GRADIENT)
+        return xp_err_set(err, XP_EINVAL,
+                          "gradient proposals are ranked on a search's probes; "
+                          "drawn alone they have no order");
     int rc = xp_proposer_init(&p, m, o, layers, n_layers, err);
     while (!rc && *n_out < n && xp_proposer_next(&p, &out[*n_out]))
         (*n_out)++;
@@ -146,6 +155,8 @@ static cJSON *settings_json(const xp_search_opts *o, const uint32_t *layers, siz
         if (projs & (1u << p))
             cJSON_AddItemToArray(ps, cJSON_CreateString(xp_proj_name(p)));
     cJSON_AddStringToObject(s, "proposal", xp_proposal_name(o->proposal));
+    if (o->proposal == XP_PROPOSE_GRADIENT)
+        cJSON_AddNumberToObject(s, "rerank_every", (double)o->rerank_every);
     cJSON_AddNumberToObject(s, "screen", (double)o->screen);
     cJSON_AddNumberToObject(s, "min_gain", o->min_gain);
     cJSON_AddNumberToObject(s, "seed", (double)o->seed);
@@ -215,6 +226,7 @@ typedef struct run {
     size_t val_best_flips;    /* and the kept flips there */
     size_t val_rejected;
     xp_flip_effect effect;
+    xp_gradient *grad; /* gradient proposals */
     double *base, *cur, *g, *sg;
     size_t *sel;
     bool *solved;
@@ -266,6 +278,7 @@ static void run_free(run *r)
 {
     xp_gauge_free(&r->gauge);
     xp_proposer_free(&r->prop);
+    xp_gradient_free(r->grad);
     free(r->base), free(r->cur), free(r->g), free(r->sg), free(r->sel), free(r->solved);
     free(r->kept), free(r->window), free(r->effect.crossings);
     for (size_t i = 0; i < r->nc && r->ctl_text; i++)
@@ -512,7 +525,11 @@ static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
     }
     if (ours) {
         r->iter = (size_t)it->valuedouble;
-        for (size_t i = 0; i < r->iter; i++) {
+        /* gradient proposals depend on the accepts, not the seed: the kept flips are not
+         * proposed again, and the ranking starts afresh at the resumed weights */
+        for (size_t i = 0; r->grad && i < r->n_kept; i++)
+            xp_proposer_mark(&r->prop, &r->kept[i]);
+        for (size_t i = 0; !r->grad && i < r->iter; i++) {
             xp_candidate c;
             if (!xp_proposer_next(&r->prop, &c))
                 break;
@@ -610,6 +627,9 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
         return XP_OK;
     }
     xp_candidate c;
+    int rc = r->grad ? xp_gradient_refresh(r->grad, &r->prop, &r->fit, r->cur, focal, err) : 0;
+    if (rc)
+        return rc;
     if (!xp_proposer_next(&r->prop, &c)) {
         out->exhausted = *stop = true;
         return XP_OK;
@@ -619,10 +639,11 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
                          .cand = c,
                          .fitness = NAN,
                          .validation = NAN,
-                         .validation_now = r->nv ? r->val_now : NAN};
+                         .validation_now = r->nv ? r->val_now : NAN,
+                         .estimate = r->prop.estimate,
+                         .change = NAN};
     xp_candidate_flip(r->m, &c);
     xp_tree_change change = xp_candidate_change(r->m, &c);
-    int rc = XP_OK;
     size_t k = focal >= 0 ? 1 : worst_targets(r, o->screen < r->nt ? o->screen : r->nt, r->sel);
     if (focal >= 0)
         r->sel[0] = (size_t)focal;
@@ -641,9 +662,11 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
         it.probes_run += r->n;
         if (focal >= 0) {
             it.fitness = r->g[focal];
+            it.change = r->g[focal] - r->cur[focal];
             it.accepted = xp_focused_accept(&r->fit, r->cur, r->g, (size_t)focal);
         } else {
             it.fitness = xp_fitness_value(&r->fit, r->g);
+            it.change = it.fitness - xp_fitness_value(&r->fit, r->cur);
             it.accepted = it.fitness > r->best + o->min_gain;
         }
         if (r->nv) {
@@ -674,6 +697,7 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
         it.effect = &r->effect;
         it.moved = r->effect.moved;
         memcpy(it.crossed, r->effect.crossed, sizeof it.crossed);
+        xp_proposer_accepted(&r->prop);
         memcpy(r->cur, r->g, r->n * sizeof *r->cur);
         if (r->nv) {
             r->val_now = it.validation_now = it.validation;
@@ -749,7 +773,10 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
     if (!(rc = xp_proposer_init(&r.prop, m, o, layers, n_layers, err)) &&
         !(rc = xp_gauge_init(&r.gauge, m, pt, r.n, o->metric, o->naive, layers, n_layers,
                              (xp_search_projs(o) & mlp) != 0, err)) &&
-        !(rc = xp_gauge_run(&r.gauge, NULL, 0, NULL, r.base, err))) {
+        !(rc = xp_gauge_run(&r.gauge, NULL, 0, NULL, r.base, err)) &&
+        !(rc = o->proposal == XP_PROPOSE_GRADIENT
+                   ? xp_gradient_new(&r.grad, m, pt, r.nt, r.nc, o->metric, &r.prop, err)
+                   : XP_OK)) {
         xp_gauge_commit(&r.gauge);
         memcpy(r.cur, r.base, r.n * sizeof *r.cur);
         out->probes_run += r.n;
@@ -783,6 +810,7 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
             }
         }
     }
+    out->start = r.best;
     /* a run that had already stopped by the window rule stays stopped */
     bool stop = !rc && auto_stop(&r);
     out->auto_stopped = stop;

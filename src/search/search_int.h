@@ -18,6 +18,14 @@ typedef struct xp_unit {
     double *cum, total;
 } xp_unit;
 
+/* A candidate with its first-order estimate of the objective's change (gradient.c), and
+ * its place in the enumeration (ties keep that order). */
+typedef struct xp_ranked {
+    xp_candidate c;
+    double estimate;
+    size_t order;
+} xp_ranked;
+
 typedef struct xp_proposer {
     xp_unit *units;
     size_t n_units;
@@ -28,6 +36,13 @@ typedef struct xp_proposer {
     xp_rng rng;
     uint64_t *tried;       /* open-addressing set of candidate keys (0 = empty) */
     size_t tried_cap, n_tried;
+    /* gradient proposals: every candidate, best estimate first, walked from next_rank */
+    xp_ranked *ranked;
+    size_t n_ranked, next_rank;
+    size_t rerank_every, accepts; /* accepts since the ranking */
+    bool stale;            /* rank (again) before the next proposal */
+    long ranked_focal;     /* focused: the target the ranking is for */
+    double estimate;       /* the last proposal's estimate (NAN unless gradient) */
 } xp_proposer;
 
 /* Weights come from the model as it is now (the base) and stay fixed, so the sequence
@@ -39,6 +54,8 @@ void xp_proposer_free(xp_proposer *p);
 bool xp_proposer_next(xp_proposer *p, xp_candidate *c);
 /* Marks a candidate as tried (for a resumed patch's flips). */
 void xp_proposer_mark(xp_proposer *p, const xp_candidate *c);
+/* Counts an accepted flip: gradient proposals rank again after rerank_every of them. */
+void xp_proposer_accepted(xp_proposer *p);
 /* The candidate as a flip of its tensor (kind, index, bit). */
 xp_flip xp_candidate_as_flip(const xp_candidate *c);
 
@@ -64,6 +81,41 @@ double xp_fitness_value(const xp_fitness_ctx *f, const double *g);
 long xp_focused_target(const xp_fitness_ctx *f, const double *cur);
 /* focused: whether g is accepted over cur with focal target p. */
 bool xp_focused_accept(const xp_fitness_ctx *f, const double *cur, const double *g, size_t p);
+
+/* ---- gradient-ranked proposals (gradient.c) ---- */
+
+/* The search objective's gradient over the searched tensors: one forward and one
+ * backward pass of the trainer over the model's current weights give, per block, the sum
+ * S of sign times d objective / d weight, from which every candidate's first-order change
+ * of the objective follows (a row flip: -2 d S summed over the row's blocks; a block
+ * flip: -2 d S; a scale bit: (d' - d) S, d the block's fp16 scale). The targets' part of
+ * the fitness is linearised: sum over targets of w_t gap_t, w_t = d fitness / d gap_t at
+ * the current gaps (xp_gradient_weights). The control penalty of mean and min, a sum of
+ * hinges max(0, b - g) that is flat at the base, is not: each control gets a backward
+ * pass of its own, and the estimate puts each control's linear change through its hinge
+ * (xp_gradient_estimate). pt: nt targets, then nc controls. */
+typedef struct xp_gradient xp_gradient;
+int xp_gradient_new(xp_gradient **out, xp_model *m, const xp_probe_tokens **pt, size_t nt,
+                    size_t nc, xp_metric metric, const xp_proposer *p, xp_err *err);
+void xp_gradient_free(xp_gradient *g);
+/* d fitness / d gap of every target at gaps cur; focal: focused's target. mean: 1/nt;
+ * min: 1 for the target of the least gain (ties: the first); borderline: the squashing's
+ * slope (its fix and break counts are steps: 0); focused: 1 for the focal target alone
+ * (its other rules are constraints, left to the exact measurement). */
+void xp_gradient_weights(const xp_fitness_ctx *f, const double *cur, long focal, double *w);
+/* Whether the estimates model the control penalty (mean and min with λ > 0 and
+ * controls): borderline's control term is a count of crossings, focused's a constraint. */
+bool xp_gradient_models_penalty(const xp_fitness_ctx *f);
+/* The gradient at the model's current weights for the fitness at gaps cur (*value: the
+ * targets' linearised objective as the pass measured it); then any candidate of the
+ * proposer's units has its estimate, the first-order change of the fitness. */
+int xp_gradient_pass(xp_gradient *g, const xp_fitness_ctx *f, const double *cur, long focal,
+                     double *value, xp_err *err);
+double xp_gradient_estimate(const xp_gradient *g, const xp_candidate *c);
+/* Ranks the proposer again when it is stale or its focal target changed: a pass, then
+ * every candidate of its units, best estimate first. */
+int xp_gradient_refresh(xp_gradient *g, xp_proposer *p, const xp_fitness_ctx *f,
+                        const double *cur, long focal, xp_err *err);
 
 /* ---- gaps ---- */
 

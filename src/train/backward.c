@@ -86,6 +86,22 @@ static void head_bwd(float *dhead, const float *pre, const float *w, float *dw,
     rmsnorm_bwd(dhead, dw, pre, w, tmp, hd, eps);
 }
 
+/* dW += dY^T X of a projection: into the trainer's gradient, or, over a model's weights,
+ * where xpt_source wants it (or nowhere). */
+static void weight_grad(xp_trainer *t, uint32_t l, int proj, const float *dy, const float *x,
+                        size_t T)
+{
+    if (t->src) {
+        xpt_source_weight_grad(t, l, proj, dy, x, T);
+        return;
+    }
+    const xpt_layer_off *o = &t->L[l];
+    size_t off[XP_N_PROJ] = {o->gate, o->up, o->down, o->wq, o->wk, o->wv, o->wo};
+    int64_t k, n;
+    xp_proj_shape(&t->s, proj, &k, &n);
+    xpt_mm_bwd_w(t->grad + off[proj], dy, x, T, (size_t)k, (size_t)n);
+}
+
 static void layer_bwd(xp_trainer *t, const xpt_batch *b, uint32_t l)
 {
     const xp_shape *s = &t->s;
@@ -103,26 +119,26 @@ static void layer_bwd(xp_trainer *t, const xpt_batch *b, uint32_t l)
     /* MLP: a->dx is the gradient at the layer's output, which is also dxm's share */
     memcpy(a->dxm, a->dx, T * d * sizeof(float));
     memset(a->dh, 0, T * ff * sizeof(float));
-    xpt_mm_bwd_x(a->dh, a->dx, t->w + o->down, T, ff, d);
-    xpt_mm_bwd_w(G + o->down, a->dx, h, T, ff, d);
+    xpt_mm_bwd_x(a->dh, a->dx, xpt_matrix(t, l, XP_PROJ_DOWN, false), T, ff, d);
+    weight_grad(t, l, XP_PROJ_DOWN, a->dx, h, T);
     for (size_t i = 0; i < T * ff; i++) {
         float sg = 1.0f / (1.0f + expf(-g[i])), silu = g[i] * sg;
         a->du[i] = a->dh[i] * silu;
         a->dg[i] = a->dh[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
     }
     memset(a->dxn, 0, T * d * sizeof(float));
-    xpt_mm_bwd_x(a->dxn, a->dg, t->w + o->gate, T, d, ff);
-    xpt_mm_bwd_x(a->dxn, a->du, t->w + o->up, T, d, ff);
-    xpt_mm_bwd_w(G + o->gate, a->dg, xn2, T, d, ff);
-    xpt_mm_bwd_w(G + o->up, a->du, xn2, T, d, ff);
+    xpt_mm_bwd_x(a->dxn, a->dg, xpt_matrix(t, l, XP_PROJ_GATE, false), T, d, ff);
+    xpt_mm_bwd_x(a->dxn, a->du, xpt_matrix(t, l, XP_PROJ_UP, false), T, d, ff);
+    weight_grad(t, l, XP_PROJ_GATE, a->dg, xn2, T);
+    weight_grad(t, l, XP_PROJ_UP, a->du, xn2, T);
     for (size_t i = 0; i < T; i++)
         rmsnorm_bwd(a->dxm + i * d, G + o->ffn_norm, xm + i * d, t->w + o->ffn_norm,
                     a->dxn + i * d, d, eps);
 
     /* attention output projection, then attention itself, per sequence */
     memset(a->da, 0, T * qd * sizeof(float));
-    xpt_mm_bwd_x(a->da, a->dxm, t->w + o->wo, T, qd, d);
-    xpt_mm_bwd_w(G + o->wo, a->dxm, at, T, qd, d);
+    xpt_mm_bwd_x(a->da, a->dxm, xpt_matrix(t, l, XP_PROJ_O, false), T, qd, d);
+    weight_grad(t, l, XP_PROJ_O, a->dxm, at, T);
     memset(a->dq, 0, T * qd * sizeof(float));
     memset(a->dk, 0, T * kvd * sizeof(float));
     memset(a->dv, 0, T * kvd * sizeof(float));
@@ -141,12 +157,12 @@ static void layer_bwd(xp_trainer *t, const xpt_batch *b, uint32_t l)
                          G + o->k_norm, cs, sn, hd, eps);
         }
     memset(a->dxn, 0, T * d * sizeof(float));
-    xpt_mm_bwd_x(a->dxn, a->dq, t->w + o->wq, T, d, qd);
-    xpt_mm_bwd_x(a->dxn, a->dk, t->w + o->wk, T, d, kvd);
-    xpt_mm_bwd_x(a->dxn, a->dv, t->w + o->wv, T, d, kvd);
-    xpt_mm_bwd_w(G + o->wq, a->dq, xn1, T, d, qd);
-    xpt_mm_bwd_w(G + o->wk, a->dk, xn1, T, d, kvd);
-    xpt_mm_bwd_w(G + o->wv, a->dv, xn1, T, d, kvd);
+    xpt_mm_bwd_x(a->dxn, a->dq, xpt_matrix(t, l, XP_PROJ_Q, false), T, d, qd);
+    xpt_mm_bwd_x(a->dxn, a->dk, xpt_matrix(t, l, XP_PROJ_K, false), T, d, kvd);
+    xpt_mm_bwd_x(a->dxn, a->dv, xpt_matrix(t, l, XP_PROJ_V, false), T, d, kvd);
+    weight_grad(t, l, XP_PROJ_Q, a->dq, xn1, T);
+    weight_grad(t, l, XP_PROJ_K, a->dk, xn1, T);
+    weight_grad(t, l, XP_PROJ_V, a->dv, xn1, T);
     /* the gradient at the layer's input: the residual plus the attention norm's share */
     memcpy(a->dx, a->dxm, T * d * sizeof(float));
     for (size_t i = 0; i < T; i++)
@@ -154,24 +170,31 @@ static void layer_bwd(xp_trainer *t, const xpt_batch *b, uint32_t l)
                     a->dxn + i * d, d, eps);
 }
 
-static void backward(xp_trainer *t, const xpt_batch *b)
+void xpt_backward_layers(xp_trainer *t, const xpt_batch *b, uint32_t lowest)
 {
     const xp_shape *s = &t->s;
     xpt_acts *a = &t->a;
-    size_t d = s->n_embd, T = b->T, U = t->n_used;
+    size_t d = s->n_embd, T = b->T;
+    const float *xl = a->x + s->n_layer * T * d;
+    memset(a->dx, 0, T * d * sizeof(float));
+    for (size_t i = 0; i < T; i++)
+        rmsnorm_bwd(a->dx + i * d, t->grad + t->out_norm, xl + i * d, t->w + t->out_norm,
+                    a->dxn + i * d, d, s->rms_eps);
+    for (uint32_t l = s->n_layer; l-- > lowest;)
+        layer_bwd(t, b, l);
+}
+
+static void backward(xp_trainer *t, const xpt_batch *b)
+{
+    xpt_acts *a = &t->a;
+    size_t d = t->s.n_embd, T = b->T, U = t->n_used;
     float *G = t->grad;
     memset(G, 0, t->n_par * sizeof *G);
     /* tied LM head: the embedding rows get the head's gradient here, the lookup's below */
     memset(a->dxn, 0, T * d * sizeof(float));
     xpt_mm_bwd_x(a->dxn, a->dlogits, t->w + t->emb, T, d, U);
     xpt_mm_bwd_w(G + t->emb, a->dlogits, a->xf, T, d, U);
-    const float *xl = a->x + s->n_layer * T * d;
-    memset(a->dx, 0, T * d * sizeof(float));
-    for (size_t i = 0; i < T; i++)
-        rmsnorm_bwd(a->dx + i * d, G + t->out_norm, xl + i * d, t->w + t->out_norm,
-                    a->dxn + i * d, d, s->rms_eps);
-    for (uint32_t l = s->n_layer; l-- > 0;)
-        layer_bwd(t, b, l);
+    xpt_backward_layers(t, b, 0);
     for (size_t sq = 0; sq < b->n; sq++)
         for (size_t pos = 0; pos < b->len[sq]; pos++) {
             float *row = G + t->emb + (size_t)t->local[b->ids[sq][pos]] * d;

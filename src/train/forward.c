@@ -95,7 +95,8 @@ int xpt_batch_init(xp_trainer *t, xpt_batch *b, const int32_t *const *ids, const
         if (len[i] == 0)
             return xp_err_set(err, XP_EINVAL, "train: sequence %zu of the batch is empty", i);
         for (size_t j = 0; j < len[i]; j++)
-            if (ids[i][j] < 0 || (uint64_t)ids[i][j] >= t->s.n_vocab || t->local[ids[i][j]] < 0)
+            if (ids[i][j] < 0 || (uint64_t)ids[i][j] >= t->s.n_vocab ||
+                (t->local && t->local[ids[i][j]] < 0))
                 return xp_err_set(err, XP_EINVAL, "train: token %d of sequence %zu has no "
                                   "trained embedding row", ids[i][j], i);
         b->start[i] = b->T;
@@ -140,9 +141,9 @@ static void layer_fwd(xp_trainer *t, const xpt_batch *b, uint32_t l)
 
     for (size_t i = 0; i < T; i++)
         xp_rmsnorm(xn1 + i * d, x + i * d, t->w + o->attn_norm, d, eps);
-    xpt_mm_fwd(qp, xn1, t->wt + o->wq, T, d, qd);
-    xpt_mm_fwd(kp, xn1, t->wt + o->wk, T, d, kvd);
-    xpt_mm_fwd(v, xn1, t->wt + o->wv, T, d, kvd);
+    xpt_mm_fwd(qp, xn1, xpt_matrix(t, l, XP_PROJ_Q, true), T, d, qd);
+    xpt_mm_fwd(kp, xn1, xpt_matrix(t, l, XP_PROJ_K, true), T, d, kvd);
+    xpt_mm_fwd(v, xn1, xpt_matrix(t, l, XP_PROJ_V, true), T, d, kvd);
 #pragma omp parallel for schedule(static)
     for (size_t sq = 0; sq < b->n; sq++) {
         float scores[b->len[sq] + 1];
@@ -174,33 +175,49 @@ static void layer_fwd(xp_trainer *t, const xpt_batch *b, uint32_t l)
             }
         }
     }
-    xpt_mm_fwd(xm, at, t->wt + o->wo, T, qd, d);
+    xpt_mm_fwd(xm, at, xpt_matrix(t, l, XP_PROJ_O, true), T, qd, d);
     for (size_t i = 0; i < T * d; i++)
         xm[i] += x[i];
     for (size_t i = 0; i < T; i++)
         xp_rmsnorm(xn2 + i * d, xm + i * d, t->w + o->ffn_norm, d, eps);
-    xpt_mm_fwd(g, xn2, t->wt + o->gate, T, d, ff);
-    xpt_mm_fwd(u, xn2, t->wt + o->up, T, d, ff);
+    xpt_mm_fwd(g, xn2, xpt_matrix(t, l, XP_PROJ_GATE, true), T, d, ff);
+    xpt_mm_fwd(u, xn2, xpt_matrix(t, l, XP_PROJ_UP, true), T, d, ff);
     xp_swiglu(h, g, u, T * ff);
-    xpt_mm_fwd(xo, h, t->wt + o->down, T, ff, d);
+    xpt_mm_fwd(xo, h, xpt_matrix(t, l, XP_PROJ_DOWN, true), T, ff, d);
     for (size_t i = 0; i < T * d; i++)
         xo[i] += xm[i];
 }
 
-/* Embedding, layers, final norm and the LM head over the trained rows. */
-void xpt_forward(xp_trainer *t, const xpt_batch *b)
+/* The matrices as the trainer's step made them (quantise.c), or as a model holds them. */
+const float *xpt_matrix(xp_trainer *t, uint32_t l, int proj, bool transposed)
+{
+    if (t->src)
+        return xpt_source_matrix(t, l, proj, transposed);
+    const xpt_layer_off *o = &t->L[l];
+    size_t off[XP_N_PROJ] = {o->gate, o->up, o->down, o->wq, o->wk, o->wv, o->wo};
+    return (transposed ? t->wt : t->w) + off[proj];
+}
+
+void xpt_forward_layers(xp_trainer *t, const xpt_batch *b)
 {
     const xp_shape *s = &t->s;
     size_t d = s->n_embd, T = b->T;
-    for (size_t sq = 0; sq < b->n; sq++)
-        for (size_t pos = 0; pos < b->len[sq]; pos++)
-            memcpy(t->a.x + (b->start[sq] + pos) * d,
-                   t->w + t->emb + (size_t)t->local[b->ids[sq][pos]] * d, d * sizeof(float));
     for (uint32_t l = 0; l < s->n_layer; l++)
         layer_fwd(t, b, l);
     const float *xl = t->a.x + s->n_layer * T * d;
     for (size_t i = 0; i < T; i++)
         xp_rmsnorm(t->a.xf + i * d, xl + i * d, t->w + t->out_norm, d, s->rms_eps);
+}
+
+/* Embedding, layers, final norm and the LM head over the trained rows. */
+void xpt_forward(xp_trainer *t, const xpt_batch *b)
+{
+    size_t d = t->s.n_embd, T = b->T;
+    for (size_t sq = 0; sq < b->n; sq++)
+        for (size_t pos = 0; pos < b->len[sq]; pos++)
+            memcpy(t->a.x + (b->start[sq] + pos) * d,
+                   t->w + t->emb + (size_t)t->local[b->ids[sq][pos]] * d, d * sizeof(float));
+    xpt_forward_layers(t, b);
     xpt_mm_fwd(t->a.logits, t->a.xf, t->wt + t->emb, T, d, t->n_used);
 }
 

@@ -70,6 +70,7 @@ struct xp_trainer {
     size_t rope_max;
     float *rope_cos, *rope_sin;
     xpt_acts a;
+    struct xpt_source *src; /* over a model's weights (model_grad.c); NULL: the trainer's */
 };
 
 /* The sequences of one forward (and backward) pass, packed one after another. */
@@ -101,6 +102,18 @@ void xpt_mm_fwd(float *y, const float *x, const float *wt, size_t T, size_t k, s
 void xpt_mm_bwd_x(float *dx, const float *dy, const float *w, size_t T, size_t k, size_t n);
 void xpt_mm_bwd_w(float *dw, const float *dy, const float *x, size_t T, size_t k, size_t n);
 
+/* Where a pass reads matrix `proj` of layer l: transposed ([k][n]) for the forward
+ * product, as rows ([n][k]) for the backward one. The trainer's are this step's forward
+ * weights; over a model (t->src), the model's weights as they are now, dequantised. */
+const float *xpt_matrix(xp_trainer *t, uint32_t l, int proj, bool transposed);
+
+/* Over a model's weights (model_grad.c): its matrices, what becomes of each weight
+ * gradient (the per-block sums the caller asked for, or nothing), and its memory. */
+const float *xpt_source_matrix(xp_trainer *t, uint32_t l, int proj, bool transposed);
+void xpt_source_weight_grad(xp_trainer *t, uint32_t l, int proj, const float *dy,
+                            const float *x, size_t T);
+void xpt_source_free(struct xpt_source *src);
+
 /* Batches and the forward pass (forward.c): a batch of n sequences (from: the first token
  * each predicts, NULL: from 1) with room for its activations; the forward pass; and the
  * mean cross-entropy of the predicted tokens, its gradient at the logits left in
@@ -110,9 +123,15 @@ int xpt_batch_init(xp_trainer *t, xpt_batch *b, const int32_t *const *ids, const
 void xpt_batch_free(xpt_batch *b);
 void xpt_acts_free(xpt_acts *a);
 void xpt_forward(xp_trainer *t, const xpt_batch *b);
+/* The part of the forward pass after the embedding (in a.x's first rows): every layer and
+ * the final norm, into a.xf. */
+void xpt_forward_layers(xp_trainer *t, const xpt_batch *b);
 double xpt_softmax_loss(xp_trainer *t, const xpt_batch *b, size_t *n_pred);
 
 /* The loss of a batch and every parameter's gradient (backward.c): this step's weights,
  * the forward pass, the loss, and the backward pass into t->grad. Returns the loss. */
 double xpt_batch_grad(xp_trainer *t, const xpt_batch *b, size_t *n_pred);
+/* The backward pass from the gradient at the final norm's output (in a.dxn) down through
+ * layers n_layer-1 .. lowest, leaving the gradient at layer lowest's input in a.dx. */
+void xpt_backward_layers(xp_trainer *t, const xpt_batch *b, uint32_t lowest);
 #endif

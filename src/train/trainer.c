@@ -247,6 +247,7 @@ void xp_trainer_free(xp_trainer *t)
     free(t->tens);
     free(t->L);
     xpt_acts_free(&t->a);
+    xpt_source_free(t->src);
     free(t);
 }
 

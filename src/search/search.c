@@ -4,7 +4,9 @@
  * layers, so each measurement reruns from the flip's layer. The state a run needs to go
  * on (iterations done, the recent accepts for auto-stop, focused's solved targets)
  * travels in the patch's "search" JSON, and the proposals are replayed from the seed, so
- * a search resumed from its checkpoint ends with the patch an uninterrupted one makes. */
+ * a search resumed from its checkpoint ends with the patch an uninterrupted one makes
+ * (gradient proposals, which depend on the accepts, go on from the kept flips with a
+ * fresh ranking instead). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>

@@ -287,8 +287,13 @@ Test(gradient, proposal_efficiency_figures_add_up, .timeout = 900)
     if (r.run[0].reached_at && r.run[1].reached_at)
         cr_expect_float_eq(r.ratio_iterations,
                            (double)r.run[1].reached_at / (double)r.run[0].reached_at, 1e-12);
+    else if (r.run[0].reached_at)
+        cr_expect(r.lower_bound &&
+                  r.ratio_iterations == (double)r.run[1].n / (double)r.run[0].reached_at);
     else
         cr_expect(isnan(r.ratio_iterations));
+    if (r.target <= r.start)
+        cr_expect(!r.run[0].reached_at && !r.run[1].reached_at, "no target above the start");
     xp_proposal_efficiency_free(&r);
     fixture_close(&f);
 }

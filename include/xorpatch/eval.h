@@ -244,7 +244,8 @@ void xp_null_baseline_free(xp_null_baseline *r);
 /* proposal-efficiency: the same search (o) with gradient-ranked proposals and with
  * `baseline` proposals (scale or uniform), each run to o's iterations; how many exact
  * evaluations (iterations, and probe measurements) and seconds each needed to reach the
- * same fitness, `target` or, when NULL, the smaller of the two final ones; and, with a
+ * same fitness, `target` or, when NULL, the smaller of the two final ones (reached by
+ * neither when it is not above the start); and, with a
  * held-out set, each patch's held-out fixed / broke (by gap sign) with McNemar's p.
  * Fitness mean, min or borderline: focused's "best" is a focal gap, not one objective. */
 typedef struct xp_proposal_run {
@@ -266,7 +267,10 @@ typedef struct xp_proposal_efficiency {
     bool target_given;
     xp_proposal_run run[2];     /* [0] gradient, [1] the baseline proposal */
     double ratio_iterations, ratio_probes, ratio_seconds; /* baseline / gradient to reach
-                                                             (NAN unless both reached) */
+                                                             (NAN unless the gradient
+                                                             reached it) */
+    bool lower_bound;           /* only the gradient reached it: the ratios are of all the
+                                   baseline ran, so the true ones are larger */
 } xp_proposal_efficiency;
 int xp_exp_proposal_efficiency(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
                                const xp_probe_tokens *controls, size_t n_controls,

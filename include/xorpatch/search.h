@@ -189,8 +189,10 @@ void xp_search_result_free(xp_search_result *r);
 /* Runs the search on the model as it is (the base) and leaves it so. resume, when
  * given, is a patch to start from: a checkpoint this search wrote with the same base
  * (o->base_sha256), settings and probes continues exactly where it stopped (the final
- * patch equals an uninterrupted run's; out->resumed_at says where); any other patch is a
- * starting point (its flips kept, iteration count from 0). */
+ * patch equals an uninterrupted run's; out->resumed_at says where; gradient proposals
+ * continue from the kept flips with a fresh ranking, which an uninterrupted run need not
+ * have made); any other patch is a starting point (its flips kept, iteration count
+ * from 0). */
 int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
                   const xp_probe_tokens *controls, size_t n_controls, const xp_search_opts *o,
                   xp_patch *resume, xp_search_result *out, xp_err *err);

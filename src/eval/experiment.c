@@ -577,12 +577,13 @@ static int heldout_of(xp_model *m, const xp_probe_set *s, const xp_probe_tokens 
     return rc;
 }
 
-/* Where the run first reaches the target (above the start), its estimates' agreement. */
+/* Where the run first reaches the target (none when it is not above the start), its
+ * estimates' agreement. */
 static void judge_run(xp_proposal_run *r, double start, double target)
 {
     r->reached_at = 0;
-    for (size_t i = 0; i < r->n && !r->reached_at; i++)
-        if (r->best[i] >= target && r->best[i] > start)
+    for (size_t i = 0; i < r->n && !r->reached_at && target > start; i++)
+        if (r->best[i] >= target)
             r->reached_at = i + 1;
     double *e = malloc((r->n + 1) * sizeof *e), *c = malloc((r->n + 1) * sizeof *c);
     r->n_ranked = 0;
@@ -641,6 +642,14 @@ int xp_exp_proposal_efficiency(xp_model *m, const xp_probe_tokens *targets, size
         judge_run(&out->run[k], out->start, out->target);
     const xp_proposal_run *g = &out->run[0], *r = &out->run[1];
     bool both = g->reached_at && r->reached_at;
+    /* only the gradient reached it: the baseline would have needed more than all it ran */
+    out->lower_bound = g->reached_at && !r->reached_at && r->n;
+    if (out->lower_bound) {
+        out->ratio_iterations = ratio_of((double)r->n, (double)g->reached_at);
+        out->ratio_probes = ratio_of((double)r->probes[r->n - 1], (double)g->probes[g->reached_at - 1]);
+        out->ratio_seconds = ratio_of(r->seconds[r->n - 1], g->seconds[g->reached_at - 1]);
+        return XP_OK;
+    }
     out->ratio_iterations = both ? ratio_of((double)r->reached_at, (double)g->reached_at) : NAN;
     out->ratio_probes =
         both ? ratio_of((double)r->probes[r->reached_at - 1], (double)g->probes[g->reached_at - 1])

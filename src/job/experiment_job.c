@@ -487,6 +487,7 @@ static void proposal_efficiency_write(const xp_experiment_job *j, const xp_searc
         number_json(oj, "ratio_iterations", r->ratio_iterations);
         number_json(oj, "ratio_probes", r->ratio_probes);
         number_json(oj, "ratio_seconds", r->ratio_seconds);
+        cJSON_AddBoolToObject(oj, "ratio_lower_bound", r->lower_bound);
         put_json(out, oj);
         return;
     }
@@ -525,14 +526,16 @@ static void proposal_efficiency_write(const xp_experiment_job *j, const xp_searc
         }
         fprintf(out, "\n");
     }
+    const char *gt = r->lower_bound ? "> " : "";
     if (isfinite(r->ratio_iterations))
         fprintf(out,
-                "\n%s / gradient to reach the target: %.1fx the iterations, %.1fx the probe "
-                "measurements, %.1fx the seconds\n",
-                xp_proposal_name(r->run[1].proposal), r->ratio_iterations, r->ratio_probes,
-                r->ratio_seconds);
+                "\n%s / gradient to reach the target: %s%.1fx the iterations, %s%.1fx the "
+                "probe measurements, %s%.1fx the seconds%s\n",
+                xp_proposal_name(r->run[1].proposal), gt, r->ratio_iterations, gt, r->ratio_probes,
+                gt, r->ratio_seconds,
+                r->lower_bound ? " (it never reached it: all it ran, over the gradient's)" : "");
     else
-        fprintf(out, "\nnot both searches reached the target above the start: no ratio\n");
+        fprintf(out, "\nthe gradient did not reach a target above the start: no ratio\n");
     fprintf(out, "(reached: the first iteration whose best fitness is at least the target; "
                  "rho: Spearman of the gradient's estimates and the measured changes, over "
                  "the iterations measured in full)\n");

@@ -4,7 +4,9 @@
  * layers, so each measurement reruns from the flip's layer. The state a run needs to go
  * on (iterations done, the recent accepts for auto-stop, focused's solved targets)
  * travels in the patch's "search" JSON, and the proposals are replayed from the seed, so
- * a search resumed from its checkpoint ends with the patch an uninterrupted one makes.
+ * a search resumed from its checkpoint ends with the patch an uninterrupted one makes
+ * (gradient proposals, which depend on the accepts, go on from the kept flips with a
+ * fresh ranking instead).
  * Validation probes, when given, are measured with the others at every full measurement
  * (never screened, never in the fitness): under the keep rule a flip that lowers their
  * objective is refused; under early-stop the final patch is the prefix of kept flips at

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "search/search_int.h"
+#include "search/search_run.h"
 
 void xp_search_opts_default(xp_search_opts *o)
 {
@@ -189,29 +189,6 @@ static void run_fingerprint(const char *base, const cJSON *settings, const xp_pr
 
 /* ---- the run ---- */
 
-typedef struct run {
-    xp_model *m;
-    const xp_search_opts *o;
-    size_t nt, nc, n;
-    xp_gauge gauge;
-    xp_proposer prop;
-    xp_fitness_ctx fit;
-    double *base, *cur, *g, *sg;
-    size_t *sel;
-    bool *solved;
-    xp_candidate *kept;
-    size_t n_kept, cap_kept;
-    char *window;                        /* '0'/'1' per iteration, the last stop_window */
-    size_t iter, accepted, screened_out; /* over the whole run, resumed parts included */
-    double best;
-    bool best_restored;
-    cJSON *settings;
-    char fingerprint[65];
-    const xp_probe_tokens *controls;
-    char **ctl_text, **ctl_now; /* control_generation: the base's greedy outputs, a
-                                   candidate's */
-} run;
-
 /* The controls' greedy outputs on the model as it is, into texts (freed first). */
 static int control_outputs(run *r, char **texts, xp_err *err)
 {
@@ -255,7 +232,7 @@ static void run_free(run *r)
     cJSON_Delete(r->settings);
 }
 
-static int keep(run *r, const xp_candidate *c)
+int search_keep(run *r, const xp_candidate *c)
 {
     if (r->n_kept == r->cap_kept) {
         size_t cap = r->cap_kept ? 2 * r->cap_kept : 64;
@@ -357,7 +334,7 @@ static int make_patch(run *r, const xp_search_result *done, xp_patch **out, xp_e
 static int write_patch(const run *r, xp_patch *p, xp_err *err)
 {
     const xp_search_opts *o = r->o;
-    if (!p->n_flips)
+    if (!p->n_flips || search_team_follows(o))
         return XP_OK;
     if (o->write_patch)
         return o->write_patch(o->ctx, p, err);
@@ -403,7 +380,7 @@ static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
     for (size_t i = 0; i < p->n_flips && !rc; i++) {
         xp_candidate c;
         if (!(rc = flip_candidate(p, &p->flips[i], r->m, &c, err)) &&
-            !(rc = keep(r, &c) ? xp_err_set(err, XP_ENOMEM, "out of memory") : 0)) {
+            !(rc = search_keep(r, &c) ? xp_err_set(err, XP_ENOMEM, "out of memory") : 0)) {
             xp_candidate_flip(r->m, &c);
             lowest = c.layer < lowest ? c.layer : lowest;
         }
@@ -496,13 +473,92 @@ static bool auto_stop(const run *r)
     return (double)acc / (double)w < r->o->stop_rate;
 }
 
+int search_evaluate(run *r, const xp_candidate *c, long focal, xp_search_iter *it, xp_err *err)
+{
+    const xp_search_opts *o = r->o;
+    xp_candidate_flip(r->m, c);
+    xp_tree_change change = xp_candidate_change(r->m, c);
+    int rc = XP_OK;
+    size_t k = focal >= 0 ? 1 : worst_targets(r, o->screen < r->nt ? o->screen : r->nt, r->sel);
+    if (focal >= 0)
+        r->sel[0] = (size_t)focal;
+    if (o->screen && k) {
+        if ((rc = xp_gauge_run(&r->gauge, r->sel, k, &change, r->sg, err)))
+            goto undo;
+        it->probes_run += k;
+        bool improved = false;
+        for (size_t j = 0; j < k; j++)
+            improved |= r->sg[j] > r->cur[r->sel[j]];
+        it->screened = !improved;
+    }
+    if (!it->screened) {
+        if ((rc = xp_gauge_run(&r->gauge, NULL, 0, &change, r->g, err)))
+            goto undo;
+        it->probes_run += r->n;
+        if (focal >= 0) {
+            it->fitness = r->g[focal];
+            it->accepted = xp_focused_accept(&r->fit, r->cur, r->g, (size_t)focal);
+        } else {
+            it->fitness = xp_fitness_value(&r->fit, r->g);
+            it->accepted = it->fitness > r->best + o->min_gain;
+        }
+    }
+    if (it->accepted && o->control_generation && r->nc) {
+        bool same;
+        if ((rc = controls_unchanged(r, &same, err)))
+            goto undo;
+        it->accepted = same;
+        it->control_changed = !same;
+    }
+    if (!it->accepted)
+        xp_candidate_flip(r->m, c);
+    return XP_OK;
+undo:
+    xp_candidate_flip(r->m, c);
+    return rc;
+}
+
+int search_commit(run *r, const xp_candidate *c, long focal, double fitness, xp_err *err)
+{
+    int rc = search_keep(r, c);
+    if (rc) {
+        xp_candidate_flip(r->m, c);
+        return xp_err_set(err, rc, "out of memory");
+    }
+    xp_gauge_commit(&r->gauge);
+    memcpy(r->cur, r->g, r->n * sizeof *r->cur);
+    if (focal >= 0) {
+        r->solved[focal] = r->cur[focal] > 0;
+        r->best = r->cur[focal];
+    } else
+        r->best = fitness;
+    r->accepted++;
+    return XP_OK;
+}
+
+void search_record(run *r, xp_search_iter *it, xp_search_result *out)
+{
+    const xp_search_opts *o = r->o;
+    r->screened_out += it->screened;
+    out->probes_run += it->probes_run;
+    push_window(r, it->accepted);
+    it->best = r->best;
+    it->n_flips = r->n_kept;
+    if (o->on_iter)
+        o->on_iter(o->ctx, it);
+}
+
+long search_focal(const run *r)
+{
+    return r->o->fitness == XP_FITNESS_FOCUSED ? xp_focused_target(&r->fit, r->cur) : -1;
+}
+
 /* One iteration; *stop when nothing is left to try. */
 static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
 {
-    const xp_search_opts *o = r->o;
     double t0 = now();
-    long focal = -1;
-    if (o->fitness == XP_FITNESS_FOCUSED && (focal = xp_focused_target(&r->fit, r->cur)) < 0) {
+    long focal = search_focal(r);
+    if (r->o->fitness == XP_FITNESS_FOCUSED && focal < 0) {
         *stop = true; /* every target solved */
         return XP_OK;
     }
@@ -513,67 +569,14 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
     }
     r->iter++;
     xp_search_iter it = {.iter = r->iter, .cand = c, .fitness = NAN};
-    xp_candidate_flip(r->m, &c);
-    xp_tree_change change = xp_candidate_change(r->m, &c);
-    int rc = XP_OK;
-    size_t k = focal >= 0 ? 1 : worst_targets(r, o->screen < r->nt ? o->screen : r->nt, r->sel);
-    if (focal >= 0)
-        r->sel[0] = (size_t)focal;
-    if (o->screen && k) {
-        if ((rc = xp_gauge_run(&r->gauge, r->sel, k, &change, r->sg, err)))
-            goto undo;
-        it.probes_run += k;
-        bool improved = false;
-        for (size_t j = 0; j < k; j++)
-            improved |= r->sg[j] > r->cur[r->sel[j]];
-        it.screened = !improved;
-    }
-    if (!it.screened) {
-        if ((rc = xp_gauge_run(&r->gauge, NULL, 0, &change, r->g, err)))
-            goto undo;
-        it.probes_run += r->n;
-        if (focal >= 0) {
-            it.fitness = r->g[focal];
-            it.accepted = xp_focused_accept(&r->fit, r->cur, r->g, (size_t)focal);
-        } else {
-            it.fitness = xp_fitness_value(&r->fit, r->g);
-            it.accepted = it.fitness > r->best + o->min_gain;
-        }
-    }
-    if (it.accepted && o->control_generation && r->nc) {
-        bool same;
-        if ((rc = controls_unchanged(r, &same, err)))
-            goto undo;
-        it.accepted = same;
-        it.control_changed = !same;
-    }
-    if (it.accepted) {
-        if ((rc = keep(r, &c))) {
-            rc = xp_err_set(err, rc, "out of memory");
-            goto undo;
-        }
-        xp_gauge_commit(&r->gauge);
-        memcpy(r->cur, r->g, r->n * sizeof *r->cur);
-        if (focal >= 0) {
-            r->solved[focal] = r->cur[focal] > 0;
-            r->best = r->cur[focal];
-        } else
-            r->best = it.fitness;
-        r->accepted++;
-    } else
-        xp_candidate_flip(r->m, &c);
-    r->screened_out += it.screened;
-    out->probes_run += it.probes_run;
-    push_window(r, it.accepted);
-    it.best = r->best;
-    it.n_flips = r->n_kept;
+    int rc = search_evaluate(r, &c, focal, &it, err);
+    if (!rc && it.accepted)
+        rc = search_commit(r, &c, focal, it.fitness, err);
+    if (rc)
+        return rc;
     it.seconds = now() - t0;
-    if (o->on_iter)
-        o->on_iter(o->ctx, &it);
+    search_record(r, &it, out);
     return XP_OK;
-undo:
-    xp_candidate_flip(r->m, &c);
-    return rc;
 }
 
 int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
@@ -613,7 +616,8 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         pt[i] = i < r.nt ? &targets[i] : &controls[i - r.nt];
     r.settings = settings_json(o, layers, n_layers);
     run_fingerprint(o->base_sha256, r.settings, pt, r.nt, r.nc, r.fingerprint);
-    if (!(rc = xp_proposer_init(&r.prop, m, o, layers, n_layers, err)) &&
+    if (!(rc = search_team_follows(o) ? XP_OK
+                                      : xp_proposer_init(&r.prop, m, o, layers, n_layers, err)) &&
         !(rc = xp_gauge_init(&r.gauge, m, pt, r.n, o->metric, o->naive, layers, n_layers,
                              (xp_search_projs(o) & mlp) != 0, err)) &&
         !(rc = xp_gauge_run(&r.gauge, NULL, 0, NULL, r.base, err))) {
@@ -625,7 +629,7 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
             rc = control_outputs(&r, r.ctl_text, err);
     }
     r.fit = (xp_fitness_ctx){o->fitness, o->lambda, o->epsilon, r.nt, r.nc, r.base, r.solved};
-    if (!rc && resume)
+    if (!rc && resume && !search_team_follows(o))
         rc = resume_from(&r, resume, out, err);
     if (!rc) {
         if (!out->resumed_at) /* targets right at the start count as solved */
@@ -634,16 +638,22 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         if (!r.best_restored)
             r.best = o->fitness == XP_FITNESS_FOCUSED ? NAN : xp_fitness_value(&r.fit, r.cur);
     }
+    if (o->team)
+        rc = search_team_start(&r, rc, out, err);
     /* a run that had already stopped by the window rule stays stopped */
     bool stop = !rc && auto_stop(&r);
     out->auto_stopped = stop;
-    while (!rc && !stop && r.iter < o->iterations) {
-        rc = step(&r, out, &stop, err);
+    if (!rc && search_team_follows(o))
+        rc = search_team_follow(&r, err);
+    while (!rc && !stop && !search_team_follows(o) && r.iter < o->iterations) {
+        rc = o->team ? search_team_step(&r, out, &stop, err) : step(&r, out, &stop, err);
         if (!rc && (auto_stop(&r)))
             out->auto_stopped = stop = true;
         if (!rc && o->checkpoint_every && r.iter % o->checkpoint_every == 0)
             rc = write_checkpoint(&r, err);
     }
+    if (o->team)
+        rc = search_team_finish(&r, rc, out, err);
     if (!rc) {
         out->iterations = r.iter;
         out->accepted = r.accepted;

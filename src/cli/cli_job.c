@@ -52,3 +52,42 @@ int cli_job_view_end(cli_job_view *v, int rc, const xp_err *err)
     bar_clear(v);
     return rc ? cli_fail(err) : EXIT_OK;
 }
+
+int cli_job_team_open(bool mpi, xp_search_team **team, bool *writes)
+{
+    *team = NULL;
+    *writes = true;
+    xp_err err = {0};
+    if (!mpi)
+        return -1;
+    if (xp_search_team_open(team, &err))
+        return cli_fail(&err);
+    if (xp_search_team_rank(*team) > 0)
+        cli.quiet = true, *writes = false;
+    return -1;
+}
+
+int cli_job_team_end(cli_job_view *v, xp_search_team *team, int rc, const xp_err *err)
+{
+    if (!team)
+        return cli_job_view_end(v, rc, err);
+    int rank = xp_search_team_rank(team), code;
+    if (rc && rank > 0 && xp_search_team_failed_together(team)) { /* rank 0 says it */
+        bar_clear(v);
+        code = err->code == XP_ENOMEM || err->code == XP_EINTERNAL ? EXIT_INTERNAL : EXIT_BAD_INPUT;
+    } else {
+        xp_err mine = *err;
+        if (rc && rank > 0)
+            xp_err_wrap(&mine, "rank %d of %d", rank, xp_search_team_size(team));
+        code = cli_job_view_end(v, rc, &mine);
+    }
+    xp_search_team_stats s;
+    xp_search_team_stats_get(team, &s);
+    if (!code && rank == 0 && s.searches)
+        cli_note("mpi: %d ranks: %zu iterations from %zu candidate evaluations (%zu thrown away "
+                 "after %zu kept flips), %.1f s in the search loop",
+                 xp_search_team_size(team), s.iterations, s.evaluations, s.thrown_away, s.commits,
+                 s.seconds);
+    xp_search_team_close(team, code);
+    return code;
+}

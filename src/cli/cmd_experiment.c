@@ -69,12 +69,14 @@ static const char usage[] =
     "  --fitness NAME       mean (default), min, borderline or focused\n"
     "  --lambda X           control penalty (default 2.0)\n"
     "  --proposal P         scale (default) or uniform\n"
-    "  --screen K           worst targets measured first (default 2, 0 = off)\n";
+    "  --screen K           worst targets measured first (default 2, 0 = off)\n"
+    "  --mpi                both searches on mpirun's ranks (build/xorpatch-mpi; README)\n";
 
-static const int options[] = {CLI_SEARCH_SETTINGS, CLI_O_MODEL,      CLI_O_PROBES, CLI_O_METRIC,
-                              CLI_O_SEED,          CLI_O_JSON,       CLI_O_TEXT,   CLI_O_COUNTS,
-                              CLI_O_STRATEGY,      CLI_O_TRIALS,     CLI_O_CTX,    CLI_O_MAX_CHUNKS,
-                              CLI_O_SAMPLES,       CLI_O_PATCH_FILE, CLI_O_FORCE,  CLI_O_THREADS};
+static const int options[] = {
+    CLI_SEARCH_SETTINGS, CLI_O_MODEL,      CLI_O_PROBES,  CLI_O_METRIC,     CLI_O_SEED,
+    CLI_O_JSON,          CLI_O_TEXT,       CLI_O_COUNTS,  CLI_O_STRATEGY,   CLI_O_TRIALS,
+    CLI_O_CTX,           CLI_O_MAX_CHUNKS, CLI_O_SAMPLES, CLI_O_PATCH_FILE, CLI_O_FORCE,
+    CLI_O_THREADS,       CLI_O_MPI};
 CLI_COMMAND(cli_experiment, "experiment", "run an anchor experiment (random-flips, layer-map, ...)",
             usage, options, true, execute);
 
@@ -105,6 +107,7 @@ static const struct {
     {CLI_O_LAMBDA, ONLY(NULL_BASELINE)},
     {CLI_O_PROPOSAL, ONLY(NULL_BASELINE)},
     {CLI_O_SCREEN, ONLY(NULL_BASELINE)},
+    {CLI_O_MPI, ONLY(NULL_BASELINE)},
 };
 
 /* The experiment named and the options it does not use: -1 to go on, else an exit
@@ -170,8 +173,7 @@ static int execute(const cli_values *v)
                            .samples = v->given[CLI_O_SAMPLES] ? v->samples : 20,
                            .patches = v->patch_files.v,
                            .n_patches = v->patch_files.n,
-                           .force = v->force,
-                           .out = stdout};
+                           .force = v->force};
     int rc = check(v, &j.experiment);
     if (rc >= 0)
         return rc;
@@ -179,8 +181,12 @@ static int execute(const cli_values *v)
     j.search.iterations = 100;
     j.search.checkpoint_every = 0;
     cli_search_opts(v, &j.search);
+    bool writes;
+    if ((rc = cli_job_team_open(v->mpi, &j.search.team, &writes)) >= 0)
+        return rc;
+    j.out = writes ? stdout : NULL;
     cli_job_view view;
     xp_err err = {0};
     rc = xp_experiment_job_run(&j, cli_job_view_init(&view), &err);
-    return cli_job_view_end(&view, rc, &err);
+    return cli_job_team_end(&view, j.search.team, rc, &err);
 }

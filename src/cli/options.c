@@ -14,7 +14,10 @@
 
 static const char *metric_name(int i) { return xp_metric_name((xp_metric)i); }
 
-static const char *control_check_name(int i) { return i == 0 ? "none" : i == 1 ? "generation" : NULL; }
+static const char *control_check_name(int i)
+{
+    return i == 0 ? "none" : i == 1 ? "generation" : NULL;
+}
 
 static const char *task_kind_name(int i)
 {
@@ -329,6 +332,7 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_PROMOTE_CAP] = {"promote-cap", 0, INT(promote_cap, 0, 1000000)},
     [CLI_O_RANDOM_BASELINE] = {"random-baseline", 0, INT(random_baseline, 0, 100000)},
     [CLI_O_CONTROL_CHECK] = {"control-check", 0, ENUM(control_check, control_check_name, 2)},
+    [CLI_O_MPI] = {"mpi", 0, FLAG(mpi)},
 
     [CLI_O_TEXT] = {"text", 0, TEXT(text)},
     [CLI_O_COUNTS] = {"counts", 0,

@@ -138,6 +138,7 @@ typedef enum cli_option_id {
     CLI_O_PROMOTE_CAP,
     CLI_O_RANDOM_BASELINE,
     CLI_O_CONTROL_CHECK,
+    CLI_O_MPI,
     /* experiments */
     CLI_O_TEXT,
     CLI_O_COUNTS,
@@ -222,6 +223,7 @@ typedef struct cli_values {
     size_t promote_cap;
     size_t random_baseline;
     int control_check; /* 0 none, 1 generation */
+    bool mpi;          /* the searches run on the ranks of an MPI job */
     const char *text;
     cli_counts counts;
     cli_kinds strategies;

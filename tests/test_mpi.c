@@ -2,8 +2,9 @@
  * runs searches of several seeds, fitnesses and flip kinds, a pipeline and the
  * null-baseline experiment, alone and on three ranks (mpirun -np 3 on this machine's
  * cores, oversubscribed), and their patches, logs, reports and summaries (timings
- * normalised) must be equal; tests/mpi/killed.sh kills a rank mid-run and resumes from
- * the checkpoint, which must end as the uninterrupted run does. Ranks that do not run
+ * normalised) must be equal; tests/mpi/killed.sh kills a rank mid-run (mpirun must name
+ * it, rank 0 its checkpoint) and resumes from the checkpoint, which must end as the
+ * uninterrupted run does. Ranks that do not run
  * the same search are refused, and an xorpatch without MPI says how to get it. The MPI
  * tests skip, saying why, when build/xorpatch-mpi or mpirun is absent. */
 #include "testutil.h"
@@ -69,6 +70,9 @@ Test(mpi, a_killed_rank_stops_the_run_and_its_checkpoint_resumes_exactly, .timeo
     char *killed = xp_test_slurp(path);
     cr_assert(killed && strstr(killed, "rank 1"), "mpirun's message names no rank:\n%s",
               killed ? killed : "");
+    cr_assert(strstr(killed, "mpirun stopped the search") &&
+                  strstr(killed, "the last checkpoint is ") && strstr(killed, "--resume"),
+              "rank 0 did not say where to resume from:\n%s", killed);
     free(killed);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", out);
     cr_assert_eq(system(cmd), 0);

@@ -1,7 +1,9 @@
 /* A job's callbacks for a terminal (cli_job.h): a stage's progress draws a bar labelled
  * with it, a new stage (or a count going back) starts a fresh one, a finished stage
  * clears it, and a message clears it before it is said. */
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli_job.h"
 
@@ -53,7 +55,17 @@ int cli_job_view_end(cli_job_view *v, int rc, const xp_err *err)
     return rc ? cli_fail(err) : EXIT_OK;
 }
 
-int cli_job_team_open(bool mpi, xp_search_team **team, bool *writes)
+/* What rank 0 says when mpirun stops it, made before: a signal handler only writes. */
+static char stopped_text[1200];
+
+static void stopped(int sig)
+{
+    ssize_t n = write(STDERR_FILENO, stopped_text, strlen(stopped_text));
+    (void)n; /* nothing more could be done about a failed write */
+    _exit(128 + sig);
+}
+
+int cli_job_team_open(bool mpi, const char *checkpoint, xp_search_team **team, bool *writes)
 {
     *team = NULL;
     *writes = true;
@@ -62,8 +74,16 @@ int cli_job_team_open(bool mpi, xp_search_team **team, bool *writes)
         return -1;
     if (xp_search_team_open(team, &err))
         return cli_fail(&err);
-    if (xp_search_team_rank(*team) > 0)
+    if (xp_search_team_rank(*team) > 0) {
         cli.quiet = true, *writes = false;
+        return -1;
+    }
+    snprintf(stopped_text, sizeof stopped_text,
+             "xorpatch: error: mpirun stopped the search (a rank ended, or the job was "
+             "interrupted)%s%.1000s%s\n",
+             checkpoint ? ": the last checkpoint is " : "", checkpoint ? checkpoint : "",
+             checkpoint ? ", and --resume goes on from it exactly" : "");
+    signal(SIGTERM, stopped);
     return -1;
 }
 

@@ -182,7 +182,7 @@ static int execute(const cli_values *v)
     j.search.checkpoint_every = 0;
     cli_search_opts(v, &j.search);
     bool writes;
-    if ((rc = cli_job_team_open(v->mpi, &j.search.team, &writes)) >= 0)
+    if ((rc = cli_job_team_open(v->mpi, NULL, &j.search.team, &writes)) >= 0)
         return rc;
     j.out = writes ? stdout : NULL;
     cli_job_view view;

@@ -59,7 +59,7 @@ static int execute(const cli_values *v)
     xp_search_opts_default(&job.opts);
     cli_search_opts(v, &job.opts);
     bool writes;
-    int code = cli_job_team_open(v->mpi, &job.opts.team, &writes);
+    int code = cli_job_team_open(v->mpi, NULL, &job.opts.team, &writes);
     if (code >= 0)
         return code;
     job.out = writes ? stdout : NULL;

@@ -16,15 +16,7 @@ here=$(cd "$(dirname "$0")/../behaviour" && pwd)
 work=$out/work
 rm -rf "$out" && mkdir -p "$work"
 
-norm() {
-    sed -E -e 's/"created":[[:space:]]*"[^"]*"/"created": "T"/g' \
-        -e 's/"seconds":[[:space:]]*[-0-9.e+]+/"seconds": T/g' \
-        -e 's/[0-9.]+ s each \([0-9.]+ s in all\)/T s each (T s in all)/' \
-        -e 's/"sizes":\{[^}]*\}/"sizes": T/' \
-        -e 's/evaluated in [0-9.]+ s/evaluated in T s/' \
-        -e '/^mpi: [0-9]+ ranks:/d' \
-        -e "s#$work/##g" -e "s#$here/##g" -e "s#$model#MODEL#g"
-}
+source "$here/norm.sh"
 run() { "$@" "$bin" "${cmd[@]}" "${mpi[@]}"; }
 probes=(-m "$model" --probes "$here/train.json" --controls "$here/controls.json")
 

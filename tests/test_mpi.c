@@ -98,6 +98,16 @@ Test(mpi, ranks_that_run_another_search_are_refused, .timeout = 600)
               err ? err : "");
     cr_assert(access(out, F_OK) != 0, "a refused run wrote its patch");
     free(err);
+    /* ranks without --mpi would each run the whole search and write the same files */
+    char *plain = strstr(args, " --mpi");
+    memmove(plain, plain + 6, strlen(plain + 6) + 1);
+    snprintf(cmd, sizeof cmd, "%s -np 2 '%s' %s", LAUNCHER, bin, args);
+    err = NULL;
+    cr_assert_neq(xp_test_run(cmd, NULL, NULL, &err), 0);
+    cr_assert(err && strstr(err, "without --mpi: each would run the whole search"), "%s",
+              err ? err : "");
+    cr_assert(access(out, F_OK) != 0, "a refused run wrote its patch");
+    free(err);
 }
 
 Test(mpi, without_mpi_the_option_says_how_to_get_it)

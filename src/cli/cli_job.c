@@ -2,6 +2,7 @@
  * with it, a new stage (or a count going back) starts a fresh one, a finished stage
  * clears it, and a message clears it before it is said. */
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -70,6 +71,16 @@ int cli_job_team_open(bool mpi, const char *checkpoint, xp_search_team **team, b
     *team = NULL;
     *writes = true;
     xp_err err = {0};
+    /* mpirun (Open MPI, or a PMI one such as MPICH) names the size of the job it starts */
+    const char *size =
+        getenv("OMPI_COMM_WORLD_SIZE") ? getenv("OMPI_COMM_WORLD_SIZE") : getenv("PMI_SIZE");
+    if (!mpi && size && atoi(size) > 1) {
+        fprintf(stderr,
+                "xorpatch: error: this is one of the %d processes of an MPI job, without "
+                "--mpi: each would run the whole search and write the same files; add --mpi\n",
+                atoi(size));
+        return EXIT_USAGE;
+    }
     if (!mpi)
         return -1;
     if (xp_search_team_open(team, &err))

@@ -21,6 +21,9 @@ CFLAGS   += -std=c17 -D_GNU_SOURCE $(WARN) $(OMP_CFLAGS) -ffp-contract=off -Iinc
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS   = $(PKG_LIBS) $(OMP_LIBS) -lm
+# MPI's compiler wrapper, when installed: build/xorpatch-mpi is made with it (see below).
+MPICC    ?= mpicc
+HAVE_MPI := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo 1)
 
 # OpenMP threads: GCC's and clang's -fopenmp on Linux; on macOS Homebrew's libomp when it
 # is installed (Apple's clang takes it through the preprocessor). OPENMP=0 builds without
@@ -59,7 +62,7 @@ objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 .PHONY: all deps test test-long test-plain test-asan test-aarch64 check-layers examples demo bench \
         fuzz clean npm-cache tiny-model
 
-all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a
+all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a $(if $(HAVE_MPI),$(BUILD)/xorpatch-mpi)
 
 deps:
 	@scripts/deps.sh
@@ -125,6 +128,23 @@ endif
 
 examples: $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
+# build/xorpatch-mpi: the same program with the search's MPI part (src/search/search_mpi.c
+# built against MPI), made when MPI's compiler wrapper is installed (Debian:
+# libopenmpi-dev, openmpi-bin). The library and build/xorpatch stay without MPI: they run
+# on machines without it, and a cluster builds this one program with its own MPI
+# (MPICC=..., found at the top). `mpirun -np N build/xorpatch-mpi search ... --mpi` runs one search on N
+# ranks (README).
+MPI_CC   := OMPI_CC=$(CC) MPICH_CC=$(CC) $(MPICC)
+MPI_OBJ  := $(BUILD)/mpi/obj/src/search/search_mpi.o
+$(MPI_OBJ): src/search/search_mpi.c $(wildcard include/*.h include/xorpatch/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  MPICC   $@"
+	@$(MPI_CC) $(CFLAGS) -DXP_MPI $(PKG_CFLAGS) -c $< -o $@
+$(BUILD)/xorpatch-mpi: $(call objs,$(BUILD),$(CLI_SRC)) \
+                       $(filter-out %/search_mpi.o,$(call objs,$(BUILD),$(LIB_SRC))) $(MPI_OBJ)
+	@echo "  LD      $@"
+	@$(MPI_CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 # A test helper, loaded with LD_PRELOAD by the fault suite: a disk that fills up (not
 # -Wpedantic: dlsym hands back functions as object pointers).
 ENOSPC_SHIM := $(BUILD)/libxp_enospc.so
@@ -138,6 +158,7 @@ $(ENOSPC_SHIM): tests/shim/enospc.c
 # Passive waiting: two test processes share the cores, and spinning OpenMP threads
 # would starve each other.
 TEST_ENV := OMP_WAIT_POLICY=passive XP_SHARED=$(SHARED) XP_BIN=$(ROOT)/$(BUILD)/xorpatch XP_ROOT=$(ROOT) \
+            XP_MPI_BIN=$(if $(HAVE_MPI),$(ROOT)/$(BUILD)/xorpatch-mpi) \
             XP_CACHE=$(CACHE) XP_TMP=$(ROOT)/$(BUILD)/tmp \
             XP_EXAMPLES=$(ROOT)/$(BUILD)/examples XP_ENOSPC_SHIM=$(ROOT)/$(ENOSPC_SHIM)
 TEST_JOBS ?= 2
@@ -160,7 +181,8 @@ test-long: deps $(BUILD)/test_xorpatch $(BUILD)/xorpatch $(ENOSPC_SHIM)
 check-layers:
 	@scripts/check-layers.sh
 
-test-plain: check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples $(ENOSPC_SHIM)
+test-plain: check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples $(ENOSPC_SHIM) \
+            $(if $(HAVE_MPI),$(BUILD)/xorpatch-mpi)
 	@rm -rf $(BUILD)/tmp && mkdir -p $(BUILD)/tmp
 	set -o pipefail; $(TEST_ENV) $(BUILD)/test_xorpatch $(TEST_FLAGS) 2>&1 | $(TEST_QUIET)
 
@@ -170,6 +192,7 @@ test-asan: check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch $(ENO
 	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	LSAN_OPTIONS=exitcode=0 \
 	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
+	  XP_MPI_BIN= \
 	  XP_EXAMPLES=$(ROOT)/$(BUILD)/asan/examples \
 	  $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) 2>&1 | tee $(BUILD)/asan/test.log | $(TEST_QUIET)
 	@scripts/check-leaks.sh $(BUILD)/asan/test.log
@@ -216,7 +239,8 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libxorpatch.a
 bench: all npm-cache $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 	@for b in $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC)); do \
 	  GOMP_SPINCOUNT=20000 XP_SHARED=$(SHARED) XP_CACHE=$(CACHE) \
-	  XP_BIN=$(ROOT)/$(BUILD)/xorpatch $$b || exit 1; done
+	  XP_BIN=$(ROOT)/$(BUILD)/xorpatch XP_MPI_BIN=$(if $(HAVE_MPI),$(ROOT)/$(BUILD)/xorpatch-mpi) \
+	  $$b || exit 1; done
 
 # ---- fuzzing (libFuzzer, clang) ---------------------------------------------------------
 FUZZ_SECONDS ?= 60

@@ -17,8 +17,11 @@ if [ "$(uname -s)" = Darwin ]; then
   exit 1
 fi
 pkgs="make gcc clang pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libssl-dev libcriterion-dev nodejs npm"
+# Open MPI builds build/xorpatch-mpi (a search on the ranks of mpirun): installed as root,
+# only named otherwise, since the rest builds without it.
+optional="libopenmpi-dev openmpi-bin"
 missing=""
-for p in $pkgs; do
+for p in $pkgs $optional; do
   # node from another source counts as present when its commands work
   case $p in
     nodejs) command -v node >/dev/null 2>&1 && continue ;;
@@ -27,6 +30,10 @@ for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ] && [ "$(printf '%s\n' $missing | grep -cvxF "$(printf '%s\n' $optional)")" = 0 ]; then
+  echo "xorpatch: build/xorpatch-mpi is not built without$missing (as root: apt-get install$missing)" >&2
+  exit 0
+fi
 cmd="apt-get update && apt-get install -y --no-install-recommends$missing"
 if [ "$(id -u)" = 0 ]; then
   echo "xorpatch: installing missing packages:$missing" >&2

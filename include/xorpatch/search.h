@@ -69,7 +69,7 @@ typedef struct xp_candidate {
 } xp_candidate;
 
 typedef struct xp_search_iter {
-    size_t iter;             /* 1-based */
+    size_t iter; /* 1-based */
     xp_candidate cand;
     double fitness;          /* the candidate's (NAN when screening rejected it) */
     double best;             /* the best after this iteration */
@@ -96,29 +96,33 @@ typedef struct xp_search_iter {
 /* Where a search's patch came from, recorded in its search JSON after the settings and
  * the state (xp_search_opts.provenance). */
 typedef struct xp_search_file {
-    const char *role;            /* "targets", "controls", "heldout" */
+    const char *role; /* "targets", "controls", "heldout" */
     const char *path;
-    char sha256[65];             /* of the file ("" when it could not be read) */
+    char sha256[65]; /* of the file ("" when it could not be read) */
 } xp_search_file;
 typedef struct xp_search_provenance {
     const xp_search_file *files; /* "probe_files" (the key is left out when n_files is 0) */
     size_t n_files;
-    bool has_after;              /* "after": the patches the base carried during the search */
+    bool has_after; /* "after": the patches the base carried during the search */
     const char *const *after;
     size_t n_after;
-    bool result;                 /* the final patch's "result": iterations, accepted,
-                                    screened_out, seconds, auto_stopped */
+    bool result; /* the final patch's "result": iterations, accepted,
+                    screened_out, seconds, auto_stopped */
 } xp_search_provenance;
 
+/* A team of processes (MPI ranks) that run each search together, with the result one
+ * process gets (see "a search on several processes" below). */
+typedef struct xp_search_team xp_search_team;
+
 typedef struct xp_search_opts {
-    xp_metric metric;            /* seq_logprob or token_gap */
-    int fitness;                 /* enum xp_fitness */
-    double lambda, epsilon;      /* control penalty (2.0); focused's control slack (0.5) */
-    int granularity;             /* enum xp_granularity */
-    double scale_ratio;          /* scale-bit granularity: share of scale moves (0.7), the
-                                    rest block flips */
+    xp_metric metric;                 /* seq_logprob or token_gap */
+    int fitness;                      /* enum xp_fitness */
+    double lambda, epsilon;           /* control penalty (2.0); focused's control slack (0.5) */
+    int granularity;                  /* enum xp_granularity */
+    double scale_ratio;               /* scale-bit granularity: share of scale moves (0.7), the
+                                         rest block flips */
     int scale_bit_min, scale_bit_max; /* fp16 bits scale moves flip (4..9) */
-    const uint32_t *layers;      /* NULL: 1..4 and n_layer-2 (those below n_layer) */
+    const uint32_t *layers;           /* NULL: 1..4 and n_layer-2 (those below n_layer) */
     size_t n_layers;
     unsigned projs;              /* bit (1 << XP_PROJ_*) per projection; 0: gate and up */
     int proposal;                /* enum xp_proposal: scale, uniform, or gradient (every
@@ -147,21 +151,25 @@ typedef struct xp_search_opts {
     int token_rule;              /* enum xp_token_rule the caller's token_gap ids follow
                                     (the search job applies it; recorded when last) */
     uint64_t seed;
-    bool naive;                  /* the reference evaluation the fast one is measured
-                                    against: each sequence alone, every layer, every
-                                    position's full LM head; same gaps, bit for bit */
-    const char *checkpoint;      /* write the patch and the search state here every
-                                    checkpoint_every iterations (and at the end) */
+    bool naive;             /* the reference evaluation the fast one is measured
+                               against: each sequence alone, every layer, every
+                               position's full LM head; same gaps, bit for bit */
+    const char *checkpoint; /* write the patch and the search state here every
+                               checkpoint_every iterations (and at the end) */
     size_t checkpoint_every;
-    int checkpoint_format;       /* enum xp_patch_format of the checkpoints */
+    int checkpoint_format; /* enum xp_patch_format of the checkpoints */
     int (*write_patch)(void *ctx, xp_patch *p, xp_err *err); /* when set, writes the
                                     checkpoints and the final patch (ctx below) in place of
                                     checkpoint and checkpoint_format */
-    const xp_search_provenance *provenance; /* recorded in the patch; NULL: none */
-    const char *name;            /* the patch's name, and its base model's SHA-256 */
+    const xp_search_provenance *provenance;                  /* recorded in the patch; NULL: none */
+    const char *name; /* the patch's name, and its base model's SHA-256 */
     const char *base_sha256;
     void (*on_iter)(void *ctx, const xp_search_iter *it);
-    void *ctx;                   /* for on_iter and write_patch */
+    void *ctx;            /* for on_iter and write_patch */
+    xp_search_team *team; /* NULL: this process alone; else every rank of the team
+                             runs this search with the same model, probes and
+                             settings, and only rank 0 calls on_iter and
+                             write_patch (xp_search_team_open) */
 } xp_search_opts;
 void xp_search_opts_default(xp_search_opts *o);
 
@@ -175,14 +183,14 @@ typedef struct xp_search_result {
     size_t validation_best_flips; /* the final patch's flips: under early-stop the first
                                     ones kept (the run kept `accepted`) */
     size_t iterations, accepted, screened_out; /* over the whole run, resumed part included */
-    size_t probes_run;           /* probe evaluations of this call */
-    size_t measure_tokens;       /* tokens one measurement of every probe runs (the fast
-                                    gauge runs what sequences share once) */
+    size_t probes_run;                         /* probe evaluations of this call */
+    size_t measure_tokens; /* tokens one measurement of every probe runs (the fast
+                              gauge runs what sequences share once) */
     double best, seconds;
     double start;                /* the fitness before this call's first iteration (NAN
                                     for focused) */
     bool auto_stopped, exhausted; /* the window rule stopped it; no untried candidate left */
-    size_t resumed_at;           /* iterations a resumed state had done (0 when fresh) */
+    size_t resumed_at;            /* iterations a resumed state had done (0 when fresh) */
 } xp_search_result;
 void xp_search_result_free(xp_search_result *r);
 
@@ -196,6 +204,44 @@ void xp_search_result_free(xp_search_result *r);
 int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
                   const xp_probe_tokens *controls, size_t n_controls, const xp_search_opts *o,
                   xp_patch *resume, xp_search_result *out, xp_err *err);
+
+/* ---- a search on several processes --------------------------------------------- */
+
+/* With a team, the ranks of an MPI job (mpirun) run each search as one: rank 0 (the
+ * leader) owns the proposal sequence and hands the next candidates out ahead, every rank
+ * evaluates them on the current state, and the leader takes the results in the order of
+ * the sequence; when one is kept, every rank applies that flip (a few bytes) and the
+ * results evaluated on the old state are thrown away and handed out again. So the patch,
+ * the iterations and the report are those of the process alone with the same seed. Each
+ * rank maps the model and tokenises the probes itself: all must run the same program on
+ * the same files (checked at each search's start: settings, probes and baseline gaps).
+ * Only the leader proposes, calls on_iter and writes; a resumed search starts every rank
+ * from the leader's checkpoint. Built only with MPI (make with Open MPI's mpicc present:
+ * build/xorpatch-mpi); elsewhere xp_search_team_open says so. */
+typedef struct xp_search_team_stats {
+    size_t searches, iterations; /* the searches run, their iterations */
+    size_t evaluations;          /* candidate evaluations on every rank */
+    size_t thrown_away;          /* of them, evaluated on a state a kept flip had changed */
+    size_t commits;              /* kept flips every rank applied */
+    double seconds;              /* in the searches' loops */
+} xp_search_team_stats;
+/* Whether this library was built with MPI. */
+bool xp_search_team_built(void);
+/* Joins the MPI job this process is a rank of (MPI_Init; a process mpirun did not start
+ * is a team of one). */
+int xp_search_team_open(xp_search_team **t, xp_err *err);
+int xp_search_team_rank(const xp_search_team *t);
+int xp_search_team_size(const xp_search_team *t);
+/* The leader's counts over the searches so far (the followers' are zero). */
+void xp_search_team_stats_get(const xp_search_team *t, xp_search_team_stats *s);
+/* Whether the last failure of a search failed on every rank, each knowing it (then
+ * rank 0 alone need say it). */
+bool xp_search_team_failed_together(const xp_search_team *t);
+/* Leaves the team: exit_code 0, or a failure every rank knows of (one a search met:
+ * they all return it), waits for the others and ends MPI. A failure this rank alone may
+ * know of (exit_code != 0) stops the whole job (MPI_Abort: every rank exits with
+ * exit_code, this one included), so no rank waits forever for it. */
+void xp_search_team_close(xp_search_team *t, int exit_code);
 
 /* ---- for the layers above: the search's candidates ------------------------------- */
 

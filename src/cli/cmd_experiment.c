@@ -87,6 +87,7 @@ static const char usage_more[] =
     "  --lambda X           control penalty (default 2.0)\n"
     "  --proposal P         scale (default) or uniform\n"
     "  --screen K           worst targets measured first (default 2, 0 = off)\n"
+    "  --mpi                both searches on mpirun's ranks (build/xorpatch-mpi; README)\n"
     "proposal-efficiency (and the null-baseline options above but --proposal: the\n"
     "baseline, scale or uniform):\n"
     "  --controls FILE      more controls; repeat to add files\n"
@@ -95,10 +96,10 @@ static const char usage_more[] =
     "  --rerank-every K     the gradient ranks again after K accepts (default 1)\n";
 
 static const int options[] = {
-    CLI_SEARCH_SETTINGS, CLI_O_MODEL,          CLI_O_PROBES, CLI_O_METRIC, CLI_O_CONTROLS,
-    CLI_O_HELDOUT,       CLI_O_TARGET_FITNESS, CLI_O_SEED,   CLI_O_JSON,   CLI_O_TEXT,
-    CLI_O_COUNTS,        CLI_O_STRATEGY,       CLI_O_TRIALS, CLI_O_CTX,    CLI_O_MAX_CHUNKS,
-    CLI_O_SAMPLES,       CLI_O_PATCH_FILE,     CLI_O_FORCE,  CLI_O_THREADS};
+    CLI_SEARCH_SETTINGS, CLI_O_MODEL,          CLI_O_PROBES, CLI_O_METRIC,  CLI_O_CONTROLS,
+    CLI_O_HELDOUT,       CLI_O_TARGET_FITNESS, CLI_O_SEED,   CLI_O_JSON,    CLI_O_TEXT,
+    CLI_O_COUNTS,        CLI_O_STRATEGY,       CLI_O_TRIALS, CLI_O_CTX,     CLI_O_MAX_CHUNKS,
+    CLI_O_SAMPLES,       CLI_O_PATCH_FILE,     CLI_O_FORCE,  CLI_O_THREADS, CLI_O_MPI};
 CLI_COMMAND_LONG_HELP(cli_experiment, "experiment",
                       "run an anchor experiment (random-flips, layer-map, ...)", usage, usage_more,
                       options, true, execute);
@@ -135,6 +136,7 @@ static const struct {
     {CLI_O_CONTROLS, ONLY(PROPOSAL_EFFICIENCY)},
     {CLI_O_HELDOUT, ONLY(PROPOSAL_EFFICIENCY)},
     {CLI_O_TARGET_FITNESS, ONLY(PROPOSAL_EFFICIENCY)},
+    {CLI_O_MPI, ONLY(NULL_BASELINE)},
 };
 
 /* The experiment named and the options it does not use: -1 to go on, else an exit
@@ -216,8 +218,12 @@ static int execute(const cli_values *v)
     j.search.iterations = 100;
     j.search.checkpoint_every = 0;
     cli_search_opts(v, &j.search);
+    bool writes;
+    if ((rc = cli_job_team_open(v->mpi, NULL, &j.search.team, &writes)) >= 0)
+        return rc;
+    j.out = writes ? stdout : NULL;
     cli_job_view view;
     xp_err err = {0};
     rc = xp_experiment_job_run(&j, cli_job_view_init(&view), &err);
-    return cli_job_view_end(&view, rc, &err);
+    return cli_job_team_end(&view, j.search.team, rc, &err);
 }

@@ -32,7 +32,8 @@ static const char usage[] =
     "and the search options, as `xorpatch help search` has them: --metric, --fitness,\n"
     "--lambda, --epsilon, --min-gain, --granularity, --scale-ratio, --scale-bits, --layers,\n"
     "--proj, --proposal, --rerank-every, --iterations, --screen, --auto-stop, --seed,\n"
-    "--checkpoint-every, --naive, --allow-dead, --kernel.\n";
+    "--checkpoint-every, --naive, --allow-dead, --kernel, and --mpi (each step's search\n"
+    "on mpirun's ranks).\n";
 
 static const int options[] = {CLI_SEARCH_RUN_OPTIONS, CLI_O_PROMOTE_CAP};
 CLI_COMMAND(cli_pipeline, "pipeline",
@@ -55,12 +56,16 @@ static int execute(const cli_values *v)
                            .allow_dead = v->allow_dead,
                            .lambda_given = v->given[CLI_O_LAMBDA],
                            .iterations_given = v->given[CLI_O_ITERATIONS],
-                           .layers_given = v->given[CLI_O_SEARCH_LAYERS],
-                           .out = stdout};
+                           .layers_given = v->given[CLI_O_SEARCH_LAYERS]};
     xp_search_opts_default(&job.opts);
     cli_search_opts(v, &job.opts);
+    bool writes;
+    int code = cli_job_team_open(v->mpi, NULL, &job.opts.team, &writes);
+    if (code >= 0)
+        return code;
+    job.out = writes ? stdout : NULL;
     cli_job_view view;
     xp_err err = {0};
     int rc = xp_pipeline_job_run(&job, cli_job_view_init(&view), &err);
-    return cli_job_view_end(&view, rc, &err);
+    return cli_job_team_end(&view, job.opts.team, rc, &err);
 }

@@ -73,8 +73,8 @@ static const char usage_more[] =
     "                         fresh ranking (candidates tried and rejected before the\n"
     "                         checkpoint may be tried again)\n"
     "  --checkpoint-every N   (default 10)\n"
-    "  --naive                measure each sequence alone with every layer and the full\n"
-    "                         LM head (the reference for speed; same gaps, same patch)\n"
+    "  --naive                each sequence alone, whole (the speed reference; same patch)\n"
+    "  --mpi                  on the ranks of mpirun (build/xorpatch-mpi; README)\n"
     "Output:\n"
     "  -o, --out PATCH        the patch and its checkpoints (.xpb: binary; else\n"
     "                         xorpatch JSON)\n"
@@ -98,8 +98,8 @@ static const char usage_more[] =
     "  -q, --quiet            no progress, notes or text report (files are written)\n"
     "  -h, --help             this text\n";
 
-static const int options[] = {CLI_SEARCH_RUN_OPTIONS, CLI_O_PROBES, CLI_O_HELDOUT,
-                              CLI_O_RESUME_FROM,      CLI_O_NAME,   CLI_O_LOG,
+static const int options[] = {CLI_SEARCH_RUN_OPTIONS, CLI_O_PROBES,  CLI_O_HELDOUT,
+                              CLI_O_RESUME_FROM,      CLI_O_NAME,    CLI_O_LOG,
                               CLI_O_REPORT,           CLI_O_NO_EVAL, CLI_O_RANDOM_BASELINE,
                               CLI_O_CONTROL_CHECK, CLI_O_VALIDATION, CLI_O_VALIDATION_SPLIT,
                               CLI_O_VALIDATION_RULE, CLI_O_LOG_FLIP_DETAIL, CLI_O_TOKEN_RULE};
@@ -150,14 +150,19 @@ static int execute(const cli_values *v)
                          .resume = v->resume_from,
                          .allow_dead = v->allow_dead,
                          .no_eval = v->no_eval,
-                         .random_baseline = v->given[CLI_O_RANDOM_BASELINE] ? v->random_baseline : 20,
-                         .report = cli.quiet ? NULL : stdout};
+                         .random_baseline =
+                             v->given[CLI_O_RANDOM_BASELINE] ? v->random_baseline : 20};
     xp_search_opts_default(&job.opts);
     cli_search_opts(v, &job.opts);
+    bool writes;
+    int code = cli_job_team_open(v->mpi, v->out, &job.opts.team, &writes);
+    if (code >= 0)
+        return code;
+    job.report = cli.quiet || !writes ? NULL : stdout;
     cli_job_view view;
     xp_err err = {0};
     xp_search_job_result res;
     int rc = xp_search_job_run(&job, cli_job_view_init(&view), &res, &err);
     xp_search_job_result_free(&res);
-    return cli_job_view_end(&view, rc, &err);
+    return cli_job_team_end(&view, job.opts.team, rc, &err);
 }

@@ -12,7 +12,8 @@
 #define CLI_SEARCH_RUN_OPTIONS                                                                     \
     CLI_SEARCH_SETTINGS, CLI_O_MODEL, CLI_O_CONTROLS, CLI_O_ALLOW_DEAD, CLI_O_METRIC,              \
         CLI_O_EPSILON, CLI_O_MIN_GAIN, CLI_O_SCALE_RATIO, CLI_O_SCALE_BITS, CLI_O_AUTO_STOP,       \
-        CLI_O_SEED, CLI_O_CHECKPOINT_EVERY, CLI_O_NAIVE, CLI_O_OUT, CLI_O_KERNEL, CLI_O_THREADS
+        CLI_O_SEED, CLI_O_CHECKPOINT_EVERY, CLI_O_NAIVE, CLI_O_OUT, CLI_O_KERNEL, CLI_O_THREADS,   \
+        CLI_O_MPI
 
 /* The given search settings over o (the caller's defaults): --seed, --metric and
  * --checkpoint-every too. */

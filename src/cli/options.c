@@ -14,7 +14,10 @@
 
 static const char *metric_name(int i) { return xp_metric_name((xp_metric)i); }
 
-static const char *control_check_name(int i) { return i == 0 ? "none" : i == 1 ? "generation" : NULL; }
+static const char *control_check_name(int i)
+{
+    return i == 0 ? "none" : i == 1 ? "generation" : NULL;
+}
 
 static const char *task_kind_name(int i)
 {
@@ -339,6 +342,7 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_LOG_FLIP_DETAIL] = {"log-flip-detail", 0, FLAG(log_flip_detail)},
     [CLI_O_TOKEN_RULE] = {"token-rule", 0,
                           ENUM(token_rule, xp_token_rule_name, XP_TOKEN_RULE_LAST + 1)},
+    [CLI_O_MPI] = {"mpi", 0, FLAG(mpi)},
 
     [CLI_O_TEXT] = {"text", 0, TEXT(text)},
     [CLI_O_COUNTS] = {"counts", 0,

@@ -144,6 +144,7 @@ typedef enum cli_option_id {
     CLI_O_VALIDATION_RULE,
     CLI_O_LOG_FLIP_DETAIL,
     CLI_O_TOKEN_RULE,
+    CLI_O_MPI,
     /* experiments */
     CLI_O_TEXT,
     CLI_O_COUNTS,
@@ -233,6 +234,7 @@ typedef struct cli_values {
     double validation_split;
     bool log_flip_detail;
     int token_rule; /* enum xp_token_rule */
+    bool mpi;          /* the searches run on the ranks of an MPI job */
     const char *text;
     cli_counts counts;
     cli_kinds strategies;

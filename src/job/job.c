@@ -221,6 +221,8 @@ static int search_write(void *ctx, xp_patch *p, xp_err *err)
     return job_patch_write(&s->out, p, err);
 }
 
+bool job_writes(const xp_search_opts *o) { return !o->team || xp_search_team_rank(o->team) == 0; }
+
 void job_search_hook(job_search *s, xp_search_opts *o)
 {
     o->on_iter = search_iter;

@@ -51,5 +51,8 @@ typedef struct job_search {
 } job_search;
 /* Points o's on_iter, write_patch and ctx at s. */
 void job_search_hook(job_search *s, xp_search_opts *o);
+/* Whether this process writes what a job with search settings o makes: alone, or as
+ * rank 0 of o's team (the other ranks only help the searches). */
+bool job_writes(const xp_search_opts *o);
 
 #endif

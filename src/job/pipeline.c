@@ -261,7 +261,7 @@ int xp_pipeline_job_run(const xp_pipeline_job *job, const xp_job_callbacks *cb, 
         return xp_err_set(err, XP_EINVAL,
                           "a pipeline job needs a model file, an output "
                           "directory and at least one probe file");
-    if (mkdir(job->out_dir, 0777) != 0 && errno != EEXIST)
+    if (job_writes(&job->opts) && mkdir(job->out_dir, 0777) != 0 && errno != EEXIST)
         return xp_err_set(err, XP_EIO, "%s: cannot make the directory", job->out_dir);
     pipeline pl = {.job = job, .cb = cb, .n_steps = job->n_files};
     int rc = job_model_take(job->model, job->model_path, job->kernel, &pl.m, err);
@@ -281,9 +281,9 @@ int xp_pipeline_job_run(const xp_pipeline_job *job, const xp_job_callbacks *cb, 
         rc = xp_probe_tokenize(pl.extra, xp_model_tokenizer(pl.m), &pl.extra_t, err);
     for (size_t k = 0; k < pl.n_steps && !rc; k++)
         rc = run_step(&pl, k, err);
-    if (!rc)
+    if (!rc && job_writes(&job->opts)) /* the other ranks of a team only help the searches */
         rc = write_stacked(&pl, err);
-    if (!rc)
+    if (!rc && job_writes(&job->opts))
         rc = write_summary(&pl, err);
     pipeline_free(&pl);
     job_model_release(job->model, pl.m);

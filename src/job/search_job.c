@@ -235,6 +235,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
     char *log_path = NULL, *html = NULL, base_sha[65] = "", stem[256];
     xp_search_file *files = calloc(job->n_controls + 3, sizeof *files);
     xp_search_provenance pv;
+    bool writes = job_writes(&o); /* the other ranks of a team only help the search */
     int rc = !job->model_path || !job->probes || !job->out
                  ? xp_err_set(err, XP_EINVAL,
                               "a search job needs a model file, probes and an "
@@ -251,7 +252,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
         rc = load_probes(m, job, &p, err);
     if (!rc)
         rc = audit_targets(m, &p, o.metric, job->allow_dead, cb, err);
-    if (!rc && job->resume)
+    if (!rc && job->resume && writes) /* rank 0 sends the others where it resumes */
         rc = xp_patch_read(&resume, job->resume, err);
     if (!rc)
         rc = xp_job_base_sha256(job->model_path, xp_model_gguf(m), base_sha, err);
@@ -261,9 +262,9 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
                         "is %.12s...): a search cannot continue from it",
                         job->resume, resume->base_sha256, base_sha);
     /* the outputs are regular files (or none yet) before the search spends its time */
-    if (!rc && !(rc = xp_check_output_path(job->out, err)))
+    if (!rc && writes && !(rc = xp_check_output_path(job->out, err)))
         rc = xp_check_output_path(html, err);
-    if (!rc)
+    if (!rc && writes)
         rc = search_log_open(&log, log_path, resume != NULL, err);
     if (!rc) {
         const char *slash = strrchr(job->out, '/');
@@ -338,7 +339,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
     xp_probe_set *sets[5] = {p.targets, p.promoted, p.controls, p.validation, p.heldout};
     const xp_probe_tokens *toks[5] = {p.t, p.p, p.c, p.v, p.h};
     bool evaluated[5] = {false};
-    for (int i = 0; i < 5 && !rc && res->patch->n_flips; i++)
+    for (int i = 0; i < 5 && !rc && writes && res->patch->n_flips; i++)
         if (sets[i] && sets[i]->n) {
             job_note(cb, "evaluating %s ...", labels[i]);
             rc = evaluate(m, sets[i], toks[i], res->patch, &o, !job->no_eval, &ev[i], err);
@@ -357,7 +358,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
                      out->baseline.observed, out->baseline.at_least, out->baseline.n,
                      out->baseline.p, ev[4].overall.mcnemar_p);
     }
-    if (!rc) {
+    if (!rc && writes) {
         search_report sr = {.model = job->model_path,
                             .patch_path = job->out,
                             .opts = &o,

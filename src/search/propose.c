@@ -17,8 +17,8 @@
 
 static bool by_rows(const xp_proposer *p) { return p->granularity == XP_GRAN_ROW; }
 
-int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,
-                     const uint32_t *layers, size_t n_layers, xp_err *err)
+int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o, const uint32_t *layers,
+                     size_t n_layers, xp_err *err)
 {
     memset(p, 0, sizeof *p);
     p->granularity = o->granularity;
@@ -43,8 +43,10 @@ int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,
                 continue;
             xp_weight *w = xp_proj_weight(xp_model_layer(m, layers[li]), proj);
             if (w->type != XP_TYPE_Q1_0)
-                return xp_err_set(err, XP_EINVAL, "%s is %s, not Q1_0: its bits cannot be "
-                                  "flipped", w->name, xp_tensor_type_name(w->type));
+                return xp_err_set(err, XP_EINVAL,
+                                  "%s is %s, not Q1_0: its bits cannot be "
+                                  "flipped",
+                                  w->name, xp_tensor_type_name(w->type));
             xp_unit *u = &p->units[p->n_units++];
             int64_t per_row = w->ne0 / XP_Q1_0_WEIGHTS;
             *u = (xp_unit){layers[li], proj, w, by_rows(p) ? w->ne1 : w->ne1 * per_row, NULL, 0};
@@ -64,7 +66,8 @@ int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,
             p->total += u->total;
         }
     if (p->n_units == 0 || !(p->total > 0))
-        return xp_err_set(err, XP_EINVAL, "nothing to flip: no projection chosen, or every "
+        return xp_err_set(err, XP_EINVAL,
+                          "nothing to flip: no projection chosen, or every "
                           "scale of the chosen ones is 0");
     return XP_OK;
 }
@@ -76,6 +79,7 @@ void xp_proposer_free(xp_proposer *p)
     free(p->units);
     free(p->tried);
     free(p->ranked);
+    free(p->back);
     memset(p, 0, sizeof *p);
 }
 
@@ -154,10 +158,13 @@ static void draw(xp_proposer *p, xp_candidate *c)
         item = u->n_items - 1;
     bool scale = p->scale_ratio > 0 && xp_rng_f64(&p->rng) < p->scale_ratio;
     *c = (xp_candidate){u->layer, (uint8_t)u->proj,
-                        by_rows(p) ? XP_FLIP_ROW : scale ? XP_FLIP_SCALE : XP_FLIP_BLOCK, 0, item};
+                        by_rows(p) ? XP_FLIP_ROW
+                        : scale    ? XP_FLIP_SCALE
+                                   : XP_FLIP_BLOCK,
+                        0, item};
     if (scale)
-        c->bit = (uint8_t)(p->bit_min + (int)xp_rng_below(&p->rng,
-                                                         (uint64_t)(p->bit_max - p->bit_min + 1)));
+        c->bit = (uint8_t)(p->bit_min +
+                           (int)xp_rng_below(&p->rng, (uint64_t)(p->bit_max - p->bit_min + 1)));
 }
 
 void xp_proposer_accepted(xp_proposer *p)
@@ -179,12 +186,31 @@ bool xp_proposer_next(xp_proposer *p, xp_candidate *c)
         }
         return false;
     }
-    for (int i = 0; i < MAX_DRAWS; i++) {
+    if (p->n_back) {
+        *c = p->back[--p->n_back];
+        return true;
+    }
+    for (int i = 0; i < MAX_DRAWS && !p->exhausted; i++) {
         draw(p, c);
         if (tried_insert(p, key_of(c)))
             return true;
     }
+    p->exhausted = true;
     return false;
+}
+
+int xp_proposer_unget(xp_proposer *p, const xp_candidate *c)
+{
+    if (p->n_back == p->cap_back) {
+        size_t cap = p->cap_back ? 2 * p->cap_back : 16;
+        xp_candidate *b = realloc(p->back, cap * sizeof *b);
+        if (!b)
+            return XP_ENOMEM;
+        p->back = b;
+        p->cap_back = cap;
+    }
+    p->back[p->n_back++] = *c;
+    return XP_OK;
 }
 
 xp_flip xp_candidate_as_flip(const xp_candidate *c)

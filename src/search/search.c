@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "search/search_int.h"
+#include "search/search_run.h"
 
 void xp_search_opts_default(xp_search_opts *o)
 {
@@ -76,6 +76,11 @@ static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
         return xp_err_set(err, XP_EINVAL, "gradient proposals rank again every N >= 1 accepts");
     if (!(o->lambda >= 0) || !(o->epsilon >= 0) || !(o->min_gain >= 0))
         return xp_err_set(err, XP_EINVAL, "lambda, epsilon and min-gain must be >= 0");
+    if (o->team && xp_search_team_size(o->team) > 1 &&
+        (o->proposal == XP_PROPOSE_GRADIENT || o->n_validation))
+        return xp_err_set(err, XP_EINVAL,
+                          "a search on several MPI ranks takes neither gradient proposals nor "
+                          "validation probes yet: run it as one process");
     if (o->validation_rule < 0 || o->validation_rule > XP_VALIDATION_EARLY_STOP)
         return xp_err_set(err, XP_EINVAL, "unknown validation rule %d", o->validation_rule);
     if (o->n_validation && !o->validation)
@@ -216,35 +221,6 @@ static void run_fingerprint(const char *base, const cJSON *settings, const xp_pr
 
 /* ---- the run ---- */
 
-typedef struct run {
-    xp_model *m;
-    const xp_search_opts *o;
-    size_t nt, nc, nv, n;
-    xp_gauge gauge;
-    xp_proposer prop;
-    xp_fitness_ctx fit, vfit; /* vfit: the fitness's own objective on the validation probes */
-    double val_now;           /* the kept flips' validation objective */
-    double val_best;          /* early-stop: the best validation point, */
-    size_t val_best_flips;    /* and the kept flips there */
-    size_t val_rejected;
-    xp_flip_effect effect;
-    xp_gradient *grad; /* gradient proposals */
-    double *base, *cur, *g, *sg;
-    size_t *sel;
-    bool *solved;
-    xp_candidate *kept;
-    size_t n_kept, cap_kept;
-    char *window;                        /* '0'/'1' per iteration, the last stop_window */
-    size_t iter, accepted, screened_out; /* over the whole run, resumed parts included */
-    double best;
-    bool best_restored, val_restored;
-    cJSON *settings;
-    char fingerprint[65];
-    const xp_probe_tokens *controls;
-    char **ctl_text, **ctl_now; /* control_generation: the base's greedy outputs, a
-                                   candidate's */
-} run;
-
 /* The controls' greedy outputs on the model as it is, into texts (freed first). */
 static int control_outputs(run *r, char **texts, xp_err *err)
 {
@@ -289,7 +265,7 @@ static void run_free(run *r)
     cJSON_Delete(r->settings);
 }
 
-static int keep(run *r, const xp_candidate *c)
+int search_keep(run *r, const xp_candidate *c)
 {
     if (r->n_kept == r->cap_kept) {
         size_t cap = r->cap_kept ? 2 * r->cap_kept : 64;
@@ -428,7 +404,7 @@ static int make_patch(run *r, size_t n_flips, const xp_search_result *done, xp_p
 static int write_patch(const run *r, xp_patch *p, xp_err *err)
 {
     const xp_search_opts *o = r->o;
-    if (!p->n_flips)
+    if (!p->n_flips || search_team_follows(o))
         return XP_OK;
     if (o->write_patch)
         return o->write_patch(o->ctx, p, err);
@@ -479,7 +455,7 @@ static int keep_applied(run *r, const xp_candidate *c, uint32_t *lowest, xp_err 
 {
     if (c->layer >= xp_model_shape(r->m)->n_layer)
         return xp_err_set(err, XP_EINVAL, "a kept flip's layer %u is not in the model", c->layer);
-    if (keep(r, c))
+    if (search_keep(r, c))
         return xp_err_set(err, XP_ENOMEM, "out of memory");
     xp_candidate_flip(r->m, c);
     *lowest = c->layer < *lowest ? c->layer : *lowest;
@@ -618,13 +594,122 @@ static bool auto_stop(const run *r)
     return (double)acc / (double)w < r->o->stop_rate;
 }
 
+int search_evaluate(run *r, const xp_candidate *c, long focal, xp_search_iter *it, xp_err *err)
+{
+    const xp_search_opts *o = r->o;
+    xp_candidate_flip(r->m, c);
+    xp_tree_change change = xp_candidate_change(r->m, c);
+    int rc = XP_OK;
+    size_t k = focal >= 0 ? 1 : worst_targets(r, o->screen < r->nt ? o->screen : r->nt, r->sel);
+    if (focal >= 0)
+        r->sel[0] = (size_t)focal;
+    if (o->screen && k) {
+        if ((rc = xp_gauge_run(&r->gauge, r->sel, k, &change, r->sg, err)))
+            goto undo;
+        it->probes_run += k;
+        bool improved = false;
+        for (size_t j = 0; j < k; j++)
+            improved |= r->sg[j] > r->cur[r->sel[j]];
+        it->screened = !improved;
+    }
+    if (!it->screened) {
+        if ((rc = xp_gauge_run(&r->gauge, NULL, 0, &change, r->g, err)))
+            goto undo;
+        it->probes_run += r->n;
+        if (focal >= 0) {
+            it->fitness = r->g[focal];
+            it->change = r->g[focal] - r->cur[focal];
+            it->accepted = xp_focused_accept(&r->fit, r->cur, r->g, (size_t)focal);
+        } else {
+            it->fitness = xp_fitness_value(&r->fit, r->g);
+            it->change = it->fitness - xp_fitness_value(&r->fit, r->cur);
+            it->accepted = it->fitness > r->best + o->min_gain;
+        }
+        if (r->nv) {
+            it->validation = xp_fitness_value(&r->vfit, r->g + r->nt + r->nc);
+            if (it->accepted && o->validation_rule == XP_VALIDATION_KEEP &&
+                !(it->validation >= r->val_now)) {
+                it->accepted = false;
+                it->validation_rejected = true;
+            }
+        }
+    }
+    if (it->accepted && o->control_generation && r->nc) {
+        bool same;
+        if ((rc = controls_unchanged(r, &same, err)))
+            goto undo;
+        it->accepted = same;
+        it->control_changed = !same;
+    }
+    if (!it->accepted)
+        xp_candidate_flip(r->m, c);
+    return XP_OK;
+undo:
+    xp_candidate_flip(r->m, c);
+    return rc;
+}
+
+int search_commit(run *r, const xp_candidate *c, long focal, double fitness, xp_search_iter *it,
+                  xp_err *err)
+{
+    int rc = search_keep(r, c);
+    if (rc) {
+        xp_candidate_flip(r->m, c);
+        return xp_err_set(err, rc, "out of memory");
+    }
+    xp_gauge_commit(&r->gauge);
+    size_t ends[3] = {r->nt, r->nt + r->nc, r->n};
+    xp_flip_effect_measure(&r->effect, r->cur, r->g, ends);
+    xp_proposer_accepted(&r->prop);
+    memcpy(r->cur, r->g, r->n * sizeof *r->cur);
+    if (r->nv) { /* from the gaps, so that every rank of a team has it */
+        r->val_now = xp_fitness_value(&r->vfit, r->cur + r->nt + r->nc);
+        if (r->o->validation_rule == XP_VALIDATION_EARLY_STOP && r->val_now > r->val_best) {
+            r->val_best = r->val_now;
+            r->val_best_flips = r->n_kept;
+        }
+    }
+    if (it) {
+        it->effect = &r->effect;
+        it->moved = r->effect.moved;
+        memcpy(it->crossed, r->effect.crossed, sizeof it->crossed);
+        if (r->nv)
+            it->validation_now = r->val_now;
+    }
+    if (focal >= 0) {
+        r->solved[focal] = r->cur[focal] > 0;
+        r->best = r->cur[focal];
+    } else
+        r->best = fitness;
+    r->accepted++;
+    return XP_OK;
+}
+
+void search_record(run *r, xp_search_iter *it, xp_search_result *out)
+{
+    const xp_search_opts *o = r->o;
+    r->screened_out += it->screened;
+    out->probes_run += it->probes_run;
+    push_window(r, it->accepted);
+    r->val_rejected += it->validation_rejected;
+    it->best = r->best;
+    it->n_flips = r->n_kept;
+    it->validation_best_flips = r->val_best_flips;
+    if (o->on_iter)
+        o->on_iter(o->ctx, it);
+}
+
+long search_focal(const run *r)
+{
+    return r->o->fitness == XP_FITNESS_FOCUSED ? xp_focused_target(&r->fit, r->cur) : -1;
+}
+
 /* One iteration; *stop when nothing is left to try. */
 static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
 {
-    const xp_search_opts *o = r->o;
     double t0 = now();
-    long focal = -1;
-    if (o->fitness == XP_FITNESS_FOCUSED && (focal = xp_focused_target(&r->fit, r->cur)) < 0) {
+    long focal = search_focal(r);
+    if (r->o->fitness == XP_FITNESS_FOCUSED && focal < 0) {
         *stop = true; /* every target solved */
         return XP_OK;
     }
@@ -644,91 +729,14 @@ static int step(run *r, xp_search_result *out, bool *stop, xp_err *err)
                          .validation_now = r->nv ? r->val_now : NAN,
                          .estimate = r->prop.estimate,
                          .change = NAN};
-    xp_candidate_flip(r->m, &c);
-    xp_tree_change change = xp_candidate_change(r->m, &c);
-    size_t k = focal >= 0 ? 1 : worst_targets(r, o->screen < r->nt ? o->screen : r->nt, r->sel);
-    if (focal >= 0)
-        r->sel[0] = (size_t)focal;
-    if (o->screen && k) {
-        if ((rc = xp_gauge_run(&r->gauge, r->sel, k, &change, r->sg, err)))
-            goto undo;
-        it.probes_run += k;
-        bool improved = false;
-        for (size_t j = 0; j < k; j++)
-            improved |= r->sg[j] > r->cur[r->sel[j]];
-        it.screened = !improved;
-    }
-    if (!it.screened) {
-        if ((rc = xp_gauge_run(&r->gauge, NULL, 0, &change, r->g, err)))
-            goto undo;
-        it.probes_run += r->n;
-        if (focal >= 0) {
-            it.fitness = r->g[focal];
-            it.change = r->g[focal] - r->cur[focal];
-            it.accepted = xp_focused_accept(&r->fit, r->cur, r->g, (size_t)focal);
-        } else {
-            it.fitness = xp_fitness_value(&r->fit, r->g);
-            it.change = it.fitness - xp_fitness_value(&r->fit, r->cur);
-            it.accepted = it.fitness > r->best + o->min_gain;
-        }
-        if (r->nv) {
-            it.validation = xp_fitness_value(&r->vfit, r->g + r->nt + r->nc);
-            if (it.accepted && o->validation_rule == XP_VALIDATION_KEEP &&
-                !(it.validation >= r->val_now)) {
-                it.accepted = false;
-                it.validation_rejected = true;
-                r->val_rejected++;
-            }
-        }
-    }
-    if (it.accepted && o->control_generation && r->nc) {
-        bool same;
-        if ((rc = controls_unchanged(r, &same, err)))
-            goto undo;
-        it.accepted = same;
-        it.control_changed = !same;
-    }
-    if (it.accepted) {
-        if ((rc = keep(r, &c))) {
-            rc = xp_err_set(err, rc, "out of memory");
-            goto undo;
-        }
-        xp_gauge_commit(&r->gauge);
-        size_t ends[3] = {r->nt, r->nt + r->nc, r->n};
-        xp_flip_effect_measure(&r->effect, r->cur, r->g, ends);
-        it.effect = &r->effect;
-        it.moved = r->effect.moved;
-        memcpy(it.crossed, r->effect.crossed, sizeof it.crossed);
-        xp_proposer_accepted(&r->prop);
-        memcpy(r->cur, r->g, r->n * sizeof *r->cur);
-        if (r->nv) {
-            r->val_now = it.validation_now = it.validation;
-            if (o->validation_rule == XP_VALIDATION_EARLY_STOP && r->val_now > r->val_best) {
-                r->val_best = r->val_now;
-                r->val_best_flips = r->n_kept;
-            }
-        }
-        if (focal >= 0) {
-            r->solved[focal] = r->cur[focal] > 0;
-            r->best = r->cur[focal];
-        } else
-            r->best = it.fitness;
-        r->accepted++;
-    } else
-        xp_candidate_flip(r->m, &c);
-    r->screened_out += it.screened;
-    out->probes_run += it.probes_run;
-    push_window(r, it.accepted);
-    it.best = r->best;
-    it.n_flips = r->n_kept;
-    it.validation_best_flips = r->val_best_flips;
+    rc = search_evaluate(r, &c, focal, &it, err);
+    if (!rc && it.accepted)
+        rc = search_commit(r, &c, focal, it.fitness, &it, err);
+    if (rc)
+        return rc;
     it.seconds = now() - t0;
-    if (o->on_iter)
-        o->on_iter(o->ctx, &it);
+    search_record(r, &it, out);
     return XP_OK;
-undo:
-    xp_candidate_flip(r->m, &c);
-    return rc;
 }
 
 int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
@@ -772,7 +780,8 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
                                   : &o->validation[i - r.nt - r.nc];
     r.settings = settings_json(o, layers, n_layers);
     run_fingerprint(o->base_sha256, r.settings, pt, r.nt, r.nc, r.nv, r.fingerprint);
-    if (!(rc = xp_proposer_init(&r.prop, m, o, layers, n_layers, err)) &&
+    if (!(rc = search_team_follows(o) ? XP_OK
+                                      : xp_proposer_init(&r.prop, m, o, layers, n_layers, err)) &&
         !(rc = xp_gauge_init(&r.gauge, m, pt, r.n, o->metric, o->naive, layers, n_layers,
                              (xp_search_projs(o) & mlp) != 0, err)) &&
         !(rc = xp_gauge_run(&r.gauge, NULL, 0, NULL, r.base, err)) &&
@@ -796,7 +805,7 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
                               0,
                               r.base + r.nt + r.nc,
                               NULL};
-    if (!rc && resume)
+    if (!rc && resume && !search_team_follows(o))
         rc = resume_from(&r, resume, out, err);
     if (!rc) {
         if (!out->resumed_at) /* targets right at the start count as solved */
@@ -813,16 +822,22 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         }
     }
     out->start = r.best;
+    if (o->team)
+        rc = search_team_start(&r, rc, out, err);
     /* a run that had already stopped by the window rule stays stopped */
     bool stop = !rc && auto_stop(&r);
     out->auto_stopped = stop;
-    while (!rc && !stop && r.iter < o->iterations) {
-        rc = step(&r, out, &stop, err);
+    if (!rc && search_team_follows(o))
+        rc = search_team_follow(&r, err);
+    while (!rc && !stop && !search_team_follows(o) && r.iter < o->iterations) {
+        rc = o->team ? search_team_step(&r, out, &stop, err) : step(&r, out, &stop, err);
         if (!rc && (auto_stop(&r)))
             out->auto_stopped = stop = true;
         if (!rc && o->checkpoint_every && r.iter % o->checkpoint_every == 0)
             rc = write_checkpoint(&r, err);
     }
+    if (o->team)
+        rc = search_team_finish(&r, rc, out, err);
     /* early-stop: the final patch is the prefix at the best validation point, and the
      * final gaps are its own */
     size_t n_final = patch_flips(&r);

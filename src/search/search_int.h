@@ -32,9 +32,9 @@ typedef struct xp_proposer {
     int granularity, proposal;
     double scale_ratio;
     int bit_min, bit_max;
-    double total;          /* sum of the units' totals (item counts when uniform) */
+    double total; /* sum of the units' totals (item counts when uniform) */
     xp_rng rng;
-    uint64_t *tried;       /* open-addressing set of candidate keys (0 = empty) */
+    uint64_t *tried; /* open-addressing set of candidate keys (0 = empty) */
     size_t tried_cap, n_tried;
     /* gradient proposals: every candidate, best estimate first, walked from next_rank */
     xp_ranked *ranked;
@@ -43,15 +43,25 @@ typedef struct xp_proposer {
     bool stale;            /* rank (again) before the next proposal */
     long ranked_focal;     /* focused: the target the ranking is for */
     double estimate;       /* the last proposal's estimate (NAN unless gradient) */
+    xp_candidate *back; /* given back (xp_proposer_unget), the next first: a stack */
+    size_t n_back, cap_back;
+    bool exhausted; /* a draw found nothing left: so do the later ones */
 } xp_proposer;
 
 /* Weights come from the model as it is now (the base) and stay fixed, so the sequence
  * of proposals depends on the seed alone and a resumed search can replay it. */
-int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o,
-                     const uint32_t *layers, size_t n_layers, xp_err *err);
+int xp_proposer_init(xp_proposer *p, xp_model *m, const xp_search_opts *o, const uint32_t *layers,
+                     size_t n_layers, xp_err *err);
 void xp_proposer_free(xp_proposer *p);
-/* The next untried candidate; false when none is left (after many draws). */
+/* The next untried candidate; false when none is left (after many draws), and from
+ * then on. */
 bool xp_proposer_next(xp_proposer *p, xp_candidate *c);
+/* Gives back a candidate drawn but not evaluated, newest first: the next draws return
+ * them again, in the order they were first drawn, as if they had never been drawn (a
+ * team's leader draws ahead, and gives back what a kept flip made stale). A proposer
+ * whose order depends on the kept flips must keep this promise too: the candidates after
+ * a kept flip are what a lone search would draw after it. XP_ENOMEM when it cannot. */
+int xp_proposer_unget(xp_proposer *p, const xp_candidate *c);
 /* Marks a candidate as tried (for a resumed patch's flips). */
 void xp_proposer_mark(xp_proposer *p, const xp_candidate *c);
 /* Counts an accepted flip: gradient proposals rank again after rerank_every of them. */
@@ -70,9 +80,9 @@ size_t xp_search_layers(const xp_model *m, const xp_search_opts *o, uint32_t *ou
 typedef struct xp_fitness_ctx {
     int kind;
     double lambda, epsilon;
-    size_t nt, nc;         /* targets, controls: gaps arrays are targets then controls */
-    const double *base;    /* baseline gaps */
-    bool *solved;          /* focused: targets in S */
+    size_t nt, nc;      /* targets, controls: gaps arrays are targets then controls */
+    const double *base; /* baseline gaps */
+    bool *solved;       /* focused: targets in S */
 } xp_fitness_ctx;
 
 /* mean, min, borderline: the fitness of gaps g. */
@@ -126,18 +136,17 @@ typedef struct xp_gauge {
     size_t n;
     xp_metric metric;
     bool naive;
-    xp_tree_batch *tb;          /* fast: one item per probe */
-    int32_t *row_of;            /* fast: [2n] where each probe's two compared ids are in
-                                   the LM-head row subset */
-    float *logits;              /* naive: one sequence's logits */
+    xp_tree_batch *tb; /* fast: one item per probe */
+    int32_t *row_of;   /* fast: [2n] where each probe's two compared ids are in
+                          the LM-head row subset */
+    float *logits;     /* naive: one sequence's logits */
     size_t logits_cap;
 } xp_gauge;
 
 /* ckpt: the layers a flip may touch (kept residuals); mlp: flips may touch their MLP
  * projections (their mid-points and activations are kept too). */
-int xp_gauge_init(xp_gauge *g, xp_model *m, const xp_probe_tokens **pt, size_t n,
-                  xp_metric metric, bool naive, const uint32_t *ckpt, size_t n_ckpt, bool mlp,
-                  xp_err *err);
+int xp_gauge_init(xp_gauge *g, xp_model *m, const xp_probe_tokens **pt, size_t n, xp_metric metric,
+                  bool naive, const uint32_t *ckpt, size_t n_ckpt, bool mlp, xp_err *err);
 void xp_gauge_free(xp_gauge *g);
 /* gaps[i] for probe sel[i] (every probe, in order, when sel is NULL). change: how the
  * weights differ from the last commit (NULL: nothing is assumed). */

@@ -12,15 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$out/work
 rm -rf "$out" && mkdir -p "$work"
 
-# Timings and dates are the only parts of these outputs allowed to differ between runs.
-norm() {
-    sed -E -e 's/"created":[[:space:]]*"[^"]*"/"created": "T"/g' \
-        -e 's/"seconds":[[:space:]]*[-0-9.e+]+/"seconds": T/g' \
-        -e 's/[0-9.]+ s each \([0-9.]+ s in all\)/T s each (T s in all)/' \
-        -e 's/"sizes":\{[^}]*\}/"sizes": T/' \
-        -e 's/evaluated in [0-9.]+ s/evaluated in T s/' \
-        -e "s#$work/##g" -e "s#$here/##g" -e "s#$model#MODEL#g"
-}
+source "$here/norm.sh"
 
 "$bin" search -m "$model" --probes "$here/train.json" --controls "$here/controls.json" \
     --heldout "$here/heldout.json" --fitness focused --iterations 40 --seed 1 -t 2 \

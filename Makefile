@@ -2,7 +2,8 @@
 # that the layers only point down (`make check-layers`), then runs the Criterion suite,
 # then the same suite under AddressSanitizer + UBSan; `make examples` builds the programs
 # in examples/ against the library; `make demo` runs the main job on the built-in default
-# model; `make bench` and `make fuzz` measure.
+# model; `make bench` and `make fuzz` measure; `make fuzz-long` runs each fuzzer 10 million
+# times.
 # Missing Debian packages are installed (or named) by scripts/deps.sh first.
 
 SHELL    := bash
@@ -57,7 +58,7 @@ EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
 .PHONY: all deps test test-long test-plain test-asan test-aarch64 check-layers examples demo bench \
-        fuzz clean npm-cache tiny-model
+        fuzz fuzz-long clean npm-cache tiny-model
 
 all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a
 
@@ -234,6 +235,21 @@ fuzz: deps npm-cache $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 	  XP_CACHE=$(CACHE) $(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-$$f fuzz/seeds/$$f || exit 1; \
 	done
+
+# The long run, outside `make test`: each fuzzer for FUZZ_RUNS executions (10 million by
+# default), one target per fuzzer so that `make -j N fuzz-long` runs them side by side.
+# Each writes its log to build/fuzz/long-NAME.log, whose last lines give the count
+# ("Done N runs in S second(s)"); a crash stops it with the input saved beside the log.
+FUZZ_RUNS ?= 10000000
+FUZZ_NAMES := $(patsubst fuzz/%.c,%,$(FUZZ_SRC))
+fuzz-long: $(patsubst %,fuzz-long-%,$(FUZZ_NAMES))
+fuzz-long-%: deps npm-cache $(BUILD)/fuzz/%
+	@mkdir -p $(BUILD)/fuzz/corpus-$*
+	@echo "== $* for $(FUZZ_RUNS) runs: $(BUILD)/fuzz/long-$*.log"
+	@set -o pipefail; XP_CACHE=$(CACHE) $(BUILD)/fuzz/$* -runs=$(FUZZ_RUNS) -print_final_stats=1 \
+	  -artifact_prefix=$(BUILD)/fuzz/$*- $(BUILD)/fuzz/corpus-$* fuzz/seeds/$* \
+	  >$(BUILD)/fuzz/long-$*.log 2>&1 || { tail -40 $(BUILD)/fuzz/long-$*.log; exit 1; }
+	@grep -E '^Done [0-9]+ runs' $(BUILD)/fuzz/long-$*.log
 
 clean:
 	rm -rf $(BUILD)

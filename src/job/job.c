@@ -218,7 +218,7 @@ static void search_iter(void *ctx, const xp_search_iter *it)
 static int search_write(void *ctx, xp_patch *p, xp_err *err)
 {
     job_search *s = ctx;
-    return job_patch_write(&s->out, p, err);
+    return s->no_empty && !p->n_flips ? XP_OK : job_patch_write(&s->out, p, err);
 }
 
 void job_search_hook(job_search *s, xp_search_opts *o)

@@ -18,7 +18,7 @@ WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
 IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -q clang && echo 1)
 CFLAGS   ?= -O2 -g $(if $(IS_CLANG),,-fvect-cost-model=dynamic)
 CFLAGS   += -std=c17 -D_GNU_SOURCE $(WARN) $(OMP_CFLAGS) -ffp-contract=off -Iinclude -Isrc \
-            -DXP_DEFAULT_CACHE='"$(CACHE)"'
+            -DXP_DEFAULT_CACHE='"$(CACHE)"' -DXP_SHIPPED_VOCAB='"$(ROOT)/models/tiny-bonsai.gguf"'
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS   = $(PKG_LIBS) $(OMP_LIBS) -lm

@@ -149,12 +149,26 @@ TEST_QUIET := grep -v -E '^\[(RUN |PASS)\]|^\[====\] Running'
 
 test: deps npm-cache check-layers test-plain test-asan
 
+# Tests that take minutes under AddressSanitizer (tens of times their plain time: they
+# run the program thousands of times, or replay a whole search, pipeline and eval) and
+# reach no code the rest of the ASan run leaves out: `make test` runs them plain only,
+# `make test-long` under ASan too (measured with `--verbose`, which gives each test's time).
+ASAN_LONG := behaviour/*|cli_options/every_help_names_exactly_the_options_its_command_takes
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=exitcode=0 \
+	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
+	XP_EXAMPLES=$(ROOT)/$(BUILD)/asan/examples
+
 # The slow checks, outside `make test` (CI runs both): an in-place apply on a
-# bonsai-1.7b shape killed at random instants.
-test-long: deps $(BUILD)/test_xorpatch $(BUILD)/xorpatch $(ENOSPC_SHIM)
-	@mkdir -p $(BUILD)/tmp
+# bonsai-1.7b shape killed at random instants, and the ASAN_LONG tests under ASan.
+test-long: deps $(BUILD)/test_xorpatch $(BUILD)/xorpatch $(ENOSPC_SHIM) \
+           $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch \
+           $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
+	@mkdir -p $(BUILD)/tmp $(BUILD)/asan/tmp
 	set -o pipefail; $(TEST_ENV) XP_LONG=1 $(BUILD)/test_xorpatch $(TEST_FLAGS) \
 	  --filter 'faults_long/*' 2>&1 | $(TEST_QUIET) | grep -v 'Test is disabled'
+	set -o pipefail; $(ASAN_ENV) $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) \
+	  --filter '@($(ASAN_LONG))' 2>&1 | tee $(BUILD)/asan/test-long.log | $(TEST_QUIET)
+	@scripts/check-leaks.sh $(BUILD)/asan/test-long.log
 
 # Layers only point down: the #include lines of src/, include/ and fuzz/ against the
 # layer order in scripts/check-layers.sh. The suites wait for it.
@@ -168,11 +182,8 @@ test-plain: check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples $(ENO
 test-asan: check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch $(ENOSPC_SHIM) \
            $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
 	@rm -rf $(BUILD)/asan/tmp && mkdir -p $(BUILD)/asan/tmp
-	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	LSAN_OPTIONS=exitcode=0 \
-	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
-	  XP_EXAMPLES=$(ROOT)/$(BUILD)/asan/examples \
-	  $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) 2>&1 | tee $(BUILD)/asan/test.log | $(TEST_QUIET)
+	set -o pipefail; $(ASAN_ENV) $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) \
+	  --filter '!(@($(ASAN_LONG)))' 2>&1 | tee $(BUILD)/asan/test.log | $(TEST_QUIET)
 	@scripts/check-leaks.sh $(BUILD)/asan/test.log
 
 # Every test once per Arm kernel under qemu-aarch64, and the choice of kernel on a CPU

@@ -2,7 +2,8 @@
 # that the layers only point down (`make check-layers`), then runs the Criterion suite,
 # then the same suite under AddressSanitizer + UBSan; `make examples` builds the programs
 # in examples/ against the library; `make demo` runs the main job on the built-in default
-# model; `make bench` and `make fuzz` measure.
+# model; `make bench` and `make fuzz` measure; `make fuzz-long` runs each fuzzer 10 million
+# times.
 # Missing Debian packages are installed (or named) by scripts/deps.sh first.
 
 SHELL    := bash
@@ -17,7 +18,7 @@ WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
 IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -q clang && echo 1)
 CFLAGS   ?= -O2 -g $(if $(IS_CLANG),,-fvect-cost-model=dynamic)
 CFLAGS   += -std=c17 -D_GNU_SOURCE $(WARN) $(OMP_CFLAGS) -ffp-contract=off -Iinclude -Isrc \
-            -DXP_DEFAULT_CACHE='"$(CACHE)"'
+            -DXP_DEFAULT_CACHE='"$(CACHE)"' -DXP_SHIPPED_VOCAB='"$(ROOT)/models/tiny-bonsai.gguf"'
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS   = $(PKG_LIBS) $(OMP_LIBS) -lm
@@ -60,7 +61,7 @@ EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
 .PHONY: all deps test test-long test-plain test-asan test-aarch64 check-layers examples demo bench \
-        fuzz clean npm-cache tiny-model
+        fuzz fuzz-long clean npm-cache tiny-model
 
 all: deps $(BUILD)/xorpatch $(BUILD)/libxorpatch.a $(if $(HAVE_MPI),$(BUILD)/xorpatch-mpi)
 
@@ -169,12 +170,26 @@ TEST_QUIET := grep -v -E '^\[(RUN |PASS)\]|^\[====\] Running'
 
 test: deps npm-cache check-layers test-plain test-asan
 
+# Tests that take minutes under AddressSanitizer (tens of times their plain time: they
+# run the program thousands of times, or replay a whole search, pipeline and eval) and
+# reach no code the rest of the ASan run leaves out: `make test` runs them plain only,
+# `make test-long` under ASan too (measured with `--verbose`, which gives each test's time).
+ASAN_LONG := behaviour/*|cli_options/every_help_names_exactly_the_options_its_command_takes
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=exitcode=0 \
+	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
+	XP_MPI_BIN= XP_EXAMPLES=$(ROOT)/$(BUILD)/asan/examples
+
 # The slow checks, outside `make test` (CI runs both): an in-place apply on a
-# bonsai-1.7b shape killed at random instants.
-test-long: deps $(BUILD)/test_xorpatch $(BUILD)/xorpatch $(ENOSPC_SHIM)
-	@mkdir -p $(BUILD)/tmp
+# bonsai-1.7b shape killed at random instants, and the ASAN_LONG tests under ASan.
+test-long: deps $(BUILD)/test_xorpatch $(BUILD)/xorpatch $(ENOSPC_SHIM) \
+           $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch \
+           $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
+	@mkdir -p $(BUILD)/tmp $(BUILD)/asan/tmp
 	set -o pipefail; $(TEST_ENV) XP_LONG=1 $(BUILD)/test_xorpatch $(TEST_FLAGS) \
 	  --filter 'faults_long/*' 2>&1 | $(TEST_QUIET) | grep -v 'Test is disabled'
+	set -o pipefail; $(ASAN_ENV) $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) \
+	  --filter '@($(ASAN_LONG))' 2>&1 | tee $(BUILD)/asan/test-long.log | $(TEST_QUIET)
+	@scripts/check-leaks.sh $(BUILD)/asan/test-long.log
 
 # Layers only point down: the #include lines of src/, include/ and fuzz/ against the
 # layer order in scripts/check-layers.sh. The suites wait for it.
@@ -189,12 +204,8 @@ test-plain: check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples $(ENO
 test-asan: check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch $(ENOSPC_SHIM) \
            $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
 	@rm -rf $(BUILD)/asan/tmp && mkdir -p $(BUILD)/asan/tmp
-	set -o pipefail; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	LSAN_OPTIONS=exitcode=0 \
-	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
-	  XP_MPI_BIN= \
-	  XP_EXAMPLES=$(ROOT)/$(BUILD)/asan/examples \
-	  $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) 2>&1 | tee $(BUILD)/asan/test.log | $(TEST_QUIET)
+	set -o pipefail; $(ASAN_ENV) $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) \
+	  --filter '!(@($(ASAN_LONG)))' 2>&1 | tee $(BUILD)/asan/test.log | $(TEST_QUIET)
 	@scripts/check-leaks.sh $(BUILD)/asan/test.log
 
 # Every test once per Arm kernel under qemu-aarch64, and the choice of kernel on a CPU
@@ -258,6 +269,21 @@ fuzz: deps npm-cache $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 	  XP_CACHE=$(CACHE) $(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-$$f fuzz/seeds/$$f || exit 1; \
 	done
+
+# The long run, outside `make test`: each fuzzer for FUZZ_RUNS executions (10 million by
+# default), one target per fuzzer so that `make -j N fuzz-long` runs them side by side.
+# Each writes its log to build/fuzz/long-NAME.log, whose last lines give the count
+# ("Done N runs in S second(s)"); a crash stops it with the input saved beside the log.
+FUZZ_RUNS ?= 10000000
+FUZZ_NAMES := $(patsubst fuzz/%.c,%,$(FUZZ_SRC))
+fuzz-long: $(patsubst %,fuzz-long-%,$(FUZZ_NAMES))
+fuzz-long-%: deps npm-cache $(BUILD)/fuzz/%
+	@mkdir -p $(BUILD)/fuzz/corpus-$*
+	@echo "== $* for $(FUZZ_RUNS) runs: $(BUILD)/fuzz/long-$*.log"
+	@set -o pipefail; XP_CACHE=$(CACHE) $(BUILD)/fuzz/$* -runs=$(FUZZ_RUNS) -print_final_stats=1 \
+	  -artifact_prefix=$(BUILD)/fuzz/$*- $(BUILD)/fuzz/corpus-$* fuzz/seeds/$* \
+	  >$(BUILD)/fuzz/long-$*.log 2>&1 || { tail -40 $(BUILD)/fuzz/long-$*.log; exit 1; }
+	@grep -E '^Done [0-9]+ runs' $(BUILD)/fuzz/long-$*.log
 
 clean:
 	rm -rf $(BUILD)

@@ -1,12 +1,12 @@
 /* libFuzzer harness for the patch readers: xorpatch JSON, Bankai v1, Neagari v2,
- * Neagari's list of triples and the binary encoding. Any input must either be refused with a format or argument error whose
- * message names the input, or read into a canonical, non-empty patch that survives every
- * writer: its binary and JSON forms read back with the same identity (flips_sha256) and
- * the binary form is a fixed point of decode ∘ encode. Binding it to a small model shape
- * must succeed or fail cleanly, and so must the Bankai / Neagari writers. Because the
- * binary format ends with a checksum the fuzzer cannot forge, binary inputs are also
- * decoded with the checksum recomputed, so the decoder's deeper checks are reached. Any
- * other outcome aborts, so libFuzzer records the input. */
+ * Neagari's list of triples and the binary encoding. Any input must either be refused with a format
+ * or argument error whose message names the input, or read into a canonical patch (non-empty, or a
+ * search's empty checkpoint with its record) that survives every writer: its binary and JSON forms
+ * read back with the same identity (flips_sha256) and the binary form is a fixed point of decode ∘
+ * encode. Binding it to a small model shape must succeed or fail cleanly, and so must the Bankai /
+ * Neagari writers. Because the binary format ends with a checksum the fuzzer cannot forge, binary
+ * inputs are also decoded with the checksum recomputed, so the decoder's deeper checks are reached.
+ * Any other outcome aborts, so libFuzzer records the input. */
 #include "xorpatch.h"
 
 #include <stdio.h>
@@ -35,9 +35,11 @@ static void round_trip(xp_patch *p, int format, const char *want, const xp_shape
     size_t len;
     xp_err err = {0};
     int rc = xp_patch_serialize(p, format, &buf, &len, &err);
-    if (rc && (format == XP_PATCH_BANKAI_V1 || format == XP_PATCH_NEAGARI_V2 ||
-               format == XP_PATCH_NEAGARI_LIST)) {
-        /* a flip these formats cannot hold is refused, never mangled */
+    if (rc &&
+        (format == XP_PATCH_BANKAI_V1 || format == XP_PATCH_NEAGARI_V2 ||
+         format == XP_PATCH_NEAGARI_LIST || (format == XP_PATCH_BINARY_COMPACT && !p->n_flips))) {
+        /* a flip these formats cannot hold is refused, never mangled; so is an empty
+         * checkpoint in a format that drops its search record */
         CHECK(rc == XP_EINVAL);
         return;
     }
@@ -67,7 +69,7 @@ static void round_trip(xp_patch *p, int format, const char *want, const xp_shape
 
 static void check_patch(xp_patch *p)
 {
-    CHECK(p->canonical && p->n_flips > 0 && p->n_tensors > 0);
+    CHECK(p->canonical && (p->n_flips ? p->n_tensors > 0 : xp_patch_checkpoint_empty(p)));
     for (size_t i = 1; i < p->n_tensors; i++)
         CHECK(strcmp(p->tensors[i - 1].name, p->tensors[i].name) < 0);
     char want[65];

@@ -10,7 +10,7 @@
 #    headers of their own layer and of the layers below it, never one of a layer above
 #    or beside it.
 #  - A file of src/LAYER/ includes the private headers of its own layer only. The one
-#    exception is src/core/'s (alloc.h, file.h, rng.h, strmap.h, lse.h): they are the
+#    exception is src/core/'s (alloc.h, file.h, rng.h, strmap.h, lse.h, utf8.h): they are the
 #    library's shared base, which every layer may include, and no part of its API.
 #  - No library file (src/ below cli, include/xorpatch/) includes the umbrella header.
 #  - A public header includes no private header; a program outside the library (fuzz/,

@@ -1,7 +1,7 @@
 /* The commands' option table through the built program: every --help names exactly the
  * options its command takes; an option that is taken once is refused when given twice,
  * naming it, while repeatable ones add up; and numbers are range-checked (a usage error
- * naming the option and its range, exit 1) instead of wrapping around or sizing a huge
+ * naming the option and its range, exit 2) instead of wrapping around or sizing a huge
  * allocation. */
 #include <ctype.h>
 #include <string.h>
@@ -148,7 +148,7 @@ static void expect_refused(const refusal *cases, size_t n)
         char cmd[64];
         sscanf(cases[i].args, "%63s", cmd);
         snprintf(try, sizeof try, "Try 'xorpatch help %s'.", cmd);
-        cr_expect_eq(run(cases[i].args, &out, &err), 1, "%s: %s", cases[i].args, err);
+        cr_expect_eq(run(cases[i].args, &out, &err), 2, "%s: %s", cases[i].args, err);
         cr_expect(strncmp(err, "xorpatch: error: ", 17) == 0, "%s: %s", cases[i].args, err);
         cr_expect(strstr(err, cases[i].says), "%s: '%s' lacks '%s'", cases[i].args, err,
                   cases[i].says);

@@ -575,25 +575,26 @@ Test(experiment_cli, null_baseline_json_with_the_search_options, .timeout = 180)
     cJSON_Delete(j);
 }
 
-Test(experiment_cli, bad_names_and_options_exit_1_missing_files_exit_2)
+Test(experiment_cli, bad_names_options_and_missing_files_exit_2)
 {
     files f = setup();
     char args[4096], *out;
-    struct { const char *args; int rc; } cases[] = {
-        {"coin-flips --probes P", 1},
-        {"--probes P", 1},
-        {"layer-map stacking --probes P", 1},
-        {"layer-map --probes P --counts 10", 1},
-        {"stacking --probes P -p A -p A --seed 2", 1},
-        {"random-flips --text T --probes P", 1},
-        {"random-flips --text T --strategy bit,coin", 1},
-        {"random-flips --text T --counts 10,x", 1},
-        {"random-flips --probes P", 1},
-        {"layer-map", 1},
-        {"stacking --probes P -p A", 1},
-        {"scale-vs-random --probes P --granularity scale-bit", 1},
-        {"null-baseline --probes P --metric generation", 1},
-        {"null-baseline --probes P --iterations 0", 1},
+    struct { const char *args; int rc;
+    } cases[] = {
+        {"coin-flips --probes P", 2},
+        {"--probes P", 2},
+        {"layer-map stacking --probes P", 2},
+        {"layer-map --probes P --counts 10", 2},
+        {"stacking --probes P -p A -p A --seed 2", 2},
+        {"random-flips --text T --probes P", 2},
+        {"random-flips --text T --strategy bit,coin", 2},
+        {"random-flips --text T --counts 10,x", 2},
+        {"random-flips --probes P", 2},
+        {"layer-map", 2},
+        {"stacking --probes P -p A", 2},
+        {"scale-vs-random --probes P --granularity scale-bit", 2},
+        {"null-baseline --probes P --metric generation", 2},
+        {"null-baseline --probes P --iterations 0", 2},
         {"layer-map --probes /nonexistent.json", 2},
         {"random-flips --text /nonexistent.txt", 2},
         {"stacking --probes P -p A -p /nonexistent.json", 2},

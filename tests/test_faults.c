@@ -608,6 +608,90 @@ Test(faults, writers_killed_at_random_instants_leave_the_old_or_the_new_file, .t
             trials, old, new);
 }
 
+/* ---- 4e: a search killed before its first kept flip resumes --------------------------- */
+
+static void flips_of(const char *path, char id[65])
+{
+    xp_patch *p = NULL;
+    xp_err err = {0};
+    cr_assert_eq(xp_patch_read(&p, path, &err), XP_OK, "%s", err.msg);
+    cr_assert_eq(xp_patch_flips_sha256(p, id, &err), XP_OK, "%s", err.msg);
+    xp_patch_free(p);
+}
+
+static size_t lines_of(const char *path, bool *accepted)
+{
+    char *text = xp_test_slurp(path);
+    size_t n = 0;
+    for (char *c = text; c && *c; c++)
+        n += *c == '\n';
+    if (accepted)
+        *accepted = text && strstr(text, "\"accepted\":true");
+    free(text);
+    return n;
+}
+
+Test(faults, a_search_killed_before_its_first_kept_flip_resumes_exactly, .timeout = 240)
+{
+    char dir[512], tiny[512], probes[600], full[700], part[700], log[800], cmd[4000];
+    fresh_dir(dir, sizeof dir, "faults-search-early");
+    xp_test_tiny_model(tiny, sizeof tiny);
+    snprintf(probes, sizeof probes, "%s/probes.json", dir);
+    snprintf(full, sizeof full, "%s/full.json", dir);
+    snprintf(part, sizeof part, "%s/part.json", dir);
+    snprintf(log, sizeof log, "%s.log.jsonl", part);
+    xp_test_write(probes, probes_json);
+    const char *how = "--iterations 8 --granularity block --no-eval --checkpoint-every 4 -t 1";
+    char *said;
+    cr_assert_eq(
+        xp(&said, NULL, "search -q -m '%s' --probes '%s' %s -o '%s'", tiny, probes, how, full), 0,
+        "%s", said);
+    free(said);
+    char want[65], have[65];
+    flips_of(full, want);
+    int early = 0;
+    for (int t = 0; t < 6; t++) {
+        unlink(part), unlink(log);
+        FMT(cmd, "exec %s search -q -m '%s' --probes '%s' %s -o '%s' >/dev/null 2>&1",
+            xp_test_bin(), tiny, probes, how, part);
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+            _exit(127);
+        }
+        /* killed t * 0.1 ms after the search has begun (its first checkpoint is there),
+         * before an iteration kept a flip (here the first one does) */
+        bool killed = false, accepted = false;
+        for (int i = 0; i < 20000 && !killed; i++) {
+            usleep(200);
+            if (access(part, F_OK) == 0) {
+                usleep(100 * (useconds_t)t);
+                kill(pid, SIGKILL);
+                killed = true;
+            }
+            int status;
+            if (!killed && waitpid(pid, &status, WNOHANG) == pid)
+                break;
+        }
+        if (killed)
+            waitpid(pid, NULL, 0);
+        lines_of(log, &accepted);
+        early += killed && !accepted;
+        cr_expect_eq(xp(&said, NULL, "search -q -m '%s' --probes '%s' %s -o '%s' --resume '%s'",
+                        tiny, probes, how, part, part),
+                     0, "trial %d: the killed search does not resume:\n%s", t, said);
+        free(said);
+        flips_of(part, have);
+        cr_expect_str_eq(have, want, "trial %d: resumed, not the uninterrupted patch", t);
+        cr_expect_eq(lines_of(log, NULL), 8, "trial %d: the log repeats or misses iterations", t);
+        cr_expect_null(leftover(dir), "trial %d: left %s", t, leftover(dir));
+    }
+    cr_expect_geq(early, 2, "only %d of 6 kills came before the first kept flip", early);
+    fprintf(stderr, "faults: %d of 6 searches killed before their first kept flip, all resumed\n",
+            early);
+}
+
 /* ---- make test-long: in-place apply on a bonsai-1.7b shape, killed at random ---------- */
 
 Test(faults_long, in_place_apply_on_a_bonsai_1_7b_shape_killed_at_random_instants, .timeout = 1800)

@@ -232,7 +232,7 @@ Test(engine_cli, generate_logits_perplexity)
     cr_expect(strstr(err, "id 151669 is not in the vocabulary"), "%s", err);
     free(out), free(err);
     snprintf(args, sizeof args, "logits -m '%s' --ids 1,x", model);
-    cr_expect_eq(run(args, &out, &err), 1);
+    cr_expect_eq(run(args, &out, &err), 2);
     free(out), free(err);
     snprintf(args, sizeof args, "perplexity -m '%s' -f /nonexistent.txt", model);
     cr_expect_eq(run(args, &out, &err), 2);

@@ -152,9 +152,9 @@ Test(patch_file, refusals)
     expect_run(args, 0, "its base is unknown");
     cr_expect(xp_test_same_file(r, base));
     FMT(args, "apply -m '%s' -o '%s'", base, b);
-    expect_run(args, 1, "give at least one -p PATCH");
+    expect_run(args, 2, "give at least one -p PATCH");
     FMT(args, "apply -m '%s' -p '%s' -o '%s' --in-place", base, p, b);
-    expect_run(args, 1, "one of them");
+    expect_run(args, 2, "one of them");
     FMT(args, "verify -m '%s' -b '%s'", base, base);
     expect_run(args, 2, "has no patch record");
 }

@@ -238,15 +238,16 @@ Test(probe_cli, errors_name_the_probe_and_field_and_exit_codes_hold)
     xp_test_tmp_path(probes, sizeof probes, "bad.json");
     xp_test_write(probes, "[{\"prompt\":\"p\",\"correct\":\" 1\",\"wrong\":\" 2\",\"name\":\"ok\"},"
                        "{\"prompt\":\"p\",\"correct\":\" 1\",\"name\":\"broken\"}]");
-    struct { const char *fmt; int code; const char *msg; } cases[] = {
+    struct { const char *fmt; int code; const char *msg;
+    } cases[] = {
         {"audit -m '%s' --probes '%s'", 2, "probe \"broken\" has no wrong answer"},
         {"eval -m '%s' --probes '%s'", 2, "probe \"broken\""},
-        {"audit -m '%s' --probes '%s' --metric nope", 1, "--metric must be seq_logprob"},
-        {"eval -m '%s' --probes '%s' --heldout x --split ratio:0.5", 1, "not both"},
-        {"eval -m '%s' --probes '%s' --split color=red", 1, "category, role or name"},
-        {"audit -m '%s' --probes '%s' --metric generation --no-generate", 1, "needs the greedy"},
+        {"audit -m '%s' --probes '%s' --metric nope", 2, "--metric must be seq_logprob"},
+        {"eval -m '%s' --probes '%s' --heldout x --split ratio:0.5", 2, "not both"},
+        {"eval -m '%s' --probes '%s' --split color=red", 2, "category, role or name"},
+        {"audit -m '%s' --probes '%s' --metric generation --no-generate", 2, "needs the greedy"},
         {"bench-task -m '%s' --tasks '%s'", 2, "not a JSON object"},
-        {"bench-task -m '%s' --tasks '%s' --kind maybe", 1, "--kind must be"},
+        {"bench-task -m '%s' --tasks '%s' --kind maybe", 2, "--kind must be"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(args, sizeof args, cases[i].fmt, model, probes);
@@ -255,7 +256,7 @@ Test(probe_cli, errors_name_the_probe_and_field_and_exit_codes_hold)
         cr_expect(strncmp(err, "xorpatch: error: ", 17) == 0, "%s", err);
         free(out), free(err);
     }
-    cr_expect_eq(run("audit --probes x", &out, &err), 1);
+    cr_expect_eq(run("audit --probes x", &out, &err), 2);
     cr_expect(strstr(err, "-m MODEL and --probes FILE are required"), "%s", err);
     free(out), free(err);
     const char *cmds[] = {"audit", "eval", "bench-task"};

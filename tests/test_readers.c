@@ -2,8 +2,10 @@
  * twice is refused by every reader (it would cancel itself), a NUL escaped in a JSON
  * string is refused naming its field, a truncated binary patch is reported as binary,
  * Neagari's minimal list of [layer, projection, group] triples is read, shown, converted
- * and applied, generation says when -n is more than the context holds, and a search that
- * keeps no flip says so without claiming a patch it did not write. */
+ * and applied, generation says when -n is more than the context holds, a search that
+ * keeps no flip writes its record (a checkpoint without flips, which apply refuses),
+ * show and stack say what they cannot know and count flips that cancel inside one
+ * file, and text that is not valid UTF-8 in a patch or a probe file is refused. */
 #include <string.h>
 #include <sys/stat.h>
 
@@ -314,7 +316,7 @@ static void solved_setup(char model[512], char probes[512])
     snprintf(probes, 512, "%s/tests/behaviour/deriv.json", xp_test_env("XP_ROOT", "."));
 }
 
-Test(readers, a_search_that_keeps_no_flip_claims_no_patch)
+Test(readers, a_search_that_keeps_no_flip_writes_its_record_which_apply_refuses)
 {
     char model[512], probes[512], out[512], args[2200];
     solved_setup(model, probes);
@@ -324,22 +326,91 @@ Test(readers, a_search_that_keeps_no_flip_claims_no_patch)
         "-o '%s'",
         model, probes, out);
     char *all = run_expect(args, 0, "no flip was kept");
-    char wrote[600], stale[700];
-    snprintf(wrote, sizeof wrote, "wrote %s,", out);
-    cr_expect(!strstr(all, wrote), "claims a patch it did not write:\n%s", all);
-    snprintf(stale, sizeof stale, "%s is not written (the file there is from before", out);
-    cr_expect(strstr(all, stale), "%s", all);
+    char said[700];
+    snprintf(said, sizeof said, "%s is a patch without flips (the search's record", out);
+    cr_expect(strstr(all, said), "%s", all);
     cr_expect(strstr(all, "patch       none: no flip was kept"), "%s", all);
-    cr_expect(strstr(all, ".log.jsonl and ") && strstr(all, "; no patch (no flip was kept)"), "%s",
-              all);
     free(all);
+    /* the older file is replaced by the search's record: no stale patch beside its log */
     char *text = xp_test_slurp(out);
-    cr_expect_str_eq(text, "{\"an\": \"older file\"}\n", "the user's file is left alone");
+    cr_expect(text && !strstr(text, "older file") && strstr(text, "\"run_sha256\""), "%s", text);
     free(text);
+    FMT(args, "show '%s'", out);
+    expect_cli(args, 0, "flips         0:");
+    char applied[600];
+    snprintf(applied, sizeof applied, "%s.gguf", out);
+    FMT(args, "apply -m '%s' -p '%s' -o '%s'", model, out, applied);
+    expect_cli(args, 2, "the patch has no flips (the checkpoint of a search that kept none)");
+    struct stat st;
+    cr_expect_neq(stat(applied, &st), 0, "apply wrote a model from an empty patch");
+    /* and it is a checkpoint: the same search resumes from it */
+    FMT(args,
+        "search -m '%s' --probes '%s' --fitness focused --iterations 3 --no-eval -t 1 "
+        "-o '%s' --resume '%s'",
+        model, probes, out, out);
+    expect_cli(args, 0, "resumed");
+    /* other readers keep refusing a patch without flips: only a search's record is one */
+    const char *needles[] = {"the patch has no flips", NULL};
+    expect_show_refused("{\"format\":\"xorpatch/1\",\"tensors\":{}}", ".json", needles);
     char side[600];
     snprintf(side, sizeof side, "%s.log.jsonl", out), unlink(side);
     snprintf(side, sizeof side, "%s.html", out), unlink(side);
     unlink(out);
+}
+
+/* ---- 3: what show and stack cannot know, and flips that cancel inside one file ------ */
+
+Test(readers, show_says_what_is_unknown_and_stack_and_show_report_cancelling_flips)
+{
+    char blocks[512], over[512], out[512], args[2000];
+    /* blocks have 128 bits whatever the layout, but their share of the weights does not */
+    tmp_file(blocks, sizeof blocks, "layoutless", ".json",
+             "{\"format\":\"xorpatch/1\",\"tensors\":{\"blk.0.ffn_up.weight\":"
+             "{\"blocks\":[2,3]}}}");
+    FMT(args, "show '%s'", blocks);
+    char *all = run_expect(args, 0, "share of the weights is unknown without the layout");
+    cr_expect(!strstr(all, "0.000000%"), "%s", all);
+    free(all);
+    /* a block and its all-ones mask cancel; row 1 stays */
+    tmp_file(over, sizeof over, "cancelling", ".json",
+             "{\"format\":\"xorpatch/1\",\"tensors\":{\"blk.0.ffn_up.weight\":"
+             "{\"blocks\":[2],\"masks\":[[2,\"ffffffffffffffffffffffffffffffff\"]],"
+             "\"rows\":[1]}}}");
+    FMT(args, "show '%s'", over);
+    expect_cli(args, 0,
+               "the file lists 3 flips: 2 merge or cancel within it (XOR), so it flips as 1");
+    FMT(args, "show --json '%s'", over);
+    expect_cli(args, 0, "\"flips_listed\":3");
+    tmp_file(out, sizeof out, "stacked", ".json", NULL);
+    FMT(args, "stack '%s' '%s' -o '%s'", over, blocks, out);
+    expect_cli(args, 0, ": the file lists 3 flips: 2 merge or cancel within it, so it brings 1");
+    unlink(blocks), unlink(over), unlink(out);
+}
+
+/* ---- 1: text that is not valid UTF-8 in a patch or a probe file ------------------- */
+
+Test(readers, invalid_utf8_in_a_patch_or_a_probe_file_is_refused_naming_the_field)
+{
+    const char *name[] = {"name: not valid UTF-8 (byte 3 of 4)", NULL};
+    expect_show_refused("{\"format\":\"xorpatch/1\",\"name\":\"ab\xff"
+                        "c\",\"tensors\":"
+                        "{\"blk.0.ffn_up.weight\":{\"rows\":[3]}}}",
+                        ".json", name);
+    const char *desc[] = {"description: not valid UTF-8", NULL};
+    expect_show_refused("{\"format\":\"bankai_row_xor_v1\",\"description\":\"\xc3\",\"flips\":"
+                        "[{\"layer\":1,\"proj\":\"up_proj\",\"row\":3}]}",
+                        ".json", desc);
+    /* probe files: the field and the probe are named, exit 2 */
+    char model[512], probes[512], args[1400];
+    snprintf(model, sizeof model, "%s/models/tiny-bonsai.gguf", xp_test_env("XP_ROOT", "."));
+    tmp_file(probes, sizeof probes, "badutf8", ".json",
+             "[{\"name\":\"p1\",\"prompt\":\"2+2=\",\"correct\":\"4\",\"wrong\":\"5\"},"
+             "{\"name\":\"p\xe2\x82\",\"prompt\":\"1+1=\",\"correct\":\"2\",\"wrong\":\"3\"}]");
+    FMT(args, "audit -m '%s' --probes '%s'", model, probes);
+    expect_cli(args, 2, "probe probes[1]: field \"name\" is not valid UTF-8 (byte 2 of 3)");
+    xp_test_write(probes, "[{\"name\":\"p1\",\"prompt\":\"2+2=\xf0\x9f\",\"correct\":\"4\"}]");
+    expect_cli(args, 2, "probe \"p1\" (probes[0]): field \"prompt\" is not valid UTF-8");
+    unlink(probes);
 }
 
 Test(readers, a_pipeline_step_that_keeps_no_flip_says_its_old_file_is_not_its_own)

@@ -1,7 +1,7 @@
 /* The search and pipeline commands: a search writes its patch, a log line per iteration
  * and an HTML report; the same patch on 1 and 2 threads; a search killed with SIGKILL
  * and resumed from its checkpoint ends with the uninterrupted run's patch; dead targets
- * are refused unless allowed; bad input exits 1 or 2; a pipeline writes each step, the
+ * are refused unless allowed; bad input exits 2; a pipeline writes each step, the
  * stacked patch and its summary. */
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -231,7 +231,7 @@ Test(search_cli, dead_targets_and_bad_input_are_refused)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes '%s' -o '%s' %s", xp_test_bin(),
                  p.model, p.probes, out, bad[i]);
-        cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 1, "%s: %s", bad[i], e);
+        cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 2, "%s: %s", bad[i], e);
         free(o), free(e);
     }
     snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes /nonexistent.json -o '%s'",
@@ -365,6 +365,6 @@ Test(search_cli, pipeline_steps_stack_and_summary, .timeout = 240)
     cJSON_Delete(j);
     free(text);
     snprintf(cmd, sizeof cmd, "%s pipeline -m '%s' -o '%s'", xp_test_bin(), p.model, dir);
-    cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 1, "no probe file: usage error");
+    cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 2, "no probe file: usage error");
     free(o), free(e);
 }

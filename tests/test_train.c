@@ -579,13 +579,13 @@ Test(train, commands_are_deterministic, .timeout = 240)
     free(err);
     snprintf(cmd, sizeof cmd, "%s train --corpus %s/a.jsonl -o %s/x.gguf --steps 0", bin, dir,
              dir);
-    cr_expect_eq(xp_test_run(cmd, NULL, NULL, NULL), 1, "a zero step count is a usage error");
+    cr_expect_eq(xp_test_run(cmd, NULL, NULL, NULL), 2, "a zero step count is a usage error");
     const char *bad_focus[] = {"--focus verbatim", "--focus-steps 5",
                                "--focus verbatim --focus-steps 5 --steps 5"};
     for (size_t i = 0; i < 3; i++) {
         snprintf(cmd, sizeof cmd, "%s train --corpus %s/a.jsonl -o %s/x.gguf %s", bin, dir,
                  dir, bad_focus[i]);
-        cr_expect_eq(xp_test_run(cmd, NULL, NULL, NULL), 1, "a usage error: %s", bad_focus[i]);
+        cr_expect_eq(xp_test_run(cmd, NULL, NULL, NULL), 2, "a usage error: %s", bad_focus[i]);
     }
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);

@@ -69,7 +69,8 @@ typedef struct xp_search_job {
 
 typedef struct xp_search_job_result {
     xp_search_result search; /* the patch (with its provenance), gaps and counts */
-    bool written;            /* the patch file was written (it has flips) */
+    bool written;            /* the patch file was written (without flips when none
+                                was kept: the search's record, as its checkpoints) */
     char *report_text;       /* the text report, when asked for (malloc'd) */
     xp_random_baseline baseline; /* the held-out random-patch baseline (n 0: none) */
 } xp_search_job_result;

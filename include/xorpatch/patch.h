@@ -100,6 +100,8 @@ typedef struct xp_patch {
     xp_patch_tensor *tensors;
     size_t n_flips, cap_flips;
     xp_flip *flips;
+    size_t n_listed; /* flips as added (read), before overlaps within the patch merged or
+                        cancelled in the canonical form */
     bool canonical; /* flips normalised as far as the known shapes allow */
     bool bound;     /* every tensor's shape is known and the flips fully canonical */
 } xp_patch;
@@ -149,12 +151,17 @@ void xp_patch_tensor_stats(const xp_patch *p, size_t tensor, xp_patch_stats *s);
 void xp_patch_total_stats(const xp_patch *p, xp_patch_stats *s);
 
 /* Reading: one file in any format (found by content: binary magic, else JSON with its
- * "format"/"version" keys, or a top-level list of triples), or with _read_all also a Neagari patch directory (its
- * patch_*.json files in manifest.json's step order; *n_missing counts manifest steps
+ * "format"/"version" keys, or a top-level list of triples), or with _read_all also a Neagari patch
+ * directory (its patch_*.json files in manifest.json's step order; *n_missing counts manifest steps
  * whose file is not there). Extra keys in Bankai / Neagari files are ignored; the
  * project's own format is read strictly. A patch that lists no flips, lists one flip
- * twice (XOR would cancel it) or escapes a NUL in a JSON string is an error. */
+ * twice (XOR would cancel it), escapes a NUL in a JSON string or holds text that is not
+ * valid UTF-8 is an error; the one patch without flips that is read is a search's
+ * checkpoint (xp_patch_checkpoint_empty), which commands that change a model refuse. */
 int xp_patch_read(xp_patch **out, const char *path, xp_err *err);
+/* A patch without flips that carries a search's record ("search"), in the project's
+ * JSON or binary format: the checkpoint of a search that has kept nothing yet. */
+bool xp_patch_checkpoint_empty(const xp_patch *p);
 int xp_patch_read_all(xp_patch ***out, size_t *n, size_t *n_missing, const char *path,
                       xp_err *err);
 int xp_patch_parse(xp_patch **out, const void *buf, size_t len, const char *where,

@@ -151,11 +151,13 @@ typedef struct xp_search_opts {
     int token_rule;              /* enum xp_token_rule the caller's token_gap ids follow
                                     (the search job applies it; recorded when last) */
     uint64_t seed;
-    bool naive;             /* the reference evaluation the fast one is measured
-                               against: each sequence alone, every layer, every
-                               position's full LM head; same gaps, bit for bit */
-    const char *checkpoint; /* write the patch and the search state here every
-                               checkpoint_every iterations (and at the end) */
+    bool naive;                  /* the reference evaluation the fast one is measured
+                                    against: each sequence alone, every layer, every
+                                    position's full LM head; same gaps, bit for bit */
+    const char *checkpoint;      /* write the patch and the search state here before the
+                                    first iteration, every checkpoint_every iterations and
+                                    at the end, flips kept or not (a patch without flips is
+                                    the checkpoint of a search that has kept none yet) */
     size_t checkpoint_every;
     int checkpoint_format; /* enum xp_patch_format of the checkpoints */
     int (*write_patch)(void *ctx, xp_patch *p, xp_err *err); /* when set, writes the
@@ -190,7 +192,9 @@ typedef struct xp_search_result {
     double start;                /* the fitness before this call's first iteration (NAN
                                     for focused) */
     bool auto_stopped, exhausted; /* the window rule stopped it; no untried candidate left */
-    size_t resumed_at;            /* iterations a resumed state had done (0 when fresh) */
+    size_t resumed_at;           /* iterations a resumed state had done (0 when fresh) */
+    bool resumed;                /* resume was this run's checkpoint (resumed_at may be 0:
+                                    one written before the first iteration) */
 } xp_search_result;
 void xp_search_result_free(xp_search_result *r);
 

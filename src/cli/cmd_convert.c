@@ -6,6 +6,7 @@
 
 #include "cli/cmd_patch_util.h"
 #include "cli/options.h"
+#include "core/utf8.h"
 
 static const char usage[] =
     "Usage: xorpatch convert IN -o OUT [--to FORMAT] [-m MODEL | --shape NAME] [--name NAME]\n"
@@ -42,7 +43,7 @@ static int stamp_source(xp_patch *p, const char *in, xp_err *err)
         return rc;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "format", xp_patch_format_name(p->format));
-    cJSON_AddStringToObject(o, "file", in);
+    xp_json_add_string(o, "file", in);
     cJSON_AddStringToObject(o, "sha256", sha);
     cJSON_AddStringToObject(o, "converted_by", "xorpatch " XP_VERSION);
     free(p->source);

@@ -7,6 +7,7 @@
 
 #include "cli/cmd_patch_util.h"
 #include "cli/options.h"
+#include "core/utf8.h"
 
 static const char usage[] =
     "Usage: xorpatch diff A.gguf B.gguf -o PATCH [--to FORMAT] [--name NAME]\n"
@@ -56,8 +57,8 @@ static int execute(const cli_values *v)
         rc = cli_model_base(a, ga, p->base_sha256, &err);
     if (!rc) {
         cJSON *src = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(src, "diff");
-        cJSON_AddStringToObject(d, "a", a);
-        cJSON_AddStringToObject(d, "b", b);
+        xp_json_add_string(d, "a", a);
+        xp_json_add_string(d, "b", b);
         p->source = cJSON_PrintUnformatted(src);
         cJSON_Delete(src);
         p->architecture = cli_architecture_json(ga);

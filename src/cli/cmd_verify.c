@@ -7,6 +7,7 @@
 
 #include "cli/cmd_patch_util.h"
 #include "cli/options.h"
+#include "core/utf8.h"
 
 static const char usage[] =
     "Usage: xorpatch verify -m PATCHED.gguf -b BASE.gguf [-p PATCH ...] [--json]\n"
@@ -60,7 +61,7 @@ static void print_json(const xp_verify_report *r, const char *fp_note)
     cJSON *arr = cJSON_AddArrayToObject(o, "tensors");
     for (size_t i = 0; i < r->n; i++) {
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", r->tensors[i].name);
+        xp_json_add_string(e, "name", r->tensors[i].name);
         cJSON_AddNumberToObject(e, "bits_changed", (double)r->tensors[i].bits_changed);
         cJSON_AddNumberToObject(e, "bits_expected", (double)r->tensors[i].bits_expected);
         cJSON_AddNumberToObject(e, "bits_wrong", (double)r->tensors[i].bits_wrong);

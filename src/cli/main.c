@@ -35,8 +35,8 @@ static void print_help(FILE *out)
                  "only on a terminal, never when NO_COLOR is set. Errors go to stderr as\n"
                  "'xorpatch: error: ...'.\n"
                  "\n"
-                 "Exit codes: 0 ok, 1 usage error, 2 bad input (a file, a value, a model),\n"
-                 "3 internal error (out of memory, a bug).\n");
+                 "Exit codes: 0 ok, 2 a usage error (an option, a value out of range) or bad\n"
+                 "input (a file, a model), 3 internal error (out of memory, a bug).\n");
 }
 
 static const cli_command *find(const char *name)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/utf8.h"
 #include "job/job_int.h"
 
 static double now(void)
@@ -18,23 +19,22 @@ static void put_json(FILE *out, const xp_bench_task_job *job, const xp_task_set 
                      const xp_task_result *r, const char *kind)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "tasks", job->tasks);
+    xp_json_add_string(o, "tasks", job->tasks);
     cJSON_AddStringToObject(o, "kind", kind);
     cJSON *pn = cJSON_AddArrayToObject(o, "patches");
     for (size_t i = 0; i < job->n_patches; i++) {
         const xp_patch *p = job->patches[i];
-        cJSON_AddItemToArray(pn, cJSON_CreateString(p->name ? p->name : p->path));
+        cJSON_AddItemToArray(pn, xp_json_string(p->name ? p->name : p->path));
     }
     cJSON_AddItemToObject(o, "summary", xp_paired_json(&r->paired));
     cJSON *items = cJSON_AddArrayToObject(o, "items");
     for (size_t i = 0; i < t->n; i++) {
         cJSON *e = cJSON_CreateObject(), *rt = cJSON_AddArrayToObject(e, "right");
-        cJSON *outs = cJSON_AddArrayToObject(e, "output");
-        cJSON_AddStringToObject(e, "answer", t->answers[i]);
-        for (int k = 0; k < 2; k++) {
+        xp_json_add_string(e, "answer", t->answers[i]);
+        const char *const outs[2] = {r->output[0][i], r->output[1][i]};
+        xp_json_add_strings(e, "output", outs, 2); /* "output_bytes" when cut mid-character */
+        for (int k = 0; k < 2; k++)
             cJSON_AddItemToArray(rt, cJSON_CreateBool(r->right[k][i]));
-            cJSON_AddItemToArray(outs, cJSON_CreateString(r->output[k][i]));
-        }
         cJSON_AddItemToArray(items, e);
     }
     char *text = cJSON_PrintUnformatted(o);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "xorpatch/job.h"
 
 typedef struct tok_summary {
@@ -131,7 +132,7 @@ static cJSON *to_json(const xp_gguf *g, const char *sha, const xp_shape *s, cons
                       const tok_summary *tk)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "architecture", arch ? cJSON_CreateString(arch) : cJSON_CreateNull());
+    xp_json_add_string(o, "architecture", arch);
     cJSON_AddItemToObject(o, "n_layer", shape_number(s, s ? s->n_layer : 0));
     cJSON_AddItemToObject(o, "n_embd", shape_number(s, s ? s->n_embd : 0));
     cJSON_AddItemToObject(o, "n_ff", shape_number(s, s ? s->n_ff : 0));
@@ -149,8 +150,8 @@ static cJSON *to_json(const xp_gguf *g, const char *sha, const xp_shape *s, cons
     cJSON_AddNumberToObject(o, "file_size", (double)g->file_size);
     if (tk->present) {
         cJSON *t = cJSON_AddObjectToObject(o, "tokenizer");
-        cJSON_AddStringToObject(t, "model", tk->model);
-        cJSON_AddStringToObject(t, "pre", tk->pre);
+        xp_json_add_string(t, "model", tk->model);
+        xp_json_add_string(t, "pre", tk->pre);
         cJSON_AddNumberToObject(t, "n_tokens", (double)tk->n_tokens);
         cJSON_AddNumberToObject(t, "n_merges", (double)tk->n_merges);
         cJSON_AddNumberToObject(t, "eos_token_id", (double)tk->eos);
@@ -162,7 +163,7 @@ static cJSON *to_json(const xp_gguf *g, const char *sha, const xp_shape *s, cons
     for (size_t i = 0; i < g->n_tensors; i++) {
         const xp_gguf_tensor *t = &g->tensors[i];
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", t->name);
+        xp_json_add_string(e, "name", t->name);
         cJSON_AddStringToObject(e, "type", type_name(t->type));
         cJSON *shape = cJSON_AddArrayToObject(e, "shape");
         for (uint32_t d = 0; d < t->n_dims; d++)

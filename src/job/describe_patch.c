@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "xorpatch/job.h"
 
 /* Q1_0 weights of the whole model, for the share a patch touches (0 when unknown). */
@@ -86,14 +87,23 @@ void xp_patch_describe_print(FILE *out, xp_patch *p, uint64_t weights)
     if (s.row_groups)
         fprintf(out, ", %llu row groups (blocks named by row)", (unsigned long long)s.row_groups);
     fprintf(out, " on %zu tensors\n", p->n_tensors);
+    if (p->n_listed != p->n_flips)
+        fprintf(out,
+                "overlaps      the file lists %zu flips: %zu merge or cancel within it "
+                "(XOR), so it flips as %zu\n",
+                p->n_listed, p->n_listed - p->n_flips, p->n_flips);
     if (s.bits_known && weights)
         fprintf(out, "bits          %s of %s 1-bit weights (%.6f%%)\n",
                 xp_thousands(s.bits, a, sizeof a), xp_thousands(weights, b, sizeof b),
                 100.0 * (double)s.bits / (double)weights);
-    else if (s.bits_known)
+    else if (s.bits_known && s.weights)
         fprintf(out, "bits          %s (%.6f%% of the touched tensors' weights)\n",
-                xp_thousands(s.bits, a, sizeof a),
-                s.weights ? 100.0 * (double)s.bits / (double)s.weights : 0.0);
+                xp_thousands(s.bits, a, sizeof a), 100.0 * (double)s.bits / (double)s.weights);
+    else if (s.bits_known)
+        fprintf(out,
+                "bits          %s (their share of the weights is unknown without the layout: "
+                "-m MODEL or --shape NAME)\n",
+                xp_thousands(s.bits, a, sizeof a));
     else
         fprintf(out, "bits          unknown without the layout (-m MODEL or --shape NAME)\n");
     fprintf(out,
@@ -152,7 +162,7 @@ cJSON *xp_patch_describe_json(xp_patch *p, uint64_t weights)
     sizes z;
     measure(p, &z);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "name", p->name ? p->name : "");
+    xp_json_add_string(o, "name", p->name ? p->name : "");
     cJSON_AddStringToObject(o, "format", xp_patch_format_name(p->format));
     if (p->base_sha256[0])
         cJSON_AddStringToObject(o, "base_sha256", p->base_sha256);
@@ -160,6 +170,7 @@ cJSON *xp_patch_describe_json(xp_patch *p, uint64_t weights)
         cJSON_AddNullToObject(o, "base_sha256");
     cJSON_AddStringToObject(o, "flips_sha256", id);
     cJSON_AddNumberToObject(o, "flips", (double)s.flips);
+    cJSON_AddNumberToObject(o, "flips_listed", (double)p->n_listed);
     cJSON_AddNumberToObject(o, "rows", (double)s.rows);
     cJSON_AddNumberToObject(o, "blocks", (double)s.blocks);
     cJSON_AddNumberToObject(o, "scale_bits", (double)s.scale_bits);

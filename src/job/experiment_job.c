@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/file.h"
+#include "core/utf8.h"
 #include "job/job_int.h"
 
 static const char *const names[XP_N_EXPERIMENTS] = {"random-flips",    "layer-map",
@@ -41,7 +42,7 @@ static cJSON *header_json(const xp_experiment_job *j)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "experiment", xp_experiment_name(j->experiment));
-    cJSON_AddStringToObject(o, "model", j->model_path);
+    xp_json_add_string(o, "model", j->model_path);
     if (j->experiment != XP_EXP_LAYER_MAP && j->experiment != XP_EXP_STACKING) /* no chance */
         cJSON_AddNumberToObject(o, "seed", (double)j->seed);
     if (j->experiment != XP_EXP_RANDOM_FLIPS)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "xorpatch/job.h"
 
 const char *xp_text_quote(const char *s, size_t max, char *buf, size_t size)
@@ -27,7 +28,7 @@ const char *xp_text_quote(const char *s, size_t max, char *buf, size_t size)
     }
     memcpy(cut, s, n);
     cut[n] = '\0';
-    cJSON *j = cJSON_CreateString(cut);
+    cJSON *j = xp_json_string(cut);
     char *q = j ? cJSON_PrintUnformatted(j) : NULL;
     snprintf(buf, size, "%s%s", q ? q : "?", s[n] ? "…" : "");
     free(q);
@@ -53,8 +54,8 @@ const char *xp_thousands(uint64_t v, char *buf, size_t size)
 cJSON *xp_probe_json(const xp_probe *p)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "name", p->name);
-    cJSON_AddStringToObject(o, "category", p->category);
+    xp_json_add_string(o, "name", p->name);
+    xp_json_add_string(o, "category", p->category);
     cJSON_AddStringToObject(o, "role", p->role == XP_ROLE_CONTROL ? "control" : "target");
     return o;
 }

@@ -218,7 +218,7 @@ static void search_iter(void *ctx, const xp_search_iter *it)
 static int search_write(void *ctx, xp_patch *p, xp_err *err)
 {
     job_search *s = ctx;
-    return job_patch_write(&s->out, p, err);
+    return s->no_empty && !p->n_flips ? XP_OK : job_patch_write(&s->out, p, err);
 }
 
 bool job_writes(const xp_search_opts *o) { return !o->team || xp_search_team_rank(o->team) == 0; }

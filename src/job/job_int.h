@@ -48,6 +48,8 @@ typedef struct job_search {
     size_t total;           /* the iterations, for the progress */
     struct search_log *log; /* NULL: none */
     job_patch_out out;
+    bool no_empty; /* a patch without flips is not written (nothing resumes
+                      from it: a pipeline's steps) */
 } job_search;
 /* Points o's on_iter, write_patch and ctx at s. */
 void job_search_hook(job_search *s, xp_search_opts *o);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/file.h"
+#include "core/utf8.h"
 #include "job/job_int.h"
 
 /* The step's settings from its file's search_config where the caller is silent. */
@@ -132,8 +133,11 @@ static int run_step(pipeline *pl, size_t k, xp_err *err)
         if (pl->steps[i].patch && pl->steps[i].patch->n_flips)
             pl->after[n_after++] = pl->steps[i].patch->name;
     xp_search_provenance pv = {.has_after = true, .after = pl->after, .n_after = n_after};
-    pl->search = (job_search){
-        {pl->cb, name}, o.iterations, NULL, {path, XP_PATCH_JSON, NULL, xp_model_gguf(pl->m)}};
+    pl->search = (job_search){{pl->cb, name},
+                              o.iterations,
+                              NULL,
+                              {path, XP_PATCH_JSON, NULL, xp_model_gguf(pl->m)},
+                              true};
     o.name = name;
     o.base_sha256 = pl->base_sha;
     o.provenance = &pv;
@@ -159,9 +163,9 @@ static int run_step(pipeline *pl, size_t k, xp_err *err)
             newly++;
         }
     cJSON *js = cJSON_CreateObject();
-    cJSON_AddStringToObject(js, "domain", name);
-    cJSON_AddStringToObject(js, "file", file);
-    cJSON_AddStringToObject(js, "patch", st->patch->n_flips ? path : "");
+    xp_json_add_string(js, "domain", name);
+    xp_json_add_string(js, "file", file);
+    xp_json_add_string(js, "patch", st->patch->n_flips ? path : "");
     cJSON_AddNumberToObject(js, "iterations", (double)r.iterations);
     cJSON_AddNumberToObject(js, "accepted", (double)r.accepted);
     cJSON_AddNumberToObject(js, "flips", (double)st->patch->n_flips);
@@ -213,7 +217,7 @@ static int write_stacked(pipeline *pl, xp_err *err)
         snprintf(stacked->base_sha256, sizeof stacked->base_sha256, "%s", pl->base_sha);
         rc = job_patch_write(&(job_patch_out){path, XP_PATCH_JSON, "pipeline", NULL}, stacked, err);
         cJSON *js = cJSON_AddObjectToObject(pl->summary, "stacked");
-        cJSON_AddStringToObject(js, "path", path);
+        xp_json_add_string(js, "path", path);
         cJSON_AddNumberToObject(js, "flips", (double)stacked->n_flips);
         if (pl->job->out)
             fprintf(pl->job->out, "stacked: %zu flips in %s\n", stacked->n_flips, path);
@@ -272,7 +276,7 @@ int xp_pipeline_job_run(const xp_pipeline_job *job, const xp_job_callbacks *cb, 
     pl.after = calloc(pl.n_steps + 1, sizeof *pl.after);
     pl.summary = cJSON_CreateObject();
     pl.jsteps = cJSON_AddArrayToObject(pl.summary, "steps");
-    cJSON_AddStringToObject(pl.summary, "model", job->model_path);
+    xp_json_add_string(pl.summary, "model", job->model_path);
     rc = pl.steps && pl.promoted && pl.after
              ? xp_job_base_sha256(job->model_path, xp_model_gguf(pl.m), pl.base_sha, err)
              : xp_err_set(err, XP_ENOMEM, "out of memory");

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 
+#include "core/utf8.h"
 #include "xorpatch/job.h"
 
 /* A token's text, quoted ("#ID" when it cannot be shown). */
@@ -23,7 +24,7 @@ static const char *token_text(const xp_tokenizer *t, int32_t id, char *buf, size
 cJSON *xp_audit_report_json(const xp_probe_set *s, const xp_audit *a)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "file", s->path);
+    xp_json_add_string(o, "file", s->path);
     cJSON_AddStringToObject(o, "metric", xp_metric_name(a->metric));
     cJSON_AddNumberToObject(o, "n", (double)a->n);
     cJSON *probes = cJSON_AddArrayToObject(o, "probes");
@@ -42,10 +43,7 @@ cJSON *xp_audit_report_json(const xp_probe_set *s, const xp_audit *a)
         cJSON_AddItemToArray(ms, cJSON_CreateNumber(p->score.measured[1]));
         cJSON_AddNumberToObject(e, "emitted", p->score.emitted);
         cJSON_AddBoolToObject(e, "emitted_measured", p->emitted_measured);
-        if (p->output)
-            cJSON_AddStringToObject(e, "output", p->output);
-        else
-            cJSON_AddNullToObject(e, "output");
+        xp_json_add_string(e, "output", p->output); /* "output_bytes" when cut mid-character */
         cJSON_AddBoolToObject(e, "solved", p->solved);
         cJSON_AddItemToArray(probes, e);
     }
@@ -53,7 +51,7 @@ cJSON *xp_audit_report_json(const xp_probe_set *s, const xp_audit *a)
     for (size_t c = 0; c < a->n_categories; c++) {
         const xp_audit_category *ac = &a->categories[c];
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", ac->name);
+        xp_json_add_string(e, "name", ac->name);
         cJSON_AddNumberToObject(e, "n", (double)ac->n);
         cJSON_AddNumberToObject(e, "contrasts", (double)ac->contrasts);
         cJSON_AddNumberToObject(e, "duplicates", (double)ac->duplicates);

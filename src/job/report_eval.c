@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "xorpatch/job.h"
 
 static const char *const vclasses[4] = {"PASS", "COPY", "PARTIAL", "OTHER"};
@@ -46,18 +47,18 @@ static cJSON *set_json(const xp_eval_report_set *es)
     const xp_eval *e = es->eval;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "split", es->split);
-    cJSON_AddStringToObject(o, "file", s->path);
+    xp_json_add_string(o, "file", s->path);
     cJSON_AddNumberToObject(o, "n", (double)s->n);
     cJSON *probes = cJSON_AddArrayToObject(o, "probes");
     for (size_t i = 0; i < s->n; i++) {
         const xp_eval_probe *p = &e->probes[i];
         cJSON *q = xp_probe_json(&s->probes[i]);
-        cJSON *g = cJSON_AddArrayToObject(q, "gap"), *outs = cJSON_AddArrayToObject(q, "output");
+        cJSON *g = cJSON_AddArrayToObject(q, "gap");
+        const char *const outs[2] = {p->output[0], p->output[1]};
+        xp_json_add_strings(q, "output", outs, 2); /* "output_bytes" when cut mid-character */
         cJSON *r = cJSON_AddArrayToObject(q, "right");
         for (int k = 0; k < 2; k++) {
             cJSON_AddItemToArray(g, cJSON_CreateNumber(p->gap[k]));
-            cJSON_AddItemToArray(outs, p->output[k] ? cJSON_CreateString(p->output[k])
-                                                    : cJSON_CreateNull());
             cJSON_AddItemToArray(r, cJSON_CreateBool(p->right[k]));
         }
         const char *oc = xp_outcome_name(p->right[0], p->right[1]);
@@ -86,7 +87,7 @@ static cJSON *set_json(const xp_eval_report_set *es)
         size_t first = 0;
         while (cat[first] != c)
             first++;
-        cJSON_AddItemToObject(j, "name", cJSON_CreateString(s->probes[first].category));
+        xp_json_add_string(j, "name", s->probes[first].category);
         cJSON_AddItemToArray(cats, j);
     }
     free(cat), free(sel);
@@ -208,7 +209,7 @@ static cJSON *baseline_json(const xp_random_baseline *rb, const xp_eval_report_s
 cJSON *xp_eval_report_json(const xp_eval_report *r)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", r->model);
+    xp_json_add_string(o, "model", r->model);
     cJSON *pn = cJSON_AddArrayToObject(o, "patches");
     for (size_t i = 0; i < r->n_patches; i++)
         cJSON_AddItemToArray(pn, cJSON_CreateString(patch_name(r->patches[i])));

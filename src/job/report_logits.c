@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 
+#include "core/utf8.h"
 #include "xorpatch/job.h"
 
 typedef struct top_entry {
@@ -36,7 +37,7 @@ static void print_piece(FILE *out, const xp_tokenizer *tok, int32_t id)
         fprintf(out, "?");
         return;
     }
-    cJSON *s = cJSON_CreateString(text);
+    cJSON *s = xp_json_string(text);
     char *quoted = s ? cJSON_PrintUnformatted(s) : NULL;
     fprintf(out, "%s", quoted ? quoted : "?");
     free(quoted);

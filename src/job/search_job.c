@@ -309,7 +309,7 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
                  o.naive ? ", naive measurement" : "");
         job_stage_start(&js.stage, js.total);
         rc = xp_search_run(m, p.t, p.targets->n, p.ctl, p.n_ctl, &o, resume, res, err);
-        if (!rc && resume && res->resumed_at)
+        if (!rc && resume && res->resumed)
             job_note(cb, "resumed %s exactly after its iteration %zu", job->resume,
                      res->resumed_at);
         else if (!rc && resume)
@@ -322,16 +322,14 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
     rc = rc ? rc : lrc;
     if (!rc && res->resumed_at) /* the earlier part of the curve, from the log */
         search_log_reread(&log, res->resumed_at);
-    if (!rc) {
-        out->written = res->patch->n_flips > 0;
-        /* readers refuse a patch without flips, so none is written; a file already at
-         * the path is not this search's, and is left as it is */
-        if (!out->written)
-            job_warn(cb, "no flip was kept: %s is not written%s", job->out,
-                     access(job->out, F_OK) == 0
-                         ? " (the file there is from before: it is not this search's patch)"
-                         : "");
-    }
+    out->written = !rc && writes;
+    /* the patch without flips is the search's record (settings, state, provenance), which
+     * a resume and `show` read; apply and revert refuse it */
+    if (!rc && !res->patch->n_flips)
+        job_warn(cb,
+                 "no flip was kept: %s is a patch without flips (the search's record; "
+                 "apply refuses it)",
+                 job->out);
     /* evaluated apart: targets, the probe file's promoted controls, controls, validation,
      * held-out */
     static const char *const labels[5] = {"targets", "promoted controls", "controls", "validation",
@@ -373,10 +371,8 @@ int xp_search_job_run(const xp_search_job *job, const xp_job_callbacks *cb,
             sr.sets[i] = (search_report_set){labels[i], sets[i], evaluated[i] ? &ev[i] : NULL};
         if (!(rc = report(job, &sr, out, err)))
             rc = search_report_html(html, &sr, err);
-        if (!rc && out->written)
+        if (!rc)
             job_note(cb, "wrote %s, %s and %s", job->out, log_path, html);
-        else if (!rc)
-            job_note(cb, "wrote %s and %s; no patch (no flip was kept)", log_path, html);
     }
     for (int i = 0; i < 5; i++)
         xp_eval_free(&ev[i]);

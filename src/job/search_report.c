@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/file.h"
+#include "core/utf8.h"
 #include "job/search_report.h"
 
 /* Flips kept per layer and projection, from the patch's tensor names. */
@@ -168,7 +169,8 @@ void search_report_print(FILE *out, const search_report *r)
     if (res->patch && res->patch->n_flips)
         fprintf(out, "patch       %s (%zu flips)\n", r->patch_path, res->patch->n_flips);
     else
-        fprintf(out, "patch       none: no flip was kept (%s is not written)\n", r->patch_path);
+        fprintf(out, "patch       none: no flip was kept (%s holds the search's record only)\n",
+                r->patch_path);
     settings_line(out, o, res);
     fprintf(out, "iterations  %zu", it);
     if (res->resumed_at)
@@ -225,18 +227,6 @@ void search_report_print(FILE *out, const search_report *r)
 }
 
 /* ---- HTML ---- */
-
-static void esc(FILE *f, const char *s)
-{
-    for (; s && *s; s++)
-        switch (*s) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
-        }
-}
 
 #define W 720
 #define H 240
@@ -423,7 +413,7 @@ static void gaps_svg(FILE *f, const double *before, const double *after, size_t 
         const char *color = after[i] > before[i] ? "#1a7f37" : after[i] < before[i] ? "#cf222e"
                                                                                      : "#888";
         fprintf(f, "<text x='4' y='%.0f' font-size='11'>", y + 4);
-        esc(f, names ? names[i] : "");
+        xp_html_put(f, names ? names[i] : "");
         fprintf(f, "</text><line x1='%.1f' x2='%.1f' y1='%.0f' y2='%.0f' stroke='%s'/>"
                    "<circle cx='%.1f' cy='%.0f' r='3.5' fill='white' stroke='%s'/>"
                    "<circle cx='%.1f' cy='%.0f' r='3.5' fill='%s'><title>%.4f -> %.4f</title>"
@@ -440,7 +430,7 @@ static void set_table(FILE *f, const search_report_set *rs)
     const xp_probe_set *s = rs->set;
     const xp_paired *pr = &e->overall;
     fprintf(f, "<h2>%s</h2>\n<p>", rs->label);
-    esc(f, s->path);
+    xp_html_put(f, s->path);
     fprintf(f, ": right %zu &rarr; %zu of %zu (%.1f%% [%.1f, %.1f] &rarr; %.1f%% [%.1f, %.1f], "
                "Wilson 95%%); fixed %zu, broke %zu, stayed right %zu, stayed wrong %zu; exact "
                "McNemar p = %.3g</p>\n", pr->stayed_right + pr->broke, pr->stayed_right + pr->fixed,
@@ -454,13 +444,13 @@ static void set_table(FILE *f, const search_report_set *rs)
         const char *oc = xp_outcome_name(p->right[0], p->right[1]);
         fprintf(f, "<tr class='%s'><td>", !strcmp(oc, "fixed") ? "fix" : !strcmp(oc, "broke")
                                                                             ? "broke" : "");
-        esc(f, s->probes[i].name);
+        xp_html_put(f, s->probes[i].name);
         fprintf(f, "</td><td>");
-        esc(f, s->probes[i].category);
+        xp_html_put(f, s->probes[i].category);
         fprintf(f, "</td><td>%+.3f</td><td>%+.3f</td><td><code>", p->gap[0], p->gap[1]);
-        esc(f, p->output[0] ? p->output[0] : "-");
+        xp_html_put(f, p->output[0] ? p->output[0] : "-");
         fprintf(f, "</code></td><td><code>");
-        esc(f, p->output[1] ? p->output[1] : "-");
+        xp_html_put(f, p->output[1] ? p->output[1] : "-");
         fprintf(f, "</code></td><td>%s</td></tr>\n", oc);
     }
     fprintf(f, "</table>\n");
@@ -475,7 +465,7 @@ int search_report_html(const char *path, const search_report *r, xp_err *err)
         return xp_err_set(err, XP_ENOMEM, "out of memory");
     const xp_search_result *res = r->res;
     fprintf(f, "<!doctype html>\n<html><head><meta charset='utf-8'><title>xorpatch search: ");
-    esc(f, r->patch_path);
+    xp_html_put(f, r->patch_path);
     fprintf(f, "</title>\n<style>body{font:14px/1.45 system-ui,sans-serif;max-width:980px;"
                "margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;"
                "font-size:12px}td,th{border-bottom:1px solid #ddd;padding:2px 6px;text-align:"
@@ -491,7 +481,7 @@ int search_report_html(const char *path, const search_report *r, xp_err *err)
             rr.sets[i].eval = NULL; /* the summary only; the sets have their own tables */
         search_report_print(t, &rr);
         fclose(t);
-        esc(f, text);
+        xp_html_put(f, text);
         free(text);
     }
     fprintf(f, "</pre>\n<h2>Fitness</h2>\n<p>Best fitness after each iteration (line) and each "

@@ -135,6 +135,7 @@ int xp_patch_add(xp_patch *p, const char *tensor, const xp_flip *f, xp_err *err)
     memset(d, 0, sizeof *d);
     d->tensor = idx;
     d->src = (uint32_t)p->n_flips++;
+    p->n_listed++;
     d->index = f->index;
     d->kind = f->kind;
     if (f->kind == XP_FLIP_SCALE)

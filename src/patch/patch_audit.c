@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/utf8.h"
 #include "patch/patch_internal.h"
 
 static uint64_t hamming(const uint8_t *a, const uint8_t *b, uint64_t n)
@@ -244,7 +245,7 @@ int xp_patch_stack(xp_patch **out, xp_patch *const *ps, size_t n, bool force, xp
         if (!rc)
             rc = xp_patch_flips_sha256(ps[i], id, err);
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", p->name ? p->name : xp_patch_where(p));
+        xp_json_add_string(e, "name", p->name ? p->name : xp_patch_where(p));
         if (!rc)
             cJSON_AddStringToObject(e, "flips_sha256", id);
         cJSON_AddItemToArray(list, e);

@@ -3,6 +3,7 @@
  * block within the row, which becomes a block flip once the row length is known. Written
  * with Bankai's own stats; a patch holding anything but rows and blocks within rows is
  * refused, naming the first flip that does not fit. */
+#include "core/utf8.h"
 #include "patch/patch_foreign.h"
 
 #define MAX_INDEX ((uint64_t)XP_PATCH_MAX_INDEX)
@@ -50,9 +51,9 @@ int xp_patch_bankai_write(const xp_patch *p, cJSON **out, xp_err *err)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "version", 1);
     cJSON_AddStringToObject(o, "format", XP_PATCH_FORMAT_BANKAI);
-    cJSON_AddStringToObject(o, "name", p->name ? p->name : "patch");
-    cJSON_AddStringToObject(o, "description", p->description ? p->description : "");
-    cJSON_AddStringToObject(o, "base_model", p->base_model ? p->base_model : "");
+    cJSON_AddItemToObject(o, "name", xp_json_string(p->name ? p->name : "patch"));
+    cJSON_AddItemToObject(o, "description", xp_json_string(p->description ? p->description : ""));
+    cJSON_AddItemToObject(o, "base_model", xp_json_string(p->base_model ? p->base_model : ""));
     cJSON *fl = cJSON_AddArrayToObject(o, "flips");
     for (size_t i = 0; i < p->n_flips; i++) {
         const xp_flip *f = &p->flips[i];

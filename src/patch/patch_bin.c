@@ -493,9 +493,12 @@ int xp_patch_decode(xp_patch **out, const uint8_t *buf, size_t len, const char *
         xp_patch_free(p);
         return rc;
     }
-    if (!p->n_flips) {
+    if (!p->n_flips && !xp_patch_checkpoint_empty(p)) {
         xp_patch_free(p);
-        return xp_err_set(err, XP_EFORMAT, "%s: the patch has no flips", where);
+        return xp_err_set(err, XP_EFORMAT,
+                          "%s: the patch has no flips (only a search's checkpoint, with its "
+                          "search record, may be empty)",
+                          where);
     }
     *out = p;
     return XP_OK;

@@ -421,6 +421,16 @@ static int inplace_op(const char *path, xp_patch *const *ps, size_t n, bool reve
     return rc;
 }
 
+/* A patch without flips (a search's empty checkpoint) given to apply or revert on a
+ * file: it would change nothing, and record a patch that is none. */
+static int refuse_empty(const xp_patch *p, xp_err *err)
+{
+    return xp_err_set(err, XP_EINVAL,
+                      "%s: the patch has no flips (the checkpoint of a search that kept none): "
+                      "there is nothing to apply or revert",
+                      xp_patch_where(p));
+}
+
 int xp_patch_file_apply(const char *in, xp_patch *const *ps, size_t n, const char *out,
                         const xp_patch_file_opts *o, xp_patch_file_result *res, xp_err *err)
 {
@@ -429,6 +439,9 @@ int xp_patch_file_apply(const char *in, xp_patch *const *ps, size_t n, const cha
     memset(res, 0, sizeof *res);
     if (!n)
         return xp_err_set(err, XP_EINVAL, "%s: no patch to apply", in);
+    for (size_t i = 0; i < n; i++)
+        if (!ps[i]->n_flips)
+            return refuse_empty(ps[i], err);
     return out ? copy_op(in, ps, n, false, out, o, res, err)
                : inplace_op(in, ps, n, false, o, res, err);
 }
@@ -439,6 +452,9 @@ int xp_patch_file_revert(const char *in, xp_patch *const *ps, size_t n, const ch
     xp_patch_file_result scratch;
     res = res ? res : &scratch;
     memset(res, 0, sizeof *res);
+    for (size_t i = 0; i < n; i++)
+        if (!ps[i]->n_flips)
+            return refuse_empty(ps[i], err);
     return out ? copy_op(in, ps, n, true, out, o, res, err)
                : inplace_op(in, ps, n, true, o, res, err);
 }

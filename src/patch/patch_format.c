@@ -6,7 +6,9 @@
  * in the format asked for. What every JSON format shares is checked here: the text is
  * one JSON value (else the line and column where it breaks), no string holds an escaped
  * NUL, no flip is listed twice (it would cancel itself silently), a "flips_sha256" must
- * match the flips, and a patch must keep some flips once normalised. */
+ * match the flips, and a patch must keep some flips once normalised unless it is a
+ * search's checkpoint in the project's own format (its "search" record). In every format,
+ * text that is not valid UTF-8 is refused. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "core/alloc.h"
+#include "core/utf8.h"
 #include "patch/patch_internal.h"
 
 /* the largest patch file read: 4M flips as JSON stay well below it */
@@ -107,13 +110,15 @@ static int parse_json(xp_patch **out, const char *text, size_t len, const char *
     }
     cJSON_Delete(root);
     size_t listed = rc ? 0 : p->n_flips;
-    if (!rc && !listed)
-        rc = xp_json_fail(err, where, "the patch has no flips");
+    if (!rc && !listed && !xp_patch_checkpoint_empty(p))
+        rc = xp_json_fail(err, where,
+                          "the patch has no flips (only a search's checkpoint in the xorpatch "
+                          "format, with its \"search\" record, may be empty)");
     if (!rc)
         rc = xp_patch_refuse_repeats(p, err);
     if (!rc)
         rc = xp_patch_normalize(p, err);
-    if (!rc && !p->n_flips)
+    if (!rc && listed && !p->n_flips)
         rc = xp_json_fail(err, where, "all %zu flips cancel in pairs: the patch is empty", listed);
     char have[65];
     if (!rc && want[0] && !(rc = xp_patch_flips_sha256(p, have, err)) && strcmp(want, have))
@@ -145,23 +150,61 @@ static bool json_like(const char *buf, size_t len)
     return i < len && (buf[i] == '{' || buf[i] == '[');
 }
 
+bool xp_patch_checkpoint_empty(const xp_patch *p)
+{
+    return !p->n_flips && p->search &&
+           (p->format == XP_PATCH_JSON || p->format == XP_PATCH_BINARY ||
+            p->format == XP_PATCH_BINARY_COMPACT);
+}
+
+/* The patch's text goes into reports, JSON outputs and a model's xorpatch.applied key:
+ * ill-formed UTF-8 in any of it is refused, naming the field. */
+static int refuse_bad_text(const xp_patch *p, const char *where, xp_err *err)
+{
+    const struct {
+        const char *field, *text;
+    } fields[] = {
+        {"name", p->name},     {"description", p->description}, {"base model", p->base_model},
+        {"tool", p->tool},     {"created", p->created},         {"architecture", p->architecture},
+        {"search", p->search}, {"source", p->source},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        const char *t = fields[i].text;
+        size_t n = t ? strlen(t) : 0, at = t ? xp_utf8_valid_len(t, n) : 0;
+        if (at != n)
+            return xp_json_fail(err, where, "%s: not valid UTF-8 (byte %zu of %zu): refused",
+                                fields[i].field, at + 1, n);
+    }
+    return XP_OK;
+}
+
 int xp_patch_parse(xp_patch **out, const void *buf, size_t len, const char *where, xp_err *err)
 {
     *out = NULL;
     if (len >= 4 && memcmp(buf, "GGUF", 4) == 0)
         return xp_json_fail(err, where, "a GGUF model, not a patch");
-    if (xp_patch_binary_prefix(buf, len) || (has_binary_name(where) && !json_like(buf, len)))
-        return xp_patch_decode(out, buf, len, where, err);
-    return parse_json(out, buf, len, where, err);
+    int rc = xp_patch_binary_prefix(buf, len) || (has_binary_name(where) && !json_like(buf, len))
+                 ? xp_patch_decode(out, buf, len, where, err)
+                 : parse_json(out, buf, len, where, err);
+    if (!rc && (rc = refuse_bad_text(*out, where, err))) {
+        xp_patch_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
-/* The file's name without folder and extension: a patch's name when it gives none. */
+/* The file's name without folder and extension, as valid UTF-8: a patch's name when it
+ * gives none. */
 static char *stem(const char *path)
 {
     const char *b = strrchr(path, '/');
     b = b ? b + 1 : path;
     const char *dot = strrchr(b, '.');
-    return xp_strndup(b, dot && dot != b ? (size_t)(dot - b) : strlen(b));
+    size_t n = dot && dot != b ? (size_t)(dot - b) : strlen(b);
+    char *clean;
+    if (xp_utf8_sanitize(b, n, &clean, &n))
+        return NULL;
+    return clean ? clean : xp_strndup(b, n);
 }
 
 int xp_patch_read(xp_patch **out, const char *path, xp_err *err)
@@ -270,8 +313,13 @@ int xp_patch_serialize(const xp_patch *p, int format, uint8_t **buf, size_t *len
     if (!p->canonical)
         return xp_err_set(err, XP_EINVAL, "%s: normalise the patch before writing it",
                           xp_patch_where(p));
-    if (!p->n_flips)
+    if (!p->n_flips && !p->search)
         return xp_err_set(err, XP_EINVAL, "%s: the patch is empty: nothing to write",
+                          xp_patch_where(p));
+    if (!p->n_flips && format != XP_PATCH_JSON && format != XP_PATCH_BINARY)
+        return xp_err_set(err, XP_EINVAL,
+                          "%s: a search's checkpoint without flips is written in the xorpatch "
+                          "JSON or binary format only (.json or .xpb), which keep its record",
                           xp_patch_where(p));
     if (format == XP_PATCH_BINARY)
         return xp_patch_encode(p, XP_BIN_BASE | XP_BIN_NAME | XP_BIN_PROVENANCE | XP_BIN_SHAPES,

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "core/alloc.h"
+#include "core/utf8.h"
 #include "patch/patch_foreign.h"
 
 #define MAX_INDEX ((uint64_t)XP_PATCH_MAX_INDEX)
@@ -92,7 +93,7 @@ int xp_patch_neagari_write(const xp_patch *p, cJSON **out, xp_err *err)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "version", 2);
     cJSON_AddStringToObject(o, "format", XP_PATCH_FORMAT_NEAGARI);
-    cJSON_AddStringToObject(o, "base_model", p->base_model ? p->base_model : "");
+    cJSON_AddItemToObject(o, "base_model", xp_json_string(p->base_model ? p->base_model : ""));
     cJSON *search = p->search ? cJSON_Parse(p->search) : NULL;
     for (size_t k = 0; k < N_SEARCH_KEYS; k++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(search, search_keys[k]);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "patch/patch_internal.h"
 
 #define MAX_INDEX ((uint64_t)XP_PATCH_MAX_INDEX)
@@ -183,19 +184,19 @@ int xp_patch_own_write(const xp_patch *p, cJSON **out, xp_err *err)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "format", XP_PATCH_FORMAT_OWN);
     if (p->name)
-        cJSON_AddStringToObject(o, "name", p->name);
+        cJSON_AddItemToObject(o, "name", xp_json_string(p->name));
     if (p->description)
-        cJSON_AddStringToObject(o, "description", p->description);
+        cJSON_AddItemToObject(o, "description", xp_json_string(p->description));
     cJSON *base = cJSON_AddObjectToObject(o, "base");
     if (p->base_sha256[0])
         cJSON_AddStringToObject(base, "sha256", p->base_sha256);
     if (p->base_model)
-        cJSON_AddStringToObject(base, "name", p->base_model);
+        cJSON_AddItemToObject(base, "name", xp_json_string(p->base_model));
     xp_json_add_text(base, "architecture", p->architecture);
     if (p->tool)
-        cJSON_AddStringToObject(o, "tool", p->tool);
+        cJSON_AddItemToObject(o, "tool", xp_json_string(p->tool));
     if (p->created)
-        cJSON_AddStringToObject(o, "created", p->created);
+        cJSON_AddItemToObject(o, "created", xp_json_string(p->created));
     xp_json_add_text(o, "source", p->source);
     xp_json_add_text(o, "search", p->search);
     xp_patch_stats s;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/utf8.h"
 #include "patch/patch_internal.h"
 
 #define RECORD_FORMAT "xorpatch-applied/1"
@@ -146,7 +147,7 @@ int xp_record_format(const char *base_sha256, xp_patch *const *ps, size_t n, uin
         EVP_EncodeBlock((uint8_t *)b64, bin, (int)blen);
         free(bin);
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", ps[i]->name ? ps[i]->name : xp_patch_where(ps[i]));
+        xp_json_add_string(e, "name", ps[i]->name ? ps[i]->name : xp_patch_where(ps[i]));
         cJSON_AddStringToObject(e, "flips_sha256", id);
         cJSON_AddNumberToObject(e, "flips", (double)ps[i]->n_flips);
         cJSON_AddStringToObject(e, "patch", b64);

@@ -5,7 +5,7 @@
  * {"prompt", "answer"} items with no wrong answer (an array, or JSONL lines). One
  * in-memory shape for all of them, each set with its generation rule; and the ways a
  * set is cut into train and held-out probes. Every error names the file, the probe and
- * the field. */
+ * the field; text that is not valid UTF-8 is refused. */
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include "core/alloc.h"
 #include "core/file.h"
 #include "core/rng.h"
+#include "core/utf8.h"
 #include "xorpatch/probe.h"
 
 #define MAX_PROBE_FILE (64 << 20)
@@ -122,6 +123,17 @@ static int bad(xp_err *err, const where *w, const char *field, const char *fmt, 
                       w->index, field, what);
 }
 
+/* Text read from a file goes into reports and JSON outputs: ill-formed UTF-8 is refused,
+ * naming the field and the byte. */
+static bool utf8_ok(const char *s, const where *w, const char *field, xp_err *err)
+{
+    size_t n = strlen(s), at = xp_utf8_valid_len(s, n);
+    if (at == n)
+        return true;
+    bad(err, w, field, "is not valid UTF-8 (byte %zu of %zu): refused", at + 1, n);
+    return false;
+}
+
 /* The first of keys present, as a string copy; absent: NULL and, when required, an error. */
 static int str_field(const cJSON *o, const char *const *keys, bool required, char **dst,
                      const where *w, xp_err *err)
@@ -133,6 +145,8 @@ static int str_field(const cJSON *o, const char *const *keys, bool required, cha
             continue;
         if (!cJSON_IsString(v))
             return bad(err, w, keys[k], "must be a string");
+        if (!utf8_ok(v->valuestring, w, keys[k], err))
+            return XP_EFORMAT;
         if (!(*dst = xp_strdup(v->valuestring)))
             return xp_err_set(err, XP_ENOMEM, "%s: out of memory", w->file);
         return XP_OK;
@@ -216,6 +230,8 @@ static int read_probe(const cJSON *o, xp_probe *p, int format, int role, const w
         {
             if (!cJSON_IsString(a))
                 return bad(err, &w, "alternates", "item %zu must be a string", p->n_alternates);
+            if (!utf8_ok(a->valuestring, &w, "alternates", err))
+                return XP_EFORMAT;
             if (!(p->alternates[p->n_alternates] = xp_strdup(a->valuestring)))
                 return xp_err_set(err, XP_ENOMEM, "%s: out of memory", w.file);
             p->n_alternates++;
@@ -318,6 +334,9 @@ static int parse_root(const cJSON *root, xp_probe_set *s, xp_err *err)
                           s->path);
     const cJSON *dom = cJSON_GetObjectItemCaseSensitive(root, "domain");
     if (cJSON_IsString(dom)) {
+        if (!xp_utf8_valid(dom->valuestring, strlen(dom->valuestring)))
+            return xp_err_set(err, XP_EFORMAT, "%s: field \"domain\" is not valid UTF-8: refused",
+                              s->path);
         free(s->domain);
         if (!(s->domain = xp_strdup(dom->valuestring)))
             return xp_err_set(err, XP_ENOMEM, "out of memory");
@@ -327,6 +346,11 @@ static int parse_root(const cJSON *root, xp_probe_set *s, xp_err *err)
         return xp_err_set(err, XP_EFORMAT, "%s: \"search_config\" must be an object", s->path);
     if (cfg && !(s->search_config = cJSON_PrintUnformatted(cfg)))
         return xp_err_set(err, XP_ENOMEM, "out of memory");
+    if (cfg && !xp_utf8_valid(s->search_config, strlen(s->search_config)))
+        return xp_err_set(err, XP_EFORMAT,
+                          "%s: field \"search_config\" holds text that is not valid UTF-8: "
+                          "refused",
+                          s->path);
     const cJSON *probes = cJSON_GetObjectItemCaseSensitive(root, "probes");
     if (!probes)
         return xp_err_set(err, XP_EFORMAT, "%s: field \"probes\" is missing", s->path);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/utf8.h"
 #include "search/search_run.h"
 
 void xp_search_opts_default(xp_search_opts *o)
@@ -288,7 +289,7 @@ static void add_provenance(cJSON *s, const xp_search_provenance *pv, const xp_se
         for (size_t i = 0; i < pv->n_files; i++) {
             cJSON *f = cJSON_CreateObject();
             cJSON_AddStringToObject(f, "role", pv->files[i].role);
-            cJSON_AddStringToObject(f, "path", pv->files[i].path);
+            xp_json_add_string(f, "path", pv->files[i].path);
             cJSON_AddStringToObject(f, "sha256", pv->files[i].sha256);
             cJSON_AddItemToArray(files, f);
         }
@@ -296,7 +297,7 @@ static void add_provenance(cJSON *s, const xp_search_provenance *pv, const xp_se
     if (pv->has_after) {
         cJSON *after = cJSON_AddArrayToObject(s, "after");
         for (size_t i = 0; i < pv->n_after; i++)
-            cJSON_AddItemToArray(after, cJSON_CreateString(pv->after[i]));
+            cJSON_AddItemToArray(after, xp_json_string(pv->after[i]));
     }
     if (pv->result && done) {
         cJSON *res = cJSON_AddObjectToObject(s, "result");
@@ -399,12 +400,12 @@ static int make_patch(run *r, size_t n_flips, const xp_search_result *done, xp_p
 }
 
 /* The one way a run's patch reaches a file, checkpoint or final: the caller's writer,
- * else the checkpoint path. An empty patch is not a patch file: nothing kept yet,
- * nothing to resume from. */
+ * else the checkpoint path. A patch without flips is written too: it is the state a
+ * search that has kept nothing yet resumes from. */
 static int write_patch(const run *r, xp_patch *p, xp_err *err)
 {
     const xp_search_opts *o = r->o;
-    if (!p->n_flips || search_team_follows(o))
+    if (search_team_follows(o))
         return XP_OK;
     if (o->write_patch)
         return o->write_patch(o->ctx, p, err);
@@ -539,6 +540,7 @@ static int resume_from(run *r, xp_patch *p, xp_search_result *out, xp_err *err)
                 (size_t)v->valuedouble <= r->n_kept ? (size_t)v->valuedouble : r->n_kept;
         r->val_restored = true;
         out->resumed_at = r->iter;
+        out->resumed = true;
     } else {
         for (size_t i = 0; i < r->n_kept; i++)
             xp_proposer_mark(&r->prop, &r->kept[i]);
@@ -827,6 +829,9 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
     /* a run that had already stopped by the window rule stays stopped */
     bool stop = !rc && auto_stop(&r);
     out->auto_stopped = stop;
+    /* a search killed before its first checkpoint or kept flip resumes from this one */
+    if (!rc && !stop && !out->resumed && o->checkpoint_every && r.iter < o->iterations)
+        rc = write_checkpoint(&r, err);
     if (!rc && search_team_follows(o))
         rc = search_team_follow(&r, err);
     while (!rc && !stop && !search_team_follows(o) && r.iter < o->iterations) {

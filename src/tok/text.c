@@ -1,5 +1,5 @@
 /* Text clean-up before tokenisation and GPT-2's byte alphabet. Input bytes are first
- * made valid UTF-8 the way a browser's TextDecoder does (the JavaScript reference
+ * made valid UTF-8 the way a browser's TextDecoder does (core/utf8.c) (the JavaScript reference
  * tokenizer only ever sees decoded strings, so this is what agreeing with it means),
  * then brought to NFC with utf8proc, then each byte of a pre-token is spelled in the
  * byte-to-unicode alphabet the vocabulary is written in. */
@@ -7,93 +7,12 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "core/utf8.h"
 #include "tok/tok_internal.h"
-
-static const char REPLACEMENT[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
-
-/* Length of the well-formed sequence starting at s[i], or 0 when the bytes there are
- * ill-formed; *bad receives how many bytes form the maximal ill-formed subpart (at
- * least 1), following the bounds of the WHATWG decoder: E0 needs A0..BF next, ED
- * 80..9F, F0 90..BF, F4 80..8F, every other continuation 80..BF. */
-static size_t well_formed(const unsigned char *s, size_t n, size_t i, size_t *bad)
-{
-    unsigned char b = s[i];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    *bad = 1;
-    if (b < 0x80)
-        return 1;
-    if (b >= 0xC2 && b <= 0xDF)
-        need = 1;
-    else if (b >= 0xE0 && b <= 0xEF) {
-        need = 2;
-        if (b == 0xE0)
-            lo = 0xA0;
-        else if (b == 0xED)
-            hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 3;
-        if (b == 0xF0)
-            lo = 0x90;
-        else if (b == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    for (size_t k = 1; k <= need; k++) {
-        if (i + k >= n || s[i + k] < lo || s[i + k] > hi) {
-            *bad = k;
-            return 0;
-        }
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    return need + 1;
-}
 
 int xp_tok_utf8_sanitize(const char *s, size_t len, char **out, size_t *out_len)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, bad;
-    *out = NULL;
-    *out_len = len;
-    while (i < len) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k = well_formed(u, len, i, &bad);
-        if (!k)
-            break;
-        i += k;
-    }
-    if (i == len)
-        return XP_OK;
-
-    /* Each ill-formed subpart is at least one byte and becomes three. */
-    size_t cap;
-    if (__builtin_mul_overflow(len, 3, &cap) || cap == SIZE_MAX)
-        return XP_ENOMEM;
-    char *o = malloc(cap + 1);
-    if (!o)
-        return XP_ENOMEM;
-    memcpy(o, s, i);
-    size_t w = i;
-    while (i < len) {
-        size_t k = well_formed(u, len, i, &bad);
-        if (k) {
-            memcpy(o + w, s + i, k);
-            w += k;
-            i += k;
-        } else {
-            memcpy(o + w, REPLACEMENT, 3);
-            w += 3;
-            i += bad;
-        }
-    }
-    o[w] = '\0';
-    *out = o;
-    *out_len = w;
-    return XP_OK;
+    return xp_utf8_sanitize(s, len, out, out_len);
 }
 
 int xp_tok_nfc(const char *s, size_t len, char **out, size_t *out_len)
@@ -176,7 +95,7 @@ size_t xp_tok_utf8_put(uint32_t cp, char *out)
 size_t xp_tok_utf8_get(const char *s, size_t n, uint32_t *cp)
 {
     const unsigned char *u = (const unsigned char *)s;
-    size_t bad, k = well_formed(u, n, 0, &bad);
+    size_t bad, k = xp_utf8_char_len(s, n, &bad);
     if (k == 0) {
         /* Callers pass valid UTF-8; report the ill-formed part as U+FFFD anyway. */
         *cp = 0xFFFD;

@@ -70,26 +70,62 @@ void xp_qact_free(xp_qact *x)
     memset(x, 0, sizeof *x);
 }
 
-static void matmul_portable(const xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
-                            int64_t r1)
+/* Tokens per tile of the portable kernel: their activations (TILE_TOKENS * K bytes) stay
+ * in cache while every row meets them, and each block's mask is made once for them all. */
+#define TILE_TOKENS 16
+
+/* Byte i in memory of the result is 0xFF where bit i of bits is set, else 0: the bits
+ * spread over the bytes and each byte's one bit carried up to its top, then widened. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define BIT_OF_BYTE 0x0102040810204080ull
+#else
+#define BIT_OF_BYTE 0x8040201008040201ull
+#endif
+static uint64_t byte_masks(uint8_t bits)
+{
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7Full;
+    uint64_t v = (bits * 0x0101010101010101ull) & BIT_OF_BYTE;
+    uint64_t top = (((v & low7) + low7) | v) & ~low7;
+    return (top >> 7) * 0xFF;
+}
+
+/* Rows [r0, r1) x tokens [t0, t0 + nt): a row's block becomes a byte mask (-1 where the
+ * sign bit is set) once, then m for each token of the tile is the sum of the activations
+ * it selects. */
+static void tile_portable(const xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
+                          int64_t r1, size_t t0, size_t nt)
 {
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
-        for (size_t t = 0; t < x->T; t++) {
-            const int8_t *q = x->q + t * (size_t)x->K;
-            float acc = 0;
-            for (int64_t b = 0; b < x->nb; b++) {
-                const uint8_t *blk = row + b * XP_Q1_0_BYTES;
-                float d = xp_fp16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
-                int32_t m = 0;
-                for (int j = 0; j < XP_Q1_0_WEIGHTS; j++)
-                    m += q[b * XP_Q1_0_WEIGHTS + j] * ((blk[2 + j / 8] >> (j % 8)) & 1);
-                int32_t i = 2 * m - x->sum[t * (size_t)x->nb + b];
-                acc = fmaf(d * x->s[t * (size_t)x->nb + b], (float)i, acc);
+        float acc[TILE_TOKENS] = {0};
+        for (int64_t b = 0; b < x->nb; b++) {
+            const uint8_t *blk = row + b * XP_Q1_0_BYTES;
+            float d = xp_fp16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+            int8_t mask[XP_Q1_0_WEIGHTS];
+            for (int k = 0; k < XP_Q1_0_WEIGHTS / 8; k++) {
+                uint64_t m8 = byte_masks(blk[2 + k]);
+                memcpy(mask + 8 * k, &m8, 8);
             }
-            y[t * ldy + (size_t)r] = acc;
+            for (size_t i = 0; i < nt; i++) {
+                size_t t = t0 + i;
+                const int8_t *q = x->q + t * (size_t)x->K + b * XP_Q1_0_WEIGHTS;
+                int16_t m = 0; /* at most 128 * 127 */
+                for (int j = 0; j < XP_Q1_0_WEIGHTS; j++)
+                    m = (int16_t)(m + (q[j] & mask[j]));
+                int32_t iv = 2 * m - x->sum[t * (size_t)x->nb + b];
+                acc[i] = fmaf(d * x->s[t * (size_t)x->nb + b], (float)iv, acc[i]);
+            }
         }
+        for (size_t i = 0; i < nt; i++)
+            y[(t0 + i) * ldy + (size_t)r] = acc[i];
     }
+}
+
+static void matmul_portable(const xp_weight *w, const xp_qact *x, float *y, size_t ldy, int64_t r0,
+                            int64_t r1)
+{
+    for (size_t t0 = 0; t0 < x->T; t0 += TILE_TOKENS)
+        tile_portable(w, x, y, ldy, r0, r1, t0, x->T - t0 < TILE_TOKENS ? x->T - t0 : TILE_TOKENS);
 }
 
 const xp_kernels xp_kernels_portable = {"portable", NULL, NULL, matmul_portable};

@@ -2,9 +2,10 @@
  * so the rest of the program runs on any x86-64. Two shapes of the same arithmetic
  * (kernels.h):
  *  - under 8 tokens (decode): 8 rows in the 8 lanes. The 16 sign bytes of a row's block
- *    are loaded once into both halves of a register; a byte shuffle and a bit test make
- *    the byte mask of 32 weights, the selected activations are summed with
- *    PMADDUBSW/PMADDWD, and 8 rows' partial sums are reduced together by horizontal adds;
+ *    are loaded once into both halves of a register; a byte shuffle, a bit test and an
+ *    unsigned min make the 0/1 bytes of 32 weights, PMADDUBSW of them with the
+ *    activations sums the selected ones, and 8 rows' partial sums are reduced together
+ *    by horizontal adds;
  *  - 8 tokens or more (prefill, probe batches): 8 tokens in the lanes. Activations are
  *    packed once per matrix input as [token group][block][quad][8 tokens][4 bytes]; a tile
  *    of 4 rows x 16 tokens expands each block's sign bits once into 0/2 byte patterns,
@@ -28,17 +29,23 @@
 #define NR 4 /* rows per tile */
 #define TILE_MIN 8
 
-/* Byte k of chunk c's shuffle is the sign byte holding weight 32c + k; the bit test picks
- * bit k % 8 of it. */
-TARGET INLINE __m256i chunk_mask(__m256i bits, int c)
+/* Byte k is bit k % 8 of the sign byte holding weight 32c + k (shifted into place: 1 << k %
+ * 8 or 0). */
+TARGET INLINE __m256i chunk_bits(__m256i bits, int c)
 {
     const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2,
                                     2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     /* the upper half's bytes index the upper 128-bit lane, which holds the same bits */
     shuf = _mm256_add_epi8(shuf, _mm256_set1_epi8((char)(4 * c)));
-    __m256i v = _mm256_shuffle_epi8(bits, shuf);
-    return _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
+    return _mm256_and_si256(_mm256_shuffle_epi8(bits, shuf), sel);
+}
+
+/* 0xFF in byte k where weight 32c + k's bit is set. */
+TARGET INLINE __m256i chunk_mask(__m256i bits, int c)
+{
+    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_cmpeq_epi8(chunk_bits(bits, c), sel);
 }
 
 /* A block's 16 sign bytes in both 128-bit lanes. */
@@ -86,9 +93,10 @@ TARGET static void rows8(const xp_weight *w, const xp_qact *x, float *y, size_t 
                 __m256i p16 = _mm256_setzero_si256();
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; c++) {
-                    __m256i sel = _mm256_and_si256(chunk_mask(bits, c), xs[c]);
-                    /* pairs of |q| <= 127 sum to at most 254: no saturation */
-                    p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(ones8, sel));
+                    /* 0/1 per weight (the bit, brought down), times q: pairs of |q| <= 127
+                     * sum to at most 254, no saturation */
+                    __m256i b01 = _mm256_min_epu8(chunk_bits(bits, c), ones8);
+                    p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(b01, xs[c]));
                 }
                 part[i] = _mm256_madd_epi16(p16, ones16);
             }

@@ -6,15 +6,15 @@
  * machine's own limits, measured here: decode reads every weight once a token, so its
  * bytes per second are a share of the read bandwidth (2 threads streaming a buffer far
  * larger than the caches); prefill's multiply-accumulates per second are a share of the
- * int8 peak (a loop of independent VPDPBUSD on every thread, or PMADDUBSW without AVX-512
- * VNNI; none is measured on other CPUs).
+ * int8 peak (loops of independent VPDPBUSD and of PMADDUBSW on every thread, where the CPU
+ * has them; none is measured on other CPUs), and of the peak of the kernel's own
+ * instructions.
  * With LLAMA_BENCH=path/to/llama-bench in the environment, llama.cpp runs the same pp512
  * and tg64 on the same files in the same rounds, interleaved with the kernels' runs, and
  * each ratio is the median of the rounds' own ratios; without it nothing is said of
  * llama.cpp. Rounds: XP_BENCH_ROUNDS (default 3); figures are medians over the rounds.
  * Usage: bench_engine [SHAPE...]   (default: bonsai-1.7b bonsai-8b) */
 #include <omp.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,39 +106,39 @@ __attribute__((target("avx512f,avx512vnni"))) static int vnni_rounds(long n)
     return _mm512_cvtsi512_si32(_mm512_add_epi32(_mm512_add_epi32(s0, s1), s2));
 }
 
-/* n rounds of 12 independent PMADDUBSW, each added into its chain as a kernel's sums are
- * (32 multiplies each, their pairs added): 384 n MACs. */
+/* n rounds of 6 independent PMADDUBSW, each added into its own sum as a kernel's are (32
+ * multiplies each, their pairs added): 192 n MACs. The inputs pass through an empty asm
+ * each round, so the products cannot be hoisted out of the loop, and each product
+ * depends on no earlier one, so the rate is the throughput, not the latency. */
 __attribute__((target("avx2"))) static int maddubs_rounds(long n)
 {
     __m256i y = _mm256_set1_epi8(2);
-    __m256i a0 = _mm256_set1_epi16(0), a1 = _mm256_set1_epi16(1), a2 = _mm256_set1_epi16(2),
-            a3 = _mm256_set1_epi16(3), a4 = _mm256_set1_epi16(4), a5 = _mm256_set1_epi16(5),
-            a6 = _mm256_set1_epi16(6), a7 = _mm256_set1_epi16(7), a8 = _mm256_set1_epi16(8),
-            a9 = _mm256_set1_epi16(9), a10 = _mm256_set1_epi16(10), a11 = _mm256_set1_epi16(11);
+    __m256i x0 = _mm256_set1_epi8(1), x1 = _mm256_set1_epi8(3), x2 = _mm256_set1_epi8(5),
+            x3 = _mm256_set1_epi8(7), x4 = _mm256_set1_epi8(9), x5 = _mm256_set1_epi8(11);
+    __m256i a0 = y, a1 = y, a2 = y, a3 = y, a4 = y, a5 = y;
     for (long r = 0; r < n; r++) {
-#define STEP(v) v = _mm256_add_epi16(v, _mm256_maddubs_epi16(v, y))
-        STEP(a0), STEP(a1), STEP(a2), STEP(a3), STEP(a4), STEP(a5);
-        STEP(a6), STEP(a7), STEP(a8), STEP(a9), STEP(a10), STEP(a11);
+        __asm__ volatile("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3), "+x"(x4), "+x"(x5));
+#define STEP(a, x) a = _mm256_add_epi16(a, _mm256_maddubs_epi16(x, y))
+        STEP(a0, x0), STEP(a1, x1), STEP(a2, x2), STEP(a3, x3), STEP(a4, x4), STEP(a5, x5);
 #undef STEP
     }
-    __m256i s0 = _mm256_add_epi16(_mm256_add_epi16(a0, a1), _mm256_add_epi16(a2, a3));
-    __m256i s1 = _mm256_add_epi16(_mm256_add_epi16(a4, a5), _mm256_add_epi16(a6, a7));
-    __m256i s2 = _mm256_add_epi16(_mm256_add_epi16(a8, a9), _mm256_add_epi16(a10, a11));
-    return _mm256_extract_epi32(_mm256_add_epi16(_mm256_add_epi16(s0, s1), s2), 0);
+    __m256i s = _mm256_add_epi16(_mm256_add_epi16(a0, a1), _mm256_add_epi16(a2, a3));
+    return _mm256_extract_epi32(_mm256_add_epi16(s, _mm256_add_epi16(a4, a5)), 0);
 }
 #endif
 
-/* GMAC/s of the CPU's widest int8 multiply-accumulate on THREADS threads at once, and
- * its name; 0 where none is measured. */
-static double int8_peak(const char **what)
+typedef enum { PEAK_VNNI, PEAK_MADDUBS, N_PEAKS } peak_kind;
+static const char *const peak_names[N_PEAKS] = {"VPDPBUSD zmm", "PMADDUBSW ymm"};
+
+/* GMAC/s of one int8 multiply-accumulate instruction on THREADS threads at once, the best
+ * of three passes; 0 where the CPU lacks it. */
+static double int8_peak(peak_kind kind)
 {
-    *what = "not measured on this CPU";
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    bool vnni = __builtin_cpu_supports("avx512vnni");
-    if (!vnni && !__builtin_cpu_supports("avx2"))
+    if (!(kind == PEAK_VNNI ? __builtin_cpu_supports("avx512vnni")
+                            : __builtin_cpu_supports("avx2")))
         return 0;
-    *what = vnni ? "VPDPBUSD zmm" : "PMADDUBSW ymm";
     long n = 20000000;
     volatile int sink = 0;
     double best = 0;
@@ -146,17 +146,27 @@ static double int8_peak(const char **what)
         double t0 = now();
 #pragma omp parallel num_threads(THREADS)
         {
-            int v = vnni ? vnni_rounds(n) : maddubs_rounds(n);
+            int v = kind == PEAK_VNNI ? vnni_rounds(n) : maddubs_rounds(n);
 #pragma omp atomic
             sink += v;
         }
-        double g = THREADS * (double)n * (vnni ? 768.0 : 384.0) / (now() - t0) * 1e-9;
+        double macs = kind == PEAK_VNNI ? 768.0 : 192.0;
+        double g = THREADS * (double)n * macs / (now() - t0) * 1e-9;
         best = g > best ? g : best;
     }
     return best;
 #else
+    (void)kind;
     return 0;
 #endif
+}
+
+/* The peak of the instructions a kernel's prefill uses, or 0 where none is measured. */
+static double kernel_peak(const char *kernel, const double peaks[N_PEAKS])
+{
+    return strcmp(kernel, "avx512") == 0 ? peaks[PEAK_VNNI]
+           : strcmp(kernel, "avx2") == 0 ? peaks[PEAK_MADDUBS]
+                                         : 0;
 }
 
 /* ---- xorpatch ------------------------------------------------------------------------- */
@@ -197,20 +207,21 @@ static double decode(xp_model *m, const int32_t *tok, size_t n, float *logits)
 
 /* ---- llama.cpp ------------------------------------------------------------------------ */
 
-/* The column of name in a CSV header line, or -1. Fields are quoted. */
+/* The column of name in a CSV header line, or -1. Fields may be quoted. */
 static int csv_column(const char *header, const char *name)
 {
-    char want[64];
-    snprintf(want, sizeof want, "\"%s\"", name);
     int col = 0;
     for (const char *p = header; *p; col++) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strcspn(p, "\r\n");
-        if (len == strlen(want) && strncmp(p, want, len) == 0)
+        size_t len = strcspn(p, ",\r\n");
+        const char *f = p;
+        if (len >= 2 && f[0] == '"' && f[len - 1] == '"')
+            f++, len -= 2;
+        if (len == strlen(name) && strncmp(f, name, len) == 0)
             return col;
-        if (!end)
+        p += strcspn(p, ",\r\n");
+        if (*p != ',')
             break;
-        p = end + 1;
+        p++;
     }
     return -1;
 }
@@ -284,6 +295,27 @@ static double median_ratio(const double *a, const double *b, int n)
     return median(r, n);
 }
 
+/* A share in percent, or a dash where the limit was not measured. */
+static void print_share(double value, double limit)
+{
+    if (limit > 0)
+        printf(" %7.0f%%", 100 * value / limit);
+    else
+        printf(" %8s", "-");
+}
+
+/* One row of figures, without its end of line: the rates, prefill's GMAC/s and decode's
+ * GB/s, and their shares of the limits (isa: the kernel's own instructions' peak). */
+static void print_row(const char *shape, const char *name, double pp, double tg, double body_gmac,
+                      double step_gb, double peak, double isa, double bw)
+{
+    printf("%-12s %-13s %9.1f %9.2f %9.1f %9.1f", shape, name, pp, tg, pp * body_gmac,
+           tg * step_gb);
+    print_share(pp * body_gmac, peak);
+    print_share(pp * body_gmac, isa);
+    print_share(tg * step_gb, bw);
+}
+
 int main(int argc, char **argv)
 {
     const char *shapes_default[] = {"bonsai-1.7b", "bonsai-8b"};
@@ -304,16 +336,27 @@ int main(int argc, char **argv)
         die("XORPATCH_KERNEL", "names no kernel this CPU can run");
     omp_set_num_threads(THREADS);
 
-    const char *peak_what;
-    double bw = read_bandwidth(), peak = int8_peak(&peak_what);
+    double bw = read_bandwidth(), peaks[N_PEAKS], peak = 0;
+    for (int k = 0; k < N_PEAKS; k++) {
+        peaks[k] = int8_peak((peak_kind)k);
+        peak = peaks[k] > peak ? peaks[k] : peak;
+    }
     printf("engine benchmark: pp%d (one batch) and tg%d (single steps) from an empty cache, "
            "%d threads, %d round%s, medians\n",
            N_PREFILL, N_DECODE, THREADS, rounds, rounds > 1 ? "s" : "");
-    printf("machine: read bandwidth %.1f GB/s; int8 peak %.0f GMAC/s (%s)\n", bw, peak, peak_what);
+    printf("machine: read bandwidth %.1f GB/s; int8 peak", bw);
+    for (int k = 0; k < N_PEAKS; k++)
+        if (peaks[k] > 0)
+            printf(" %.0f GMAC/s (%s)", peaks[k], peak_names[k]);
+    printf("%s\n", peak > 0 ? "" : " not measured on this CPU");
+    printf("pp/peak: prefill's MAC/s as a share of the highest int8 peak; pp/isa: of its own "
+           "instructions' peak;\ntg/bw: decode's weight bytes/s as a share of the read "
+           "bandwidth\n");
     if (llama)
         printf("llama.cpp: %s, the same files, in the same rounds\n", llama);
-    printf("%-12s %-13s %9s %9s %9s %9s %8s %8s%s\n", "shape", "kernel", "pp t/s", "tg t/s",
-           "pp GMAC/s", "tg GB/s", "pp/peak", "tg/bw", llama ? "   pp/llama tg/llama" : "");
+    printf("%-12s %-13s %9s %9s %9s %9s %8s %8s %8s%s\n", "shape", "kernel", "pp t/s", "tg t/s",
+           "pp GMAC/s", "tg GB/s", "pp/peak", "pp/isa", "tg/bw",
+           llama ? "   pp/llama tg/llama" : "");
     mkdir("build/bench", 0777);
     for (int si = 0; si < n_shapes; si++) {
         char path[256], cmd[1024];
@@ -357,20 +400,17 @@ int main(int argc, char **argv)
                 llama_run(llama, path, &lpp[r], &ltg[r]);
         }
         for (int k = 0; k < n_kernels; k++) {
-            double p = median(pp[k], rounds), t = median(tg[k], rounds);
-            printf("%-12s %-13s %9.1f %9.2f %9.1f %9.1f %7.0f%% %7.0f%%", shapes[si], kernels[k], p,
-                   t, p * body_gmac, t * step_gb, peak > 0 ? 100 * p * body_gmac / peak : 0,
-                   100 * t * step_gb / bw);
+            print_row(shapes[si], kernels[k], median(pp[k], rounds), median(tg[k], rounds),
+                      body_gmac, step_gb, peak, kernel_peak(kernels[k], peaks), bw);
             if (llama)
                 printf("   %7.2fx %7.2fx", median_ratio(pp[k], lpp, rounds),
                        median_ratio(tg[k], ltg, rounds));
             printf("\n");
         }
         if (llama) {
-            double p = median(lpp, rounds), t = median(ltg, rounds);
-            printf("%-12s %-13s %9.1f %9.2f %9.1f %9.1f %7.0f%% %7.0f%%\n", shapes[si], "llama.cpp",
-                   p, t, p * body_gmac, t * step_gb, peak > 0 ? 100 * p * body_gmac / peak : 0,
-                   100 * t * step_gb / bw);
+            print_row(shapes[si], "llama.cpp", median(lpp, rounds), median(ltg, rounds), body_gmac,
+                      step_gb, peak, 0, bw);
+            printf("\n");
         }
         fflush(stdout);
         free(tok);

@@ -12,7 +12,8 @@
  *    then a broadcast pattern meets a packed vector in one PMADDUBSW (8 tokens x 4
  *    inputs), summed in int16 over the block (at most 64 * 2 * 127 per lane) and widened
  *    once per block; each packed load feeds 4 rows, each pattern 16 tokens.
- * Both end every block with fmaf(d * s, (float)(2m - sum), acc) in block order. */
+ * Both end every block with fmaf(d * s, (float)(2m - sum), acc) in block order. The
+ * quantiser gives the portable one's bits 8 lanes at a time. */
 #include "model/kernels.h"
 #include "model/model.h"
 
@@ -21,6 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* MAXPS is not commutative where a NaN is involved, which the quantiser relies on */
+#if defined(__FAST_MATH__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__)
+#error "the kernels need IEEE semantics: build without -ffast-math"
+#endif
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 #define QUADS (XP_Q1_0_WEIGHTS / 4)
@@ -62,6 +67,46 @@ TARGET INLINE __m256i reduce8(const __m256i v[8])
     __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
     return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
                             _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* The portable quantiser's bits (kernels.c), 8 lanes at a time: the max of |v| skips NaN
+ * as its comparison does (MAXPS(a, b) is a > b ? a : b), q rounds to nearest even
+ * (CVTPS2DQ in the default rounding mode, as lrintf) and is 0 wherever v / s is not
+ * finite, then clamps to +-127. */
+TARGET static float quantize_block(const float *v, int8_t *q, int32_t *sum_out)
+{
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 inf = _mm256_set1_ps(__builtin_inff());
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < XP_Q1_0_WEIGHTS; j += 8)
+        m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(v + j), abs_mask), m);
+    float lanes[8], amax = 0;
+    _mm256_storeu_ps(lanes, m);
+    for (int l = 0; l < 8; l++)
+        amax = lanes[l] > amax ? lanes[l] : amax;
+    float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    /* PACKSS works within 128-bit lanes: this puts the four packed quarters in order */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i sum = _mm256_setzero_si256();
+    for (int j = 0; j < XP_Q1_0_WEIGHTS; j += 32) {
+        __m256i qi[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 p = _mm256_mul_ps(_mm256_loadu_ps(v + j + 8 * k), _mm256_set1_ps(inv));
+            __m256 finite = _mm256_cmp_ps(_mm256_and_ps(p, abs_mask), inf, _CMP_LT_OQ);
+            __m256i r = _mm256_and_si256(_mm256_cvtps_epi32(p), _mm256_castps_si256(finite));
+            qi[k] = _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
+            sum = _mm256_add_epi32(sum, qi[k]);
+        }
+        __m256i w01 = _mm256_packs_epi32(qi[0], qi[1]), w23 = _mm256_packs_epi32(qi[2], qi[3]);
+        __m256i b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order);
+        _mm256_storeu_si256((__m256i *)(q + j), b);
+    }
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    *sum_out = _mm_cvtsi128_si32(s4);
+    return amax / 127.0f;
 }
 
 /* 8 rows [r0, r0 + 8), every token, rows in lanes. */
@@ -305,5 +350,5 @@ TARGET static void matmul(const xp_weight *w, const xp_qact *x, float *y, size_t
         xp_kernels_portable.matmul(w, x, y, ldy, r, r1);
 }
 
-const xp_kernels xp_kernels_avx2 = {"avx2", NULL, prepare, matmul};
+const xp_kernels xp_kernels_avx2 = {"avx2", quantize_block, prepare, matmul};
 #endif

@@ -64,6 +64,43 @@ int xp_qact_quantize(xp_qact *x, const xp_kernels *k, const float *in, size_t T,
     return k->prepare ? k->prepare(x) : XP_OK;
 }
 
+int xp_qact_pack(xp_qact *x, size_t tg)
+{
+    const int quads = XP_Q1_0_WEIGHTS / 4;
+    size_t groups = (x->T + tg - 1) / tg, gb = XP_PACKED_BLOCK(tg), qbytes = (size_t)quads * 4 * tg;
+    size_t need = groups * (size_t)x->nb * gb;
+    if (need > x->cap_packed) {
+        free(x->packed);
+        x->packed = aligned_alloc(64, need); /* a multiple of 64: tg is 8 or 16 */
+        x->cap_packed = x->packed ? need : 0;
+        if (!x->packed)
+            return XP_ENOMEM;
+    }
+#pragma omp parallel for collapse(2) schedule(static)
+    for (size_t g = 0; g < groups; g++)
+        for (int64_t b = 0; b < x->nb; b++) {
+            int8_t *dst = x->packed + (g * (size_t)x->nb + (size_t)b) * gb;
+            float *s = (float *)(dst + qbytes);
+            int32_t *sum = (int32_t *)(dst + qbytes + 4 * tg);
+            for (size_t j = 0; j < tg; j++) {
+                size_t t = g * tg + j;
+                if (t >= x->T) {
+                    for (int k = 0; k < quads; k++)
+                        memset(dst + (size_t)k * 4 * tg + 4 * j, 0, 4);
+                    s[j] = 0;
+                    sum[j] = 0;
+                    continue;
+                }
+                const int8_t *src = x->q + t * (size_t)x->K + b * XP_Q1_0_WEIGHTS;
+                for (int k = 0; k < quads; k++)
+                    memcpy(dst + (size_t)k * 4 * tg + 4 * j, src + 4 * k, 4);
+                s[j] = x->s[t * (size_t)x->nb + (size_t)b];
+                sum[j] = x->sum[t * (size_t)x->nb + (size_t)b];
+            }
+        }
+    return XP_OK;
+}
+
 void xp_qact_free(xp_qact *x)
 {
     free(x->q), free(x->s), free(x->sum), free(x->packed);

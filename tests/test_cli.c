@@ -50,6 +50,28 @@ Test(cli, every_command_has_help_that_names_its_options)
     }
 }
 
+/* Every command that takes --kernel names, in its help, every kernel this CPU offers
+ * (under qemu-aarch64 the Arm ones). */
+Test(cli, kernel_help_names_the_kernels_this_cpu_offers)
+{
+    const char *cmds[] = {"generate", "logits", "perplexity", "search", "audit", "eval",
+                          "bench-task"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char args[64], *out, *err;
+        snprintf(args, sizeof args, "%s --help", cmds[i]);
+        cr_assert_eq(run(args, NULL, &out, &err), 0, "%s", args);
+        const char *line = strstr(out, "--kernel NAME");
+        cr_assert(line, "%s --help has no --kernel", cmds[i]);
+        size_t len = strcspn(line, "\n");
+        for (const char *const *k = xp_kernels_available(); *k; k++) {
+            const char *at = strstr(line, *k);
+            cr_expect(at && at < line + len, "%s --help does not name kernel %s: %.*s", cmds[i],
+                      *k, (int)len, line);
+        }
+        free(out), free(err);
+    }
+}
+
 Test(cli, usage_errors_exit_2_with_a_pointer_to_help)
 {
     struct { const char *args, *msg; } cases[] = {

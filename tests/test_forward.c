@@ -190,7 +190,7 @@ Test(kernels, all_kernels_are_bit_identical_to_portable)
     xp_rng_seed(&r, 99);
     const char *const *names = xp_kernels_available();
     const int64_t rows = 77, cuts[] = {0, 33, 35, 35, rows};
-    size_t counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 15, 16, 17, 40, 49, 70, 100};
+    size_t counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 24, 33, 40, 49, 70, 100};
     int kernels_checked = 0;
     for (int64_t K = 128; K <= 384; K += 128) {
         size_t row_bytes = (size_t)(K / 128) * XP_Q1_0_BYTES;
@@ -247,6 +247,45 @@ Test(kernels, all_kernels_are_bit_identical_to_portable)
         free(data);
     }
     cr_log_info("%d kernel runs bit-identical to the portable kernel", kernels_checked);
+}
+
+/* The largest sums a block can have (every bit set or none, every activation +-127)
+ * fit every kernel's narrow accumulators: each gives the exact 2m - sum = +-2 * 128 * 127
+ * per block, for decode and tiled token counts alike. */
+Test(kernels, the_extreme_blocks_do_not_overflow)
+{
+    enum { K = 256, ROWS = 8 };
+    size_t row_bytes = 2 * XP_Q1_0_BYTES;
+    uint8_t data[ROWS * 2 * XP_Q1_0_BYTES];
+    for (int b = 0; b < ROWS * 2; b++) { /* rows 0-3 all bits set, 4-7 none; d = 1 */
+        uint16_t d = xp_f32_to_fp16(1.0f);
+        memcpy(data + b * XP_Q1_0_BYTES, &d, 2);
+        memset(data + b * XP_Q1_0_BYTES + 2, b < 8 ? 0xFF : 0x00, 16);
+    }
+    xp_weight w = {"w", XP_TYPE_Q1_0, K, ROWS, row_bytes, data};
+    size_t counts[] = {1, 3, 20};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        size_t T = counts[c];
+        float *x = malloc(T * K * sizeof *x), *y = malloc(T * ROWS * sizeof *y);
+        for (size_t i = 0; i < T * K; i++) /* token t all +1 or all -1: q = +-127, s = 1/127 */
+            x[i] = (i / K) % 2 ? -1.0f : 1.0f;
+        for (const char *const *n = xp_kernels_available(); *n; n++) {
+            const xp_kernels *k = xp_kernels_find(*n);
+            xp_qact qa = {0};
+            cr_assert_eq(xp_qact_quantize(&qa, k, x, T, K), XP_OK);
+            k->matmul(&w, &qa, y, ROWS, 0, ROWS);
+            for (size_t t = 0; t < T; t++)
+                for (int r = 0; r < ROWS; r++) {
+                    float iv = (float)((r < 4 ? 1 : -1) * (t % 2 ? -1 : 1) * 128 * 127);
+                    float want = fmaf(qa.s[t * 2 + 1], iv, fmaf(qa.s[t * 2], iv, 0.0f));
+                    cr_assert(y[t * ROWS + (size_t)r] == want,
+                              "kernel %s, T=%zu, token %zu row %d: %g", *n, T, t, r,
+                              y[t * ROWS + (size_t)r]);
+                }
+            xp_qact_free(&qa);
+        }
+        free(x), free(y);
+    }
 }
 
 /* Every kernel's quantiser gives the portable one's bytes, on random blocks and on the

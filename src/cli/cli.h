@@ -67,6 +67,7 @@ void cli_print_json(struct cJSON *value);
  * everything that follows. -1 to go on, or the usage error's exit code. */
 int cli_set_threads(const char *command, const char *value);
 /* Opens a model and applies --kernel when given; prints the error itself. */
+#define CLI_KERNEL_NAMES "avx512, avx2, neon-dotprod, neon or portable"
 int cli_open_model(const char *path, const char *kernel, xp_model **out);
 
 /* Finds the reference vocabulary: --tokenizer, then $XORPATCH_TOKENIZER, then the model

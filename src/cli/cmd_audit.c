@@ -46,7 +46,7 @@ static const char usage[] =
     "                        \"summary\": {\"dead\", \"dead_token_gap\", \"solved\",\n"
     "                          \"not_emitted\", \"one_contrast_categories\", \"contrasts\"\n"
     "                          (distinct (correct, wrong) pairs in the whole set)}}\n"
-    "  --kernel NAME        fast-path kernel: avx512, avx2 or portable (default: best)\n"
+    "  --kernel NAME        fast-path kernel: " CLI_KERNEL_NAMES " (default: best)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          nothing on stderr but errors\n"
     "  -h, --help           this text\n";

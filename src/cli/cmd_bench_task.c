@@ -30,7 +30,7 @@ static const char usage[] =
     "                       {\"tasks\", \"kind\", \"patches\": [names], \"summary\": PAIRED (as\n"
     "                        in eval --help), \"items\": [{\"answer\", \"right\": [base,\n"
     "                        patched], \"output\": [base, patched]}, ...]}\n"
-    "  --kernel NAME        fast-path kernel: avx512, avx2 or portable (default: best)\n"
+    "  --kernel NAME        fast-path kernel: " CLI_KERNEL_NAMES " (default: best)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          nothing on stderr but errors\n"
     "  -h, --help           this text\n";

@@ -57,7 +57,7 @@ static const char usage[] =
     "                         \"stayed_wrong\", \"accuracy\": {\"base\": {\"right\", \"rate\",\n"
     "                         \"lo\", \"hi\"}, \"patched\": {...}}, \"mcnemar_p\",\n"
     "                         \"diff\": {\"value\", \"lo\", \"hi\"}} (rates as fractions)\n"
-    "  --kernel NAME        fast-path kernel: avx512, avx2 or portable (default: best)\n"
+    "  --kernel NAME        fast-path kernel: " CLI_KERNEL_NAMES " (default: best)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          nothing on stderr but errors\n"
     "  -h, --help           this text\n";

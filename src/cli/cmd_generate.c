@@ -25,7 +25,7 @@ static const char usage[] =
     "  --seed N             sampling seed (default 0)\n"
     "  --stop TEXT          stop before this text (repeatable)\n"
     "  --plain              use the plain reference path (slow) instead of the fast one\n"
-    "  --kernel NAME        fast-path kernel: avx512, avx2 or portable (default: best)\n"
+    "  --kernel NAME        fast-path kernel: " CLI_KERNEL_NAMES " (default: best)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no statistics on stderr\n"
     "  -h, --help           this text\n";

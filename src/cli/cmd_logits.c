@@ -26,7 +26,7 @@ static const char usage[] =
     "  --json             one JSON object: {\"tokens\": [ids], \"positions\": [{\"pos\": i,\n"
     "                     \"top\": [[id, logit], ...]}, ...]}\n"
     "  --plain            the plain reference path instead of the fast one\n"
-    "  --kernel NAME      fast-path kernel: avx512, avx2 or portable (default: best)\n"
+    "  --kernel NAME      fast-path kernel: " CLI_KERNEL_NAMES " (default: best)\n"
     "  -t, --threads N    threads (default: all cores)\n"
     "  -q, --quiet        nothing on stderr but errors\n"
     "  -h, --help         this text\n";

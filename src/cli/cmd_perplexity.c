@@ -18,7 +18,7 @@ static const char usage[] =
     "  --ctx N            chunk length in tokens (default 512)\n"
     "  --max-chunks N     score at most N chunks\n"
     "  --plain            the plain reference path instead of the fast one\n"
-    "  --kernel NAME      fast-path kernel: avx512, avx2 or portable (default: best)\n"
+    "  --kernel NAME      fast-path kernel: " CLI_KERNEL_NAMES " (default: best)\n"
     "  -t, --threads N    threads (default: all cores)\n"
     "  -q, --quiet        no progress\n"
     "  -h, --help         this text\n";

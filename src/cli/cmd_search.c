@@ -93,7 +93,7 @@ static const char usage_more[] =
     "  --report FILE          the HTML report (default PATCH.html)\n"
     "  --no-eval              skip the before/after generations (gaps only)\n"
     "  --random-baseline N    held-out p vs N random patches (20 more evals; 0: off)\n"
-    "  --kernel NAME          fast-path kernel: avx512, avx2 or portable (default: best)\n"
+    "  --kernel NAME          " CLI_KERNEL_NAMES " (default: best)\n"
     "  -t, --threads N        threads (default: all cores)\n"
     "  -q, --quiet            no progress, notes or text report (files are written)\n"
     "  -h, --help             this text\n";

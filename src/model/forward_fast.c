@@ -34,25 +34,52 @@ static void product_rows(const xp_model *m, const xp_weight *w, const xp_qact *q
     }
 }
 
-/* y[t][r] = W[r] . x[t] for all T tokens, ROW_CHUNK rows at a time over the threads. */
-static int matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, const float *x,
-                  size_t T, float *y, size_t ldy)
+/* One product of a batch of them: y[t * ldy + r] = W[r] . x[t]. */
+typedef struct product {
+    const xp_weight *w;
+    float *y;
+    size_t ldy;
+} product;
+
+/* The n products of the same input (qa, or x for other weight types; every W as wide),
+ * ROW_CHUNK rows at a time over the threads, all in one parallel loop: a decode step wakes
+ * the threads and waits for them once for all of them, not once each. */
+static int matmuls(const xp_model *m, const xp_qact *qa, const float *x, size_t T, const product *p,
+                   size_t n)
 {
-    int64_t chunks = (w->ne1 + ROW_CHUNK - 1) / ROW_CHUNK;
+    enum { MAX_PRODUCTS = 3 };
+    int64_t first[MAX_PRODUCTS + 1] = {0}; /* product i's chunks start at first[i] */
+    for (size_t i = 0; i < n; i++)
+        first[i + 1] = first[i] + (p[i].w->ne1 + ROW_CHUNK - 1) / ROW_CHUNK;
+    bool all_q1 = true;
+    for (size_t i = 0; i < n; i++)
+        all_q1 &= p[i].w->type == XP_TYPE_Q1_0;
     int ok = 1;
 #pragma omp parallel reduction(& : ok)
     {
-        float *row = w->type == XP_TYPE_Q1_0 ? NULL : malloc((size_t)w->ne0 * sizeof *row);
-        ok = w->type == XP_TYPE_Q1_0 || row;
+        float *row = all_q1 ? NULL : malloc((size_t)p[0].w->ne0 * sizeof *row);
+        ok = all_q1 || row;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < chunks; c++) {
-            int64_t r0 = c * ROW_CHUNK, r1 = r0 + ROW_CHUNK < w->ne1 ? r0 + ROW_CHUNK : w->ne1;
+        for (int64_t c = 0; c < first[n]; c++) {
+            size_t i = 0;
+            while (c >= first[i + 1])
+                i++;
+            const xp_weight *w = p[i].w;
+            int64_t r0 = (c - first[i]) * ROW_CHUNK;
+            int64_t r1 = r0 + ROW_CHUNK < w->ne1 ? r0 + ROW_CHUNK : w->ne1;
             if (ok)
-                product_rows(m, w, qa, x, T, y + r0, ldy, r0, r1, row);
+                product_rows(m, w, qa, x, T, p[i].y + r0, p[i].ldy, r0, r1, row);
         }
         free(row);
     }
     return ok ? XP_OK : XP_ENOMEM;
+}
+
+/* y[t][r] = W[r] . x[t] for all T tokens. */
+static int matmul(const xp_model *m, const xp_weight *w, const xp_qact *qa, const float *x,
+                  size_t T, float *y, size_t ldy)
+{
+    return matmuls(m, qa, x, T, &(product){w, y, ldy}, 1);
 }
 
 /* Loops over tokens wake the thread team only when there is more than one token: when
@@ -177,9 +204,8 @@ static int attention_block(const xp_model *m, uint32_t l, xp_fast_batch *b, bool
     rmsnorm_rows(b->xb, b->x, L->attn_norm, T, E, s->rms_eps);
     if ((rc = xp_qact_quantize(&b->qa, m->kern, b->xb, T, (int64_t)E)))
         return rc;
-    if ((rc = matmul(m, &L->wq, &b->qa, b->xb, T, b->q, qd)) ||
-        (rc = matmul(m, &L->wk, &b->qa, b->xb, T, b->k, kvd)) ||
-        (rc = matmul(m, &L->wv, &b->qa, b->xb, T, b->v, kvd)))
+    product qkv[] = {{&L->wq, b->q, qd}, {&L->wk, b->k, kvd}, {&L->wv, b->v, kvd}};
+    if ((rc = matmuls(m, &b->qa, b->xb, T, qkv, 3)))
         return rc;
     keys_values(m, l, b);
     if (trim)

@@ -46,6 +46,13 @@ typedef struct xp_kernels {
 int xp_qact_quantize(xp_qact *x, const xp_kernels *k, const float *in, size_t T, int64_t K);
 void xp_qact_free(xp_qact *x);
 
+/* The packed layout of the x86 tokens-in-lanes tiles, made in x->packed from x->q: for
+ * each group of tg tokens (the last padded with zeros) and block, XP_PACKED_BLOCK(tg)
+ * bytes: 32 quads of 4 * tg bytes (token j's inputs 4k..4k+3 at bytes 4j..4j+3 of quad
+ * k), then the tg tokens' scales (float) and sums (int32). 64-byte aligned. */
+#define XP_PACKED_BLOCK(tg) ((size_t)(tg) * (32 * 4 + 4 + 4))
+int xp_qact_pack(xp_qact *x, size_t tg);
+
 const xp_kernels *xp_kernels_best(void);
 const xp_kernels *xp_kernels_find(const char *name);
 

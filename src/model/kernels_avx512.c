@@ -120,51 +120,18 @@ TARGET static void rows16(const xp_weight *w, const xp_qact *x, float *y, size_t
     }
 }
 
-/* The packed layout: for token group g (16 tokens, the last padded with zeros) and block
- * b, GROUP_BLOCK bytes: 32 quads of 64 bytes (token j's inputs 4k..4k+3 at bytes
- * 4j..4j+3 of quad k), then the 16 tokens' scales (float) and sums (int32). */
+/* The packed layout (kernels.h) of TG-token groups: the quads, then at QBYTES the
+ * scales, 64 bytes on the sums. */
 #define QBYTES (QUADS * 64)
-#define GROUP_BLOCK (QBYTES + 64 + 64)
+#define GROUP_BLOCK XP_PACKED_BLOCK(TG)
 #define NG 3 /* token groups per tile; the last tile of a matrix may have fewer */
 
 static size_t padded_groups(size_t T) { return (T + TG - 1) / TG; }
 
 static int prepare(xp_qact *x)
 {
-    if (x->T < TILE_MIN)
-        return XP_OK; /* few tokens take the rows-in-lanes kernel, which reads q itself */
-    size_t groups = padded_groups(x->T);
-    size_t need = groups * (size_t)x->nb * GROUP_BLOCK;
-    if (need > x->cap_packed) {
-        free(x->packed);
-        x->packed = aligned_alloc(64, need);
-        x->cap_packed = x->packed ? need : 0;
-        if (!x->packed)
-            return XP_ENOMEM;
-    }
-#pragma omp parallel for collapse(2) schedule(static)
-    for (size_t g = 0; g < groups; g++)
-        for (int64_t b = 0; b < x->nb; b++) {
-            int8_t *dst = x->packed + (g * (size_t)x->nb + (size_t)b) * GROUP_BLOCK;
-            float *s = (float *)(dst + QBYTES);
-            int32_t *sum = (int32_t *)(dst + QBYTES + 64);
-            for (int j = 0; j < TG; j++) {
-                size_t t = g * TG + (size_t)j;
-                if (t >= x->T) {
-                    for (int k = 0; k < QUADS; k++)
-                        memset(dst + k * 64 + 4 * j, 0, 4);
-                    s[j] = 0;
-                    sum[j] = 0;
-                    continue;
-                }
-                const int8_t *src = x->q + t * (size_t)x->K + b * XP_Q1_0_WEIGHTS;
-                for (int k = 0; k < QUADS; k++)
-                    memcpy(dst + k * 64 + 4 * j, src + 4 * k, 4);
-                s[j] = x->s[t * (size_t)x->nb + (size_t)b];
-                sum[j] = x->sum[t * (size_t)x->nb + (size_t)b];
-            }
-        }
-    return XP_OK;
+    /* few tokens take the rows-in-lanes kernel, which reads q itself */
+    return x->T < TILE_MIN ? XP_OK : xp_qact_pack(x, TG);
 }
 
 /* The 0/2 byte pattern of a 128-bit sign block, 32 u32 (byte i of pattern k is twice

@@ -62,6 +62,10 @@ void cli_print_json(struct cJSON *value);
 int cli_set_threads(const char *command, const char *value);
 /* Opens a model and applies --kernel when given; prints the error itself. */
 int cli_open_model(const char *path, const char *kernel, xp_model **out);
+/* The same with patches applied in memory, in order, as `apply -o` would apply them
+ * (--patch on the inference commands). */
+int cli_open_patched_model(const char *path, const char *kernel, xp_patch *const *ps, size_t n,
+                           xp_model **out);
 
 /* Finds the reference vocabulary: --tokenizer, then $XORPATCH_TOKENIZER, then the npm
  * cache the build fills. Loads a tokenizer.json or a GGUF's tokenizer keys. */

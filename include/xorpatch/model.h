@@ -149,6 +149,26 @@ size_t xp_forward_n_logits(const xp_seq *seqs, size_t n_seqs);
 int xp_forward(xp_model *m, xp_path path, const xp_seq *seqs, size_t n_seqs, float *logits,
                xp_err *err);
 
+/* ---- patch overlays: one batch, many patches -------------------------------------- */
+
+/* The rows a patch changes, copied beside the shared base weights: a sequence whose cache
+ * carries an overlay runs (fast path only) as if the patch were applied, bit for bit,
+ * while the other sequences of its batch run with theirs or the base. The patch layer
+ * fills one from a patch (xp_patch_overlay); an overlay must outlive every cache that
+ * carries it and is never changed while one runs. */
+typedef struct xp_overlay xp_overlay;
+int xp_overlay_new(xp_overlay **out, const xp_model *m, xp_err *err);
+void xp_overlay_free(xp_overlay *ov);
+/* The bytes of row `row` of a Q1_0 matrix (a tensor name of the model: a projection,
+ * token_embd.weight or output.weight) as the overlay holds it, a copy of the base row
+ * made on first use, for the caller to flip; *ne0 its columns. */
+int xp_overlay_row(xp_overlay *ov, const char *tensor, int64_t row, uint8_t **bytes,
+                   int64_t *ne0, xp_err *err);
+/* Rows held (memory: that many rows of their tensors). */
+size_t xp_overlay_rows(const xp_overlay *ov);
+/* The overlay the cache's sequence runs with from its next token (NULL: the base). */
+void xp_kv_set_overlay(xp_kv *kv, const xp_overlay *ov);
+
 /* ---- generation ----------------------------------------------------------- */
 
 typedef struct xp_sampler {

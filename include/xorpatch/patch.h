@@ -182,6 +182,11 @@ int xp_patch_revert(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err);
 int xp_model_patch_apply(xp_model *m, xp_patch *p, xp_err *err);
 int xp_model_patch_revert(xp_model *m, xp_patch *p, xp_err *err);
 
+/* Adds a patch's flips to an overlay of model m (xorpatch/model.h) after binding the patch
+ * to m's file: sequences that run with the overlay compute what m with the patch applied
+ * computes. Patches added to one overlay stack as applying them in turn would. */
+int xp_patch_overlay(xp_patch *p, xp_model *m, xp_overlay *ov, xp_err *err);
+
 /* What a patched GGUF records (metadata key "xorpatch.applied", one JSON string padded
  * with spaces to a reserved length so it can be rewritten in place): the fingerprint of
  * the unpatched file and every applied patch (name, identity, compact encoding). */

@@ -197,6 +197,26 @@ typedef struct xp_gen_opts {
 int xp_generate(xp_model *m, const int32_t *prompt, size_t n_prompt, const xp_gen_opts *o,
                 int32_t **out_ids, size_t *n_out, xp_err *err);
 
+/* One sequence's generation a step at a time, for callers that run the forward passes
+ * themselves (a server batching many sequences): the stop rules and text hand-out of
+ * xp_generate, which is built on it. The caller prefills the prompt, then repeatedly
+ * samples from the last logits (xp_decoder_sample, the sampler's seeded state) and hands
+ * the token to xp_decoder_take, which calls o->on_token with the text that became final,
+ * until xp_decoder_finish says why it ended. At most xp_decoder_max_new tokens are taken
+ * (-n capped by the context after the prompt); each token taken but the end of sequence
+ * must be run before the next is sampled. */
+enum xp_finish { XP_FINISH_NONE = 0, XP_FINISH_STOP, XP_FINISH_LENGTH };
+typedef struct xp_decoder xp_decoder;
+int xp_decoder_new(xp_decoder **out, const xp_model *m, size_t n_prompt, const xp_gen_opts *o,
+                   xp_err *err);
+void xp_decoder_free(xp_decoder *d);
+size_t xp_decoder_max_new(const xp_decoder *d);
+int32_t xp_decoder_sample(xp_decoder *d, const float *logits);
+int xp_decoder_take(xp_decoder *d, int32_t id, xp_err *err);
+/* XP_FINISH_NONE while going on; STOP: end of sequence, a stop string, or on_token asked
+ * to stop; LENGTH: the token limit. */
+int xp_decoder_finish(const xp_decoder *d);
+
 /* ---- perplexity ------------------------------------------------------------- */
 
 typedef struct xp_perplexity_opts {

@@ -11,7 +11,7 @@ BUILD    ?= build
 ROOT     := $(abspath .)
 SHARED   ?= $(abspath ../shared)
 CACHE    ?= $(ROOT)/.cache
-PKGS     := libcjson libpcre2-8 libutf8proc openssl
+PKGS     := libcjson libpcre2-8 libutf8proc openssl libmicrohttpd
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
 # GCC's vectoriser at -O2 is tuned to do little; clang has no such option.
 IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -q clang && echo 1)

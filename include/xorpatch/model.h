@@ -211,6 +211,8 @@ int xp_decoder_new(xp_decoder **out, const xp_model *m, size_t n_prompt, const x
                    xp_err *err);
 void xp_decoder_free(xp_decoder *d);
 size_t xp_decoder_max_new(const xp_decoder *d);
+/* Tokens taken so far, an end of sequence not counted. */
+size_t xp_decoder_tokens(const xp_decoder *d);
 int32_t xp_decoder_sample(xp_decoder *d, const float *logits);
 int xp_decoder_take(xp_decoder *d, int32_t id, xp_err *err);
 /* XP_FINISH_NONE while going on; STOP: end of sequence, a stop string, or on_token asked

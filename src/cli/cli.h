@@ -25,6 +25,7 @@ extern const cli_command cli_apply, cli_revert, cli_verify, cli_diff, cli_stack,
 extern const cli_command cli_audit, cli_eval, cli_bench_task;
 extern const cli_command cli_search, cli_pipeline, cli_experiment;
 extern const cli_command cli_corpus, cli_train;
+extern const cli_command cli_serve;
 
 typedef struct cli_settings {
     bool quiet;    /* -q: nothing but results and errors */

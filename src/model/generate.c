@@ -188,6 +188,7 @@ void xp_decoder_free(xp_decoder *d)
 }
 
 size_t xp_decoder_max_new(const xp_decoder *d) { return d->max_new; }
+size_t xp_decoder_tokens(const xp_decoder *d) { return d->n; }
 int xp_decoder_finish(const xp_decoder *d) { return d->finish; }
 
 int32_t xp_decoder_sample(xp_decoder *d, const float *logits)

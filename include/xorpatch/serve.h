@@ -64,6 +64,7 @@ typedef struct xp_engine_opts {
     size_t parallel; /* sequences in the running batch at most (0: 4) */
     size_t ctx;      /* tokens per sequence, prompt and completion (0: the model's) */
     size_t queue;    /* requests waiting beyond those at most (0: 256) */
+    int threads;     /* the forward pass's threads (0: OpenMP's default for a new thread) */
 } xp_engine_opts;
 
 /* Starts the engine's thread on m (fast path; the model must not change while it runs). */

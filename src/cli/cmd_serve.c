@@ -8,6 +8,7 @@
  * needs a socket or a signal. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <omp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -527,7 +528,7 @@ static int execute(const cli_values *v)
     size_t n_ctx = xp_model_shape(srv.m)->n_ctx;
     size_t ctx = v->given[CLI_O_CTX] && v->ctx < n_ctx ? v->ctx : n_ctx;
     srv.lim = (xp_api_limits){ctx, 128 < ctx ? 128 : ctx, 16};
-    xp_engine_opts eo = {v->given[CLI_O_PARALLEL] ? v->parallel : 8, ctx, 0};
+    xp_engine_opts eo = {v->given[CLI_O_PARALLEL] ? v->parallel : 8, ctx, 0, omp_get_max_threads()};
     if (!xp_model_tokenizer(srv.m))
         rc = xp_err_set(&err, XP_EFORMAT, "%s has no tokenizer", v->model);
     if (!rc)

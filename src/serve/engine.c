@@ -6,6 +6,7 @@
  * in the batch, and each request samples and stops with its own xp_decoder, so a greedy
  * request gives exactly the tokens `generate --patch` gives for it alone. */
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -356,6 +357,8 @@ static void step(xp_engine *e, xp_seq *seqs, size_t *slot_of, float **logits, si
 static void *run(void *arg)
 {
     xp_engine *e = arg;
+    if (e->o.threads > 0) /* a thread's own setting: the caller's does not carry over */
+        omp_set_num_threads(e->o.threads);
     xp_seq *seqs = calloc(e->o.parallel, sizeof *seqs);
     size_t *slot_of = calloc(e->o.parallel, sizeof *slot_of), cap = 0;
     float *logits = NULL;

@@ -621,9 +621,10 @@ char *xp_api_answer_end(xp_api_answer *a, const xp_gen_result *res)
     char *out = strdup("");
     size_t len = 0;
     bool ok = out != NULL;
-    if (ok && res->rc) {
+    if (ok && (res->rc || res->finish == XP_FINISH_CANCELLED)) {
         xp_api_error e;
-        xp_api_error_set(&e, 500, "server_error", NULL, NULL, "%s", res->error);
+        xp_api_error_set(&e, 500, "server_error", NULL, NULL, "%s",
+                         res->rc ? res->error : "the request was cancelled");
         char *body = xp_api_error_body(&e);
         ok = body && frame(&out, &len, cJSON_Parse(body));
         free(body);

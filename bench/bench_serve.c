@@ -88,7 +88,7 @@ static void write_patch(const xp_shape *s, int kind, size_t n, const char *path)
         if (rc)
             die(&e);
     }
-    if (xp_patch_write(p, XP_PATCH_JSON, path, &e))
+    if (xp_patch_normalize(p, &e) || xp_patch_write(p, XP_PATCH_JSON, path, &e))
         die(&e);
     xp_patch_free(p);
 }

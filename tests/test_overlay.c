@@ -161,6 +161,28 @@ Test(overlay, every_kernel_gives_the_same_bits)
     xp_patch_free(block), xp_patch_free(scale);
 }
 
+/* One copy of the model: an overlay holds the rows its patch touches and nothing more. */
+Test(overlay, holds_only_the_touched_rows)
+{
+    char model[512];
+    tiny_bonsai(model, sizeof model);
+    xp_model *m;
+    xp_err err = {0};
+    cr_assert_eq(xp_model_open(&m, model, &err), XP_OK);
+    xp_patch *row = read_patch("row.json"), *block = read_patch("search-block.json");
+    xp_overlay *ov;
+    cr_assert_eq(xp_overlay_new(&ov, m, &err), XP_OK);
+    cr_assert_eq(xp_patch_overlay(row, m, ov, &err), XP_OK, "%s", err.msg);
+    cr_expect_eq(xp_overlay_rows(ov), 120, "row.json flips 120 distinct rows");
+    cr_assert_eq(xp_patch_overlay(block, m, ov, &err), XP_OK, "%s", err.msg);
+    size_t blocks_rows = xp_overlay_rows(ov) - 120;
+    cr_expect(blocks_rows >= 1 && blocks_rows <= block->n_flips, "%zu rows for %zu block flips",
+              blocks_rows, block->n_flips);
+    xp_overlay_free(ov);
+    xp_patch_free(row), xp_patch_free(block);
+    xp_model_close(m);
+}
+
 Test(overlay, the_plain_path_refuses_an_overlay)
 {
     char model[512];

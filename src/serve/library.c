@@ -24,6 +24,9 @@ typedef struct entry {
     size_t n;
 } entry;
 
+#define MAX_STACK 16   /* patches in one model id at most */
+#define MAX_CACHED 256 /* stacks kept built; others are built for their requests alone */
+
 struct xp_library {
     pthread_mutex_t mu;
     xp_model *m;
@@ -294,7 +297,12 @@ static int build(xp_library *lib, const char *id, const char *names, xp_served *
     xp_patch **all = NULL;
     size_t n_all = 0;
     int rc = XP_OK;
-    for (const char *p = names; !rc && *p;) {
+    size_t n_names = 0;
+    for (const char *p = names; !rc && *p; n_names++) {
+        if (n_names == MAX_STACK) {
+            rc = xp_err_set(err, XP_EINVAL, "'%.200s' stacks more than %d patches", id, MAX_STACK);
+            break;
+        }
         const char *plus = strchr(p, '+');
         size_t len = plus ? (size_t)(plus - p) : strlen(p);
         const entry *en = name_ok(p, len) ? find(lib, p, len) : NULL;
@@ -357,7 +365,7 @@ int xp_library_get(xp_library *lib, const char *id, xp_served **out, xp_err *err
             *out = xp_served_retain(lib->cache[i]);
     xp_served *s = NULL;
     if (!*out && !(rc = build(lib, id, id + 5, &s, err))) {
-        if (lib->n_cache == lib->cap_cache) {
+        if (lib->n_cache == lib->cap_cache && lib->cap_cache < MAX_CACHED) {
             size_t cap = lib->cap_cache ? 2 * lib->cap_cache : 16;
             xp_served **grown = realloc(lib->cache, cap * sizeof *grown);
             if (grown)

@@ -5,7 +5,6 @@
  * copy of the base. The fast path's logits of a sequence do not depend on what else is
  * in the batch, and each request samples and stops with its own xp_decoder, so a greedy
  * request gives exactly the tokens `generate --patch` gives for it alone. */
-#include <math.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/lse.h"
 #include "xorpatch/serve.h"
 
 struct xp_gen {
@@ -131,28 +131,23 @@ static void record_logprobs(xp_gen *g, const float *logits, size_t V, int32_t id
     g->n_pend++;
     if (!g->logprobs)
         return;
-    float mx = logits[0];
-    for (size_t i = 1; i < V; i++)
-        mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0;
-    for (size_t i = 0; i < V; i++)
-        sum += exp((double)(logits[i] - mx));
-    double lse = mx + log(sum);
+    double lse = xp_log_sum_exp(logits, V);
     g->pend_lp[k] = (float)(logits[id] - lse);
     int32_t *top = g->pend_top + k * g->top;
     float *tlp = g->pend_top_lp + k * g->top;
-    for (size_t j = 0; j < g->top; j++) { /* selection of the top few, highest first */
-        int32_t best = -1;
-        for (size_t i = 0; i < V; i++) {
-            bool taken = false;
-            for (size_t q = 0; q < j && !taken; q++)
-                taken = top[q] == (int32_t)i;
-            if (!taken && (best < 0 || logits[i] > logits[best]))
-                best = (int32_t)i;
+    size_t kept = 0; /* the top few in one pass, highest first (ties: the lower id) */
+    for (size_t i = 0; i < V && g->top; i++) {
+        if (kept == g->top && logits[i] <= logits[top[kept - 1]])
+            continue;
+        size_t at = kept < g->top ? kept++ : kept - 1;
+        while (at > 0 && logits[i] > logits[top[at - 1]]) {
+            top[at] = top[at - 1];
+            at--;
         }
-        top[j] = best;
-        tlp[j] = (float)(logits[best] - lse);
+        top[at] = (int32_t)i;
     }
+    for (size_t j = 0; j < kept; j++)
+        tlp[j] = (float)(logits[top[j]] - lse);
 }
 
 int xp_engine_submit(xp_engine *e, const xp_gen_request *rq, const xp_gen_callbacks *cb,

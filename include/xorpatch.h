@@ -21,5 +21,6 @@
 #include "xorpatch/search.h"
 #include "xorpatch/eval.h"
 #include "xorpatch/job.h"
+#include "xorpatch/serve.h"
 
 #endif

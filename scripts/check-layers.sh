@@ -34,7 +34,8 @@ train   model
 search  patch probe train
 eval    search
 job     eval search
-cli     job train
+serve   job
+cli     serve train
 '
 
 root=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}

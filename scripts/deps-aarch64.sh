@@ -14,7 +14,7 @@ set -eu
 cache=${XORPATCH_CACHE:-"$(cd "$(dirname "$0")/.." && pwd)/.cache"}/aarch64
 binfmt=/proc/sys/fs/binfmt_misc
 native="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user qemu-user-binfmt"
-arm64="libc6 libgomp1 libcjson-dev libpcre2-dev libutf8proc-dev libssl-dev libffi8 libgit2-1.5"
+arm64="libc6 libgomp1 libcjson-dev libpcre2-dev libutf8proc-dev libssl-dev libmicrohttpd-dev libffi8 libgit2-1.5"
 unpacked="libcriterion3 libcriterion-dev libnanomsg5"
 missing=""
 for p in $native $(printf '%s:arm64 ' $arm64); do

@@ -6,7 +6,7 @@
 # optional: without it the build has none).
 set -eu
 if [ "$(uname -s)" = Darwin ]; then
-  pkgs="pkg-config cjson pcre2 utf8proc openssl@3 criterion node"
+  pkgs="pkg-config cjson pcre2 utf8proc openssl@3 criterion node libmicrohttpd"
   missing=""
   for p in $pkgs; do
     brew list --versions "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -16,7 +16,7 @@ if [ "$(uname -s)" = Darwin ]; then
   echo "xorpatch: run:  brew install$missing libomp" >&2
   exit 1
 fi
-pkgs="make gcc clang pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libssl-dev libcriterion-dev nodejs npm"
+pkgs="make gcc clang pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libssl-dev libcriterion-dev libmicrohttpd-dev nodejs npm"
 # Open MPI builds build/xorpatch-mpi (a search on the ranks of mpirun): installed as root,
 # only named otherwise, since the rest builds without it.
 optional="libopenmpi-dev openmpi-bin"

@@ -24,8 +24,8 @@ static void sh(const char *fmt, ...)
 static int check(const char *root, char **out, char **err)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s/scripts/check-layers.sh' '%s'",
-             xp_test_env("XP_ROOT", "."), root);
+    snprintf(cmd, sizeof cmd, "'%s/scripts/check-layers.sh' '%s'", xp_test_env("XP_ROOT", "."),
+             root);
     return xp_test_run(cmd, NULL, out, err);
 }
 
@@ -51,7 +51,8 @@ Test(layers, this_tree_keeps_the_rules)
     cr_assert_eq(rc, 0, "check-layers fails on this tree:\n%s", err);
     cr_expect(strstr(out, "check-layers: ") == out && count(out, "\n") == 1,
               "one line saying what was checked, got:\n%s", out);
-    cr_expect(strstr(out, "< search < eval < job < cli"), "the order, with job:\n%s", out);
+    cr_expect(strstr(out, "< search < eval < job < serve < cli"),
+              "the order, with job and serve:\n%s", out);
     free(out);
     free(err);
 }
@@ -61,8 +62,7 @@ Test(layers, injected_includes_fail_naming_file_line_and_rule)
     char tmp[512];
     xp_test_tmp_path(tmp, sizeof tmp, "layers");
     const char *root = xp_test_env("XP_ROOT", ".");
-    sh("mkdir -p '%s' && cp -r '%s/src' '%s/include' '%s/fuzz' '%s'", tmp, root, root, root,
-       tmp);
+    sh("mkdir -p '%s' && cp -r '%s/src' '%s/include' '%s/fuzz' '%s'", tmp, root, root, root, tmp);
     /* one include of each kind the rules forbid, and two they allow */
     add_file(tmp, "src/model/upward.c", "xorpatch/search.h");
     add_file(tmp, "src/patch/sideways.c", "xorpatch/probe.h");

@@ -190,6 +190,10 @@ int xp_job_patches_add(xp_job_patches *list, const char *path, const xp_job_call
                        xp_err *err);
 void xp_job_patches_free(xp_job_patches *list);
 
+/* Applies patches to a loaded model's weights in memory, in order, after the checks
+ * xp_patch_file_apply makes (none for another base, none already recorded in the file,
+ * no two the same): the model then computes what the GGUF `apply -o` writes would. */
+int xp_job_model_patch(xp_model *m, xp_patch *const *ps, size_t n, xp_err *err);
 /* The base fingerprint of a model file: its record's base when it carries one, else the
  * SHA-256 of the file. */
 int xp_job_base_sha256(const char *path, const xp_gguf *g, char sha[65], xp_err *err);

@@ -149,6 +149,26 @@ size_t xp_forward_n_logits(const xp_seq *seqs, size_t n_seqs);
 int xp_forward(xp_model *m, xp_path path, const xp_seq *seqs, size_t n_seqs, float *logits,
                xp_err *err);
 
+/* ---- patch overlays: one batch, many patches -------------------------------------- */
+
+/* The rows a patch changes, copied beside the shared base weights: a sequence whose cache
+ * carries an overlay runs (fast path only) as if the patch were applied, bit for bit,
+ * while the other sequences of its batch run with theirs or the base. The patch layer
+ * fills one from a patch (xp_patch_overlay); an overlay must outlive every cache that
+ * carries it and is never changed while one runs. */
+typedef struct xp_overlay xp_overlay;
+int xp_overlay_new(xp_overlay **out, const xp_model *m, xp_err *err);
+void xp_overlay_free(xp_overlay *ov);
+/* The bytes of row `row` of a Q1_0 matrix (a tensor name of the model: a projection,
+ * token_embd.weight or output.weight) as the overlay holds it, a copy of the base row
+ * made on first use, for the caller to flip; *ne0 its columns. */
+int xp_overlay_row(xp_overlay *ov, const char *tensor, int64_t row, uint8_t **bytes,
+                   int64_t *ne0, xp_err *err);
+/* Rows held (memory: that many rows of their tensors). */
+size_t xp_overlay_rows(const xp_overlay *ov);
+/* The overlay the cache's sequence runs with from its next token (NULL: the base). */
+void xp_kv_set_overlay(xp_kv *kv, const xp_overlay *ov);
+
 /* ---- generation ----------------------------------------------------------- */
 
 typedef struct xp_sampler {
@@ -176,6 +196,28 @@ typedef struct xp_gen_opts {
  * generated ids (not the prompt), *n_out their count. */
 int xp_generate(xp_model *m, const int32_t *prompt, size_t n_prompt, const xp_gen_opts *o,
                 int32_t **out_ids, size_t *n_out, xp_err *err);
+
+/* One sequence's generation a step at a time, for callers that run the forward passes
+ * themselves (a server batching many sequences): the stop rules and text hand-out of
+ * xp_generate, which is built on it. The caller prefills the prompt, then repeatedly
+ * samples from the last logits (xp_decoder_sample, the sampler's seeded state) and hands
+ * the token to xp_decoder_take, which calls o->on_token with the text that became final,
+ * until xp_decoder_finish says why it ended. At most xp_decoder_max_new tokens are taken
+ * (-n capped by the context after the prompt); each token taken but the end of sequence
+ * must be run before the next is sampled. */
+enum xp_finish { XP_FINISH_NONE = 0, XP_FINISH_STOP, XP_FINISH_LENGTH };
+typedef struct xp_decoder xp_decoder;
+int xp_decoder_new(xp_decoder **out, const xp_model *m, size_t n_prompt, const xp_gen_opts *o,
+                   xp_err *err);
+void xp_decoder_free(xp_decoder *d);
+size_t xp_decoder_max_new(const xp_decoder *d);
+/* Tokens taken so far, an end of sequence not counted. */
+size_t xp_decoder_tokens(const xp_decoder *d);
+int32_t xp_decoder_sample(xp_decoder *d, const float *logits);
+int xp_decoder_take(xp_decoder *d, int32_t id, xp_err *err);
+/* XP_FINISH_NONE while going on; STOP: end of sequence, a stop string, or on_token asked
+ * to stop; LENGTH: the token limit. */
+int xp_decoder_finish(const xp_decoder *d);
 
 /* ---- perplexity ------------------------------------------------------------- */
 

@@ -189,6 +189,11 @@ int xp_patch_revert(xp_gguf *g, xp_patch *p, xp_patch_log *log, xp_err *err);
 int xp_model_patch_apply(xp_model *m, xp_patch *p, xp_err *err);
 int xp_model_patch_revert(xp_model *m, xp_patch *p, xp_err *err);
 
+/* Adds a patch's flips to an overlay of model m (xorpatch/model.h) after binding the patch
+ * to m's file: sequences that run with the overlay compute what m with the patch applied
+ * computes. Patches added to one overlay stack as applying them in turn would. */
+int xp_patch_overlay(xp_patch *p, xp_model *m, xp_overlay *ov, xp_err *err);
+
 /* What a patched GGUF records (metadata key "xorpatch.applied", one JSON string padded
  * with spaces to a reserved length so it can be rewritten in place): the fingerprint of
  * the unpatched file and every applied patch (name, identity, compact encoding). */
@@ -241,6 +246,14 @@ int xp_patch_file_apply(const char *in, xp_patch *const *ps, size_t n, const cha
  * applied the record key is removed, so the output is byte-identical to the base. */
 int xp_patch_file_revert(const char *in, xp_patch *const *ps, size_t n, const char *out,
                          const xp_patch_file_opts *o, xp_patch_file_result *res, xp_err *err);
+/* What xp_patch_file_apply checks before it writes, for a front end that applies patches
+ * in memory instead (generate --patch, the server's library): the base fingerprint of an
+ * open file (its record's base, else the SHA-256 of the file), and whether ps may be
+ * applied to it (each patch bound to g; none made for another base unless force, none
+ * already recorded in the file, no two the same), with apply's messages. */
+int xp_patch_file_base(xp_gguf *g, char base[65], xp_err *err);
+int xp_patch_file_check(xp_gguf *g, const char *base, xp_patch *const *ps, size_t n, bool force,
+                        xp_err *err);
 /* Completes an interrupted in-place operation on path, if its journal says there was
  * one (*recovered tells), and removes the temporaries killed writers of path left. */
 int xp_patch_file_recover(const char *path, bool *recovered, xp_err *err);

@@ -66,6 +66,15 @@ int xp_detokenize(const xp_tokenizer *t, const int32_t *ids, size_t n_ids, char 
 int xp_chat_encode(const xp_tokenizer *t, const char *system, const char *user, bool think,
                    int32_t **ids, size_t *n_ids, xp_err *err);
 
+/* The same for a conversation: each message as <|im_start|>ROLE\nCONTENT<|im_end|>\n in
+ * order (roles are plain text: "system", "user", "assistant"), then the assistant header
+ * and, with think false, the empty think block. */
+typedef struct xp_chat_message {
+    const char *role, *content;
+} xp_chat_message;
+int xp_chat_encode_messages(const xp_tokenizer *t, const xp_chat_message *msgs, size_t n,
+                            bool think, int32_t **ids, size_t *n_ids, xp_err *err);
+
 /* ---- text clean-up ------------------------------------------------------------ */
 
 /* What every input goes through before BPE (xp_tokenize runs both). */

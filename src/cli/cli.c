@@ -150,6 +150,19 @@ int cli_open_model(const char *path, const char *kernel, xp_model **out)
     return EXIT_OK;
 }
 
+int cli_open_patched_model(const char *path, const char *kernel, xp_patch *const *ps, size_t n,
+                           xp_model **out)
+{
+    int rc = cli_open_model(path, kernel, out);
+    xp_err err = {0};
+    if (!rc && n && xp_job_model_patch(*out, ps, n, &err)) {
+        xp_model_close(*out);
+        *out = NULL;
+        return cli_fail(&err);
+    }
+    return rc;
+}
+
 void cli_print_json(cJSON *value)
 {
     char *text = value ? cJSON_PrintUnformatted(value) : NULL;

@@ -31,6 +31,7 @@ extern const cli_command cli_apply, cli_revert, cli_verify, cli_diff, cli_stack,
 extern const cli_command cli_audit, cli_eval, cli_bench_task;
 extern const cli_command cli_search, cli_pipeline, cli_experiment;
 extern const cli_command cli_corpus, cli_train;
+extern const cli_command cli_serve;
 
 typedef struct cli_settings {
     bool quiet;    /* -q: nothing but results and errors */
@@ -69,6 +70,10 @@ int cli_set_threads(const char *command, const char *value);
 /* Opens a model and applies --kernel when given; prints the error itself. */
 #define CLI_KERNEL_NAMES "avx512, avx2, neon-dotprod, neon or portable"
 int cli_open_model(const char *path, const char *kernel, xp_model **out);
+/* The same with patches applied in memory, in order, as `apply -o` would apply them
+ * (--patch on the inference commands). */
+int cli_open_patched_model(const char *path, const char *kernel, xp_patch *const *ps, size_t n,
+                           xp_model **out);
 
 /* Finds the reference vocabulary: --tokenizer, then $XORPATCH_TOKENIZER, then the model
  * shipped in the source tree (models/tiny-bonsai.gguf, the real Qwen3 tokenizer keys),

@@ -13,6 +13,8 @@ static const char usage[] =
     "printed), or after -n tokens.\n"
     "\n"
     "  -m, --model FILE     a Qwen3 GGUF\n"
+    "  --patch PATCH        apply a patch in memory first (repeatable: stacked in order),\n"
+    "                       as `apply -o` would write it; -p stays the prompt\n"
     "  -p, --prompt TEXT    the prompt; special tokens in it are plain text\n"
     "  --chat               wrap the prompt in the Qwen3 chat template as the user turn\n"
     "  --system TEXT        with --chat: a system message\n"
@@ -38,10 +40,10 @@ static int on_token(void *ctx, int32_t id, const char *text, size_t len)
     return 0;
 }
 
-static const int options[] = {CLI_O_MODEL,  CLI_O_PROMPT,     CLI_O_CHAT, CLI_O_SYSTEM,
-                              CLI_O_THINK,  CLI_O_MAX_TOKENS, CLI_O_TEMP, CLI_O_TOP_K,
-                              CLI_O_TOP_P,  CLI_O_SEED,       CLI_O_STOP, CLI_O_PLAIN,
-                              CLI_O_KERNEL, CLI_O_THREADS};
+static const int options[] = {
+    CLI_O_MODEL,      CLI_O_PROMPT, CLI_O_CHAT,   CLI_O_SYSTEM,  CLI_O_THINK,
+    CLI_O_MAX_TOKENS, CLI_O_TEMP,   CLI_O_TOP_K,  CLI_O_TOP_P,   CLI_O_SEED,
+    CLI_O_STOP,       CLI_O_PLAIN,  CLI_O_KERNEL, CLI_O_THREADS, CLI_O_PATCH | CLI_LONG_ONLY};
 CLI_COMMAND(cli_generate, "generate", "continue a prompt (greedy or sampled), streaming", usage,
             options, false, execute);
 
@@ -60,7 +62,7 @@ static int execute(const cli_values *v)
                      .on_token = on_token};
     CLI_COPY_GIVEN(v, sampler, o.sampler);
     xp_model *m;
-    int rc = cli_open_model(model, v->kernel, &m);
+    int rc = cli_open_patched_model(model, v->kernel, v->patches.p, v->patches.n, &m);
     if (rc)
         return rc;
     xp_err err = {0};

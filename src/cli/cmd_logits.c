@@ -16,6 +16,8 @@ static const char usage[] =
     "position).\n"
     "\n"
     "  -m, --model FILE   a Qwen3 GGUF\n"
+    "  --patch PATCH      apply a patch in memory first (repeatable: stacked in order),\n"
+    "                     as `apply -o` would write it; -p stays the prompt\n"
     "  -p, --prompt TEXT  the prompt text\n"
     "  --ids LIST         the prompt as comma-separated token ids instead of text\n"
     "  --special          parse special tokens such as <|im_start|> in the text\n"
@@ -41,7 +43,8 @@ static const int options[] = {CLI_O_MODEL,
                               CLI_O_JSON,
                               CLI_O_PLAIN,
                               CLI_O_KERNEL,
-                              CLI_O_THREADS};
+                              CLI_O_THREADS,
+                              CLI_O_PATCH | CLI_LONG_ONLY};
 CLI_COMMAND(cli_logits, "logits", "next-token logits of a prompt (top K, JSON, raw f32)", usage,
             options, false, execute);
 
@@ -56,7 +59,7 @@ static int execute(const cli_values *v)
     xp_path path = v->plain ? XP_PATH_PLAIN : XP_PATH_FAST;
     bool all = v->all_positions;
     xp_model *m;
-    int rc = cli_open_model(model, v->kernel, &m);
+    int rc = cli_open_patched_model(model, v->kernel, v->patches.p, v->patches.n, &m);
     if (rc)
         return rc;
     size_t V = xp_model_shape(m)->n_vocab;

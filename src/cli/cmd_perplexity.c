@@ -14,6 +14,8 @@ static const char usage[] =
     "exp(mean negative log-likelihood) and the token count.\n"
     "\n"
     "  -m, --model FILE   a Qwen3 GGUF\n"
+    "  --patch PATCH      apply a patch in memory first (repeatable: stacked in order),\n"
+    "                     as `apply -o` would write it\n"
     "  -f, --file FILE    the text\n"
     "  --ctx N            chunk length in tokens (default 512)\n"
     "  --max-chunks N     score at most N chunks\n"
@@ -23,8 +25,9 @@ static const char usage[] =
     "  -q, --quiet        no progress\n"
     "  -h, --help         this text\n";
 
-static const int options[] = {CLI_O_MODEL, CLI_O_FILE,   CLI_O_CTX,    CLI_O_MAX_CHUNKS,
-                              CLI_O_PLAIN, CLI_O_KERNEL, CLI_O_THREADS};
+static const int options[] = {
+    CLI_O_MODEL, CLI_O_FILE,   CLI_O_CTX,     CLI_O_MAX_CHUNKS,
+    CLI_O_PLAIN, CLI_O_KERNEL, CLI_O_THREADS, CLI_O_PATCH | CLI_LONG_ONLY};
 CLI_COMMAND(cli_perplexity, "perplexity", "perplexity of a model on a text file", usage, options,
             false, execute);
 
@@ -39,7 +42,7 @@ static int execute(const cli_values *v)
     if (xp_read_file(file, &text, &len, &err))
         return cli_fail(&err);
     xp_model *m;
-    int rc = cli_open_model(model, v->kernel, &m);
+    int rc = cli_open_patched_model(model, v->kernel, v->patches.p, v->patches.n, &m);
     if (rc) {
         free(text);
         return rc;

@@ -12,7 +12,7 @@ static const cli_command *const commands[] = {&cli_synth,    &cli_inspect, &cli_
                                               &cli_generate, &cli_logits,  &cli_perplexity,
                                               &cli_apply,    &cli_revert,  &cli_verify,
                                               &cli_diff,     &cli_stack,   &cli_show,
-                                              &cli_convert,  &cli_corpus,  &cli_train,
+                                              &cli_convert,  &cli_corpus,  &cli_train, &cli_serve,
                                               &cli_audit,    &cli_eval,    &cli_bench_task,
                                               &cli_search,   &cli_pipeline, &cli_experiment};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -360,6 +360,12 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_KIND] = {"kind", 0, ENUM(task_kind, task_kind_name, XP_TASK_CHOICE + 1)},
     [CLI_O_STOP_NEWLINE] = {"stop-newline", 0, FLAG(stop_newline)},
     [CLI_O_LIMIT] = {"limit", 0, INT(limit, 1, COUNT)},
+
+    [CLI_O_PATCHES] = {"patches", 0, TEXT(patches_dir)},
+    [CLI_O_HOST] = {"host", 0, TEXT(host)},
+    [CLI_O_PORT] = {"port", 0, INT(port, 0, 65535)},
+    [CLI_O_API_KEY] = {"api-key", 0, TEXT(api_key)},
+    [CLI_O_PARALLEL] = {"parallel", 0, INT(parallel, 1, 256)},
 };
 
 /* An option as a command takes it: its range and short letter after the command's

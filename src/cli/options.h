@@ -158,6 +158,12 @@ typedef enum cli_option_id {
     CLI_O_KIND,
     CLI_O_STOP_NEWLINE,
     CLI_O_LIMIT,
+    /* serving */
+    CLI_O_PATCHES,
+    CLI_O_HOST,
+    CLI_O_PORT,
+    CLI_O_API_KEY,
+    CLI_O_PARALLEL,
     CLI_N_OPTIONS
 } cli_option_id;
 
@@ -215,6 +221,8 @@ typedef struct cli_values {
     bool tied, untied;
     cli_patches patches;
     const char *base, *to;
+    const char *patches_dir, *host, *api_key;
+    size_t port, parallel;
     bool in_place;
     const char *probes, *heldout, *split;
     int metric;

@@ -34,6 +34,9 @@ int xp_forward(xp_model *m, xp_path path, const xp_seq *seqs, size_t n_seqs, flo
     int rc = XP_OK;
     for (size_t s = 0; s < n_seqs && !rc; s++)
         rc = check(m, &seqs[s], s, err);
+    for (size_t s = 0; s < n_seqs && !rc && path == XP_PATH_PLAIN; s++)
+        if (seqs[s].kv && seqs[s].kv->overlay)
+            rc = xp_err_set(err, XP_EINVAL, "sequence %zu: overlays run on the fast path only", s);
     if (rc)
         return rc;
     xp_fwd_seq *fs = calloc(n_seqs ? n_seqs : 1, sizeof *fs);

@@ -207,6 +207,9 @@ static int attention_block(const xp_model *m, uint32_t l, xp_fast_batch *b, bool
     product qkv[] = {{&L->wq, b->q, qd}, {&L->wk, b->k, kvd}, {&L->wv, b->v, kvd}};
     if ((rc = matmuls(m, &b->qa, b->xb, T, qkv, 3)))
         return rc;
+    xp_overlay_product(&L->wq, b->kv, NULL, &b->qa, b->q, qd);
+    xp_overlay_product(&L->wk, b->kv, NULL, &b->qa, b->k, kvd);
+    xp_overlay_product(&L->wv, b->kv, NULL, &b->qa, b->v, kvd);
     keys_values(m, l, b);
     if (trim)
         keep_out_only(m, b);
@@ -215,6 +218,7 @@ static int attention_block(const xp_model *m, uint32_t l, xp_fast_batch *b, bool
         (rc = xp_qact_quantize(&b->qa, m->kern, b->att, T, (int64_t)qd)) ||
         (rc = matmul(m, &L->wo, &b->qa, b->att, T, b->o, E)))
         return rc;
+    xp_overlay_product(&L->wo, b->kv, NULL, &b->qa, b->o, E);
     add_rows(b->x, b->o, T * E);
     return XP_OK;
 }
@@ -252,6 +256,8 @@ static int ffn_activation(const xp_model *m, uint32_t l, xp_fast_batch *b)
         }
         free(g);
     }
+    if (ok)
+        xp_overlay_activation(L, b);
     return ok ? XP_OK : XP_ENOMEM;
 }
 
@@ -264,6 +270,7 @@ static int ffn_down(const xp_model *m, uint32_t l, xp_fast_batch *b)
     if ((rc = xp_qact_quantize(&b->qa, m->kern, b->gate, T, (int64_t)s->n_ff)) ||
         (rc = matmul(m, &m->layers[l].down, &b->qa, b->gate, T, b->o, E)))
         return rc;
+    xp_overlay_product(&m->layers[l].down, b->kv, NULL, &b->qa, b->o, E);
     add_rows(b->x, b->o, T * E);
     return XP_OK;
 }
@@ -336,6 +343,7 @@ void xp_fast_embed(const xp_model *m, xp_fast_batch *b)
 #pragma omp parallel for schedule(static) if (b->T > 1)
     for (size_t t = 0; t < b->T; t++)
         xp_weight_row(&m->tok_embd, b->tok[t], b->x + t * m->shape.n_embd);
+    xp_overlay_embed(m, b);
 }
 
 int xp_fast_layers(const xp_model *m, xp_fast_batch *b, uint32_t from, bool at_down,
@@ -384,8 +392,12 @@ int xp_fast_head(const xp_model *m, xp_fast_batch *b, const size_t *at, size_t n
     int rc = xp_qact_quantize(&b->qa, m->kern, b->xb, n_at, (int64_t)s->n_embd);
     if (rc)
         return rc;
-    if (!rows)
-        return matmul(m, &m->output, &b->qa, b->xb, n_at, logits, s->n_vocab);
+    if (!rows) {
+        if ((rc = matmul(m, &m->output, &b->qa, b->xb, n_at, logits, s->n_vocab)))
+            return rc;
+        xp_overlay_product(&m->output, b->kv, at, &b->qa, logits, s->n_vocab);
+        return XP_OK;
+    }
     /* a few scattered rows: each is a one-row matrix of its own */
     float *row = m->output.type == XP_TYPE_Q1_0 ? NULL : malloc((size_t)s->n_embd * sizeof *row);
     if (m->output.type != XP_TYPE_Q1_0 && !row)

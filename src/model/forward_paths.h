@@ -70,4 +70,12 @@ int xp_fast_ffn_row(const xp_model *m, xp_fast_batch *b, uint32_t l, int64_t row
  * of them), or every row of the vocabulary when rows is NULL. */
 int xp_fast_head(const xp_model *m, xp_fast_batch *b, const size_t *at, size_t n_at,
                  const int32_t *rows, size_t n_rows, float *logits);
+
+/* The patch overlays' hooks (overlay.c), one call after each base product: a product by
+ * w (y[i * ldy + r] for qa's token row i, whose sequence's cache is kv[at ? at[i] : i]),
+ * the MLP activation of layer L (after both its gate and up products), the embeddings. */
+void xp_overlay_product(const xp_weight *w, xp_kv *const *kv, const size_t *at, const xp_qact *qa,
+                        float *y, size_t ldy);
+void xp_overlay_activation(const xp_layer *L, xp_fast_batch *b);
+void xp_overlay_embed(const xp_model *m, xp_fast_batch *b);
 #endif

@@ -106,7 +106,7 @@ static int append(text_state *t, const char *s, size_t n)
 static size_t stop_at(const text_state *t, const char *const *stops)
 {
     size_t at = t->len;
-    for (size_t i = 0; stops && stops[i]; i++) {
+    for (size_t i = 0; t->buf && stops && stops[i]; i++) {
         const char *hit = *stops[i] ? strstr(t->buf, stops[i]) : NULL;
         if (hit && (size_t)(hit - t->buf) < at)
             at = (size_t)(hit - t->buf);
@@ -138,67 +138,140 @@ static int emit(const xp_gen_opts *o, text_state *t, size_t upto, int32_t id)
     return stop;
 }
 
+struct xp_decoder {
+    const xp_model *m;
+    xp_gen_opts o;
+    size_t max_new, n;
+    int32_t eos[2], last;
+    text_state text;
+    uint64_t rng_state;
+    int finish; /* enum xp_finish */
+};
+
+int xp_decoder_new(xp_decoder **out, const xp_model *m, size_t n_prompt, const xp_gen_opts *o,
+                   xp_err *err)
+{
+    *out = NULL;
+    if (n_prompt == 0)
+        return xp_err_set(err, XP_EINVAL, "the prompt has no tokens");
+    if (n_prompt >= m->shape.n_ctx)
+        return xp_err_set(err, XP_EINVAL,
+                          "the prompt has %zu tokens; the model's context holds "
+                          "%u",
+                          n_prompt, m->shape.n_ctx);
+    xp_decoder *d = calloc(1, sizeof *d);
+    if (!d)
+        return xp_err_set(err, XP_ENOMEM, "out of memory");
+    d->m = m;
+    d->o = *o;
+    d->max_new = o->max_tokens;
+    if (n_prompt + d->max_new > m->shape.n_ctx)
+        d->max_new = m->shape.n_ctx - n_prompt;
+    d->eos[0] = d->eos[1] = -1;
+    if (o->stop_at_eos && m->tok) {
+        d->eos[0] = xp_tokenizer_find(m->tok, "<|endoftext|>");
+        d->eos[1] = xp_tokenizer_find(m->tok, "<|im_end|>");
+    }
+    d->last = -1;
+    d->rng_state = o->sampler.seed;
+    d->finish = d->max_new ? XP_FINISH_NONE : XP_FINISH_LENGTH;
+    *out = d;
+    return XP_OK;
+}
+
+void xp_decoder_free(xp_decoder *d)
+{
+    if (!d)
+        return;
+    free(d->text.buf);
+    free(d);
+}
+
+size_t xp_decoder_max_new(const xp_decoder *d) { return d->max_new; }
+size_t xp_decoder_tokens(const xp_decoder *d) { return d->n; }
+int xp_decoder_finish(const xp_decoder *d) { return d->finish; }
+
+int32_t xp_decoder_sample(xp_decoder *d, const float *logits)
+{
+    return xp_sample(&d->o.sampler, logits, d->m->shape.n_vocab, &d->rng_state);
+}
+
+/* The end of the text: what is not held back by a stop string goes out. */
+static void flush(xp_decoder *d)
+{
+    if (stop_at(&d->text, d->o.stop_strings) == d->text.len)
+        emit(&d->o, &d->text, d->text.len, d->last);
+}
+
+int xp_decoder_take(xp_decoder *d, int32_t id, xp_err *err)
+{
+    if (d->finish)
+        return XP_OK;
+    if (id == d->eos[0] || id == d->eos[1]) {
+        d->finish = XP_FINISH_STOP;
+        flush(d);
+        return XP_OK;
+    }
+    d->n++;
+    d->last = id;
+    if (d->m->tok) {
+        char *piece;
+        size_t len;
+        int rc = xp_detokenize(d->m->tok, &id, 1, &piece, &len, err);
+        if (rc)
+            return rc;
+        rc = append(&d->text, piece, len);
+        free(piece);
+        if (rc)
+            return xp_err_set(err, XP_ENOMEM, "out of memory");
+        size_t stop = stop_at(&d->text, d->o.stop_strings);
+        if (stop < d->text.len) {
+            emit(&d->o, &d->text, stop, id);
+            d->finish = XP_FINISH_STOP;
+            return XP_OK;
+        }
+        if (emit(&d->o, &d->text, d->text.len - held_back(&d->text, d->o.stop_strings), id))
+            d->finish = XP_FINISH_STOP;
+    } else if (d->o.on_token && d->o.on_token(d->o.ctx, id, "", 0)) {
+        d->finish = XP_FINISH_STOP;
+    }
+    if (!d->finish && d->n == d->max_new)
+        d->finish = XP_FINISH_LENGTH;
+    if (d->finish)
+        flush(d);
+    return XP_OK;
+}
+
 int xp_generate(xp_model *m, const int32_t *prompt, size_t n_prompt, const xp_gen_opts *o,
                 int32_t **out_ids, size_t *n_out, xp_err *err)
 {
     *out_ids = NULL;
     *n_out = 0;
-    if (n_prompt == 0)
-        return xp_err_set(err, XP_EINVAL, "the prompt has no tokens");
-    if (n_prompt >= m->shape.n_ctx)
-        return xp_err_set(err, XP_EINVAL, "the prompt has %zu tokens; the model's context holds "
-                          "%u", n_prompt, m->shape.n_ctx);
-    size_t max_new = o->max_tokens;
-    if (n_prompt + max_new > m->shape.n_ctx)
-        max_new = m->shape.n_ctx - n_prompt;
-    int32_t eos[3] = {-1, -1, -1};
-    if (o->stop_at_eos && m->tok) {
-        eos[0] = xp_tokenizer_find(m->tok, "<|endoftext|>");
-        eos[1] = xp_tokenizer_find(m->tok, "<|im_end|>");
-    }
+    xp_decoder *d;
+    int rc = xp_decoder_new(&d, m, n_prompt, o, err);
+    if (rc)
+        return rc;
+    size_t max_new = d->max_new;
     xp_kv *kv = NULL;
     float *logits = malloc(m->shape.n_vocab * sizeof *logits);
     int32_t *ids = malloc((max_new ? max_new : 1) * sizeof *ids);
-    text_state text = {0};
-    int rc = logits && ids ? xp_kv_new(&kv, m, n_prompt + max_new, err)
-                           : xp_err_set(err, XP_ENOMEM, "out of memory");
+    rc = logits && ids ? xp_kv_new(&kv, m, n_prompt + max_new, err)
+                       : xp_err_set(err, XP_ENOMEM, "out of memory");
     xp_seq seq = {kv, prompt, n_prompt, NULL};
-    if (!rc)
+    if (!rc && max_new)
         rc = xp_forward(m, o->path, &seq, 1, logits, err);
-    uint64_t rng_state = o->sampler.seed;
     size_t n = 0;
-    while (!rc && n < max_new) {
-        int32_t id = xp_sample(&o->sampler, logits, m->shape.n_vocab, &rng_state);
-        if (id == eos[0] || id == eos[1])
-            break;
+    while (!rc && !d->finish) {
+        int32_t id = xp_decoder_sample(d, logits);
+        if ((rc = xp_decoder_take(d, id, err)) || d->n == n)
+            break; /* an error, or the end of sequence */
         ids[n++] = id;
-        if (m->tok) {
-            char *piece;
-            size_t len;
-            if ((rc = xp_detokenize(m->tok, &id, 1, &piece, &len, err)))
-                break;
-            rc = append(&text, piece, len) ? xp_err_set(err, XP_ENOMEM, "out of memory") : 0;
-            free(piece);
-            if (rc)
-                break;
-            size_t stop = stop_at(&text, o->stop_strings);
-            if (stop < text.len) {
-                emit(o, &text, stop, id);
-                break;
-            }
-            if (emit(o, &text, text.len - held_back(&text, o->stop_strings), id))
-                break;
-        } else if (o->on_token && o->on_token(o->ctx, id, "", 0)) {
-            break;
-        }
-        if (n == max_new)
+        if (d->finish)
             break;
         seq = (xp_seq){kv, &ids[n - 1], 1, NULL};
         rc = xp_forward(m, o->path, &seq, 1, logits, err);
     }
-    if (!rc && stop_at(&text, o->stop_strings) == text.len)
-        emit(o, &text, text.len, n ? ids[n - 1] : -1);
-    free(text.buf);
+    xp_decoder_free(d);
     free(logits);
     xp_kv_free(kv);
     if (rc) {

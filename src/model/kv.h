@@ -11,6 +11,7 @@
 struct xp_kv {
     size_t cap, len, dim, layers;
     float *k, *v;
+    const xp_overlay *overlay; /* the patch this sequence runs with (NULL: the base) */
 };
 
 /* A cache of `layers` layers (the model's count, or 1 for a scratch cache). */

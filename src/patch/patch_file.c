@@ -206,6 +206,27 @@ static int read_record(xp_gguf *g, xp_patch_record *rec, bool *present, bool nee
     return need_base ? xp_sha256_file(g->path, base, err) : XP_OK;
 }
 
+int xp_patch_file_base(xp_gguf *g, char base[65], xp_err *err)
+{
+    xp_patch_record rec = {0};
+    bool present = false;
+    int rc = read_record(g, &rec, &present, true, base, err);
+    xp_patch_record_free(&rec);
+    return rc;
+}
+
+int xp_patch_file_check(xp_gguf *g, const char *base, xp_patch *const *ps, size_t n, bool force,
+                        xp_err *err)
+{
+    xp_patch_record rec = {0};
+    bool present = false;
+    int rc = xp_patch_record_read(g, &rec, &present, err);
+    if (!rc)
+        rc = check_apply(g->path, g, &rec, base, ps, n, force, err);
+    xp_patch_record_free(&rec);
+    return rc;
+}
+
 /* Writes g (already flipped in memory) to out with record text (NULL: no record). */
 static int write_copy(const xp_gguf *g, const char *text, size_t len, const char *out,
                       const xp_patch_file_opts *o, xp_err *err)

@@ -541,13 +541,55 @@ static int encode_role(encoder *e, const char *role, const char *msg)
     return rc;
 }
 
-/* One step of the rendered template: a special token, or plain text ("role\n" and a
- * message as one piece when role is set). */
-struct chat_step {
-    int32_t id; /* >= 0: this special token */
-    const char *role;
-    const char *text;
-};
+/* The special tokens of one message: <|im_start|>, "role\ncontent" as one piece of
+ * plain text, <|im_end|>, then "\n". */
+static int encode_message(encoder *e, const char *role, const char *content)
+{
+    const xp_tokenizer *t = e->t;
+    int rc = emit(e, &t->im_start, 1);
+    if (!rc)
+        rc = encode_role(e, role, content);
+    if (!rc)
+        rc = emit(e, &t->im_end, 1);
+    return rc ? rc : encode_plain(e, "\n", 1);
+}
+
+int xp_chat_encode_messages(const xp_tokenizer *t, const xp_chat_message *msgs, size_t n,
+                            bool think, int32_t **ids, size_t *n_ids, xp_err *err)
+{
+    *ids = NULL;
+    *n_ids = 0;
+    if (!t)
+        return xp_err_set(err, XP_EINVAL, "xp_chat_encode: NULL tokenizer");
+    if (t->im_start < 0 || t->im_end < 0 || (!think && (t->think_open < 0 || t->think_close < 0)))
+        return xp_err_set(err, XP_ENOTFOUND,
+                          "the vocabulary lacks a chat token (<|im_start|>, <|im_end|>, "
+                          "<think>, </think>) that the Qwen3 template needs");
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!msgs[i].role || !msgs[i].content)
+            return xp_err_set(err, XP_EINVAL, "message %zu: no role or no content", i);
+        len += strlen(msgs[i].content);
+    }
+    encoder e;
+    int rc = encoder_init(&e, t, len, err);
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = encode_message(&e, msgs[i].role, msgs[i].content);
+    if (!rc)
+        rc = emit(&e, &t->im_start, 1);
+    if (!rc)
+        rc = encode_plain(&e, "assistant\n", strlen("assistant\n"));
+    if (!rc && !think) {
+        rc = emit(&e, &t->think_open, 1);
+        if (!rc)
+            rc = encode_plain(&e, "\n\n", 2);
+        if (!rc)
+            rc = emit(&e, &t->think_close, 1);
+        if (!rc)
+            rc = encode_plain(&e, "\n\n", 2);
+    }
+    return encoder_finish(&e, rc, ids, n_ids);
+}
 
 int xp_chat_encode(const xp_tokenizer *t, const char *system, const char *user, bool think,
                    int32_t **ids, size_t *n_ids, xp_err *err)
@@ -556,39 +598,7 @@ int xp_chat_encode(const xp_tokenizer *t, const char *system, const char *user, 
     *n_ids = 0;
     if (!t || !user)
         return xp_err_set(err, XP_EINVAL, "xp_chat_encode: NULL tokenizer or user text");
-    if (t->im_start < 0 || t->im_end < 0 || (!think && (t->think_open < 0 || t->think_close < 0)))
-        return xp_err_set(err, XP_ENOTFOUND,
-                          "the vocabulary lacks a chat token (<|im_start|>, <|im_end|>, "
-                          "<think>, </think>) that the Qwen3 template needs");
-    struct chat_step steps[14];
-    size_t k = 0;
-    if (system) {
-        steps[k++] = (struct chat_step){t->im_start, NULL, NULL};
-        steps[k++] = (struct chat_step){-1, "system", system};
-        steps[k++] = (struct chat_step){t->im_end, NULL, NULL};
-        steps[k++] = (struct chat_step){-1, NULL, "\n"};
-    }
-    steps[k++] = (struct chat_step){t->im_start, NULL, NULL};
-    steps[k++] = (struct chat_step){-1, "user", user};
-    steps[k++] = (struct chat_step){t->im_end, NULL, NULL};
-    steps[k++] = (struct chat_step){-1, NULL, "\n"};
-    steps[k++] = (struct chat_step){t->im_start, NULL, NULL};
-    steps[k++] = (struct chat_step){-1, NULL, "assistant\n"};
-    if (!think) {
-        steps[k++] = (struct chat_step){t->think_open, NULL, NULL};
-        steps[k++] = (struct chat_step){-1, NULL, "\n\n"};
-        steps[k++] = (struct chat_step){t->think_close, NULL, NULL};
-        steps[k++] = (struct chat_step){-1, NULL, "\n\n"};
-    }
-    encoder e;
-    int rc = encoder_init(&e, t, strlen(user) + (system ? strlen(system) : 0), err);
-    for (size_t i = 0; !rc && i < k; i++) {
-        if (steps[i].id >= 0)
-            rc = emit(&e, &steps[i].id, 1);
-        else if (steps[i].role)
-            rc = encode_role(&e, steps[i].role, steps[i].text);
-        else
-            rc = encode_plain(&e, steps[i].text, strlen(steps[i].text));
-    }
-    return encoder_finish(&e, rc, ids, n_ids);
+    xp_chat_message msgs[2] = {{"system", system}, {"user", user}};
+    return system ? xp_chat_encode_messages(t, msgs, 2, think, ids, n_ids, err)
+                  : xp_chat_encode_messages(t, msgs + 1, 1, think, ids, n_ids, err);
 }

@@ -328,7 +328,7 @@ Test(search_cli, validation_split_early_stop_and_flip_detail, .timeout = 240)
     cJSON_Delete(j);
     free(o), free(e);
     snprintf(cmd, sizeof cmd, "%s show '%s' --probes '%s'", xp_test_bin(), out, p.probes);
-    cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 1, "--probes needs -m: %s", e);
+    cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 2, "--probes needs -m: %s", e);
     free(o), free(e);
     /* a split that leaves no target */
     snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes '%s' -o '%s' --validation-split 0.95",

@@ -460,6 +460,10 @@ int search_team_step(run *r, xp_search_result *out, bool *stop, xp_err *err)
     xp_search_iter it = {.iter = r->iter,
                          .cand = s.c,
                          .fitness = s.res.fitness,
+                         .estimate = NAN, /* neither gradient proposals nor validation here */
+                         .change = NAN,
+                         .validation = NAN,
+                         .validation_now = NAN,
                          .accepted = s.res.flags & F_ACCEPTED,
                          .screened = s.res.flags & F_SCREENED,
                          .control_changed = s.res.flags & F_CONTROL,

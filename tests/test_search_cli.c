@@ -312,7 +312,7 @@ Test(search_cli, validation_split_early_stop_and_flip_detail, .timeout = 240)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s search -m '%s' --probes '%s' -o '%s' %s", xp_test_bin(),
                  p.model, p.probes, out, bad[i]);
-        cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 1, "%s: %s", bad[i], e);
+        cr_expect_eq(xp_test_run(cmd, NULL, &o, &e), 2, "%s: %s", bad[i], e);
         free(o), free(e);
     }
     /* show --probes: the crossings of each flip of a patch */

@@ -362,6 +362,18 @@ static cJSON *run_json(const xp_null_baseline *r, int k)
     return o;
 }
 
+/* The set's tokenised probes by role, appended to t (targets) and c (controls):
+ * shallow copies, the tokens stay e->pt's. */
+static void split_roles(const exp_run *e, xp_probe_tokens *t, size_t *nt, xp_probe_tokens *c,
+                        size_t *nc)
+{
+    for (size_t i = 0; i < e->s->n; i++)
+        if (e->s->probes[i].role == XP_ROLE_CONTROL)
+            c[(*nc)++] = e->pt[i];
+        else
+            t[(*nt)++] = e->pt[i];
+}
+
 static int null_baseline(exp_run *e, xp_err *err)
 {
     const xp_experiment_job *j = e->job;
@@ -374,11 +386,8 @@ static int null_baseline(exp_run *e, xp_err *err)
     size_t nt = 0, nc = 0;
     if (!t || !c)
         rc = xp_err_set(err, XP_ENOMEM, "out of memory");
-    for (size_t i = 0; i < s->n && !rc; i++) /* shallow: the tokens stay pt's */
-        if (s->probes[i].role == XP_ROLE_CONTROL)
-            c[nc++] = e->pt[i];
-        else
-            t[nt++] = e->pt[i];
+    if (!rc)
+        split_roles(e, t, &nt, c, &nc);
     xp_search_opts o = j->search;
     nb_progress bar = {.e = e, .total = 2 * o.iterations};
     o.on_iter = nb_iter;
@@ -557,11 +566,8 @@ static int proposal_efficiency(exp_run *e, xp_err *err)
     xp_probe_tokens *t = calloc(s->n + 1, sizeof *t), *c = calloc(s->n + n_extra + 1, sizeof *c);
     if (!rc && (!t || !c))
         rc = xp_err_set(err, XP_ENOMEM, "out of memory");
-    for (size_t i = 0; i < s->n && !rc; i++) /* shallow: the tokens stay pt's */
-        if (s->probes[i].role == XP_ROLE_CONTROL)
-            c[nc++] = e->pt[i];
-        else
-            t[nt++] = e->pt[i];
+    if (!rc)
+        split_roles(e, t, &nt, c, &nc);
     for (size_t i = 0; i < n_extra && !rc; i++)
         c[nc++] = xt[i];
     xp_search_opts o = j->search;

@@ -165,19 +165,29 @@ int xp_trainer_over_model(xp_trainer **out, xp_model *m, xp_err *err)
     return XP_OK;
 }
 
+/* The chunk of wanted LM-head rows from the r0-th on, dequantised into rows (d floats
+ * each); their count. */
+static int64_t head_rows_at(const struct xpt_source *src, size_t r0, size_t d, float *rows)
+{
+    const xp_weight *H = xp_model_lm_head(src->m);
+    size_t R = src->n_head_rows;
+    int64_t nr = (int64_t)(R - r0 < HEAD_CHUNK ? R - r0 : HEAD_CHUNK);
+    const int64_t *ids = src->head_rows + r0;
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < nr; j++)
+        xp_weight_row(H, ids[j], rows + (size_t)j * d);
+    return nr;
+}
+
 /* The LM head at the wanted tokens: logits[p][v] = head row v . xf[tok[p]] (0 where the
  * row is), the rows dequantised a chunk at a time. */
 static void head_forward(xp_trainer *t, const size_t *tok, size_t P, float *logits, float *rows)
 {
     const struct xpt_source *src = t->src;
-    const xp_weight *H = xp_model_lm_head(src->m);
     size_t d = t->s.n_embd, V = t->s.n_vocab, R = src->n_head_rows;
     for (size_t r0 = 0; r0 < R; r0 += HEAD_CHUNK) {
-        int64_t nr = (int64_t)(R - r0 < HEAD_CHUNK ? R - r0 : HEAD_CHUNK);
         const int64_t *ids = src->head_rows + r0;
-#pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < nr; j++)
-            xp_weight_row(H, ids[j], rows + (size_t)j * d);
+        int64_t nr = head_rows_at(src, r0, d, rows);
 #pragma omp parallel for schedule(static)
         for (int64_t p = 0; p < (int64_t)P; p++) {
             const float *x = t->a.xf + tok[p] * d;
@@ -193,14 +203,10 @@ static void head_backward(xp_trainer *t, const size_t *tok, size_t P, const floa
                           float *rows)
 {
     const struct xpt_source *src = t->src;
-    const xp_weight *H = xp_model_lm_head(src->m);
     size_t d = t->s.n_embd, V = t->s.n_vocab, R = src->n_head_rows;
     for (size_t r0 = 0; r0 < R; r0 += HEAD_CHUNK) {
-        int64_t nr = (int64_t)(R - r0 < HEAD_CHUNK ? R - r0 : HEAD_CHUNK);
         const int64_t *ids = src->head_rows + r0;
-#pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < nr; j++)
-            xp_weight_row(H, ids[j], rows + (size_t)j * d);
+        int64_t nr = head_rows_at(src, r0, d, rows);
 #pragma omp parallel for schedule(static)
         for (int64_t p = 0; p < (int64_t)P; p++) {
             float *dx = t->a.dxn + tok[p] * d;

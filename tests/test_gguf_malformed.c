@@ -642,6 +642,17 @@ Test(gguf_malformed, element_count_overflow_behind_a_zero)
     gb_free(&b);
 }
 
+Test(gguf_malformed, row_bytes_overflow_in_an_empty_tensor)
+{
+    /* no elements, yet one row of 2^62 f32 values is 2^64 bytes: a reader of rows
+     * computing that size would get 0 (the GGUF fuzzer's finding) */
+    gb b = {0};
+    const int64_t ne[2] = {1ll << 62, 0};
+    one_tensor(&b, "w", 2, ne, T_F32, 0);
+    expect_refused(&b, "tensor 'w'", "a row of 4611686018427387904 elements overflows its byte size", NULL);
+    gb_free(&b);
+}
+
 Test(gguf_malformed, unknown_tensor_type)
 {
     uint32_t types[] = {4, 31, 200, UINT32_MAX};

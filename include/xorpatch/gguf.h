@@ -108,8 +108,8 @@ int xp_gguf_get_str_array(const xp_gguf *g, const char *key, const xp_gguf_value
 
 const char *xp_gguf_type_name(uint32_t type);       /* metadata value type */
 const char *xp_tensor_type_name(uint32_t type);     /* "q1_0", "f32", ... or NULL */
-/* Bytes of a row of ne0 elements of `type`; 0 when ne0 is not a whole number of blocks
- * or the type is unknown. */
+/* Bytes of a row of ne0 elements of `type`; 0 when ne0 is not a whole number of blocks,
+ * the type is unknown or the size does not fit in 64 bits. */
 uint64_t xp_tensor_row_bytes(uint32_t type, int64_t ne0);
 
 /* Writer: collects metadata and tensors, then writes a temporary file beside the

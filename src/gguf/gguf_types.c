@@ -37,5 +37,6 @@ uint64_t xp_tensor_row_bytes(uint32_t type, int64_t ne0)
     const xp_ggml_type_info *t = xp_ggml_type(type);
     if (!t || ne0 < 0 || ne0 % t->block)
         return 0;
-    return (uint64_t)(ne0 / t->block) * t->size;
+    uint64_t bytes;
+    return __builtin_mul_overflow((uint64_t)(ne0 / t->block), t->size, &bytes) ? 0 : bytes;
 }

@@ -164,10 +164,10 @@ TEST_ENV := OMP_WAIT_POLICY=passive XP_SHARED=$(SHARED) XP_BIN=$(ROOT)/$(BUILD)/
             XP_CACHE=$(CACHE) XP_TMP=$(ROOT)/$(BUILD)/tmp \
             XP_EXAMPLES=$(ROOT)/$(BUILD)/examples XP_ENOSPC_SHIM=$(ROOT)/$(ENOSPC_SHIM)
 TEST_JOBS ?= 2
-# Criterion tells why a test was skipped only when verbose; the run's progress lines are
-# dropped so that skips, failures and the totals remain.
+# Criterion tells why a test was skipped only when verbose; scripts/test-run.sh drops the
+# run's progress lines (skips, failures and totals remain), keeps the whole output in a
+# log beside the build, and names the failures again at the end.
 TEST_FLAGS := --jobs $(TEST_JOBS) --verbose
-TEST_QUIET := grep -v -E '^\[(RUN |PASS)\]|^\[====\] Running'
 
 test: deps npm-cache check-layers test-plain test-asan
 
@@ -186,10 +186,10 @@ test-long: deps $(BUILD)/test_xorpatch $(BUILD)/xorpatch $(ENOSPC_SHIM) \
            $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch \
            $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
 	@mkdir -p $(BUILD)/tmp $(BUILD)/asan/tmp
-	set -o pipefail; $(TEST_ENV) XP_LONG=1 $(BUILD)/test_xorpatch $(TEST_FLAGS) \
-	  --filter 'faults_long/*' 2>&1 | $(TEST_QUIET) | grep -v 'Test is disabled'
-	set -o pipefail; $(ASAN_ENV) $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) \
-	  --filter '@($(ASAN_LONG))' 2>&1 | tee $(BUILD)/asan/test-long.log | $(TEST_QUIET)
+	scripts/test-run.sh $(BUILD)/test-long.log env $(TEST_ENV) XP_LONG=1 $(BUILD)/test_xorpatch \
+	  $(TEST_FLAGS) --filter 'faults_long/*'
+	scripts/test-run.sh $(BUILD)/asan/test-long.log env $(ASAN_ENV) $(BUILD)/asan/test_xorpatch \
+	  $(TEST_FLAGS) --filter '@($(ASAN_LONG))'
 	@scripts/check-leaks.sh $(BUILD)/asan/test-long.log
 
 # Layers only point down: the #include lines of src/, include/ and fuzz/ against the
@@ -197,16 +197,16 @@ test-long: deps $(BUILD)/test_xorpatch $(BUILD)/xorpatch $(ENOSPC_SHIM) \
 check-layers:
 	@scripts/check-layers.sh
 
-test-plain: check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples $(ENOSPC_SHIM) \
+test-plain: npm-cache check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples $(ENOSPC_SHIM) \
             $(if $(HAVE_MPI),$(BUILD)/xorpatch-mpi)
 	@rm -rf $(BUILD)/tmp && mkdir -p $(BUILD)/tmp
-	set -o pipefail; $(TEST_ENV) $(BUILD)/test_xorpatch $(TEST_FLAGS) 2>&1 | $(TEST_QUIET)
+	scripts/test-run.sh $(BUILD)/test.log env $(TEST_ENV) $(BUILD)/test_xorpatch $(TEST_FLAGS)
 
-test-asan: check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch $(ENOSPC_SHIM) \
+test-asan: npm-cache check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch $(ENOSPC_SHIM) \
            $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
 	@rm -rf $(BUILD)/asan/tmp && mkdir -p $(BUILD)/asan/tmp
-	set -o pipefail; $(ASAN_ENV) $(BUILD)/asan/test_xorpatch $(TEST_FLAGS) \
-	  --filter '!(@($(ASAN_LONG)))' 2>&1 | tee $(BUILD)/asan/test.log | $(TEST_QUIET)
+	scripts/test-run.sh $(BUILD)/asan/test.log env $(ASAN_ENV) $(BUILD)/asan/test_xorpatch \
+	  $(TEST_FLAGS) --filter '!(@($(ASAN_LONG)))'
 	@scripts/check-leaks.sh $(BUILD)/asan/test.log
 
 # Every test once per Arm kernel under qemu-aarch64, and the choice of kernel on a CPU

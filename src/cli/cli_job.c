@@ -1,6 +1,6 @@
 /* A job's callbacks for a terminal (cli_job.h): a stage's progress draws a bar labelled
  * with it, a new stage (or a count going back) starts a fresh one, a finished stage
- * clears it, and a message clears it before it is said. */
+ * clears it, and a message clears it before it is said; and the searches' crash hook. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,10 +43,23 @@ static void message(void *ctx, int level, const char *text)
     note(ctx, level, text);
 }
 
+/* The crash hook of the searches, for tests: with XORPATCH_CRASH_AT_ITERATION=N the
+ * process kills itself (SIGKILL) once iteration N is in its log. */
+static long crash_at_iteration;
+
+static void crash_at(void *ctx, const xp_search_iter *it)
+{
+    (void)ctx;
+    if ((long)it->iter >= crash_at_iteration)
+        raise(SIGKILL);
+}
+
 const xp_job_callbacks *cli_job_view_init(cli_job_view *v)
 {
     memset(v, 0, sizeof *v);
-    v->cb = (xp_job_callbacks){progress, NULL, message, v};
+    const char *crash = getenv("XORPATCH_CRASH_AT_ITERATION");
+    crash_at_iteration = crash && *crash ? strtol(crash, NULL, 10) : 0;
+    v->cb = (xp_job_callbacks){progress, crash_at_iteration > 0 ? crash_at : NULL, message, v};
     return &v->cb;
 }
 

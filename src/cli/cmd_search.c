@@ -96,7 +96,9 @@ static const char usage_more[] =
     "  --kernel NAME          " CLI_KERNEL_NAMES " (default: best)\n"
     "  -t, --threads N        threads (default: all cores)\n"
     "  -q, --quiet            no progress, notes or text report (files are written)\n"
-    "  -h, --help             this text\n";
+    "  -h, --help             this text\n"
+    "Testing: XORPATCH_CRASH_AT_ITERATION=N makes the search kill itself (SIGKILL) once\n"
+    "iteration N is in its log.\n";
 
 static const int options[] = {CLI_SEARCH_RUN_OPTIONS, CLI_O_PROBES,  CLI_O_HELDOUT,
                               CLI_O_RESUME_FROM,      CLI_O_NAME,    CLI_O_LOG,

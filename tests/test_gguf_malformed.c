@@ -522,6 +522,35 @@ Test(gguf_malformed, alignment_zero_or_not_power_of_two)
     }
 }
 
+Test(gguf_malformed, alignment_larger_than_64_kib)
+{
+    /* a 2^30 alignment in a 58-byte file would make every rewrite pad each tensor to a
+     * GiB (the GGUF fuzzer's out-of-memory finding); 65536 is still taken */
+    uint32_t values[] = {1u << 17, 1u << 30, 1u << 31};
+    for (size_t i = 0; i < 3; i++) {
+        gb b = {0};
+        one_key(&b, "general.alignment", V_U32);
+        size_t value_at = b.n;
+        gb_u32(&b, values[i]);
+        gb_zeros(&b, 8);
+        char buf[32], want[96];
+        snprintf(want, sizeof want, "is %u, more than the largest alignment taken (65536)",
+                 values[i]);
+        expect_refused(&b, at(buf, value_at), "general.alignment", want, NULL);
+        gb_free(&b);
+    }
+    gb b = {0};
+    one_key(&b, "general.alignment", V_U32);
+    gb_u32(&b, 65536);
+    gb_zeros(&b, 8);
+    xp_gguf *g = NULL;
+    xp_err err = {0};
+    cr_assert_eq(xp_gguf_open_memory(&g, b.p, b.n, &err), XP_OK, "%s", err.msg);
+    cr_expect_eq(g->alignment, 65536);
+    xp_gguf_close(g);
+    gb_free(&b);
+}
+
 /* ---- tensor descriptions ------------------------------------------------------------- */
 
 Test(gguf_malformed, truncated_in_tensor_info)

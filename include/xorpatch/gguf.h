@@ -65,10 +65,14 @@ typedef struct xp_gguf_tensor {
     uint8_t *data;      /* into the private map: writable, never written back */
 } xp_gguf_tensor;
 
+/* The largest general.alignment taken (files use 32; more would only pad a rewrite of a
+ * tiny file to gigabytes). */
+#define XP_GGUF_MAX_ALIGNMENT 65536u
+
 typedef struct xp_gguf {
     char *path;         /* NULL when opened from memory */
     uint32_t version;
-    uint64_t alignment;
+    uint64_t alignment; /* a power of two, at most XP_GGUF_MAX_ALIGNMENT */
     uint64_t data_offset; /* file offset of the tensor data section */
     uint64_t file_size;
     size_t n_kv;

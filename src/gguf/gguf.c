@@ -202,6 +202,8 @@ static int read_alignment(cursor *c, xp_gguf *g)
     memcpy(&a, v->data, 4);
     if (a == 0 || (a & (a - 1)))
         return fail(c, (uint64_t)(v->data - c->p), "general.alignment", "is %llu, expected a power of two", (unsigned long long)a);
+    if (a > XP_GGUF_MAX_ALIGNMENT)
+        return fail(c, (uint64_t)(v->data - c->p), "general.alignment", "is %llu, more than the largest alignment taken (%llu)", (unsigned long long)a, (unsigned long long)XP_GGUF_MAX_ALIGNMENT);
     g->alignment = a;
     return XP_OK;
 }

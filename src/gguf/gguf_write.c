@@ -355,8 +355,8 @@ void xp_gguf_writer_set_progress(xp_gguf_writer *w, xp_progress_fn fn, void *ctx
     w->progress_ctx = ctx;
 }
 
-/* 32 when general.alignment is absent; 0 when it is not a uint32 power of two, a file
- * the reader would refuse. */
+/* 32 when general.alignment is absent; 0 when it is not a uint32 power of two of at
+ * most XP_GGUF_MAX_ALIGNMENT, a file the reader would refuse. */
 static uint64_t writer_alignment(xp_gguf_writer *w)
 {
     wkv *kv = find_kv(w, "general.alignment");
@@ -367,7 +367,7 @@ static uint64_t writer_alignment(xp_gguf_writer *w)
         return 0;
     memcpy(&type, kv->bytes.p, 4);
     memcpy(&a, kv->bytes.p + 4, 4);
-    return type == XP_GGUF_UINT32 && a && !(a & (a - 1)) ? a : 0;
+    return type == XP_GGUF_UINT32 && a && !(a & (a - 1)) && a <= XP_GGUF_MAX_ALIGNMENT ? a : 0;
 }
 
 static int write_zeros(int fd, uint64_t n)
@@ -411,8 +411,9 @@ int xp_gguf_writer_write(xp_gguf_writer *w, const char *path, xp_err *err)
 {
     uint64_t align = writer_alignment(w);
     if (!align)
-        return xp_err_set(err, XP_EINVAL, "%s: general.alignment must be a uint32 power of two",
-                          path);
+        return xp_err_set(err, XP_EINVAL,
+                          "%s: general.alignment must be a uint32 power of two of at most %u",
+                          path, XP_GGUF_MAX_ALIGNMENT);
     buf h = {0};
     put(&h, "GGUF", 4);
     put_u32(&h, w->version);

@@ -506,19 +506,26 @@ Test(gguf_malformed, alignment_wrong_type)
     gb_free(&b);
 }
 
+/* A file whose general.alignment is `value` is refused at that value, saying `want`. */
+static void alignment_refused(uint32_t value, const char *want)
+{
+    gb b = {0};
+    one_key(&b, "general.alignment", V_U32);
+    size_t value_at = b.n;
+    gb_u32(&b, value);
+    gb_zeros(&b, 8);
+    char buf[32];
+    expect_refused(&b, at(buf, value_at), "general.alignment", want, NULL);
+    gb_free(&b);
+}
+
 Test(gguf_malformed, alignment_zero_or_not_power_of_two)
 {
     uint32_t values[] = {0, 48, 3};
     for (size_t i = 0; i < 3; i++) {
-        gb b = {0};
-        one_key(&b, "general.alignment", V_U32);
-        size_t value_at = b.n;
-        gb_u32(&b, values[i]);
-        gb_zeros(&b, 8);
-        char buf[32], want[64];
+        char want[64];
         snprintf(want, sizeof want, "is %u, expected a power of two", values[i]);
-        expect_refused(&b, at(buf, value_at), "general.alignment", want, NULL);
-        gb_free(&b);
+        alignment_refused(values[i], want);
     }
 }
 
@@ -528,16 +535,10 @@ Test(gguf_malformed, alignment_larger_than_64_kib)
      * GiB (the GGUF fuzzer's out-of-memory finding); 65536 is still taken */
     uint32_t values[] = {1u << 17, 1u << 30, 1u << 31};
     for (size_t i = 0; i < 3; i++) {
-        gb b = {0};
-        one_key(&b, "general.alignment", V_U32);
-        size_t value_at = b.n;
-        gb_u32(&b, values[i]);
-        gb_zeros(&b, 8);
-        char buf[32], want[96];
+        char want[96];
         snprintf(want, sizeof want, "is %u, more than the largest alignment taken (65536)",
                  values[i]);
-        expect_refused(&b, at(buf, value_at), "general.alignment", want, NULL);
-        gb_free(&b);
+        alignment_refused(values[i], want);
     }
     gb b = {0};
     one_key(&b, "general.alignment", V_U32);

@@ -114,6 +114,87 @@ Test(propose, no_candidate_twice_and_high_scales_drawn_more)
     xp_model_close(m);
 }
 
+/* A gradient ranking over the blocks of one tensor, in a shuffled order with falling
+ * estimates, some candidates already tried (as a resumed search marks its flips). */
+static void ranked_proposer(xp_proposer *p, xp_model *m, uint32_t *layer)
+{
+    xp_search_opts o;
+    xp_search_opts_default(&o);
+    o.granularity = XP_GRAN_BLOCK;
+    o.proposal = XP_PROPOSE_GRADIENT;
+    o.projs = 1u << XP_PROJ_DOWN;
+    xp_err err = {0};
+    cr_assert_eq(xp_proposer_init(p, m, &o, layer, 1, &err), XP_OK, "%s", err.msg);
+    size_t n = (size_t)p->units[0].n_items;
+    p->ranked = calloc(n, sizeof *p->ranked);
+    xp_rng rng;
+    xp_rng_seed(&rng, 5);
+    for (size_t i = 0; i < n; i++)
+        p->ranked[i] = (xp_ranked){{*layer, XP_PROJ_DOWN, XP_FLIP_BLOCK, 0, (int64_t)i}, 0, i};
+    for (size_t i = n; i-- > 1;) { /* Fisher-Yates */
+        size_t j = (size_t)xp_rng_below(&rng, i + 1);
+        xp_candidate c = p->ranked[i].c;
+        p->ranked[i].c = p->ranked[j].c, p->ranked[j].c = c;
+    }
+    for (size_t i = 0; i < n; i++)
+        p->ranked[i].estimate = (double)(n - i);
+    p->n_ranked = n;
+    p->stale = false;
+    for (size_t i = 0; i < n; i += 7)
+        xp_proposer_mark(p, &p->ranked[i].c);
+}
+
+/* A team's leader draws ahead and gives back what a kept flip made stale: from a ranking,
+ * the draws after any number of give-backs (newest first) are the draws of a proposer
+ * that never drew them, estimates included, and the set of tried candidates stays whole
+ * (every candidate comes exactly once, across thousands of removals from it). */
+Test(propose, a_ranking_gives_back_what_was_drawn_as_if_never_drawn)
+{
+    xp_model *m = xp_test_open_tiny();
+    uint32_t layer = 2;
+    xp_proposer a, b;
+    ranked_proposer(&a, m, &layer);
+    ranked_proposer(&b, m, &layer);
+    size_t n = a.n_ranked, n_seq = 0;
+    xp_candidate *seq = calloc(n, sizeof *seq), held[64], c;
+    double *est = calloc(n, sizeof *est);
+    while (xp_proposer_next(&a, &c)) {
+        est[n_seq] = a.estimate;
+        seq[n_seq++] = c;
+    }
+    cr_assert_eq(n_seq, n - (n + 6) / 7, "every candidate not marked, once");
+    xp_rng rng;
+    xp_rng_seed(&rng, 17);
+    size_t pos = 0, rounds = 0, given_back = 0;
+    while (pos < n_seq) {
+        size_t k = 1 + (size_t)xp_rng_below(&rng, 40), got = 0;
+        while (got < k && xp_proposer_next(&b, &held[got])) {
+            cr_assert(!memcmp(&held[got], &seq[pos + got], sizeof c),
+                      "round %zu: draw %zu is not the lone proposer's %zu", rounds, got,
+                      pos + got);
+            cr_assert_eq(b.estimate, est[pos + got]);
+            got++;
+        }
+        cr_assert_eq(got, k < n_seq - pos ? k : n_seq - pos);
+        size_t back = pos + got == n_seq ? 0 : (size_t)xp_rng_below(&rng, got + 1);
+        for (size_t i = got; i-- > got - back;)
+            cr_assert_eq(xp_proposer_unget(&b, &held[i]), XP_OK);
+        given_back += back;
+        pos += got - back;
+        rounds++;
+    }
+    cr_assert(!xp_proposer_next(&b, &c), "nothing is left once the lone proposer is done");
+    cr_expect_eq(b.n_tried, a.n_tried);
+    cr_expect_gt(given_back, 500, "%zu given back in %zu rounds", given_back, rounds);
+    /* what was not drawn from the ranking cannot be given back */
+    xp_candidate other = {layer + 1, XP_PROJ_DOWN, XP_FLIP_BLOCK, 0, 0};
+    cr_expect_eq(xp_proposer_unget(&b, &other), XP_EINVAL);
+    free(seq), free(est);
+    xp_proposer_free(&a);
+    xp_proposer_free(&b);
+    xp_model_close(m);
+}
+
 /* Random probes on the model's vocabulary: a prompt and two answers of 1-4 tokens; in
  * two probes of three the answers start alike (one is sometimes the other's prefix), as
  * " 4x^3 + 6x" and " 4x^3 + 3x" do; half the prompts start with the same two or three

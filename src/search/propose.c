@@ -128,6 +128,28 @@ static bool tried_insert(xp_proposer *p, uint64_t key)
     }
 }
 
+/* Removes key, keeping every other key reachable from its home slot (the probe runs
+ * after the freed slot are shifted back over it). */
+static void tried_remove(xp_proposer *p, uint64_t key)
+{
+    size_t mask = p->tried_cap - 1, i = mix(key) & mask;
+    while (p->tried[i] != key) {
+        if (!p->tried[i])
+            return;
+        i = (i + 1) & mask;
+    }
+    for (size_t j = (i + 1) & mask; p->tried[j]; j = (j + 1) & mask) {
+        size_t home = mix(p->tried[j]) & mask;
+        /* the key at j may move to i when its home is not cyclically within (i, j] */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            p->tried[i] = p->tried[j];
+            i = j;
+        }
+    }
+    p->tried[i] = 0;
+    p->n_tried--;
+}
+
 void xp_proposer_mark(xp_proposer *p, const xp_candidate *c) { tried_insert(p, key_of(c)); }
 
 /* First index whose cumulative weight exceeds x. */
@@ -201,6 +223,19 @@ bool xp_proposer_next(xp_proposer *p, xp_candidate *c)
 
 int xp_proposer_unget(xp_proposer *p, const xp_candidate *c)
 {
+    if (p->proposal == XP_PROPOSE_GRADIENT) {
+        /* untried again, and the walk goes back to its place in the ranking (the ones
+         * between were skipped as tried before, and still are) */
+        uint64_t key = key_of(c);
+        size_t i = p->next_rank;
+        while (i > 0 && key_of(&p->ranked[i - 1].c) != key)
+            i--;
+        if (i == 0)
+            return XP_EINVAL; /* not drawn from this ranking */
+        tried_remove(p, key);
+        p->next_rank = i - 1;
+        return XP_OK;
+    }
     if (p->n_back == p->cap_back) {
         size_t cap = p->cap_back ? 2 * p->cap_back : 16;
         xp_candidate *b = realloc(p->back, cap * sizeof *b);

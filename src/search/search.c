@@ -77,11 +77,6 @@ static int check_opts(const xp_model *m, const xp_search_opts *o, xp_err *err)
         return xp_err_set(err, XP_EINVAL, "gradient proposals rank again every N >= 1 accepts");
     if (!(o->lambda >= 0) || !(o->epsilon >= 0) || !(o->min_gain >= 0))
         return xp_err_set(err, XP_EINVAL, "lambda, epsilon and min-gain must be >= 0");
-    if (o->team && xp_search_team_size(o->team) > 1 &&
-        (o->proposal == XP_PROPOSE_GRADIENT || o->n_validation))
-        return xp_err_set(err, XP_EINVAL,
-                          "a search on several MPI ranks takes neither gradient proposals nor "
-                          "validation probes yet: run it as one process");
     if (o->validation_rule < 0 || o->validation_rule > XP_VALIDATION_EARLY_STOP)
         return xp_err_set(err, XP_EINVAL, "unknown validation rule %d", o->validation_rule);
     if (o->n_validation && !o->validation)
@@ -787,7 +782,7 @@ int xp_search_run(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
         !(rc = xp_gauge_init(&r.gauge, m, pt, r.n, o->metric, o->naive, layers, n_layers,
                              (xp_search_projs(o) & mlp) != 0, err)) &&
         !(rc = xp_gauge_run(&r.gauge, NULL, 0, NULL, r.base, err)) &&
-        !(rc = o->proposal == XP_PROPOSE_GRADIENT
+        !(rc = o->proposal == XP_PROPOSE_GRADIENT && !search_team_follows(o)
                    ? xp_gradient_new(&r.grad, m, pt, r.nt, r.nc, o->metric, &r.prop, err)
                    : XP_OK)) {
         xp_gauge_commit(&r.gauge);

@@ -60,7 +60,9 @@ bool xp_proposer_next(xp_proposer *p, xp_candidate *c);
  * them again, in the order they were first drawn, as if they had never been drawn (a
  * team's leader draws ahead, and gives back what a kept flip made stale). A proposer
  * whose order depends on the kept flips must keep this promise too: the candidates after
- * a kept flip are what a lone search would draw after it. XP_ENOMEM when it cannot. */
+ * a kept flip are what a lone search would draw after it (gradient proposals: each is
+ * untried again and the walk of the ranking goes back to it). XP_ENOMEM when there is no
+ * room; XP_EINVAL when a gradient candidate is not one of the ranking's drawn. */
 int xp_proposer_unget(xp_proposer *p, const xp_candidate *c);
 /* Marks a candidate as tried (for a resumed patch's flips). */
 void xp_proposer_mark(xp_proposer *p, const xp_candidate *c);

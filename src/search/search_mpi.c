@@ -27,9 +27,9 @@
 
 enum { TAG_WORK = 1, TAG_REPLY, TAG_TEXT };
 enum { MSG_EVAL = 1, MSG_COMMIT, MSG_END, MSG_RESULT, MSG_STALE, MSG_ERROR };
-enum { F_ACCEPTED = 1, F_SCREENED = 2, F_CONTROL = 4, F_FOR_EVAL = 8 };
+enum { F_ACCEPTED = 1, F_SCREENED = 2, F_CONTROL = 4, F_FOR_EVAL = 8, F_VALIDATION = 16 };
 
-/* What the ranks send each other, in either direction: 72 bytes (the ranks share one
+/* What the ranks send each other, in either direction: 88 bytes (the ranks share one
  * byte order and ABI; a cluster's machines do). */
 typedef struct msg {
     uint32_t type, flags;
@@ -37,15 +37,16 @@ typedef struct msg {
     uint32_t layer;
     uint8_t proj, kind, bit, pad;
     int64_t index;
-    double fitness, seconds;
+    double fitness, change, validation, seconds; /* as xp_search_iter has them */
     uint64_t probes, digest; /* probes measured (an error: its code, negated); the
                                 digest of the state's gaps */
 } msg;
-_Static_assert(sizeof(msg) == 72, "a message is 72 bytes");
+_Static_assert(sizeof(msg) == 88, "a message is 88 bytes");
 
 /* A candidate of the sequence the leader has drawn and not yet taken. */
 typedef struct slot {
     xp_candidate c;
+    double estimate; /* the proposer's, when it was drawn */
     size_t seq;
     int owner; /* the rank evaluating it, -1 while none */
     bool done;
@@ -166,6 +167,9 @@ typedef struct start_msg {
     char fingerprint[72];
     uint64_t base, cur, n_kept;
     double best;
+    /* the validation's state, as a resumed leader restored it */
+    double val_best;
+    uint64_t val_best_flips, val_rejected;
 } start_msg;
 
 /* A follower: the leader's kept flips applied, every probe measured from the lowest
@@ -212,7 +216,10 @@ int search_team_start(run *r, int rc, xp_search_result *out, xp_err *err)
     start_msg s = {.base = digest_of(r->base, r->n),
                    .cur = digest_of(r->cur, r->n),
                    .n_kept = r->n_kept,
-                   .best = r->best};
+                   .best = r->best,
+                   .val_best = r->val_best,
+                   .val_best_flips = r->val_best_flips,
+                   .val_rejected = r->val_rejected};
     snprintf(s.fingerprint, sizeof s.fingerprint, "%s", r->fingerprint);
     start_msg lead = s;
     MPI_Bcast(&lead, sizeof lead, MPI_BYTE, 0, t->comm);
@@ -239,6 +246,11 @@ int search_team_start(run *r, int rc, xp_search_result *out, xp_err *err)
                             "rank 0's %zu resumed flips measure other gaps here than there",
                             (size_t)lead.n_kept);
         r->best = lead.best;
+        if (r->nv)
+            r->val_now = xp_fitness_value(&r->vfit, r->cur + r->nt + r->nc);
+        r->val_best = lead.val_best;
+        r->val_best_flips = (size_t)lead.val_best_flips;
+        r->val_rejected = (size_t)lead.val_rejected;
     }
     free(kept);
     if ((rc = agree(t, rc, err)))
@@ -257,7 +269,7 @@ static int evaluate(xp_search_team *t, run *r, const xp_candidate *c, size_t seq
                     xp_err *err)
 {
     double t0 = now();
-    xp_search_iter it = {.fitness = NAN};
+    xp_search_iter it = {.fitness = NAN, .change = NAN, .validation = NAN};
     long focal = search_focal(r);
     t->fresh = 0;
     int rc = search_evaluate(r, c, focal, &it, err);
@@ -269,8 +281,11 @@ static int evaluate(xp_search_team *t, run *r, const xp_candidate *c, size_t seq
     }
     *res = msg_of(MSG_RESULT, seq, t->version, c);
     res->flags = (it.accepted ? F_ACCEPTED : 0) | (it.screened ? F_SCREENED : 0) |
-                 (it.control_changed ? F_CONTROL : 0);
+                 (it.control_changed ? F_CONTROL : 0) |
+                 (it.validation_rejected ? F_VALIDATION : 0);
     res->fitness = it.fitness;
+    res->change = it.change;
+    res->validation = it.validation;
     res->seconds = now() - t0;
     res->probes = it.probes_run;
     res->digest = t->digest;
@@ -306,16 +321,23 @@ static int adopt(xp_search_team *t, run *r, const xp_candidate *c, size_t seq, d
 
 /* ---- the leader ---- */
 
-/* Draws the next candidate of the sequence into a new slot; false when the run's
- * iterations or the proposer are used up. */
-static bool draw(xp_search_team *t, run *r)
+/* Draws the next candidate of the sequence into a new slot (*drawn false when the run's
+ * iterations or the proposer are used up). Gradient proposals are ranked (again) first
+ * when a lone search's step would: the state is the one every slot is measured on. */
+static int draw(xp_search_team *t, run *r, bool *drawn, xp_err *err)
 {
     size_t seq = r->iter + t->n_pend + 1;
     xp_candidate c;
-    if (seq > r->o->iterations || t->n_pend == t->cap_pend || !xp_proposer_next(&r->prop, &c))
-        return false;
-    t->pend[t->n_pend++] = (slot){c, seq, -1, false, {0}};
-    return true;
+    *drawn = false;
+    if (seq > r->o->iterations || t->n_pend == t->cap_pend)
+        return XP_OK;
+    int rc = r->grad ? xp_gradient_refresh(r->grad, &r->prop, &r->fit, r->cur, search_focal(r), err)
+                     : XP_OK;
+    if (rc || !xp_proposer_next(&r->prop, &c))
+        return rc;
+    t->pend[t->n_pend++] = (slot){c, r->prop.estimate, seq, -1, false, {0}};
+    *drawn = true;
+    return XP_OK;
 }
 
 /* A rank that can take a candidate (followers first), or -1. */
@@ -330,15 +352,17 @@ static int free_rank(const xp_search_team *t)
 }
 
 /* Every free rank gets the next candidate nobody evaluates, drawn when none is left. */
-static void hand_out(xp_search_team *t, run *r)
+static int hand_out(xp_search_team *t, run *r, xp_err *err)
 {
     for (int w; (w = free_rank(t)) >= 0;) {
         slot *s = NULL;
         for (size_t i = 0; i < t->n_pend && !s; i++)
             if (t->pend[i].owner < 0)
                 s = &t->pend[i];
-        if (!s && !draw(t, r))
-            return;
+        bool drawn = false;
+        int rc = s ? XP_OK : draw(t, r, &drawn, err);
+        if (rc || (!s && !drawn))
+            return rc;
         s = s ? s : &t->pend[t->n_pend - 1];
         s->owner = w;
         t->held[w]++;
@@ -347,6 +371,7 @@ static void hand_out(xp_search_team *t, run *r)
             send_to(t, w, TAG_WORK, &m);
         }
     }
+    return XP_OK;
 }
 
 /* The text of rank w's error message (its TAG_TEXT part). */
@@ -413,8 +438,12 @@ static int commit_everywhere(xp_search_team *t, run *r, const slot *s, xp_err *e
         t->stats.thrown_away += t->pend[i].done;
         if (t->pend[i].owner == 0 && !t->pend[i].done)
             t->held[0]--; /* never started */
-        if (!rc && xp_proposer_unget(&r->prop, &t->pend[i].c))
-            rc = xp_err_set(err, XP_ENOMEM, "out of memory");
+        int back = rc ? XP_OK : xp_proposer_unget(&r->prop, &t->pend[i].c);
+        if (back)
+            rc = xp_err_set(err, back,
+                            back == XP_ENOMEM ? "out of memory"
+                                              : "iteration %zu's candidate is not the proposer's",
+                            t->pend[i].seq);
     }
     t->n_pend = 0;
     t->version++;
@@ -434,11 +463,13 @@ int search_team_step(run *r, xp_search_result *out, bool *stop, xp_err *err)
     }
     int rc = XP_OK;
     while (!rc && !(t->n_pend && t->pend[0].done)) {
-        if (!t->n_pend && !draw(t, r)) {
-            out->exhausted = *stop = true;
-            return XP_OK;
+        bool drawn = true;
+        if (!t->n_pend && ((rc = draw(t, r, &drawn, err)) || !drawn)) {
+            out->exhausted = *stop = !rc;
+            return rc;
         }
-        hand_out(t, r);
+        if ((rc = hand_out(t, r, err)))
+            break;
         slot *own = NULL;
         for (size_t i = 0; i < t->n_pend && !own; i++)
             if (t->pend[i].owner == 0 && !t->pend[i].done)
@@ -460,13 +491,14 @@ int search_team_step(run *r, xp_search_result *out, bool *stop, xp_err *err)
     xp_search_iter it = {.iter = r->iter,
                          .cand = s.c,
                          .fitness = s.res.fitness,
-                         .estimate = NAN, /* neither gradient proposals nor validation here */
-                         .change = NAN,
-                         .validation = NAN,
-                         .validation_now = NAN,
+                         .estimate = s.estimate,
+                         .change = s.res.change,
+                         .validation = s.res.validation,
+                         .validation_now = r->nv ? r->val_now : NAN,
                          .accepted = s.res.flags & F_ACCEPTED,
                          .screened = s.res.flags & F_SCREENED,
                          .control_changed = s.res.flags & F_CONTROL,
+                         .validation_rejected = s.res.flags & F_VALIDATION,
                          .probes_run = s.res.probes,
                          .seconds = s.res.seconds};
     if (it.accepted) {
@@ -475,6 +507,8 @@ int search_team_step(run *r, xp_search_result *out, bool *stop, xp_err *err)
         it.effect = &r->effect;
         it.moved = r->effect.moved;
         memcpy(it.crossed, r->effect.crossed, sizeof it.crossed);
+        if (r->nv)
+            it.validation_now = r->val_now;
     }
     search_record(r, &it, out);
     return XP_OK;
@@ -550,7 +584,7 @@ int search_team_follow(run *r, xp_err *err)
 /* ---- the end ---- */
 
 typedef struct end_msg {
-    uint64_t iter, accepted, screened_out, window_len;
+    uint64_t iter, accepted, screened_out, val_rejected, window_len;
     double best;
     uint8_t auto_stopped, exhausted, pad[6];
 } end_msg;
@@ -577,13 +611,14 @@ int search_team_finish(run *r, int rc, xp_search_result *out, xp_err *err)
     t->stats.seconds += now() - t->t0;
     if ((rc = agree(t, rc, err)))
         return rc;
-    end_msg e = {r->iter, r->accepted,       r->screened_out, strlen(r->window),
-                 r->best, out->auto_stopped, out->exhausted,  {0}};
+    end_msg e = {r->iter,           r->accepted, r->screened_out, r->val_rejected,
+                 strlen(r->window), r->best,     out->auto_stopped, out->exhausted, {0}};
     MPI_Bcast(&e, sizeof e, MPI_BYTE, 0, t->comm);
     if (e.window_len > r->o->stop_window)
         MPI_Abort(t->comm, 3); /* every rank has the window's room */
     MPI_Bcast(r->window, (int)e.window_len + 1, MPI_CHAR, 0, t->comm);
     r->iter = e.iter, r->accepted = e.accepted, r->screened_out = e.screened_out;
+    r->val_rejected = e.val_rejected;
     r->best = e.best;
     out->auto_stopped = e.auto_stopped, out->exhausted = e.exhausted;
     if (t->rank == 0)

@@ -169,25 +169,44 @@ TEST_JOBS ?= 2
 # log beside the build, and names the failures again at the end.
 TEST_FLAGS := --jobs $(TEST_JOBS) --verbose
 
-test: deps npm-cache check-layers test-plain test-asan
+# The programs the suites run, built side by side (one compiler per core), then the
+# suites one after the other (each runs two tests at a time).
+BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+PLAIN_TEST_BINS = $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples $(ENOSPC_SHIM) \
+                  $(if $(HAVE_MPI),$(BUILD)/xorpatch-mpi)
+ASAN_TEST_BINS = $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch $(ENOSPC_SHIM) \
+                 $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
+test: deps npm-cache check-layers
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) $(PLAIN_TEST_BINS) $(ASAN_TEST_BINS)
+	@$(MAKE) --no-print-directory test-plain
+	@$(MAKE) --no-print-directory test-asan
 
-# Tests that take minutes under AddressSanitizer (tens of times their plain time: they
-# run the program thousands of times, or replay a whole search, pipeline and eval) and
-# reach no code the rest of the ASan run leaves out: `make test` runs them plain only,
-# `make test-long` under ASan too (measured with `--verbose`, which gives each test's time).
-ASAN_LONG := behaviour/*|cli_options/every_help_names_exactly_the_options_its_command_takes
+# The tests that take the longest, kept out of `make test` (which should take at most
+# 5 minutes on 2 cores) and run by `make test-long` (CI runs both); each test's time is
+# in the suite's log (`--verbose`). Plain: the MPI searches compared with one process
+# (each search twice, one of them on three ranks), the regression record of a search,
+# pipeline and eval, and every command's help against its options. Under
+# AddressSanitizer (tens of times their plain time) also: the gradient proposals' tests,
+# the golden logits, the job API's whole searches and the validation's resumes; `make
+# test` runs these plain only.
+PLAIN_LONG := mpi/three_ranks_write_what_one_process_writes|$\
+              mpi/a_killed_rank_stops_the_run_and_its_checkpoint_resumes_exactly|$\
+              behaviour/*|cli_options/every_help_names_exactly_the_options_its_command_takes
+ASAN_LONG := $(PLAIN_LONG)|gradient/*|golden/*|job/the_example_program_writes_the_flips_of_xorpatch_search|$\
+             job/resumed_search_equals_the_uninterrupted_one|$\
+             search/validation_resumes_exactly_under_both_rules
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=exitcode=0 \
 	$(TEST_ENV) XP_BIN=$(ROOT)/$(BUILD)/asan/xorpatch XP_TMP=$(ROOT)/$(BUILD)/asan/tmp XP_ASAN=1 \
 	XP_MPI_BIN= XP_EXAMPLES=$(ROOT)/$(BUILD)/asan/examples
 
 # The slow checks, outside `make test` (CI runs both): an in-place apply on a
-# bonsai-1.7b shape killed at random instants, and the ASAN_LONG tests under ASan.
-test-long: deps $(BUILD)/test_xorpatch $(BUILD)/xorpatch $(ENOSPC_SHIM) \
-           $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch \
-           $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
+# bonsai-1.7b shape killed at random instants and the PLAIN_LONG tests, then the
+# ASAN_LONG tests under ASan.
+test-long: deps npm-cache
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) $(PLAIN_TEST_BINS) $(ASAN_TEST_BINS)
 	@mkdir -p $(BUILD)/tmp $(BUILD)/asan/tmp
 	scripts/test-run.sh $(BUILD)/test-long.log env $(TEST_ENV) XP_LONG=1 $(BUILD)/test_xorpatch \
-	  $(TEST_FLAGS) --filter 'faults_long/*'
+	  $(TEST_FLAGS) --filter '@(faults_long/*|$(PLAIN_LONG))'
 	scripts/test-run.sh $(BUILD)/asan/test-long.log env $(ASAN_ENV) $(BUILD)/asan/test_xorpatch \
 	  $(TEST_FLAGS) --filter '@($(ASAN_LONG))'
 	@scripts/check-leaks.sh $(BUILD)/asan/test-long.log
@@ -197,13 +216,12 @@ test-long: deps $(BUILD)/test_xorpatch $(BUILD)/xorpatch $(ENOSPC_SHIM) \
 check-layers:
 	@scripts/check-layers.sh
 
-test-plain: npm-cache check-layers $(BUILD)/test_xorpatch $(BUILD)/xorpatch examples $(ENOSPC_SHIM) \
-            $(if $(HAVE_MPI),$(BUILD)/xorpatch-mpi)
+test-plain: npm-cache check-layers $(PLAIN_TEST_BINS)
 	@rm -rf $(BUILD)/tmp && mkdir -p $(BUILD)/tmp
-	scripts/test-run.sh $(BUILD)/test.log env $(TEST_ENV) $(BUILD)/test_xorpatch $(TEST_FLAGS)
+	scripts/test-run.sh $(BUILD)/test.log env $(TEST_ENV) $(BUILD)/test_xorpatch $(TEST_FLAGS) \
+	  --filter '!(@($(PLAIN_LONG)))'
 
-test-asan: npm-cache check-layers $(BUILD)/asan/test_xorpatch $(BUILD)/asan/xorpatch $(ENOSPC_SHIM) \
-           $(patsubst examples/%.c,$(BUILD)/asan/examples/%,$(EXAMPLE_SRC))
+test-asan: npm-cache check-layers $(ASAN_TEST_BINS)
 	@rm -rf $(BUILD)/asan/tmp && mkdir -p $(BUILD)/asan/tmp
 	scripts/test-run.sh $(BUILD)/asan/test.log env $(ASAN_ENV) $(BUILD)/asan/test_xorpatch \
 	  $(TEST_FLAGS) --filter '!(@($(ASAN_LONG)))'

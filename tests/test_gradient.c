@@ -259,9 +259,11 @@ Test(gradient, proposal_efficiency_figures_add_up, .timeout = 900)
     o.checkpoint_every = 0;
     xp_proposal_efficiency r;
     xp_err err = {0};
-    cr_assert_eq(xp_exp_proposal_efficiency(f.m, f.tt, f.nt, f.ct, f.nc, &o, XP_PROPOSE_SCALE, NULL,
-                                            f.ts, f.tt, &r, &err),
+    cr_assert_eq(xp_exp_proposal_efficiency(f.m, f.tt, f.nt, f.ct, f.nc, &o, XP_PROPOSE_SCALE, 30,
+                                            NULL, f.ts, f.tt, &r, &err),
                  XP_OK, "%s", err.msg);
+    cr_expect_eq(r.run[0].res.iterations, 15);
+    cr_expect_eq(r.run[1].res.iterations, 30, "the baseline runs its own iterations");
     double least = r.run[0].res.best < r.run[1].res.best ? r.run[0].res.best : r.run[1].res.best;
     cr_expect_eq(r.target, least, "the target is the smaller final fitness");
     for (int k = 0; k < 2; k++) {

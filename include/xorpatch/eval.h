@@ -274,7 +274,8 @@ typedef struct xp_proposal_efficiency {
 } xp_proposal_efficiency;
 int xp_exp_proposal_efficiency(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
                                const xp_probe_tokens *controls, size_t n_controls,
-                               const xp_search_opts *o, int baseline, const double *target,
+                               const xp_search_opts *o, int baseline,
+                               size_t baseline_iterations, const double *target,
                                const xp_probe_set *heldout, const xp_probe_tokens *heldout_pt,
                                xp_proposal_efficiency *out, xp_err *err);
 void xp_proposal_efficiency_free(xp_proposal_efficiency *r);

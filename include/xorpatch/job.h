@@ -147,13 +147,15 @@ typedef struct xp_experiment_job {
     size_t n_patches;
     bool force;
     /* proposal-efficiency: controls besides --probes' promoted ones, a held-out set, the
-     * fitness both searches must reach (else the smaller final), and the proposal the
-     * gradient is compared with (search.proposal unless that is gradient: then scale) */
+     * fitness both searches must reach (else the smaller final), the proposal the
+     * gradient is compared with (search.proposal unless that is gradient: then scale)
+     * and its search's iterations (0: search.iterations) */
     const char *const *controls;
     size_t n_controls;
     const char *heldout;
     bool has_target_fitness;
     double target_fitness;
+    size_t baseline_iterations;
     /* layer-map (layers, projs), scale-vs-random, null-baseline and proposal-efficiency */
     xp_search_opts search;
     FILE *out;

@@ -93,11 +93,14 @@ static const char usage_more[] =
     "  --controls FILE      more controls; repeat to add files\n"
     "  --heldout FILE       probes evaluated only at the end, for each patch\n"
     "  --target-fitness X   the fitness both must reach (default: the smaller final)\n"
+    "  --baseline-iterations N  the baseline's search runs N iterations (default:\n"
+    "                       --iterations): a longer one tells how many it needs to\n"
+    "                       reach what the gradient reached\n"
     "  --rerank-every K     the gradient ranks again after K accepts (default 1)\n";
 
 static const int options[] = {
     CLI_SEARCH_SETTINGS, CLI_O_MODEL,          CLI_O_PROBES, CLI_O_METRIC,  CLI_O_CONTROLS,
-    CLI_O_HELDOUT,       CLI_O_TARGET_FITNESS, CLI_O_SEED,   CLI_O_JSON,    CLI_O_TEXT,
+    CLI_O_HELDOUT,       CLI_O_TARGET_FITNESS, CLI_O_BASELINE_ITERATIONS, CLI_O_SEED,   CLI_O_JSON,    CLI_O_TEXT,
     CLI_O_COUNTS,        CLI_O_STRATEGY,       CLI_O_TRIALS, CLI_O_CTX,     CLI_O_MAX_CHUNKS,
     CLI_O_SAMPLES,       CLI_O_PATCH_FILE,     CLI_O_FORCE,  CLI_O_THREADS, CLI_O_MPI};
 CLI_COMMAND_LONG_HELP(cli_experiment, "experiment",
@@ -136,6 +139,7 @@ static const struct {
     {CLI_O_CONTROLS, ONLY(PROPOSAL_EFFICIENCY)},
     {CLI_O_HELDOUT, ONLY(PROPOSAL_EFFICIENCY)},
     {CLI_O_TARGET_FITNESS, ONLY(PROPOSAL_EFFICIENCY)},
+    {CLI_O_BASELINE_ITERATIONS, ONLY(PROPOSAL_EFFICIENCY)},
     {CLI_O_MPI, ONLY(NULL_BASELINE)},
 };
 
@@ -210,6 +214,8 @@ static int execute(const cli_values *v)
                            .heldout = v->heldout,
                            .has_target_fitness = v->given[CLI_O_TARGET_FITNESS],
                            .target_fitness = v->target_fitness,
+                           .baseline_iterations =
+                               v->given[CLI_O_BASELINE_ITERATIONS] ? v->baseline_iterations : 0,
                            .out = stdout};
     int rc = check(v, &j.experiment);
     if (rc >= 0)

@@ -354,6 +354,7 @@ const cli_option cli_options[CLI_N_OPTIONS] = {
     [CLI_O_TRIALS] = {"trials", 0, INT(trials, 1, COUNT)},
     [CLI_O_SAMPLES] = {"samples", 0, INT(samples, 1, 1000000)},
     [CLI_O_TARGET_FITNESS] = {"target-fitness", 0, NUMBER(target_fitness, -1e9, 1e9)},
+    [CLI_O_BASELINE_ITERATIONS] = {"baseline-iterations", 0, INT(baseline_iterations, 1, COUNT)},
     [CLI_O_PATCH_FILE] = {"patch", 'p', TEXT(patch_files), .repeats = CLI_MAX_TEXTS},
 
     [CLI_O_TASKS] = {"tasks", 0, TEXT(tasks)},

@@ -153,6 +153,7 @@ typedef enum cli_option_id {
     CLI_O_SAMPLES,
     CLI_O_PATCH_FILE,
     CLI_O_TARGET_FITNESS,
+    CLI_O_BASELINE_ITERATIONS,
     /* task benchmarks */
     CLI_O_TASKS,
     CLI_O_KIND,
@@ -246,7 +247,7 @@ typedef struct cli_values {
     const char *text;
     cli_counts counts;
     cli_kinds strategies;
-    size_t trials, samples;
+    size_t trials, samples, baseline_iterations;
     double target_fitness;
     cli_texts patch_files; /* -p as paths, for a job that loads them itself */
     const char *tasks;

@@ -603,7 +603,8 @@ static double ratio_of(double baseline, double gradient)
 
 int xp_exp_proposal_efficiency(xp_model *m, const xp_probe_tokens *targets, size_t n_targets,
                                const xp_probe_tokens *controls, size_t n_controls,
-                               const xp_search_opts *o, int baseline, const double *target,
+                               const xp_search_opts *o, int baseline,
+                               size_t baseline_iterations, const double *target,
                                const xp_probe_set *heldout, const xp_probe_tokens *heldout_pt,
                                xp_proposal_efficiency *out, xp_err *err)
 {
@@ -620,6 +621,8 @@ int xp_exp_proposal_efficiency(xp_model *m, const xp_probe_tokens *targets, size
         trace_ctx t = {.run = r, .o = o};
         xp_search_opts so = *o;
         so.proposal = r->proposal;
+        if (k && baseline_iterations)
+            so.iterations = baseline_iterations;
         so.checkpoint = NULL; /* two searches must not write one checkpoint */
         so.write_patch = NULL;
         so.on_iter = trace_iter;

@@ -505,11 +505,12 @@ static void proposal_efficiency_write(const xp_experiment_job *j, const xp_searc
         return;
     fprintf(out,
             "proposal-efficiency: the same search (%s, %s fitness, %s flips, seed %llu, %zu "
-            "iterations, %zu targets, %zu controls) with gradient-ranked and with %s "
-            "proposals\nfitness at the start %.6g; to reach: %.6g (%s)\n\n",
+            "targets, %zu controls) with gradient-ranked and with %s proposals, for at most "
+            "%zu and %zu iterations\nfitness at the start %.6g; to reach: %.6g (%s)\n\n",
             xp_metric_name(o->metric), xp_fitness_name(o->fitness),
-            xp_granularity_name(o->granularity), (unsigned long long)o->seed, o->iterations, nt, nc,
-            xp_proposal_name(r->run[1].proposal), r->start, r->target,
+            xp_granularity_name(o->granularity), (unsigned long long)o->seed, nt, nc,
+            xp_proposal_name(r->run[1].proposal), o->iterations,
+            j->baseline_iterations ? j->baseline_iterations : o->iterations, r->start, r->target,
             r->target_given ? "given" : "the smaller final fitness");
     fprintf(out, "%-9s %6s %6s %11s %9s %10s %9s %8s %8s", "proposal", "iters", "kept", "final",
             "reached", "probes", "seconds", "total s", "rho");
@@ -572,17 +573,18 @@ static int proposal_efficiency(exp_run *e, xp_err *err)
         c[nc++] = xt[i];
     xp_search_opts o = j->search;
     int baseline = o.proposal == XP_PROPOSE_GRADIENT ? XP_PROPOSE_SCALE : o.proposal;
-    nb_progress bar = {.e = e, .total = 2 * o.iterations};
+    size_t b_iters = j->baseline_iterations ? j->baseline_iterations : o.iterations;
+    nb_progress bar = {.e = e, .total = o.iterations + b_iters};
     o.on_iter = nb_iter;
     o.ctx = &bar;
     xp_proposal_efficiency r = {0};
     if (!rc) {
         job_note(e->cb,
                  "proposal-efficiency: %zu targets, %zu controls, %zu iterations with "
-                 "gradient-ranked proposals, then with %s ones",
-                 nt, nc, o.iterations, xp_proposal_name(baseline));
+                 "gradient-ranked proposals, then %zu with %s ones",
+                 nt, nc, o.iterations, b_iters, xp_proposal_name(baseline));
         job_stage_start(&e->stage, bar.total);
-        rc = xp_exp_proposal_efficiency(e->m, t, nt, c, nc, &o, baseline,
+        rc = xp_exp_proposal_efficiency(e->m, t, nt, c, nc, &o, baseline, b_iters,
                                         j->has_target_fitness ? &j->target_fitness : NULL, held, ht,
                                         &r, err);
     }

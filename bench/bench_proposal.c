@@ -3,9 +3,11 @@
  * flips in gate and up of the default layers; seq_logprob, mean fitness) and on the
  * bonsai-1.7b shape made by `xorpatch synth` (random weights, the real tokenizer; the
  * behaviour suite's arithmetic targets, no controls, layer n_layer-2 alone so the
- * gradient's passes fit a shared machine). Each prints the iterations (exact
- * evaluations), probe measurements and seconds gradient-ranked and scale proposals need
- * to reach the smaller of their final fitnesses, and their ratio. 2 threads.
+ * gradient's passes fit a shared machine; ranked again every 2 accepts). The scale
+ * proposals' search runs ten times the gradient's iterations, without auto-stop, so
+ * that the count it needs is measured rather than cut at the gradient's. Each prints
+ * the iterations (exact evaluations), probe measurements and seconds each needs to
+ * reach the smaller of their final fitnesses, and their ratio. 2 threads.
  * Usage: bench_proposal [tiny] [bonsai-1.7b]   (default both)
  * Environment: XP_BENCH_PE_ITERS (tiny, default 60), XP_BENCH_PE_BIG_ITERS (1.7b,
  * default 10), XP_BIN, XP_ROOT (the checkout, default .). */
@@ -25,7 +27,7 @@ static size_t env_count(const char *name, size_t def)
 
 static int run(const char *model, const char *probes, const char *const *controls,
                size_t n_controls, const char *heldout, const uint32_t *layers, size_t n_layers,
-               size_t iterations)
+               size_t iterations, size_t rerank_every)
 {
     xp_experiment_job j = {.experiment = XP_EXP_PROPOSAL_EFFICIENCY,
                            .model_path = model,
@@ -35,9 +37,12 @@ static int run(const char *model, const char *probes, const char *const *control
                            .controls = controls,
                            .n_controls = n_controls,
                            .heldout = heldout,
+                           .baseline_iterations = 10 * iterations,
                            .out = stdout};
     xp_search_opts_default(&j.search);
     j.search.iterations = iterations;
+    j.search.rerank_every = rerank_every;
+    j.search.stop_window = 0; /* no auto-stop */
     j.search.checkpoint_every = 0;
     j.search.layers = layers;
     j.search.n_layers = n_layers;
@@ -70,7 +75,7 @@ int main(int argc, char **argv)
         snprintf(heldout, sizeof heldout, "%s/tests/behaviour/heldout.json", root);
         const char *ctl[] = {controls};
         printf("-- tiny-bonsai.gguf\n");
-        rc |= run(model, probes, ctl, 1, heldout, NULL, 0, env_count("XP_BENCH_PE_ITERS", 60));
+        rc |= run(model, probes, ctl, 1, heldout, NULL, 0, env_count("XP_BENCH_PE_ITERS", 60), 1);
     }
     if (big) {
         mkdir("build/bench", 0777);
@@ -86,7 +91,8 @@ int main(int argc, char **argv)
         snprintf(probes, sizeof probes, "%s/tests/behaviour/arith.json", root);
         uint32_t layer = 26;
         printf("\n-- bonsai-1.7b (synthetic, random weights), layer 26\n");
-        rc |= run(model, probes, NULL, 0, NULL, &layer, 1, env_count("XP_BENCH_PE_BIG_ITERS", 10));
+        rc |=
+            run(model, probes, NULL, 0, NULL, &layer, 1, env_count("XP_BENCH_PE_BIG_ITERS", 10), 2);
     }
     return rc ? 1 : 0;
 }

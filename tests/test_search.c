@@ -15,7 +15,7 @@
 
 Test(fitness, rules_of_spec_section_8)
 {
-    double base[] = {-1.0, 0.5, 2.0, 1.0};  /* targets 0,1; controls 2,3 */
+    double base[] = {-1.0, 0.5, 2.0, 1.0}; /* targets 0,1; controls 2,3 */
     double g[] = {-0.5, 1.5, 1.0, 1.5};
     bool solved[2] = {false, true};
     xp_fitness_ctx f = {XP_FITNESS_MEAN, 2.0, 0.5, 2, 2, base, solved};
@@ -170,8 +170,7 @@ Test(propose, a_ranking_gives_back_what_was_drawn_as_if_never_drawn)
         size_t k = 1 + (size_t)xp_rng_below(&rng, 40), got = 0;
         while (got < k && xp_proposer_next(&b, &held[got])) {
             cr_assert(!memcmp(&held[got], &seq[pos + got], sizeof c),
-                      "round %zu: draw %zu is not the lone proposer's %zu", rounds, got,
-                      pos + got);
+                      "round %zu: draw %zu is not the lone proposer's %zu", rounds, got, pos + got);
             cr_assert_eq(b.estimate, est[pos + got]);
             got++;
         }
@@ -209,7 +208,7 @@ static xp_probe_tokens *random_probes(size_t n, uint64_t seed, uint64_t vocab)
         pt[i].prompt = malloc(pt[i].n_prompt * sizeof(int32_t));
         for (size_t j = 0; j < pt[i].n_prompt; j++)
             pt[i].prompt[j] = i % 2 == 0 && j < 2 + i % 4 / 2 ? (int32_t)(100 + j)
-                                                            : (int32_t)xp_rng_below(&r, vocab);
+                                                              : (int32_t)xp_rng_below(&r, vocab);
         for (int a = 0; a < 2; a++) {
             pt[i].n_answer[a] = 1 + xp_rng_below(&r, 4);
             pt[i].answer[a] = malloc(pt[i].n_answer[a] * sizeof(int32_t));
@@ -319,8 +318,7 @@ Test(search, improves_and_the_patch_is_the_kept_flips, .timeout = 180)
         search(&s, &o, NULL, &r);
         cr_expect_eq(t.calls, r.iterations, "%s", xp_fitness_name(fits[i]));
         if (fits[i] != XP_FITNESS_FOCUSED) /* focused's best is its focal target's gap */
-            cr_expect(!t.best_fell, "%s: the best fitness never falls",
-                      xp_fitness_name(fits[i]));
+            cr_expect(!t.best_fell, "%s: the best fitness never falls", xp_fitness_name(fits[i]));
         cr_expect_gt(r.accepted, 0, "%s/%s: some flip is kept", xp_fitness_name(fits[i]),
                      xp_granularity_name(grans[i]));
         cr_expect_eq(r.patch->n_flips, r.accepted);
@@ -416,15 +414,15 @@ static void check_resume(setup *s, xp_search_opts o, size_t at)
     if (a.patch->n_flips) {
         flips_id(a.patch, ida);
         flips_id(b.patch, idb);
-        cr_expect_str_eq(idb, ida, "%s/%s resumed at %zu: the same patch", xp_fitness_name(o.fitness),
-                         xp_granularity_name(o.granularity), at);
+        cr_expect_str_eq(idb, ida, "%s/%s resumed at %zu: the same patch",
+                         xp_fitness_name(o.fitness), xp_granularity_name(o.granularity), at);
     }
     cr_expect_eq(b.accepted, a.accepted);
     cr_expect_eq(b.iterations, a.iterations);
     cr_expect_eq(b.auto_stopped, a.auto_stopped);
     cr_expect(memcmp(&a.best, &b.best, sizeof a.best) == 0, "best %a vs %a", a.best, b.best);
-    cr_expect(memcmp(a.final_gaps, b.final_gaps,
-                     (s->nt + s->nc + a.n_validation) * sizeof(double)) == 0);
+    cr_expect(
+        memcmp(a.final_gaps, b.final_gaps, (s->nt + s->nc + a.n_validation) * sizeof(double)) == 0);
     cr_expect_eq(b.validation_best_flips, a.validation_best_flips);
     cr_expect_eq(b.validation_rejected, a.validation_rejected);
     xp_search_result_free(&a);
@@ -517,7 +515,8 @@ Test(search, screening_auto_stop_min_gain_and_uniform_proposals, .timeout = 180)
     o.proposal = XP_PROPOSE_UNIFORM;
     search(&s, &o, NULL, &r);
     cr_expect_eq(r.screened_out, 0);
-    cr_expect_eq(r.probes_run, (1 + r.iterations) * (s.nt + s.nc), "baseline + every probe "
+    cr_expect_eq(r.probes_run, (1 + r.iterations) * (s.nt + s.nc),
+                 "baseline + every probe "
                  "each iteration");
     xp_search_result_free(&r);
     /* a gain no flip reaches: nothing is kept */
@@ -766,8 +765,9 @@ Test(search, crossings_per_flip_match_each_prefix_measured_alone, .timeout = 180
         xp_patch *prefix;
         cr_assert_eq(xp_patch_new(&prefix, &err), XP_OK);
         for (size_t i = 0; i <= k; i++)
-            cr_assert_eq(xp_patch_add(prefix, p->tensors[p->flips[i].tensor].name, &p->flips[i],
-                                      &err), XP_OK);
+            cr_assert_eq(
+                xp_patch_add(prefix, p->tensors[p->flips[i].tensor].name, &p->flips[i], &err),
+                XP_OK);
         cr_assert_eq(xp_model_patch_apply(s.m, prefix, &err), XP_OK, "%s", err.msg);
         cr_assert_eq(xp_probe_gaps(s.m, s.t, n, metric, g, &err), XP_OK);
         cr_assert_eq(xp_model_patch_revert(s.m, prefix, &err), XP_OK);

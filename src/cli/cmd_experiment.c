@@ -87,6 +87,7 @@ static const char usage_more[] =
     "  --lambda X           control penalty (default 2.0)\n"
     "  --proposal P         scale (default) or uniform\n"
     "  --screen K           worst targets measured first (default 2, 0 = off)\n"
+    "  --auto-stop N:RATE   as search's (default 200:0.01), or off\n"
     "  --mpi                both searches on mpirun's ranks (build/xorpatch-mpi; README)\n"
     "proposal-efficiency (and the null-baseline options above but --proposal: the\n"
     "baseline, scale or uniform):\n"
@@ -99,10 +100,12 @@ static const char usage_more[] =
     "  --rerank-every K     the gradient ranks again after K accepts (default 1)\n";
 
 static const int options[] = {
-    CLI_SEARCH_SETTINGS, CLI_O_MODEL,          CLI_O_PROBES, CLI_O_METRIC,  CLI_O_CONTROLS,
-    CLI_O_HELDOUT,       CLI_O_TARGET_FITNESS, CLI_O_BASELINE_ITERATIONS, CLI_O_SEED,   CLI_O_JSON,    CLI_O_TEXT,
-    CLI_O_COUNTS,        CLI_O_STRATEGY,       CLI_O_TRIALS, CLI_O_CTX,     CLI_O_MAX_CHUNKS,
-    CLI_O_SAMPLES,       CLI_O_PATCH_FILE,     CLI_O_FORCE,  CLI_O_THREADS, CLI_O_MPI};
+    CLI_SEARCH_SETTINGS, CLI_O_AUTO_STOP,  CLI_O_MODEL,          CLI_O_PROBES,
+    CLI_O_METRIC,        CLI_O_CONTROLS,   CLI_O_HELDOUT,        CLI_O_TARGET_FITNESS,
+    CLI_O_BASELINE_ITERATIONS,             CLI_O_SEED,           CLI_O_JSON,
+    CLI_O_TEXT,          CLI_O_COUNTS,     CLI_O_STRATEGY,       CLI_O_TRIALS,
+    CLI_O_CTX,           CLI_O_MAX_CHUNKS, CLI_O_SAMPLES,        CLI_O_PATCH_FILE,
+    CLI_O_FORCE,         CLI_O_THREADS,    CLI_O_MPI};
 CLI_COMMAND_LONG_HELP(cli_experiment, "experiment",
                       "run an anchor experiment (random-flips, layer-map, ...)", usage, usage_more,
                       options, true, execute);
@@ -135,6 +138,7 @@ static const struct {
     {CLI_O_LAMBDA, SEARCHES},
     {CLI_O_PROPOSAL, SEARCHES},
     {CLI_O_SCREEN, SEARCHES},
+    {CLI_O_AUTO_STOP, SEARCHES},
     {CLI_O_RERANK_EVERY, ONLY(PROPOSAL_EFFICIENCY)},
     {CLI_O_CONTROLS, ONLY(PROPOSAL_EFFICIENCY)},
     {CLI_O_HELDOUT, ONLY(PROPOSAL_EFFICIENCY)},

@@ -281,8 +281,7 @@ static int evaluate(xp_search_team *t, run *r, const xp_candidate *c, size_t seq
     }
     *res = msg_of(MSG_RESULT, seq, t->version, c);
     res->flags = (it.accepted ? F_ACCEPTED : 0) | (it.screened ? F_SCREENED : 0) |
-                 (it.control_changed ? F_CONTROL : 0) |
-                 (it.validation_rejected ? F_VALIDATION : 0);
+                 (it.control_changed ? F_CONTROL : 0) | (it.validation_rejected ? F_VALIDATION : 0);
     res->fitness = it.fitness;
     res->change = it.change;
     res->validation = it.validation;
@@ -611,8 +610,9 @@ int search_team_finish(run *r, int rc, xp_search_result *out, xp_err *err)
     t->stats.seconds += now() - t->t0;
     if ((rc = agree(t, rc, err)))
         return rc;
-    end_msg e = {r->iter,           r->accepted, r->screened_out, r->val_rejected,
-                 strlen(r->window), r->best,     out->auto_stopped, out->exhausted, {0}};
+    end_msg e = {r->iter,           r->accepted,       r->screened_out,
+                 r->val_rejected,   strlen(r->window), r->best,
+                 out->auto_stopped, out->exhausted,    {0}};
     MPI_Bcast(&e, sizeof e, MPI_BYTE, 0, t->comm);
     if (e.window_len > r->o->stop_window)
         MPI_Abort(t->comm, 3); /* every rank has the window's room */

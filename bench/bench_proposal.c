@@ -4,8 +4,10 @@
  * bonsai-1.7b shape made by `xorpatch synth` (random weights, the real tokenizer; the
  * behaviour suite's arithmetic targets, no controls, layer n_layer-2 alone so the
  * gradient's passes fit a shared machine; ranked again every 2 accepts). The scale
- * proposals' search runs ten times the gradient's iterations, without auto-stop, so
- * that the count it needs is measured rather than cut at the gradient's. Each prints
+ * proposals' search runs without auto-stop for ten times the gradient's iterations on
+ * the tiny model, a hundred times on the 1.7B shape (there one evaluation of one layer
+ * takes milliseconds and a gradient pass half a minute), so that the count it needs
+ * is measured rather than cut at the gradient's. Each prints
  * the iterations (exact evaluations), probe measurements and seconds each needs to
  * reach the smaller of their final fitnesses, and their ratio. 2 threads.
  * Usage: bench_proposal [tiny] [bonsai-1.7b]   (default both)
@@ -27,7 +29,7 @@ static size_t env_count(const char *name, size_t def)
 
 static int run(const char *model, const char *probes, const char *const *controls,
                size_t n_controls, const char *heldout, const uint32_t *layers, size_t n_layers,
-               size_t iterations, size_t rerank_every)
+               size_t iterations, size_t baseline_iterations, size_t rerank_every)
 {
     xp_experiment_job j = {.experiment = XP_EXP_PROPOSAL_EFFICIENCY,
                            .model_path = model,
@@ -37,7 +39,7 @@ static int run(const char *model, const char *probes, const char *const *control
                            .controls = controls,
                            .n_controls = n_controls,
                            .heldout = heldout,
-                           .baseline_iterations = 10 * iterations,
+                           .baseline_iterations = baseline_iterations,
                            .out = stdout};
     xp_search_opts_default(&j.search);
     j.search.iterations = iterations;
@@ -75,7 +77,8 @@ int main(int argc, char **argv)
         snprintf(heldout, sizeof heldout, "%s/tests/behaviour/heldout.json", root);
         const char *ctl[] = {controls};
         printf("-- tiny-bonsai.gguf\n");
-        rc |= run(model, probes, ctl, 1, heldout, NULL, 0, env_count("XP_BENCH_PE_ITERS", 60), 1);
+        size_t iters = env_count("XP_BENCH_PE_ITERS", 60);
+        rc |= run(model, probes, ctl, 1, heldout, NULL, 0, iters, 10 * iters, 1);
     }
     if (big) {
         mkdir("build/bench", 0777);
@@ -90,9 +93,9 @@ int main(int argc, char **argv)
         }
         snprintf(probes, sizeof probes, "%s/tests/behaviour/arith.json", root);
         uint32_t layer = 26;
+        size_t iters = env_count("XP_BENCH_PE_BIG_ITERS", 10);
         printf("\n-- bonsai-1.7b (synthetic, random weights), layer 26\n");
-        rc |=
-            run(model, probes, NULL, 0, NULL, &layer, 1, env_count("XP_BENCH_PE_BIG_ITERS", 10), 2);
+        rc |= run(model, probes, NULL, 0, NULL, &layer, 1, iters, 100 * iters, 2);
     }
     return rc ? 1 : 0;
 }

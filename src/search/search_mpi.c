@@ -330,6 +330,13 @@ static int draw(xp_search_team *t, run *r, bool *drawn, xp_err *err)
     *drawn = false;
     if (seq > r->o->iterations || t->n_pend == t->cap_pend)
         return XP_OK;
+    /* a ranking changes only after a kept flip, which gives every drawn slot back: one
+     * made while slots are out would leave them from the old ranking */
+    if (r->grad && t->n_pend && (r->prop.stale || r->prop.ranked_focal != search_focal(r)))
+        return xp_err_set(err, XP_EINVAL,
+                          "the gradient would rank again with %zu candidates "
+                          "drawn from its old ranking",
+                          t->n_pend);
     int rc = r->grad ? xp_gradient_refresh(r->grad, &r->prop, &r->fit, r->cur, search_focal(r), err)
                      : XP_OK;
     if (rc || !xp_proposer_next(&r->prop, &c))
@@ -438,10 +445,10 @@ static int commit_everywhere(xp_search_team *t, run *r, const slot *s, xp_err *e
         if (t->pend[i].owner == 0 && !t->pend[i].done)
             t->held[0]--; /* never started */
         int back = rc ? XP_OK : xp_proposer_unget(&r->prop, &t->pend[i].c);
-        if (back)
-            rc = xp_err_set(err, back,
-                            back == XP_ENOMEM ? "out of memory"
-                                              : "iteration %zu's candidate is not the proposer's",
+        if (back == XP_ENOMEM)
+            rc = xp_err_set(err, back, "out of memory");
+        else if (back)
+            rc = xp_err_set(err, back, "iteration %zu's candidate is not the proposer's",
                             t->pend[i].seq);
     }
     t->n_pend = 0;

@@ -258,8 +258,8 @@ static int read_tensor_infos(cursor *c, xp_gguf *g, index_tables *ix)
             return fail(c, at, field, "type id %llu is not a known ggml type", (unsigned long long)t->type);
         if (t->ne[0] % ti->block != 0)
             return fail(c, at, field, "row length %llu is not a multiple of the block size %llu", (unsigned long long)(uint64_t)t->ne[0], (unsigned long long)ti->block);
-        uint64_t row;
-        if (__builtin_mul_overflow((uint64_t)(t->ne[0] / ti->block), ti->size, &row))
+        uint64_t row = xp_tensor_row_bytes(t->type, t->ne[0]); /* 0: empty, or overflowed */
+        if (!row && t->ne[0])
             return fail(c, at, field, "a row of %llu elements overflows its byte size", (unsigned long long)t->ne[0]);
         uint64_t rows = (uint64_t)(total / (t->ne[0] ? t->ne[0] : 1));
         if (t->ne[0] == 0)
